@@ -1,0 +1,50 @@
+# Two commands a newcomer needs: `make serve` and `make test`. Both bootstrap .venv from PyPI.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+LISTEN ?= 127.0.0.1:50051
+STORE ?= sqlite:///$(CURDIR)/var/tidings.sqlite3
+PROJECTS := clients/python server $(wildcard plugins/*)
+
+.PHONY: serve test lint typecheck buf proto proto-check pytest bench clean
+
+$(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJECTS))
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt --group dev $(addprefix -e ,$(PROJECTS))
+	touch $(STAMP)
+
+## serve: start a local server on $(LISTEN) with its SQLite file under var/ (http and local
+## destinations allowed, since receivers on this machine are what a local server talks to).
+serve: $(STAMP)
+	mkdir -p var
+	$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
+
+## test: lint, type checks, buf lint, generated-code freshness, then the whole test suite.
+test: lint typecheck buf proto-check pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+buf:
+	npx --yes @bufbuild/buf@1.75.0 lint
+
+proto: $(STAMP)
+	$(BIN)/python .ci/gen_proto.py
+
+proto-check: $(STAMP)
+	$(BIN)/python .ci/gen_proto.py --check
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var

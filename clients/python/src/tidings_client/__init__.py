@@ -1,0 +1,10 @@
+"""tidings-client: talk to a tidings server from Python."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("tidings-client")
+except PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = ["__version__"]

@@ -1,0 +1,118 @@
+"""Domain records: plain immutable dataclasses shared by the core, stores and plugins."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Scope(enum.Enum):
+    """The level a hook, a resource or an event belongs to."""
+
+    COMPANY = "company"
+    PROJECT = "project"
+
+
+class HookStatus(enum.Enum):
+    """Whether a hook delivers (ACTIVE), holds deliveries (PAUSED) or drops them (DISABLED)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A destination and how to talk to it.
+
+    ``authorization_header`` holds the full secret; only the adapter masks it on the way out,
+    so the core can send it and stores can keep it.
+    """
+
+    name: str
+    company_id: int
+    project_id: int | None
+    display_name: str
+    destination_url: str
+    authorization_header: str
+    payload_format: str
+    status: HookStatus
+    create_time: datetime
+    update_time: datetime
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.COMPANY if self.project_id is None else Scope.PROJECT
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One selected event of a hook: a resource and one of its event types."""
+
+    name: str
+    resource_name: str
+    event_type: str
+    create_time: datetime
+
+    @property
+    def hook_name(self) -> str:
+        return self.name.rsplit("/triggers/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class EventMetadata:
+    """Where a change came from; every field is optional, as in Procore's payloads."""
+
+    source_user_id: int | None = None
+    source_project_id: int | None = None
+    source_operation_id: int | None = None
+    source_company_id: int | None = None
+    source_application_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedResource:
+    """A resource linked to the changed one (Procore v3 ``related_resources``)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change to one resource, as published by an internal service.
+
+    ``id`` is a ULID (26 characters, Crockford base32) and is what receivers de-duplicate on;
+    ``serial`` is a store-assigned positive integer for formats that need a numeric id.
+    ``project_id`` is None for company-level resources.
+    """
+
+    id: str
+    serial: int
+    timestamp: datetime
+    company_id: int
+    project_id: int | None
+    user_id: int
+    resource_name: str
+    resource_id: int
+    event_type: str
+    metadata: EventMetadata = field(default_factory=EventMetadata)
+    related_resources: tuple[RelatedResource, ...] = ()
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.COMPANY if self.project_id is None else Scope.PROJECT
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """A resource a catalog lists: its name, scope and the event types it reports.
+
+    ``payload_formats`` restricts which formats may select it; None means every format.
+    """
+
+    name: str
+    scope: Scope
+    event_types: frozenset[str]
+    payload_formats: frozenset[str] | None = None
