@@ -1,0 +1,1 @@
+"""tidings-procore: Procore's webhook payload formats and resource catalog as a tidings plugin."""

@@ -1,0 +1,133 @@
+"""Assembles a server from its configuration: plugins, the store, the core and the gRPC adapter."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import trio
+
+from tidings_server.domain.catalog import CatalogEntry, CatalogService, FormatInfo
+from tidings_server.domain.destinations import DestinationPolicy
+from tidings_server.domain.hooks import HookService, Lookup
+from tidings_server.domain.model import Scope
+from tidings_server.grpc_api.server import Core, GrpcServer
+from tidings_server.plugins.manager import Plugins
+from tidings_server.stores.protocol import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_STORE = "sqlite:///tidings.sqlite3"
+RESOLVE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``tidings-server serve`` can be told; the defaults are the safe ones."""
+
+    listen: str = DEFAULT_LISTEN
+    store_url: str = DEFAULT_STORE
+    allow_http: bool = False
+    allow_private_destinations: bool = False
+    allowed_destination_hosts: frozenset[str] = field(default_factory=frozenset)
+    shutdown_grace: float = 10.0
+    blocked_plugins: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        return DestinationPolicy(self.allow_http, self.allow_private_destinations, self.allowed_destination_hosts)
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says which option and why."""
+
+
+def check_listen(listen: str) -> None:
+    """Serve loopback only: the control plane has no caller authentication yet."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--listen: {listen!r} is not HOST:PORT")
+    host = host.strip("[]")
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        raise ConfigError(f"--listen: {host!r} is not an IP address or localhost") from None
+    if not loopback:
+        raise ConfigError(
+            f"--listen: {host} is not a loopback address; without caller authentication the control plane"
+            " is served on loopback only"
+        )
+
+
+async def resolve(host: str) -> list[str]:
+    """The addresses a destination host resolves to now; [] if it does not resolve in time."""
+    with trio.move_on_after(RESOLVE_TIMEOUT):
+        try:
+            infos = await trio.socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        return sorted({str(info[4][0]) for info in infos})
+    return []
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_core(store: Store, plugins: Plugins, config: Config) -> Core:
+    def resources(scope: Scope, payload_format: str | None) -> list[CatalogEntry]:
+        return [
+            CatalogEntry(r, plugins.catalog.providers[(r.scope, r.name)])
+            for r in plugins.catalog.list(scope, payload_format)
+        ]
+
+    formats = [
+        FormatInfo(name, fmt.description, fmt.content_type, origin.distribution, origin.version)
+        for name, fmt in plugins.payload_formats.items()
+        for origin in [plugins.format_origin[name]]
+    ]
+    hooks = HookService(
+        store,
+        Lookup(list(plugins.payload_formats), plugins.catalog.get),
+        config.destination_policy,
+        resolve,
+        _now,
+    )
+    return Core(hooks=hooks, catalog=CatalogService(resources, formats))
+
+
+@dataclass(slots=True)
+class Running:
+    """A started server: its port, and how to stop it gracefully."""
+
+    port: int
+    grpc: GrpcServer
+
+    async def stop(self, grace: float) -> None:
+        await self.grpc.stop(grace)
+
+
+async def serve(
+    config: Config, *, plugins: Plugins | None = None, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
+    check_listen(config.listen)
+    plugins = plugins or Plugins.load(blocked=config.blocked_plugins)
+    backend = plugins.storage_backend_for(config.store_url)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            store = await stack.enter_async_context(backend.open(config.store_url))
+        except ValueError as exc:
+            raise ConfigError(f"--store: {exc}") from exc
+        grpc_server = GrpcServer(build_core(store, plugins, config), config.listen)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(grpc_server.run)
+            log.info("tidings serving", extra={"port": port, "store": backend.scheme})
+            task_status.started(Running(port, grpc_server))

@@ -1,0 +1,154 @@
+"""The ``tidings-server`` command: ``serve`` runs a server, ``plugins`` shows what is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from tidings_server import __version__, logs
+from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, serve
+from tidings_server.grpc_api.server import ListenError
+from tidings_server.plugins.manager import PluginError, Plugins
+
+log = logging.getLogger("tidings_server")
+
+EXAMPLES = """\
+examples:
+  tidings-server serve
+  tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
+  tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server plugins
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="tidings-server",
+        description="tidings webhook delivery server.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "serve",
+        help="run the gRPC server until SIGINT or SIGTERM",
+        description="Run the gRPC server (HookService, CatalogService, health, reflection) until SIGINT or"
+        " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to serve gRPC on; loopback only, port 0 picks a free one (default {DEFAULT_LISTEN})",
+    )
+    run.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="URL",
+        help="where hooks and history are kept: sqlite:///relative.db, sqlite:////absolute.db, memory:"
+        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE})",
+    )
+    run.add_argument("--allow-http", action="store_true", help="accept http:// destination URLs (default: https only)")
+    run.add_argument(
+        "--allow-private-destinations",
+        action="store_true",
+        help="accept destinations on loopback, private, link-local and metadata addresses (default: refused)",
+    )
+    run.add_argument(
+        "--allow-destination-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="accept this one destination host even if it is internal; repeatable",
+    )
+    run.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long in-flight calls may take to finish after a stop signal (default 10)",
+    )
+    run.add_argument(
+        "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
+    )
+    run.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default info)"
+    )
+
+    commands.add_parser(
+        "plugins",
+        help="list loaded plugins, their distributions and what they provide",
+        description="List every plugin in the 'tidings' entry-point group with its distribution and version,"
+        " and the payload formats, storage backends and catalog resources loaded from them.",
+    )
+    return top
+
+
+async def _serve_until_signal(config: Config) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            running = await nursery.start(serve, config)
+            print(f"tidings-server listening on port {running.port}", file=sys.stderr, flush=True)
+            async for signum in signals:
+                log.info("stopping", extra={"signal": signal.Signals(signum).name})
+                break
+            with trio.move_on_after(config.shutdown_grace + 5):
+                await running.stop(config.shutdown_grace)
+            nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def _plugins() -> int:
+    plugins = Plugins.load()
+    for info in plugins.infos:
+        state = f"FAILED: {info.error}" if info.error else "loaded"
+        print(f"{info.name:<12} {info.distribution} {info.version}  {state}")
+    print()
+    print("payload formats:", ", ".join(sorted(plugins.payload_formats)) or "none")
+    print("storage backends:", ", ".join(f"{s}:" for s in sorted(plugins.storage_backends)) or "none")
+    print("catalog resources:", len(plugins.catalog.resources))
+    return 1 if any(i.error for i in plugins.infos) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "plugins":
+        return _plugins()
+    logs.configure(args.log_level)
+    config = Config(
+        listen=args.listen,
+        store_url=args.store,
+        allow_http=args.allow_http,
+        allow_private_destinations=args.allow_private_destinations,
+        allowed_destination_hosts=frozenset(h.lower() for h in args.allow_destination_host),
+        shutdown_grace=args.shutdown_grace,
+        blocked_plugins=frozenset(args.disable_plugin),
+    )
+    code = 0
+    try:
+        check_listen(config.listen)
+        trio.run(_serve_until_signal, config)
+    except* (ConfigError, PluginError, ListenError) as group:
+        for exc in _leaves(group):
+            print(f"tidings-server: {exc}", file=sys.stderr)
+        code = 2
+    return code
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

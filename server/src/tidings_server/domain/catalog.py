@@ -1,0 +1,70 @@
+"""What hooks can select and use: the merged resource catalog and the loaded payload formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tidings_server.domain import paging
+from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.model import ResourceType, Scope
+from tidings_server.domain.paging import Page
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class FormatInfo:
+    """A payload format as ListPayloadFormats shows it."""
+
+    name: str
+    description: str
+    content_type: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    resource: ResourceType
+    catalog: str
+
+
+class CatalogService:
+    """Pages over the catalog and the formats; both are fixed for the life of the process."""
+
+    def __init__(
+        self,
+        resources: Callable[[Scope, str | None], Sequence[CatalogEntry]],
+        formats: Sequence[FormatInfo],
+    ) -> None:
+        self._resources = resources
+        self._formats = sorted(formats, key=lambda f: f.name)
+
+    def list_resources(self, scope: Scope | None, payload_format: str, size: int, token: str) -> Page[CatalogEntry]:
+        if scope is None:
+            raise InvalidArgument("scope: required; SCOPE_COMPANY or SCOPE_PROJECT")
+        if payload_format and payload_format not in {f.name for f in self._formats}:
+            known = ", ".join(f.name for f in self._formats)
+            raise InvalidArgument(f"payload_format: unknown payload format {payload_format!r}; known: {known}")
+        return _page(
+            list(self._resources(scope, payload_format or None)),
+            lambda e: e.resource.name,
+            size,
+            token,
+            scope.value,
+            payload_format,
+        )
+
+    def list_formats(self, size: int, token: str) -> Page[FormatInfo]:
+        return _page(self._formats, lambda f: f.name, size, token)
+
+
+def _page(items: list[T], key: Callable[[T], str], size: int, token: str, *request: str) -> Page[T]:
+    limit = paging.page_size(size)
+    after = paging.decode_token(token, *request)
+    rest = [i for i in items if after is None or key(i) > after]
+    if len(rest) > limit:
+        return Page(rest[:limit], paging.encode_token(key(rest[limit - 1]), *request))
+    return Page(rest, "")

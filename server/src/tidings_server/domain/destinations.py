@@ -1,0 +1,119 @@
+"""Which destination URLs hooks may use: scheme, size, and the refusal of internal addresses.
+
+A webhook service that POSTs wherever it is told is a server-side request forgery tool, so
+loopback, private, link-local, shared and metadata addresses are refused unless the server
+is configured to allow them. Names are resolved at creation time too; a name that does not
+resolve now is accepted, because delivery checks the address it actually connects to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, urlsplit
+
+from tidings_server.domain.errors import InvalidArgument
+
+MAX_URL_LENGTH = 2048
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data"})
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+"""Resolve a host name to its IP addresses; [] when it does not resolve."""
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationPolicy:
+    """The server's rules for destination URLs (set by ``serve`` options)."""
+
+    allow_http: bool = False
+    allow_private: bool = False
+    allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+
+
+def _forbidden_address(text: str) -> str | None:
+    """Why an IP address is not a public destination, or None if it is one."""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (this includes cloud metadata services)"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def _forbidden_name(host: str) -> str | None:
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a loopback name"
+    if host in _METADATA_NAMES:
+        return "a cloud metadata service"
+    return _forbidden_address(host)
+
+
+def parse_destination(field_name: str, value: str, policy: DestinationPolicy) -> SplitResult:
+    """Check everything about a destination URL that needs no network; return it split."""
+    if not value:
+        raise InvalidArgument(f"{field_name}: required")
+    if len(value) > MAX_URL_LENGTH:
+        raise InvalidArgument(f"{field_name}: {len(value)} characters is longer than the {MAX_URL_LENGTH} allowed")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidArgument(f"{field_name}: must not contain spaces or control characters")
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError as exc:
+        raise InvalidArgument(f"{field_name}: {value!r} is not a valid URL: {exc}") from None
+    scheme = url.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidArgument(f"{field_name}: must be an absolute https URL, got scheme {url.scheme or 'none'!r}")
+    if scheme == "http" and not policy.allow_http:
+        raise InvalidArgument(f"{field_name}: must use https (this server does not allow http destinations)")
+    host = (url.hostname or "").lower()
+    if not host:
+        raise InvalidArgument(f"{field_name}: {value!r} has no host")
+    if url.username is not None or url.password is not None:
+        raise InvalidArgument(f"{field_name}: credentials in the URL are not allowed; use authorization_header")
+    if port == 0:
+        raise InvalidArgument(f"{field_name}: port 0 is not a valid destination port")
+    if url.fragment:
+        raise InvalidArgument(f"{field_name}: a fragment (#…) is never sent; remove it")
+    if not _allowed(host, policy):
+        reason = _forbidden_name(host)
+        if reason is not None:
+            raise InvalidArgument(f"{field_name}: host {host!r} is {reason}; such destinations are refused")
+    return url
+
+
+def _allowed(host: str, policy: DestinationPolicy) -> bool:
+    return policy.allow_private or host in policy.allowed_hosts
+
+
+async def check_destination(field_name: str, value: str, policy: DestinationPolicy, resolve: Resolver) -> str:
+    """Full check of a destination URL, including where its host name resolves to now."""
+    url = parse_destination(field_name, value, policy)
+    host = (url.hostname or "").lower()
+    if _allowed(host, policy) or _is_ip(host):  # IP literals were fully checked above
+        return value
+    for address in await resolve(host):
+        reason = _forbidden_address(address)
+        if reason is not None:
+            raise InvalidArgument(
+                f"{field_name}: host {host!r} resolves to {address}, {reason}; such destinations are refused"
+            )
+    return value
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True

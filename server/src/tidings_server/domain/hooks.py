@@ -1,0 +1,242 @@
+"""Hook and trigger management: the rules of CreateHook … ListTriggers, independent of the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ulid import ULID
+
+from tidings_server.domain import filtering, names, paging
+from tidings_server.domain.destinations import DestinationPolicy, Resolver, check_destination
+from tidings_server.domain.errors import FailedPrecondition, InvalidArgument
+from tidings_server.domain.model import Hook, HookStatus, ResourceType, Scope, Trigger
+from tidings_server.domain.paging import Page
+from tidings_server.domain.secrets import check_authorization_header
+from tidings_server.stores.protocol import Store
+
+MAX_DISPLAY_NAME = 200
+MAX_TRIGGERS_PER_BATCH = 500
+MUTABLE_FIELDS = ("display_name", "destination_url", "authorization_header", "status")
+OUTPUT_ONLY_FIELDS = ("name", "create_time", "update_time")
+HOOK_FILTER_SCHEMA: filtering.Schema = {
+    "status": filtering.Enum(tuple(s.name for s in HookStatus)),
+    "payload_format": filtering.STRING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HookInput:
+    """The caller-settable fields of a hook, as the adapter decoded them (None = not given)."""
+
+    display_name: str = ""
+    destination_url: str = ""
+    authorization_header: str = ""
+    payload_format: str = ""
+    status: HookStatus | None = None
+
+
+class Lookup:
+    """What hook rules need to know about the loaded plugins."""
+
+    def __init__(self, payload_formats: Sequence[str], resource: Callable[[Scope, str], ResourceType | None]):
+        self.payload_formats = frozenset(payload_formats)
+        self.resource = resource
+
+
+class HookService:
+    """Validates and applies every hook and trigger operation; the store keeps them atomic."""
+
+    def __init__(
+        self,
+        store: Store,
+        lookup: Lookup,
+        policy: DestinationPolicy,
+        resolve: Resolver,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._lookup = lookup
+        self._policy = policy
+        self._resolve = resolve
+        self._now = now
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    async def create_hook(self, parent: str, given: HookInput, hook_id: str = "") -> Hook:
+        where = names.parse_parent("parent", parent)
+        hook_id = names.check_hook_id("hook_id", hook_id) if hook_id else str(ULID()).lower()
+        display_name = _display_name("hook.display_name", given.display_name)
+        url = await check_destination("hook.destination_url", given.destination_url, self._policy, self._resolve)
+        auth = check_authorization_header("hook.authorization_header", given.authorization_header)
+        self._check_format("hook.payload_format", given.payload_format)
+        now = self._now()
+        hook = Hook(
+            name=names.hook_name(where, hook_id),
+            company_id=where.company_id,
+            project_id=where.project_id,
+            display_name=display_name,
+            destination_url=url,
+            authorization_header=auth,
+            payload_format=given.payload_format,
+            status=given.status or HookStatus.ACTIVE,
+            create_time=now,
+            update_time=now,
+        )
+        await self._store.create_hook(hook)
+        return hook
+
+    async def get_hook(self, name: str) -> Hook:
+        names.parse_hook_name("name", name)
+        return await self._store.get_hook(name)
+
+    async def list_hooks(self, parent: str, size: int, token: str, filter_text: str) -> Page[Hook]:
+        where = names.parse_parent("parent", parent, allow_any_project=True)
+        limit = paging.page_size(size)
+        expr = filtering.parse(filter_text, HOOK_FILTER_SCHEMA)
+        after = paging.decode_token(token, str(where), filter_text)
+        found: list[Hook] = []
+        # Hooks per parent are few, so filtering in the core keeps every store simple.
+        while len(found) <= limit:
+            batch = await self._store.list_hooks(where, after=after, limit=limit + 1)
+            found += [h for h in batch if expr is None or filtering.evaluate(expr, _hook_record(h))]
+            if len(batch) <= limit:
+                break
+            after = batch[-1].name
+        if len(found) > limit:
+            return Page(found[:limit], paging.encode_token(found[limit - 1].name, str(where), filter_text))
+        return Page(found, "")
+
+    async def update_hook(self, name: str, given: HookInput, mask: Sequence[str]) -> Hook:
+        names.parse_hook_name("hook.name", name)
+        paths = _check_mask(mask)
+        values: dict[str, object] = {}
+        if "display_name" in paths:
+            values["display_name"] = _display_name("hook.display_name", given.display_name)
+        if "destination_url" in paths:
+            values["destination_url"] = await check_destination(
+                "hook.destination_url", given.destination_url, self._policy, self._resolve
+            )
+        if "authorization_header" in paths:
+            values["authorization_header"] = check_authorization_header(
+                "hook.authorization_header", given.authorization_header
+            )
+        if "status" in paths:
+            if given.status is None:
+                raise InvalidArgument("hook.status: must be ACTIVE, PAUSED or DISABLED when update_mask names it")
+            values["status"] = given.status
+        now = self._now()
+
+        def change(hook: Hook) -> Hook:
+            return replace(hook, update_time=now, **values)  # type: ignore[arg-type]
+
+        return await self._store.update_hook(name, change)
+
+    async def delete_hook(self, name: str) -> None:
+        names.parse_hook_name("name", name)
+        await self._store.delete_hook(name)
+
+    # -- triggers ------------------------------------------------------------------------
+
+    async def create_triggers(self, parent: str, pairs: Sequence[tuple[str, str]]) -> list[Trigger]:
+        names.parse_hook_name("parent", parent)
+        _check_batch_size("triggers", len(pairs))
+        hook = await self._store.get_hook(parent)
+        now = self._now()
+        triggers = [
+            Trigger(names.trigger_name(parent, *self._check_pair(hook, i, pair)), pair[0], pair[1], now)
+            for i, pair in enumerate(pairs)
+        ]
+        return await self._store.add_triggers(parent, triggers)
+
+    async def delete_triggers(self, parent: str, trigger_names: Sequence[str], allow_missing: bool) -> None:
+        names.parse_hook_name("parent", parent)
+        _check_batch_size("names", len(trigger_names))
+        for i, name in enumerate(trigger_names):
+            names.check_trigger_name(f"names[{i}]", name, parent)
+        await self._store.delete_triggers(parent, trigger_names, allow_missing=allow_missing)
+
+    async def list_triggers(self, parent: str, size: int, token: str) -> Page[Trigger]:
+        names.parse_hook_name("parent", parent)
+        limit = paging.page_size(size)
+        after = paging.decode_token(token, parent)
+        batch = await self._store.list_triggers(parent, after=after, limit=limit + 1)
+        if len(batch) > limit:
+            return Page(batch[:limit], paging.encode_token(batch[limit - 1].name, parent))
+        return Page(batch, "")
+
+    # -- rules ---------------------------------------------------------------------------
+
+    def _check_format(self, field: str, name: str) -> None:
+        if not name:
+            raise InvalidArgument(f"{field}: required; see CatalogService.ListPayloadFormats")
+        if name not in self._lookup.payload_formats:
+            known = ", ".join(sorted(self._lookup.payload_formats)) or "none loaded"
+            raise InvalidArgument(f"{field}: unknown payload format {name!r}; known: {known}")
+
+    def _check_pair(self, hook: Hook, index: int, pair: tuple[str, str]) -> tuple[str, str]:
+        resource_name, event_type = pair
+        where = f"triggers[{index}] ({resource_name!r}, {event_type!r})"
+        if not resource_name:
+            raise InvalidArgument(f"triggers[{index}].resource_name: required")
+        if not event_type:
+            raise InvalidArgument(f"triggers[{index}].event_type: required")
+        resource = self._lookup.resource(hook.scope, resource_name)
+        if resource is None:
+            other = Scope.PROJECT if hook.scope is Scope.COMPANY else Scope.COMPANY
+            if self._lookup.resource(other, resource_name) is not None:
+                raise InvalidArgument(
+                    f"{where}: {resource_name!r} is a {other.value}-level resource;"
+                    f" {hook.scope.value} hooks cannot select it"
+                )
+            raise InvalidArgument(
+                f"{where}: unknown resource {resource_name!r} for {hook.scope.value} hooks;"
+                " see CatalogService.ListResources"
+            )
+        if event_type not in resource.event_types:
+            supported = ", ".join(sorted(resource.event_types))
+            raise InvalidArgument(
+                f"{where}: {resource_name!r} does not support event type {event_type!r}; supported: {supported}"
+            )
+        if resource.payload_formats is not None and hook.payload_format not in resource.payload_formats:
+            raise InvalidArgument(
+                f"{where}: {resource_name!r} is not available in payload format {hook.payload_format!r}"
+            )
+        return pair
+
+
+def _display_name(field: str, value: str) -> str:
+    if len(value) > MAX_DISPLAY_NAME:
+        raise InvalidArgument(f"{field}: {len(value)} characters is longer than the {MAX_DISPLAY_NAME} allowed")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidArgument(f"{field}: must not contain control characters")
+    return value
+
+
+def _check_mask(mask: Sequence[str]) -> set[str]:
+    if not mask:
+        raise InvalidArgument(f"update_mask: required; name the fields to change ({', '.join(MUTABLE_FIELDS)})")
+    paths = set(mask)
+    if "payload_format" in paths:
+        raise FailedPrecondition(
+            "hook.payload_format cannot be changed after creation; delete the hook and create it again"
+            " with the new payload format"
+        )
+    for path in mask:
+        if path in OUTPUT_ONLY_FIELDS:
+            raise InvalidArgument(f"update_mask: {path!r} is output only and cannot be updated")
+        if path not in MUTABLE_FIELDS:
+            raise InvalidArgument(f"update_mask: unknown field {path!r}; updatable: {', '.join(MUTABLE_FIELDS)}")
+    return paths
+
+
+def _check_batch_size(field: str, n: int) -> None:
+    if n == 0:
+        raise InvalidArgument(f"{field}: at least one is required")
+    if n > MAX_TRIGGERS_PER_BATCH:
+        raise InvalidArgument(f"{field}: {n} is more than the {MAX_TRIGGERS_PER_BATCH} allowed per call")
+
+
+def _hook_record(hook: Hook) -> Mapping[str, object]:
+    return {"status": hook.status.name, "payload_format": hook.payload_format}

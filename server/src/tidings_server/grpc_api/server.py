@@ -1,0 +1,147 @@
+"""The gRPC server: grpc.aio on its own thread and asyncio loop, serving the trio core.
+
+Why this bridge (docs/architecture.md has the measurements): grpc.aio needs no thread per
+open stream and reports client cancellation as asyncio cancellation, which the bridge turns
+into trio cancellation; keeping trio the main loop lets the core, the tests and the delivery
+nursery be plain trio code. Shutdown is explicit: health goes NOT_SERVING, the server stops
+taking calls and gives in-flight ones a grace period, then the trio side is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+import trio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tidings.v1 import catalog_pb2, catalog_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings_server.domain.catalog import CatalogService
+from tidings_server.domain.hooks import HookService
+from tidings_server.grpc_api.bridge import TrioBridge
+from tidings_server.grpc_api.servicers import CatalogServicer, HookServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES: Sequence[str] = (
+    hooks_pb2.DESCRIPTOR.services_by_name["HookService"].full_name,
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+)
+
+
+class ListenError(Exception):
+    """The server could not bind its listen address."""
+
+
+Reporter = Callable[[BaseException | None], None]
+"""Tells the trio side, from the asyncio thread, that serving started (None) or failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The trio-side services the adapter exposes."""
+
+    hooks: HookService
+    catalog: CatalogService
+
+
+class GrpcServer:
+    """Owns the asyncio thread that runs grpc.aio and the trio nursery its calls run in."""
+
+    def __init__(self, core: Core, listen: str) -> None:
+        self._core = core
+        self._listen = listen
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._grace: float = 0.0
+        self._finished = trio.Event()
+        self.port: int = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until ``stop()`` (or cancellation); reports the bound port when ready."""
+        token = trio.lowlevel.current_trio_token()
+        started = trio.Event()
+        failure: list[BaseException] = []
+
+        def report(error: BaseException | None) -> None:  # called from the asyncio thread
+            def on_trio() -> None:
+                if error is not None:
+                    failure.append(error)
+                started.set()
+
+            token.run_sync_soon(on_trio)
+
+        async with trio.open_nursery() as calls:
+            bridge = TrioBridge(token, calls)
+            thread = threading.Thread(
+                target=self._thread_main, args=(bridge, report, token), name="tidings-grpc", daemon=True
+            )
+            thread.start()
+            await started.wait()
+            if failure:
+                await self._finished.wait()
+                raise failure[0]
+            log.info("grpc serving", extra={"listen": self._listen, "port": self.port})
+            task_status.started(self.port)
+            try:
+                await self._finished.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    self._request_stop(0.0)
+                    await self._finished.wait()
+                calls.cancel_scope.cancel()
+        log.info("grpc stopped")
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, let in-flight ones finish within ``grace`` seconds, then return."""
+        self._request_stop(grace)
+        await self._finished.wait()
+
+    def _request_stop(self, grace: float) -> None:
+        loop, event = self._loop, self._stop_requested
+        if loop is None or event is None or loop.is_closed():
+            return
+        self._grace = grace
+        with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
+            loop.call_soon_threadsafe(event.set)
+
+    def _thread_main(self, bridge: TrioBridge, report: Reporter, token: trio.lowlevel.TrioToken) -> None:
+        try:
+            asyncio.run(self._serve(bridge, report))
+        except BaseException as exc:  # reported to trio below; nothing else can catch it
+            log.debug("grpc thread ended with %r", exc)
+        finally:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._finished.set)
+
+    async def _serve(self, bridge: TrioBridge, report: Reporter) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        hooks_pb2_grpc.add_HookServiceServicer_to_server(HookServicer(bridge, self._core.hooks), server)
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(bridge, self._core.catalog), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        try:
+            self.port = server.add_insecure_port(self._listen)
+            await server.start()
+        except BaseException as exc:
+            report(ListenError(f"cannot listen on {self._listen}: {exc}"))
+            raise
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        report(None)
+        await self._stop_requested.wait()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.stop(self._grace)

@@ -1,0 +1,149 @@
+"""Thin servicers: decode the request, call the trio core through the bridge, encode the reply."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import empty_pb2
+
+from tidings.v1 import catalog_pb2, catalog_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings_server.domain.catalog import CatalogService
+from tidings_server.domain.errors import TidingsError
+from tidings_server.domain.hooks import HookService
+from tidings_server.grpc_api import convert
+from tidings_server.grpc_api.bridge import TrioBridge
+from tidings_server.grpc_api.errors import status_for
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class _Servicer:
+    def __init__(self, bridge: TrioBridge) -> None:
+        self._bridge = bridge
+
+    async def _call(self, context: Context, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn`` in trio; domain errors become their status, anything else INTERNAL."""
+        try:
+            return await self._bridge.call(fn, *args)
+        except TidingsError as exc:
+            await _abort(context, status_for(exc), str(exc))
+        except Exception:
+            log.exception("unexpected error in %s", getattr(fn, "__qualname__", fn))
+            await _abort(context, grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+
+    async def _decode(self, context: Context, fn: Callable[[], T]) -> T:
+        """Decode request fields; a bad value is INVALID_ARGUMENT like any domain check."""
+        try:
+            return fn()
+        except TidingsError as exc:
+            await _abort(context, status_for(exc), str(exc))
+
+
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+class HookServicer(_Servicer, hooks_pb2_grpc.HookServiceServicer):
+    def __init__(self, bridge: TrioBridge, hooks: HookService) -> None:
+        super().__init__(bridge)
+        self._hooks = hooks
+
+    async def CreateHook(  # noqa: N802 - gRPC method names
+        self, request: hooks_pb2.CreateHookRequest, context: Context
+    ) -> hooks_pb2.Hook:
+        given = await self._decode(context, lambda: convert.hook_input(request.hook))
+        hook = await self._call(context, self._hooks.create_hook, request.parent, given, request.hook_id)
+        return convert.hook(hook)
+
+    async def GetHook(self, request: hooks_pb2.GetHookRequest, context: Context) -> hooks_pb2.Hook:  # noqa: N802
+        return convert.hook(await self._call(context, self._hooks.get_hook, request.name))
+
+    async def ListHooks(  # noqa: N802
+        self, request: hooks_pb2.ListHooksRequest, context: Context
+    ) -> hooks_pb2.ListHooksResponse:
+        page = await self._call(
+            context, self._hooks.list_hooks, request.parent, request.page_size, request.page_token, request.filter
+        )
+        return hooks_pb2.ListHooksResponse(
+            hooks=[convert.hook(h) for h in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateHook(  # noqa: N802
+        self, request: hooks_pb2.UpdateHookRequest, context: Context
+    ) -> hooks_pb2.Hook:
+        given = await self._decode(context, lambda: convert.hook_input(request.hook))
+        mask = list(request.update_mask.paths)
+        return convert.hook(await self._call(context, self._hooks.update_hook, request.hook.name, given, mask))
+
+    async def DeleteHook(  # noqa: N802
+        self, request: hooks_pb2.DeleteHookRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._call(context, self._hooks.delete_hook, request.name)
+        return empty_pb2.Empty()
+
+    async def BatchCreateTriggers(  # noqa: N802
+        self, request: hooks_pb2.BatchCreateTriggersRequest, context: Context
+    ) -> hooks_pb2.BatchCreateTriggersResponse:
+        pairs = [(t.resource_name, t.event_type) for t in request.triggers]
+        triggers = await self._call(context, self._hooks.create_triggers, request.parent, pairs)
+        return hooks_pb2.BatchCreateTriggersResponse(triggers=[convert.trigger(t) for t in triggers])
+
+    async def BatchDeleteTriggers(  # noqa: N802
+        self, request: hooks_pb2.BatchDeleteTriggersRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._call(
+            context, self._hooks.delete_triggers, request.parent, list(request.names), request.allow_missing
+        )
+        return empty_pb2.Empty()
+
+    async def ListTriggers(  # noqa: N802
+        self, request: hooks_pb2.ListTriggersRequest, context: Context
+    ) -> hooks_pb2.ListTriggersResponse:
+        page = await self._call(
+            context, self._hooks.list_triggers, request.parent, request.page_size, request.page_token
+        )
+        return hooks_pb2.ListTriggersResponse(
+            triggers=[convert.trigger(t) for t in page.items], next_page_token=page.next_page_token
+        )
+
+
+class CatalogServicer(_Servicer, catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, bridge: TrioBridge, catalog: CatalogService) -> None:
+        super().__init__(bridge)
+        self._catalog = catalog
+
+    async def ListResources(  # noqa: N802
+        self, request: catalog_pb2.ListResourcesRequest, context: Context
+    ) -> catalog_pb2.ListResourcesResponse:
+        scope = await self._decode(context, lambda: convert.scope("scope", request.scope))
+        page = await self._call(
+            context, _sync(self._catalog.list_resources), scope, request.payload_format, request.page_size,
+            request.page_token,
+        )  # fmt: skip
+        return catalog_pb2.ListResourcesResponse(
+            resources=[convert.catalog_resource(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListPayloadFormats(  # noqa: N802
+        self, request: catalog_pb2.ListPayloadFormatsRequest, context: Context
+    ) -> catalog_pb2.ListPayloadFormatsResponse:
+        page = await self._call(context, _sync(self._catalog.list_formats), request.page_size, request.page_token)
+        return catalog_pb2.ListPayloadFormatsResponse(
+            payload_formats=[convert.payload_format(f) for f in page.items], next_page_token=page.next_page_token
+        )
+
+
+def _sync(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run a plain function as a trio task, so every call reaches the core the same way."""
+
+    async def run(*args: Any) -> T:
+        return fn(*args)
+
+    run.__qualname__ = fn.__qualname__
+    return run

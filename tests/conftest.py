@@ -1,0 +1,36 @@
+"""Shared fixtures: a real tidings server on a free loopback port, and stubs to talk to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Api, ServerThread
+from tidings_server.app import Config
+
+
+@pytest.fixture
+def server_config(tmp_path: Path) -> Config:
+    """Tests deliver to receivers on loopback over http, so both are allowed here."""
+    return Config(
+        listen="127.0.0.1:0",
+        store_url=f"sqlite:///{tmp_path / 'tidings.sqlite3'}",
+        allow_http=True,
+        allow_private_destinations=True,
+    )
+
+
+@pytest.fixture
+def server(server_config: Config) -> Iterator[ServerThread]:
+    srv = ServerThread(server_config).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def api(server: ServerThread) -> Iterator[Api]:
+    client = Api.connect(server.port)
+    yield client
+    client.channel.close()

@@ -1,0 +1,77 @@
+"""The test harness: a real tidings server in a thread on a free loopback port, and stubs for it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+import grpc
+import trio
+
+from tidings.v1 import catalog_pb2_grpc, hooks_pb2_grpc
+from tidings_server.app import Config, Running, serve
+
+
+class ServerThread:
+    """A server in its own thread and trio run, so tests can be plain blocking gRPC code."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.port = 0
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="test-server", daemon=True)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise TimeoutError("server did not start within 30 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self._token is not None and self._stop is not None and self._thread.is_alive():
+            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "server thread did not stop"
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:  # surfaced to the test by start()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            running: Running = await nursery.start(serve, self.config)
+            self.port = running.port
+            self._ready.set()
+            await self._stop.wait()
+            await running.stop(1.0)
+
+
+@dataclass
+class Api:
+    """Stubs for every service on one channel."""
+
+    channel: grpc.Channel
+    hooks: hooks_pb2_grpc.HookServiceStub
+    catalog: catalog_pb2_grpc.CatalogServiceStub
+
+    @classmethod
+    def connect(cls, port: int) -> Api:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        return cls(channel, hooks_pb2_grpc.HookServiceStub(channel), catalog_pb2_grpc.CatalogServiceStub(channel))
+
+
+def restarted(server: ServerThread, **changes: object) -> ServerThread:
+    """Stop a server and start another on the same store (optionally with other options)."""
+    server.stop()
+    return ServerThread(replace(server.config, **changes)).start()  # type: ignore[arg-type]
