@@ -1,7 +1,7 @@
 """Regenerate the Python code for proto/ into the client distribution, or check it is fresh.
 
-    python .ci/gen_proto.py          # write clients/python/src/tidings/v1/*
-    python .ci/gen_proto.py --check  # exit 1 if regenerating would change anything
+python .ci/gen_proto.py          # write clients/python/src/tidings/v1/*
+python .ci/gen_proto.py --check  # exit 1 if regenerating would change anything
 """
 
 from __future__ import annotations

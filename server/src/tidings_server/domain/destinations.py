@@ -39,6 +39,8 @@ def _forbidden_address(text: str) -> str | None:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "the unspecified address"
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:

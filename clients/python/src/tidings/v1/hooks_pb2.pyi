@@ -153,7 +153,7 @@ class CreateHookRequest(_message.Message):
     """`companies/{c}` or `companies/{c}/projects/{p}`."""
     hook_id: _builtins.str
     """Optional id: lowercase letters, digits and hyphens, 1 to 63 characters,
-    starting with a letter. Generated when empty.
+    starting and ending with a letter or digit. A ULID is generated when empty.
     """
     @_builtins.property
     def hook(self) -> Global___Hook:

@@ -1,0 +1,131 @@
+"""The ``sqlite`` storage backend: a single-file store for one server, with no database to run.
+
+Store URLs follow SQLAlchemy's convention, the path being everything after ``sqlite:///``:
+
+* ``sqlite:///relative/path.db``: relative to the server's working directory;
+* ``sqlite:////absolute/path.db``: an absolute path (note the fourth slash).
+
+Missing parent directories are created. Percent-escapes in the path are decoded (``%20``).
+One query parameter is understood, ``synchronous``, which sets how much a commit survives:
+
+* ``normal`` (default): the database runs in WAL mode, where NORMAL never corrupts it and
+  loses no committed transaction when the server process crashes; after a power loss or an
+  operating-system crash the last few commits may be rolled back;
+* ``full``: every commit also survives a power loss, at the cost of one fsync per commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import trio
+
+from tidings_server.plugins.spec import StorageBackend, hookimpl
+from tidings_server.stores.sqlite.migrate import SchemaTooNewError, check_not_newer
+from tidings_server.stores.sqlite.migrate import migrate as apply_migrations
+from tidings_server.stores.sqlite.store import SqliteStore
+
+__all__ = ["SchemaTooNewError", "SqliteBackend", "SqliteSettings", "SqliteStore", "parse_url"]
+
+_URL_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db, optionally ?synchronous=normal|full"
+_SYNCHRONOUS = {"normal": "PRAGMA synchronous = NORMAL", "full": "PRAGMA synchronous = FULL"}
+BUSY_TIMEOUT_MS = 5000
+"""How long a statement waits for another process's lock (a backup, a second server) before failing."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteSettings:
+    """What a ``sqlite:`` URL asks for: the database file and its ``synchronous`` level."""
+
+    path: Path
+    synchronous: str = "normal"
+
+
+def parse_url(url: str) -> SqliteSettings:
+    """Parse a ``sqlite:`` store URL; raise ValueError saying what is wrong and what is expected."""
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"invalid SQLite store URL {url!r}: {why}; expected {_URL_FORMS}")
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        raise bad("the scheme is not 'sqlite'")
+    if not url[len(parts.scheme) :].startswith(":///"):
+        raise bad("a host is not allowed; the path starts after 'sqlite:///'")
+    if parts.fragment or url.endswith("#"):
+        raise bad("a fragment ('#…') is not allowed")
+    path = unquote(parts.path[1:])
+    if not path or path.endswith("/"):
+        raise bad("the path does not name a file")
+    if path == ":memory:":
+        raise bad("an in-memory SQLite database is not supported (use the URL 'memory:')")
+    synchronous = "normal"
+    try:
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True) if parts.query else []
+    except ValueError:
+        raise bad(f"the query {parts.query!r} is malformed") from None
+    seen: set[str] = set()
+    for key, value in query:
+        if key != "synchronous":
+            raise bad(f"unknown parameter {key!r}")
+        if key in seen:
+            raise bad(f"parameter {key!r} is given twice")
+        seen.add(key)
+        if value.lower() not in _SYNCHRONOUS:
+            raise bad(f"synchronous must be 'normal' or 'full', not {value!r}")
+        synchronous = value.lower()
+    return SqliteSettings(Path(path), synchronous)
+
+
+def connect(settings: SqliteSettings) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database; blocking, so called in a worker thread."""
+    settings.path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: SqliteStore begins and ends every transaction itself.
+    conn = sqlite3.connect(settings.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        # A file from a newer server is refused before anything about it is changed.
+        check_not_newer(conn)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise RuntimeError(f"{settings.path}: SQLite refused WAL mode (journal_mode is {mode!r})")
+        conn.execute(_SYNCHRONOUS[settings.synchronous])
+        conn.execute("PRAGMA foreign_keys = ON")
+        apply_migrations(conn)  # imported renamed: the package's ``migrate`` is the module
+    except SchemaTooNewError as exc:
+        conn.close()
+        raise SchemaTooNewError(f"{settings.path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteBackend:
+    """Opens a SqliteStore for a ``sqlite:`` URL, migrating the file to the current schema first."""
+
+    scheme = "sqlite"
+    description = "one local SQLite file, for a single server (sqlite:///relative.db, sqlite:////absolute.db)"
+
+    @asynccontextmanager
+    async def open(self, url: str) -> AsyncIterator[SqliteStore]:
+        settings = parse_url(url)
+        limiter = trio.CapacityLimiter(1)
+        conn = await trio.to_thread.run_sync(partial(connect, settings), limiter=limiter)
+        try:
+            yield SqliteStore(conn, limiter)
+        finally:
+            # Shielded so a cancelled server still closes the file (and checkpoints its WAL).
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close, limiter=limiter)
+
+
+@hookimpl
+def tidings_storage_backends() -> list[StorageBackend]:
+    return [SqliteBackend()]

@@ -1,0 +1,126 @@
+"""The plugin manager: built-ins load through entry points, and broken plugins are named."""
+
+from __future__ import annotations
+
+import inspect
+import types
+from pathlib import Path
+
+import pytest
+
+from tidings_server.domain.model import Event, ResourceType, Scope
+from tidings_server.plugins import spec
+from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.plugins.spec import RenderContext, RenderedPayload, hookimpl
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
+
+
+class EchoFormat:
+    name = "test.echo"
+    description = "the event id as the body"
+    content_type = "text/plain"
+
+    def render(self, event: Event, context: RenderContext) -> RenderedPayload:
+        return RenderedPayload({"Content-Type": self.content_type}, event.id.encode())
+
+
+def plugin_module(name: str, **hooks: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for hook_name, fn in hooks.items():
+        setattr(module, hook_name, fn)
+    return module
+
+
+def test_builtins_load_through_entry_points() -> None:
+    plugins = Plugins.load()
+    by_name = {i.name: i for i in plugins.infos}
+    assert by_name["sqlite"].distribution == "tidings-server"
+    assert by_name["memory"].distribution == "tidings-server"
+    assert by_name["procore"].distribution == "tidings-procore"
+    assert {"procore.v2", "procore.v3", "procore.v4"} <= set(plugins.payload_formats)
+    assert {"sqlite", "memory"} <= set(plugins.storage_backends)
+    assert plugins.format_origin["procore.v4"].distribution == "tidings-procore"
+    assert plugins.storage_backend_for("sqlite:////tmp/x.db").scheme == "sqlite"
+
+
+def test_blocked_plugin_is_not_loaded() -> None:
+    plugins = Plugins.load(blocked={"procore"})
+    assert not any(name.startswith("procore.") for name in plugins.payload_formats)
+    assert plugins.catalog.get(Scope.PROJECT, "RFIs") is None
+
+
+def test_extra_plugin_contributes_and_catalogs_merge() -> None:
+    @hookimpl
+    def tidings_payload_formats() -> list[object]:
+        return [EchoFormat()]
+
+    class Extra:
+        name = "extra"
+
+        def resources(self) -> list[ResourceType]:
+            return [ResourceType("RFIs", Scope.PROJECT, frozenset({"approve"}))]
+
+    @hookimpl
+    def tidings_resource_catalogs() -> list[object]:
+        return [Extra()]
+
+    module = plugin_module(
+        "extra", tidings_payload_formats=tidings_payload_formats, tidings_resource_catalogs=tidings_resource_catalogs
+    )
+    plugins = Plugins.load(extra=[module])
+    assert plugins.payload_formats["test.echo"].content_type == "text/plain"
+    rfis = plugins.catalog.get(Scope.PROJECT, "RFIs")
+    assert rfis is not None
+    assert rfis.event_types == {"create", "update", "delete", "approve"}
+
+
+def test_unknown_hookimpl_is_refused() -> None:
+    @hookimpl
+    def tidings_payload_formatz() -> list[object]:
+        return []
+
+    with pytest.raises(PluginError, match="tidings_payload_formatz"):
+        Plugins.load(extra=[plugin_module("typo", tidings_payload_formatz=tidings_payload_formatz)])
+
+
+def test_duplicate_format_names_name_both_plugins() -> None:
+    @hookimpl
+    def tidings_payload_formats() -> list[object]:
+        return [EchoFormat()]
+
+    first = plugin_module("first", tidings_payload_formats=tidings_payload_formats)
+    second = plugin_module("second", tidings_payload_formats=tidings_payload_formats)
+    with pytest.raises(PluginError, match=r"'test\.echo' is provided by both first and second"):
+        Plugins.load(extra=[first, second])
+
+
+def test_wrong_return_values_are_named() -> None:
+    @hookimpl
+    def tidings_payload_formats() -> object:
+        return EchoFormat()
+
+    with pytest.raises(PluginError, match="plugin bad: tidings_payload_formats\\(\\) must return a list"):
+        Plugins.load(extra=[plugin_module("bad", tidings_payload_formats=tidings_payload_formats)])
+
+    @hookimpl
+    def tidings_storage_backends() -> list[object]:
+        return ["not a backend"]
+
+    with pytest.raises(PluginError, match="plugin worse: 'not a backend' is not a StorageBackend"):
+        Plugins.load(extra=[plugin_module("worse", tidings_storage_backends=tidings_storage_backends)])
+
+
+def test_unknown_store_scheme_lists_known_ones() -> None:
+    with pytest.raises(PluginError, match=r"no storage backend for 'redis'.*memory, sqlite"):
+        Plugins.load().storage_backend_for("redis://127.0.0.1")
+
+
+def test_every_hookspec_is_documented() -> None:
+    specs = [name for name, fn in inspect.getmembers(spec, inspect.isfunction) if name.startswith("tidings_")]
+    assert specs == ["tidings_payload_formats", "tidings_resource_catalogs", "tidings_storage_backends"]
+    text = DOCS.read_text()
+    for name in specs:
+        doc = inspect.getdoc(getattr(spec, name))
+        assert doc, f"{name} has no docstring"
+        assert f"`{name}`" in text, f"{name} is missing from docs/plugins.md"
