@@ -7,12 +7,15 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import trio
 
+from tidings_server.delivery.clock import Clock
+from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
+from tidings_server.delivery.http import Sender
 from tidings_server.domain.catalog import CatalogEntry, CatalogService, FormatInfo
 from tidings_server.domain.destinations import DestinationPolicy
+from tidings_server.domain.events import EventService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
 from tidings_server.grpc_api.server import Core, GrpcServer
@@ -37,6 +40,7 @@ class Config:
     allowed_destination_hosts: frozenset[str] = field(default_factory=frozenset)
     shutdown_grace: float = 10.0
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -77,11 +81,7 @@ async def resolve(host: str) -> list[str]:
     return []
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def build_core(store: Store, plugins: Plugins, config: Config) -> Core:
+def build_core(store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine) -> Core:
     def resources(scope: Scope, payload_format: str | None) -> list[CatalogEntry]:
         return [
             CatalogEntry(r, plugins.catalog.providers[(r.scope, r.name)])
@@ -98,9 +98,11 @@ def build_core(store: Store, plugins: Plugins, config: Config) -> Core:
         Lookup(list(plugins.payload_formats), plugins.catalog.get),
         config.destination_policy,
         resolve,
-        _now,
+        clock.now,
+        on_change=engine.wake,
     )
-    return Core(hooks=hooks, catalog=CatalogService(resources, formats))
+    events = EventService(store, plugins.catalog.get, clock.now, on_published=engine.wake)
+    return Core(hooks=hooks, catalog=CatalogService(resources, formats), events=events)
 
 
 @dataclass(slots=True)
@@ -109,9 +111,13 @@ class Running:
 
     port: int
     grpc: GrpcServer
+    engine: DeliveryEngine
 
     async def stop(self, grace: float) -> None:
+        """Stop taking calls, then stop claiming; in-flight work gets ``grace`` seconds in all."""
+        deadline = trio.current_time() + grace
         await self.grpc.stop(grace)
+        await self.engine.drain(max(0.0, deadline - trio.current_time()))
 
 
 async def serve(
@@ -126,8 +132,12 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {exc}") from exc
-        grpc_server = GrpcServer(build_core(store, plugins, config), config.listen)
+        clock = Clock()
+        sender = await stack.enter_async_context(Sender(config.destination_policy, USER_AGENT))
+        engine = DeliveryEngine(store, plugins.payload_formats, sender, clock, config.engine)
+        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine), config.listen)
         async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server))
+            task_status.started(Running(port, grpc_server, engine))

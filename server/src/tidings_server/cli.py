@@ -7,15 +7,18 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 import trio
 
 from tidings_server import __version__, logs
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, serve
+from tidings_server.delivery.engine import EngineConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.plugins.manager import PluginError, Plugins
 
 log = logging.getLogger("tidings_server")
+ENGINE_DEFAULTS = EngineConfig()
 
 EXAMPLES = """\
 examples:
@@ -78,6 +81,29 @@ def parser() -> argparse.ArgumentParser:
         help="how long in-flight calls may take to finish after a stop signal (default 10)",
     )
     run.add_argument(
+        "--retention-days",
+        type=_positive_float,
+        default=28.0,
+        metavar="DAYS",
+        help="how long deliveries, attempts and events are kept (default 28)",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=ENGINE_DEFAULTS.max_in_flight,
+        metavar="N",
+        help=f"delivery attempts in flight at once across all hooks (default {ENGINE_DEFAULTS.max_in_flight})",
+    )
+    run.add_argument(
+        "--delivery-lease",
+        type=_positive_float,
+        default=ENGINE_DEFAULTS.lease.total_seconds(),
+        metavar="SECONDS",
+        help="how long a claimed delivery stays reserved; after a crash, unfinished deliveries are retried"
+        f" once their lease ends; keep it above twice the longest hook timeout"
+        f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+    )
+    run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
     )
     run.add_argument(
@@ -107,6 +133,20 @@ async def _serve_until_signal(config: Config) -> None:
     log.info("stopped")
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _plugins() -> int:
     plugins = Plugins.load()
     for info in plugins.infos:
@@ -132,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         allowed_destination_hosts=frozenset(h.lower() for h in args.allow_destination_host),
         shutdown_grace=args.shutdown_grace,
         blocked_plugins=frozenset(args.disable_plugin),
+        engine=EngineConfig(
+            max_in_flight=args.max_in_flight,
+            lease=timedelta(seconds=args.delivery_lease),
+            retention=timedelta(days=args.retention_days),
+        ),
     )
     code = 0
     try:

@@ -66,8 +66,11 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
         raise InvalidArgument(f"{field_name}: required")
     if len(value) > MAX_URL_LENGTH:
         raise InvalidArgument(f"{field_name}: {len(value)} characters is longer than the {MAX_URL_LENGTH} allowed")
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
-        raise InvalidArgument(f"{field_name}: must not contain spaces or control characters")
+    if any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in value):
+        raise InvalidArgument(
+            f"{field_name}: must be ASCII without spaces or control characters; percent-encode the path"
+            " and write an international host name in its xn-- form"
+        )
     try:
         url = urlsplit(value)
         port = url.port

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from ulid import ULID
 
 from tidings_server.domain import filtering, names, paging
 from tidings_server.domain.destinations import DestinationPolicy, Resolver, check_destination
-from tidings_server.domain.errors import FailedPrecondition, InvalidArgument
-from tidings_server.domain.model import Hook, HookStatus, ResourceType, Scope, Trigger
+from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from tidings_server.domain.model import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_RETRYABLE_STATUSES,
+    Hook,
+    HookStatus,
+    Ordering,
+    ResourceType,
+    RetryPolicy,
+    Scope,
+    Trigger,
+)
 from tidings_server.domain.paging import Page
 from tidings_server.domain.secrets import check_authorization_header
 from tidings_server.stores.protocol import Store
 
 MAX_DISPLAY_NAME = 200
 MAX_TRIGGERS_PER_BATCH = 500
-MUTABLE_FIELDS = ("display_name", "destination_url", "authorization_header", "status")
+MUTABLE_FIELDS = (
+    "display_name",
+    "destination_url",
+    "authorization_header",
+    "status",
+    "retry_policy",
+    "ordering",
+    "max_concurrency",
+)
+MAX_CONCURRENCY = 64
+_LIMITS = {
+    "timeout": (timedelta(seconds=1), timedelta(seconds=60)),
+    "retry_window": (timedelta(minutes=1), timedelta(hours=72)),
+    "initial_backoff": (timedelta(milliseconds=100), timedelta(hours=1)),
+    "max_backoff": (timedelta(milliseconds=100), timedelta(hours=24)),
+}
 OUTPUT_ONLY_FIELDS = ("name", "create_time", "update_time")
 HOOK_FILTER_SCHEMA: filtering.Schema = {
     "status": filtering.Enum(tuple(s.name for s in HookStatus)),
@@ -27,14 +53,28 @@ HOOK_FILTER_SCHEMA: filtering.Schema = {
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicyInput:
+    """A retry policy as given; None (or empty) fields take the defaults."""
+
+    timeout: timedelta | None = None
+    retry_window: timedelta | None = None
+    initial_backoff: timedelta | None = None
+    max_backoff: timedelta | None = None
+    retryable_statuses: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class HookInput:
-    """The caller-settable fields of a hook, as the adapter decoded them (None = not given)."""
+    """The caller-settable fields of a hook, as the adapter decoded them (None or 0 = not given)."""
 
     display_name: str = ""
     destination_url: str = ""
     authorization_header: str = ""
     payload_format: str = ""
     status: HookStatus | None = None
+    retry_policy: RetryPolicyInput = field(default_factory=RetryPolicyInput)
+    ordering: Ordering | None = None
+    max_concurrency: int = 0
 
 
 class Lookup:
@@ -55,12 +95,14 @@ class HookService:
         policy: DestinationPolicy,
         resolve: Resolver,
         now: Callable[[], datetime],
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._lookup = lookup
         self._policy = policy
         self._resolve = resolve
         self._now = now
+        self._on_change = on_change
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -83,6 +125,9 @@ class HookService:
             status=given.status or HookStatus.ACTIVE,
             create_time=now,
             update_time=now,
+            retry_policy=retry_policy("hook.retry_policy", given.retry_policy),
+            ordering=given.ordering or Ordering.UNORDERED,
+            max_concurrency=_max_concurrency("hook.max_concurrency", given.max_concurrency),
         )
         await self._store.create_hook(hook)
         return hook
@@ -126,16 +171,27 @@ class HookService:
             if given.status is None:
                 raise InvalidArgument("hook.status: must be ACTIVE, PAUSED or DISABLED when update_mask names it")
             values["status"] = given.status
+        if "retry_policy" in paths:
+            values["retry_policy"] = retry_policy("hook.retry_policy", given.retry_policy)
+        if "ordering" in paths:
+            values["ordering"] = given.ordering or Ordering.UNORDERED
+        if "max_concurrency" in paths:
+            values["max_concurrency"] = _max_concurrency("hook.max_concurrency", given.max_concurrency)
         now = self._now()
 
         def change(hook: Hook) -> Hook:
             return replace(hook, update_time=now, **values)  # type: ignore[arg-type]
 
-        return await self._store.update_hook(name, change)
+        hook = await self._store.update_hook(name, change)
+        if hook.status is HookStatus.DISABLED:
+            await self._store.discard_pending(name, now, "the hook was disabled")
+        self._on_change()
+        return hook
 
     async def delete_hook(self, name: str) -> None:
         names.parse_hook_name("name", name)
         await self._store.delete_hook(name)
+        await self._store.discard_pending(name, self._now(), "the hook was deleted")
 
     # -- triggers ------------------------------------------------------------------------
 
@@ -206,11 +262,60 @@ class HookService:
         return pair
 
 
+async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> None:
+    """Disable a hook because delivering to it is pointless (410 Gone) and discard what is pending."""
+    try:
+        await store.update_hook(name, lambda hook: replace(hook, status=HookStatus.DISABLED, update_time=now))
+    except NotFound:
+        return
+    await store.discard_pending(name, now, reason)
+
+
+def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:
+    """A complete, checked policy from a partial one."""
+    default = RetryPolicy()
+    values: dict[str, timedelta] = {}
+    for name, (low, high) in _LIMITS.items():
+        value: timedelta | None = getattr(given, name)
+        if value is None:
+            values[name] = getattr(default, name)
+        elif not low <= value <= high:
+            raise InvalidArgument(
+                f"{field_name}.{name}: {_seconds(value)} is outside {_seconds(low)} to {_seconds(high)}"
+            )
+        else:
+            values[name] = value
+    if values["max_backoff"] < values["initial_backoff"]:
+        raise InvalidArgument(
+            f"{field_name}.max_backoff: {_seconds(values['max_backoff'])} is less than initial_backoff"
+            f" {_seconds(values['initial_backoff'])}"
+        )
+    statuses = frozenset(given.retryable_statuses) or DEFAULT_RETRYABLE_STATUSES
+    for status in given.retryable_statuses:
+        if not 400 <= status <= 599:
+            raise InvalidArgument(f"{field_name}.retryable_statuses: {status} is not an HTTP error status (400-599)")
+    if 410 in statuses and given.retryable_statuses:
+        raise InvalidArgument(f"{field_name}.retryable_statuses: 410 Gone always disables the hook; remove it")
+    return RetryPolicy(retryable_statuses=statuses, **values)
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g} s"
+
+
+def _max_concurrency(field_name: str, value: int) -> int:
+    if value == 0:
+        return DEFAULT_MAX_CONCURRENCY
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidArgument(f"{field_name}: {value} is outside 1 to {MAX_CONCURRENCY}")
+    return value
+
+
 def _display_name(field: str, value: str) -> str:
     if len(value) > MAX_DISPLAY_NAME:
         raise InvalidArgument(f"{field}: {len(value)} characters is longer than the {MAX_DISPLAY_NAME} allowed")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise InvalidArgument(f"{field}: must not contain control characters")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        raise InvalidArgument(f"{field}: must not contain control characters or line breaks")
     return value
 
 

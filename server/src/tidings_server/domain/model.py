@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class Scope(enum.Enum):
@@ -20,6 +20,30 @@ class HookStatus(enum.Enum):
     ACTIVE = "active"
     PAUSED = "paused"
     DISABLED = "disabled"
+
+
+class Ordering(enum.Enum):
+    """Whether a hook's deliveries may overtake each other (UNORDERED) or not per resource."""
+
+    UNORDERED = "unordered"
+    PER_RESOURCE = "per_resource"
+
+
+DEFAULT_RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When an attempt failed and how it is retried; the defaults are Procore's."""
+
+    timeout: timedelta = timedelta(seconds=5)
+    retry_window: timedelta = timedelta(hours=12)
+    initial_backoff: timedelta = timedelta(seconds=1)
+    max_backoff: timedelta = timedelta(hours=1)
+    retryable_statuses: frozenset[int] = DEFAULT_RETRYABLE_STATUSES
+
+
+DEFAULT_MAX_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +64,9 @@ class Hook:
     status: HookStatus
     create_time: datetime
     update_time: datetime
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    ordering: Ordering = Ordering.UNORDERED
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
     @property
     def scope(self) -> Scope:
@@ -99,6 +126,7 @@ class Event:
     event_type: str
     metadata: EventMetadata = field(default_factory=EventMetadata)
     related_resources: tuple[RelatedResource, ...] = ()
+    idempotency_key: str = ""
 
     @property
     def scope(self) -> Scope:
@@ -116,3 +144,55 @@ class ResourceType:
     scope: Scope
     event_types: frozenset[str]
     payload_formats: frozenset[str] | None = None
+
+
+class DeliveryStatus(enum.Enum):
+    """The five statuses admins see for a delivery."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DISCARDED = "discarded"
+
+
+PENDING_STATUSES = frozenset({DeliveryStatus.QUEUED, DeliveryStatus.RETRYING})
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event sent (or to be sent) to one hook.
+
+    The delivery id is the event id, so a delivery is named ``{hook}/deliveries/{event id}``
+    and an event reaches each hook at most once per publish. ``first_attempt_time`` starts
+    the retry window; ``next_attempt_time`` is when a pending delivery is due.
+    """
+
+    name: str
+    hook_name: str
+    event_id: str
+    status: DeliveryStatus
+    attempt_count: int
+    create_time: datetime
+    update_time: datetime
+    next_attempt_time: datetime | None
+    first_attempt_time: datetime | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP POST of a delivery and what came back; secrets in headers are already masked."""
+
+    number: int
+    start_time: datetime
+    end_time: datetime
+    request_headers: tuple[tuple[str, str], ...]
+    response_status: int | None
+    response_headers: tuple[tuple[str, str], ...]
+    response_body: bytes
+    error: str
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end_time - self.start_time

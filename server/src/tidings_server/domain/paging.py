@@ -59,5 +59,5 @@ def decode_token(token: str, *request: str) -> str | None:
     if not isinstance(after, str) or not isinstance(fingerprint, str):
         raise InvalidArgument("page_token: not a token this server issued")
     if fingerprint != _fingerprint(*request):
-        raise InvalidArgument("page_token: issued for a different request; keep parent and filter unchanged")
+        raise InvalidArgument("page_token: issued for a different request; repeat the other request fields unchanged")
     return after

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.v1 import catalog_pb2, hooks_pb2
+from tidings.v1 import catalog_pb2, events_pb2, hooks_pb2
 from tidings_server.domain.catalog import CatalogEntry, FormatInfo
 from tidings_server.domain.errors import InvalidArgument
-from tidings_server.domain.hooks import HookInput
-from tidings_server.domain.model import Hook, HookStatus, Scope, Trigger
+from tidings_server.domain.events import EventDraft
+from tidings_server.domain.hooks import HookInput, RetryPolicyInput
+from tidings_server.domain.model import (
+    EventMetadata,
+    Hook,
+    HookStatus,
+    Ordering,
+    RelatedResource,
+    RetryPolicy,
+    Scope,
+    Trigger,
+)
 from tidings_server.domain.secrets import mask
+from tidings_server.stores.protocol import Published
 
 _STATUS_TO_PROTO = {
     HookStatus.ACTIVE: hooks_pb2.HOOK_STATUS_ACTIVE,
@@ -19,6 +32,11 @@ _STATUS_TO_PROTO = {
     HookStatus.DISABLED: hooks_pb2.HOOK_STATUS_DISABLED,
 }
 _STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+_ORDERING_TO_PROTO = {
+    Ordering.UNORDERED: hooks_pb2.DELIVERY_ORDERING_UNORDERED,
+    Ordering.PER_RESOURCE: hooks_pb2.DELIVERY_ORDERING_PER_RESOURCE,
+}
+_ORDERING_FROM_PROTO = {v: k for k, v in _ORDERING_TO_PROTO.items()}
 _SCOPE_TO_PROTO = {Scope.COMPANY: catalog_pb2.SCOPE_COMPANY, Scope.PROJECT: catalog_pb2.SCOPE_PROJECT}
 _SCOPE_FROM_PROTO = {v: k for k, v in _SCOPE_TO_PROTO.items()}
 
@@ -48,13 +66,67 @@ def scope(field: str, value: int) -> Scope | None:
     return found
 
 
-def hook_input(message: hooks_pb2.Hook) -> HookInput:
+def ordering(field: str, value: int) -> Ordering | None:
+    if value == hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED:
+        return None
+    found: Ordering | None = _ORDERING_FROM_PROTO.get(value)  # type: ignore[call-overload]
+    if found is None:
+        raise InvalidArgument(f"{field}: {value} is not a known delivery ordering")
+    return found
+
+
+def _duration(field: str, message: hooks_pb2.RetryPolicy, name: str) -> timedelta | None:
+    if not message.HasField(name):  # type: ignore[arg-type]
+        return None
+    value: Duration = getattr(message, name)
+    if value.seconds < 0 or value.nanos < 0:
+        raise InvalidArgument(f"{field}.{name}: must not be negative")
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
+def retry_policy_input(field: str, message: hooks_pb2.RetryPolicy) -> RetryPolicyInput:
+    return RetryPolicyInput(
+        timeout=_duration(field, message, "timeout"),
+        retry_window=_duration(field, message, "retry_window"),
+        initial_backoff=_duration(field, message, "initial_backoff"),
+        max_backoff=_duration(field, message, "max_backoff"),
+        retryable_statuses=tuple(message.retryable_statuses),
+    )
+
+
+def hook_input(message: hooks_pb2.Hook, paths: Collection[str] | None = None) -> HookInput:
+    """Decode the settable fields; with ``paths`` (an update mask) only those are read."""
+
+    def wanted(name: str) -> bool:
+        return paths is None or name in paths
+
     return HookInput(
         display_name=message.display_name,
         destination_url=message.destination_url,
         authorization_header=message.authorization_header,
         payload_format=message.payload_format,
-        status=hook_status("hook.status", message.status),
+        status=hook_status("hook.status", message.status) if wanted("status") else None,
+        retry_policy=retry_policy_input("hook.retry_policy", message.retry_policy)
+        if wanted("retry_policy")
+        else RetryPolicyInput(),
+        ordering=ordering("hook.ordering", message.ordering) if wanted("ordering") else None,
+        max_concurrency=message.max_concurrency,
+    )
+
+
+def duration(value: timedelta) -> Duration:
+    d = Duration()
+    d.FromTimedelta(value)
+    return d
+
+
+def retry_policy(value: RetryPolicy) -> hooks_pb2.RetryPolicy:
+    return hooks_pb2.RetryPolicy(
+        timeout=duration(value.timeout),
+        retry_window=duration(value.retry_window),
+        initial_backoff=duration(value.initial_backoff),
+        max_backoff=duration(value.max_backoff),
+        retryable_statuses=sorted(value.retryable_statuses),
     )
 
 
@@ -69,6 +141,9 @@ def hook(value: Hook) -> hooks_pb2.Hook:
         status=_STATUS_TO_PROTO[value.status],
         create_time=timestamp(value.create_time),
         update_time=timestamp(value.update_time),
+        retry_policy=retry_policy(value.retry_policy),
+        ordering=_ORDERING_TO_PROTO[value.ordering],
+        max_concurrency=value.max_concurrency,
     )
 
 
@@ -98,3 +173,33 @@ def payload_format(info: FormatInfo) -> catalog_pb2.PayloadFormat:
         distribution=info.distribution,
         version=info.version,
     )
+
+
+def _optional(message: events_pb2.EventMetadata, name: str) -> int | None:
+    return getattr(message, name) if message.HasField(name) else None  # type: ignore[arg-type]
+
+
+def event_draft(message: events_pb2.Event) -> EventDraft:
+    meta = message.metadata
+    return EventDraft(
+        company_id=message.company_id,
+        project_id=message.project_id,
+        resource_name=message.resource_name,
+        resource_id=message.resource_id,
+        event_type=message.event_type,
+        user_id=message.user_id,
+        timestamp=message.timestamp.ToDatetime(tzinfo=UTC) if message.HasField("timestamp") else None,
+        metadata=EventMetadata(
+            source_user_id=_optional(meta, "source_user_id"),
+            source_project_id=_optional(meta, "source_project_id"),
+            source_operation_id=_optional(meta, "source_operation_id"),
+            source_company_id=_optional(meta, "source_company_id"),
+            source_application_id=meta.source_application_id if meta.HasField("source_application_id") else None,
+        ),
+        related_resources=tuple(RelatedResource(r.id, r.name) for r in message.related_resources),
+        idempotency_key=message.idempotency_key,
+    )
+
+
+def published(value: Published) -> events_pb2.PublishedEvent:
+    return events_pb2.PublishedEvent(event_id=value.event_id, deliveries=value.deliveries, duplicate=value.duplicate)

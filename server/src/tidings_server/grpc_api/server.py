@@ -21,23 +21,27 @@ import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tidings.v1 import catalog_pb2, catalog_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
 from tidings_server.domain.catalog import CatalogService
+from tidings_server.domain.events import EventService
 from tidings_server.domain.hooks import HookService
 from tidings_server.grpc_api.bridge import TrioBridge
-from tidings_server.grpc_api.servicers import CatalogServicer, HookServicer
+from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES: Sequence[str] = (
     hooks_pb2.DESCRIPTOR.services_by_name["HookService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 
 class ListenError(Exception):
     """The server could not bind its listen address."""
 
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a full PublishEvents batch with related resources fits
 
 Reporter = Callable[[BaseException | None], None]
 """Tells the trio side, from the asyncio thread, that serving started (None) or failed."""
@@ -49,6 +53,7 @@ class Core:
 
     hooks: HookService
     catalog: CatalogService
+    events: EventService
 
 
 class GrpcServer:
@@ -123,9 +128,12 @@ class GrpcServer:
     async def _serve(self, bridge: TrioBridge, report: Reporter) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        )
         hooks_pb2_grpc.add_HookServiceServicer_to_server(HookServicer(bridge, self._core.hooks), server)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(bridge, self._core.catalog), server)
+        events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bridge, self._core.events), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -9,9 +9,10 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from tidings.v1 import catalog_pb2, catalog_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
 from tidings_server.domain.catalog import CatalogService
 from tidings_server.domain.errors import TidingsError
+from tidings_server.domain.events import EventService
 from tidings_server.domain.hooks import HookService
 from tidings_server.grpc_api import convert
 from tidings_server.grpc_api.bridge import TrioBridge
@@ -77,8 +78,8 @@ class HookServicer(_Servicer, hooks_pb2_grpc.HookServiceServicer):
     async def UpdateHook(  # noqa: N802
         self, request: hooks_pb2.UpdateHookRequest, context: Context
     ) -> hooks_pb2.Hook:
-        given = await self._decode(context, lambda: convert.hook_input(request.hook))
         mask = list(request.update_mask.paths)
+        given = await self._decode(context, lambda: convert.hook_input(request.hook, mask))
         return convert.hook(await self._call(context, self._hooks.update_hook, request.hook.name, given, mask))
 
     async def DeleteHook(  # noqa: N802
@@ -137,6 +138,19 @@ class CatalogServicer(_Servicer, catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.ListPayloadFormatsResponse(
             payload_formats=[convert.payload_format(f) for f in page.items], next_page_token=page.next_page_token
         )
+
+
+class EventServicer(_Servicer, events_pb2_grpc.EventServiceServicer):
+    def __init__(self, bridge: TrioBridge, events: EventService) -> None:
+        super().__init__(bridge)
+        self._events = events
+
+    async def PublishEvents(  # noqa: N802
+        self, request: events_pb2.PublishEventsRequest, context: Context
+    ) -> events_pb2.PublishEventsResponse:
+        drafts = [convert.event_draft(e) for e in request.events]
+        results = await self._call(context, self._events.publish, drafts)
+        return events_pb2.PublishEventsResponse(results=[convert.published(p) for p in results])
 
 
 def _sync(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -47,6 +48,32 @@ HOOK_STATUS_DISABLED: HookStatus.ValueType  # 3
 """Nothing is recorded or delivered; pending deliveries are discarded."""
 Global___HookStatus: _TypeAlias = HookStatus  # noqa: Y015
 
+class _DeliveryOrdering:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryOrderingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryOrdering.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_ORDERING_UNSPECIFIED: _DeliveryOrdering.ValueType  # 0
+    DELIVERY_ORDERING_UNORDERED: _DeliveryOrdering.ValueType  # 1
+    """As fast as possible, up to max_concurrency at once; later events may overtake earlier ones."""
+    DELIVERY_ORDERING_PER_RESOURCE: _DeliveryOrdering.ValueType  # 2
+    """Events about one resource (name and id) arrive in publish order: a later one waits while
+    an earlier one is pending. Other resources are not held back.
+    """
+
+class DeliveryOrdering(_DeliveryOrdering, metaclass=_DeliveryOrderingEnumTypeWrapper):
+    """The order a hook's deliveries are attempted in."""
+
+DELIVERY_ORDERING_UNSPECIFIED: DeliveryOrdering.ValueType  # 0
+DELIVERY_ORDERING_UNORDERED: DeliveryOrdering.ValueType  # 1
+"""As fast as possible, up to max_concurrency at once; later events may overtake earlier ones."""
+DELIVERY_ORDERING_PER_RESOURCE: DeliveryOrdering.ValueType  # 2
+"""Events about one resource (name and id) arrive in publish order: a later one waits while
+an earlier one is pending. Other resources are not held back.
+"""
+Global___DeliveryOrdering: _TypeAlias = DeliveryOrdering  # noqa: Y015
+
 @_typing.final
 class Hook(_message.Message):
     """A destination that receives the events selected by its triggers."""
@@ -61,6 +88,9 @@ class Hook(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    RETRY_POLICY_FIELD_NUMBER: _builtins.int
+    ORDERING_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. `companies/{c}/hooks/{h}` or `companies/{c}/projects/{p}/hooks/{h}`."""
     display_name: _builtins.str
@@ -76,6 +106,10 @@ class Hook(_message.Message):
     """Immutable. The name of a payload format (see CatalogService.ListPayloadFormats)."""
     status: Global___HookStatus.ValueType
     """ACTIVE when unset at creation."""
+    ordering: Global___DeliveryOrdering.ValueType
+    """UNORDERED when unset."""
+    max_concurrency: _builtins.int
+    """Attempts in flight at once for this hook, 1 to 64; 8 when unset."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -83,6 +117,10 @@ class Hook(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
+
+    @_builtins.property
+    def retry_policy(self) -> Global___RetryPolicy:
+        """How failed deliveries are retried; server defaults for unset fields."""
 
     def __init__(
         self,
@@ -95,14 +133,71 @@ class Hook(_message.Message):
         status: Global___HookStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        retry_policy: Global___RetryPolicy | None = ...,
+        ordering: Global___DeliveryOrdering.ValueType = ...,
+        max_concurrency: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "name", b"name", "payload_format", b"payload_format", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "retry_policy", b"retry_policy", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hook: _TypeAlias = Hook  # noqa: Y015
+
+@_typing.final
+class RetryPolicy(_message.Message):
+    """When an attempt counts as failed and how failures are retried. Unset fields take the
+    defaults shown; UpdateHook replaces the whole policy when `retry_policy` is in the mask.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    RETRY_WINDOW_FIELD_NUMBER: _builtins.int
+    INITIAL_BACKOFF_FIELD_NUMBER: _builtins.int
+    MAX_BACKOFF_FIELD_NUMBER: _builtins.int
+    RETRYABLE_STATUSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long the endpoint has to answer once connected: 5 s; 1 s to 60 s."""
+
+    @_builtins.property
+    def retry_window(self) -> _duration_pb2.Duration:
+        """Retries stop this long after the first attempt and the delivery is discarded: 12 h;
+        1 min to 72 h.
+        """
+
+    @_builtins.property
+    def initial_backoff(self) -> _duration_pb2.Duration:
+        """The first retry waits this long, doubling after each failure: 1 s; 100 ms to 1 h."""
+
+    @_builtins.property
+    def max_backoff(self) -> _duration_pb2.Duration:
+        """Waits never exceed this (nor does an honoured Retry-After): 1 h; initial_backoff to 24 h."""
+
+    @_builtins.property
+    def retryable_statuses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """HTTP statuses that are retried: 408, 429 and 500-599. Each must be 400-599. Other 4xx
+        are failed at once; 410 also disables the hook.
+        """
+
+    def __init__(
+        self,
+        *,
+        timeout: _duration_pb2.Duration | None = ...,
+        retry_window: _duration_pb2.Duration | None = ...,
+        initial_backoff: _duration_pb2.Duration | None = ...,
+        max_backoff: _duration_pb2.Duration | None = ...,
+        retryable_statuses: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_backoff", b"max_backoff", "retry_window", b"retry_window", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_backoff", b"max_backoff", "retry_window", b"retry_window", "retryable_statuses", b"retryable_statuses", "timeout", b"timeout"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 
 @_typing.final
 class Trigger(_message.Message):

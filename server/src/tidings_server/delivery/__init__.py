@@ -1,0 +1,1 @@
+"""Delivery: the state machine, the retry policy, HTTP attempts and the delivery nursery."""

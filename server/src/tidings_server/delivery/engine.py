@@ -1,0 +1,263 @@
+"""The delivery nursery: a dispatcher claims due deliveries, attempts run per hook, results are
+recorded in groups, and old history is purged.
+
+One structured tree owns it all. Claims never exceed a hook's free concurrency, so a hanging
+endpoint holds at most its own ``max_concurrency`` slots and never delays another hook. A
+publish wakes the dispatcher at once; otherwise it sleeps until the next delivery is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import trio
+import trio.lowlevel
+
+from tidings_server import __version__
+from tidings_server.delivery import policy, states
+from tidings_server.delivery.clock import Clock
+from tidings_server.delivery.http import Outcome, Sender
+from tidings_server.domain.hooks import disable_hook
+from tidings_server.domain.model import Attempt, Hook
+from tidings_server.domain.secrets import mask
+from tidings_server.plugins.spec import PayloadFormat, RenderContext
+from tidings_server.stores.protocol import AttemptRecord, Claim, Store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"tidings/{__version__}"
+DELIVERY_ID_HEADER = "Tidings-Delivery-Id"
+HOOK_HEADER = "Tidings-Hook"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Tuning of the delivery nursery; the defaults suit one server on a small machine."""
+
+    max_in_flight: int = 512
+    claim_batch: int = 128
+    lease: timedelta = timedelta(seconds=130)  # above two of the longest allowed timeouts
+    retention: timedelta = timedelta(days=28)
+    purge_every: float = 60.0
+    purge_batch: int = 500
+    record_batch: int = 256
+
+
+@dataclass(slots=True)
+class _Flight:
+    hook: str
+    claim: Claim
+    cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class DeliveryEngine:
+    """Runs deliveries until drained; ``wake()`` is how publishes and hook changes reach it."""
+
+    def __init__(
+        self,
+        store: Store,
+        formats: Mapping[str, PayloadFormat],
+        sender: Sender,
+        clock: Clock,
+        config: EngineConfig = EngineConfig(),
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._formats = formats
+        self._sender = sender
+        self._clock = clock
+        self._config = config
+        self._jitter = jitter
+        self._wake = trio.Event()
+        self._stopping = trio.Event()
+        self._flights: dict[str, _Flight] = {}
+        self._per_hook: Counter[str] = Counter()
+        self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def wake(self) -> None:
+        """Something may be due now (a publish, a resumed hook, a finished attempt)."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._flights)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until ``drain()`` finishes (or the caller cancels)."""
+        async with trio.open_nursery() as outer:
+            outer.start_soon(self._record_loop)
+            purge_scope = trio.CancelScope()
+            outer.start_soon(self._purge_loop, purge_scope)
+            async with self._records_send:
+                async with trio.open_nursery() as attempts:
+                    attempts.start_soon(self._dispatch_loop, attempts)
+                    task_status.started()
+                unfinished = [f.claim.delivery.name for f in self._flights.values()]
+                if unfinished:
+                    with trio.CancelScope(shield=True):
+                        await self._store.release(unfinished)
+                    log.info("released unfinished deliveries", extra={"count": len(unfinished)})
+            purge_scope.cancel()
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming, give in-flight attempts ``grace`` seconds, cancel the rest (their leases
+        are released so the next start picks them up)."""
+        self._stopping.set()
+        self.wake()
+        with trio.move_on_after(grace):
+            await self._idle.wait()
+        for flight in list(self._flights.values()):
+            flight.cancel.cancel()
+
+    # -- dispatcher ------------------------------------------------------------------------
+
+    async def _dispatch_loop(self, attempts: trio.Nursery) -> None:
+        while not self._stopping.is_set():
+            self._wake = trio.Event()
+            free = self._config.max_in_flight - len(self._flights)
+            claims: list[Claim] = []
+            if free > 0:
+                now = self._clock.now()
+                claims = await self._store.claim_due(
+                    now,
+                    limit=min(free, self._config.claim_batch),
+                    lease_until=now + self._config.lease,
+                    in_flight=dict(self._per_hook),
+                )
+                for claim in claims:
+                    if claim.delivery.name in self._flights:  # still running here; its lease ran out
+                        continue
+                    flight = _Flight(claim.hook.name, claim)
+                    self._flights[claim.delivery.name] = flight
+                    self._per_hook[flight.hook] += 1
+                    self._idle = trio.Event()
+                    attempts.start_soon(self._attempt, flight)
+            if claims and len(claims) == min(free, self._config.claim_batch):
+                await trio.lowlevel.checkpoint()
+                continue  # there may be more due right now
+            due = await self._store.next_due_time() if free > 0 else None
+            with trio.move_on_at(self._clock.deadline(due)):
+                await self._wake.wait()
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _attempt(self, flight: _Flight) -> None:
+        try:
+            with flight.cancel:
+                record, disable = await self._perform(flight.claim)
+                await self._records_send.send(record)
+                del self._flights[flight.claim.delivery.name]
+            if disable:
+                with trio.CancelScope(shield=True):
+                    await disable_hook(self._store, flight.hook, self._clock.now(), record.error)
+        finally:
+            if flight.cancel.cancelled_caught:
+                log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
+            self._per_hook[flight.hook] -= 1
+            if not self._per_hook[flight.hook]:
+                del self._per_hook[flight.hook]
+            if not self._flights:
+                self._idle.set()
+            self.wake()
+
+    async def _perform(self, claim: Claim) -> tuple[AttemptRecord, bool]:
+        """Render, POST and decide; returns the record and whether the hook must be disabled."""
+        delivery, event, hook = claim.delivery, claim.event, claim.hook
+        number = delivery.attempt_count + 1
+        start = self._clock.now()
+        headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name)]
+        if hook.authorization_header:
+            headers.append(("Authorization", hook.authorization_header))
+        try:
+            body, rendered_headers = self._render(hook, claim)
+        except Exception as exc:  # foreign plugin code: any failure is this delivery's, not ours
+            result = policy.Result(
+                failure=policy.Failure.RENDER, error=f"payload format {hook.payload_format}: {exc!r}"
+            )
+            return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
+        headers = [*rendered_headers, *headers]
+        outcome = await self._sender.post(
+            hook.destination_url, headers, body, hook.retry_policy.timeout.total_seconds()
+        )
+        end = self._clock.now()
+        retry_after = policy.parse_retry_after(_header(outcome.headers, "retry-after"), end)
+        result = policy.Result(outcome.status, outcome.failure, outcome.error, retry_after)
+        return self._conclude(claim, number, start, end, headers, result, outcome)
+
+    def _render(self, hook: Hook, claim: Claim) -> tuple[bytes, list[tuple[str, str]]]:
+        fmt = self._formats.get(hook.payload_format)
+        if fmt is None:
+            raise LookupError(f"payload format {hook.payload_format!r} is not loaded")
+        rendered = fmt.render(claim.event, RenderContext(hook.name, hook.payload_format))
+        if not isinstance(rendered.body, bytes):
+            raise TypeError(f"render() returned a {type(rendered.body).__name__} body, not bytes")
+        return rendered.body, list(rendered.headers.items())
+
+    def _conclude(
+        self,
+        claim: Claim,
+        number: int,
+        start: datetime,
+        end: datetime,
+        headers: list[tuple[str, str]],
+        result: policy.Result,
+        outcome: Outcome | None,
+    ) -> tuple[AttemptRecord, bool]:
+        delivery, hook = claim.delivery, claim.hook
+        decision = policy.decide(
+            result,
+            hook.retry_policy,
+            attempt_number=number,
+            first_attempt_time=delivery.first_attempt_time or start,
+            now=end,
+            jitter=self._jitter(),
+        )
+        status = states.transition(delivery.status, decision.cause)
+        sent = tuple((k, mask(v) if k.lower() == "authorization" else v) for k, v in headers)
+        attempt = Attempt(
+            number=number,
+            start_time=start,
+            end_time=end,
+            request_headers=sent,
+            response_status=result.status,
+            response_headers=tuple(outcome.headers) if outcome else (),
+            response_body=outcome.body if outcome else b"",
+            error=decision.error,
+        )
+        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, decision.error)
+        return record, decision.disable_hook
+
+    # -- recorder and purger ---------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        """Group commit: everything finished while the last write ran goes in the next one."""
+        async with self._records_receive:
+            async for first in self._records_receive:
+                batch = [first]
+                while len(batch) < self._config.record_batch:
+                    try:
+                        batch.append(self._records_receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                with trio.CancelScope(shield=True):  # a started write always completes
+                    await self._store.record_attempts(batch)
+                self.wake()
+
+    async def _purge_loop(self, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                before = self._clock.now() - self._config.retention
+                while await self._store.purge(before, self._config.purge_batch):
+                    await trio.lowlevel.checkpoint()
+                await trio.sleep(self._config.purge_every)
+
+
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in headers if key.lower() == name), None)

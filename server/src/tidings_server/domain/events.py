@@ -1,0 +1,139 @@
+"""Event ingestion: validate a batch of published changes and store it with its deliveries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ulid import ULID
+
+from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
+from tidings_server.stores.protocol import Published, Store
+
+MAX_EVENTS_PER_CALL = 1000
+MAX_RELATED_RESOURCES = 100
+MAX_TEXT = 200
+MAX_ID = 2**63 - 1
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """A published event as the adapter decoded it; 0 and "" mean "not given"."""
+
+    company_id: int
+    project_id: int
+    resource_name: str
+    resource_id: int
+    event_type: str
+    user_id: int
+    timestamp: datetime | None = None
+    metadata: EventMetadata = field(default_factory=EventMetadata)
+    related_resources: tuple[RelatedResource, ...] = ()
+    idempotency_key: str = ""
+
+
+class EventService:
+    """Accepts batches of events: all valid or none stored, then wakes the delivery engine."""
+
+    def __init__(
+        self,
+        store: Store,
+        resource: Callable[[Scope, str], ResourceType | None],
+        now: Callable[[], datetime],
+        on_published: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._resource = resource
+        self._now = now
+        self._on_published = on_published
+
+    async def publish(self, drafts: Sequence[EventDraft]) -> list[Published]:
+        if not drafts:
+            raise InvalidArgument("events: at least one event is required")
+        if len(drafts) > MAX_EVENTS_PER_CALL:
+            raise InvalidArgument(f"events: {len(drafts)} is more than the {MAX_EVENTS_PER_CALL} allowed per call")
+        now = self._now()
+        events = [self._event(f"events[{i}]", draft, now) for i, draft in enumerate(drafts)]
+        published = await self._store.publish_events(events, now)
+        if any(p.deliveries for p in published):
+            self._on_published()
+        return published
+
+    def _event(self, where: str, draft: EventDraft, now: datetime) -> Event:
+        _positive(f"{where}.company_id", draft.company_id)
+        if draft.project_id < 0 or draft.project_id > MAX_ID:
+            raise InvalidArgument(f"{where}.project_id: must be positive, or 0 for a company-level event")
+        _positive(f"{where}.resource_id", draft.resource_id)
+        _positive(f"{where}.user_id", draft.user_id)
+        scope = Scope.PROJECT if draft.project_id else Scope.COMPANY
+        if not draft.resource_name:
+            raise InvalidArgument(f"{where}.resource_name: required")
+        if len(draft.resource_name) > MAX_TEXT:
+            raise InvalidArgument(f"{where}.resource_name: longer than the {MAX_TEXT} characters allowed")
+        if self._resource(scope, draft.resource_name) is None:
+            other = Scope.COMPANY if scope is Scope.PROJECT else Scope.PROJECT
+            if self._resource(other, draft.resource_name) is not None:
+                hint = "set project_id" if other is Scope.PROJECT else "leave project_id 0"
+                raise InvalidArgument(
+                    f"{where}.resource_name: {draft.resource_name!r} is a {other.value}-level resource; {hint}"
+                )
+            raise InvalidArgument(
+                f"{where}.resource_name: unknown resource {draft.resource_name!r} for {scope.value}-level events"
+            )
+        if not draft.event_type:
+            raise InvalidArgument(f"{where}.event_type: required")
+        if not _EVENT_TYPE.fullmatch(draft.event_type):
+            raise InvalidArgument(
+                f"{where}.event_type: {draft.event_type[:80]!r} is not a lowercase word"
+                " such as create, update or delete"
+            )
+        if draft.timestamp is not None and draft.timestamp.tzinfo is None:
+            raise InvalidArgument(f"{where}.timestamp: must carry a time zone")
+        _metadata(f"{where}.metadata", draft.metadata)
+        if len(draft.related_resources) > MAX_RELATED_RESOURCES:
+            raise InvalidArgument(
+                f"{where}.related_resources: {len(draft.related_resources)} is more than the"
+                f" {MAX_RELATED_RESOURCES} allowed"
+            )
+        for j, related in enumerate(draft.related_resources):
+            _positive(f"{where}.related_resources[{j}].id", related.id)
+            if not related.name or len(related.name) > MAX_TEXT:
+                raise InvalidArgument(f"{where}.related_resources[{j}].name: required, at most {MAX_TEXT} characters")
+        key = draft.idempotency_key
+        if len(key) > MAX_TEXT or any(not 0x21 <= ord(c) <= 0x7E for c in key):
+            raise InvalidArgument(f"{where}.idempotency_key: at most {MAX_TEXT} printable ASCII characters, no spaces")
+        return Event(
+            id=str(ULID.from_datetime(now)),
+            serial=0,
+            timestamp=draft.timestamp or now,
+            company_id=draft.company_id,
+            project_id=draft.project_id or None,
+            user_id=draft.user_id,
+            resource_name=draft.resource_name,
+            resource_id=draft.resource_id,
+            event_type=draft.event_type,
+            metadata=draft.metadata,
+            related_resources=draft.related_resources,
+            idempotency_key=key,
+        )
+
+
+def _positive(field_name: str, value: int) -> None:
+    if value <= 0:
+        raise InvalidArgument(f"{field_name}: required, a positive integer (got {value})")
+    if value > MAX_ID:
+        raise InvalidArgument(f"{field_name}: {value} is larger than {MAX_ID}")
+
+
+def _metadata(where: str, metadata: EventMetadata) -> None:
+    for name in ("source_user_id", "source_project_id", "source_operation_id", "source_company_id"):
+        value = getattr(metadata, name)
+        if value is not None and not 0 < value <= MAX_ID:
+            raise InvalidArgument(f"{where}.{name}: must be a positive integer when set (got {value})")
+    app = metadata.source_application_id
+    if app is not None and (not app or len(app) > MAX_TEXT):
+        raise InvalidArgument(f"{where}.source_application_id: 1 to {MAX_TEXT} characters when set")
