@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import grpc
 import trio
 
-from tidings.v1 import catalog_pb2_grpc, hooks_pb2_grpc
+from tidings.v1 import catalog_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc
 from tidings_server.app import Config, Running, serve
 
 
@@ -64,11 +64,17 @@ class Api:
     channel: grpc.Channel
     hooks: hooks_pb2_grpc.HookServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
+    events: events_pb2_grpc.EventServiceStub
 
     @classmethod
     def connect(cls, port: int) -> Api:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        return cls(channel, hooks_pb2_grpc.HookServiceStub(channel), catalog_pb2_grpc.CatalogServiceStub(channel))
+        return cls(
+            channel,
+            hooks_pb2_grpc.HookServiceStub(channel),
+            catalog_pb2_grpc.CatalogServiceStub(channel),
+            events_pb2_grpc.EventServiceStub(channel),
+        )
 
 
 def restarted(server: ServerThread, **changes: object) -> ServerThread:

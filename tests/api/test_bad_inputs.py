@@ -317,13 +317,13 @@ BAD_INPUTS = [
     P(
         create_with_url("https://hooks.example.com/a b"),
         INVALID,
-        "hook.destination_url: must not contain spaces or control characters",
+        "hook.destination_url: must be ASCII without spaces or control characters",
         id="create-url-space",
     ),
     P(
         create_with_url("https://hooks.example.com/in\r\nX-Evil: 1"),
         INVALID,
-        "hook.destination_url: must not contain spaces or control characters",
+        "hook.destination_url: must be ASCII without spaces or control characters",
         id="create-url-crlf",
     ),
     P(

@@ -6,17 +6,26 @@ import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ulid import ULID
 
-from tidings_server.domain.model import Hook, HookStatus, Trigger
+from tidings_server.domain.model import DEFAULT_MAX_CONCURRENCY, Event, Hook, HookStatus, Ordering, RetryPolicy, Trigger
 from tidings_server.domain.names import trigger_name
 from tidings_server.plugins.spec import StorageBackend
 from tidings_server.stores import sqlite as sqlite_plugin
-from tidings_server.stores.sqlite import SchemaTooNewError, SqliteBackend, SqliteSettings, SqliteStore, parse_url
+from tidings_server.stores.sqlite import (
+    SchemaTooNewError,
+    SqliteBackend,
+    SqliteSettings,
+    SqliteStore,
+    deliveries,
+    parse_url,
+)
 from tidings_server.stores.sqlite import migrate as migrate_module
 from tidings_server.stores.sqlite.migrate import Migration, latest_version, migrate, migrations, schema_version
-from tidings_server.stores.sqlite.store import to_micros
+from tidings_server.stores.sqlite.rows import to_micros
 
 T0 = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
 T1 = datetime(2024, 5, 17, 12, 30, 46, 123457, tzinfo=UTC)
@@ -177,7 +186,7 @@ async def test_deleting_a_hook_cascades_to_its_trigger_rows(tmp_path: Path) -> N
 def test_migrations_are_numbered_from_one_without_gaps() -> None:
     steps = migrations()
     assert [m.version for m in steps] == list(range(1, len(steps) + 1))
-    assert [m.name for m in steps[:2]] == ["0001_hooks.sql", "0002_triggers.sql"]
+    assert [m.name for m in steps[:3]] == ["0001_hooks.sql", "0002_triggers.sql", "0003_delivery.sql"]
     assert latest_version() == len(steps)
 
 
@@ -191,7 +200,9 @@ def test_migrate_applies_up_to_a_target_and_then_the_rest(tmp_path: Path) -> Non
         assert migrate(conn) == latest_version()
         assert migrate(conn, target=1) == latest_version()  # forward only: never goes back
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
-        assert "triggers_by_event" in indexes
+        assert {"triggers_by_event", "deliveries_due", "deliveries_pending_by_resource"} <= indexes
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+        assert {"hooks", "triggers", "events", "deliveries", "attempts"} <= tables
     finally:
         conn.close()
 
@@ -243,6 +254,79 @@ async def test_opens_a_database_created_by_an_older_schema(tmp_path: Path) -> No
         assert await store.add_triggers(HOOK, [trigger]) == [trigger]
         assert await store.list_triggers(HOOK, after=None, limit=10) == [trigger]
     assert _pragma(path, "user_version") == latest_version()
+
+
+def _create_version_2_database(path: Path) -> None:
+    """A file as the server before delivery left it: schema 2, two hooks and their triggers."""
+    conn = _connect(path)
+    try:
+        migrate(conn, target=2)
+        for name, parent, company, project in (
+            (HOOK, "companies/1/projects/2", 1, 2),
+            ("companies/3/hooks/c", "companies/3", 3, None),
+        ):
+            conn.execute(
+                "INSERT INTO hooks (name, parent, company_id, project_id, display_name, destination_url,"
+                " authorization_header, payload_format, status, create_time, update_time)"
+                " VALUES (?, ?, ?, ?, 'Deliveries', 'https://receiver.example.com/hooks', 'Bearer s3cret-token',"
+                " 'procore.v4', 'active', ?, ?)",
+                (name, parent, company, project, to_micros("create_time", T0), to_micros("update_time", T0)),
+            )
+        conn.executemany(
+            "INSERT INTO triggers (hook_name, name, resource_name, event_type, create_time) VALUES (?, ?, ?, ?, ?)",
+            [
+                (HOOK, trigger_name(HOOK, "Projects", "create"), "Projects", "create", to_micros("t", T0)),
+                (HOOK, trigger_name(HOOK, "RFIs", "update"), "RFIs", "update", to_micros("t", T1)),
+                ("companies/3/hooks/c", trigger_name("companies/3/hooks/c", "Users", "create"), "Users", "create", 0),
+            ],
+        )
+    finally:
+        conn.close()
+
+
+async def test_opens_a_schema_2_database_keeping_hooks_and_triggers_with_default_delivery_settings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    _create_version_2_database(path)
+    assert _pragma(path, "user_version") == 2
+    async with SqliteBackend().open(_url(path)) as store:
+        hook = await store.get_hook(HOOK)
+        assert hook == HOOK_RECORD
+        assert hook.retry_policy == RetryPolicy()
+        assert (hook.ordering, hook.max_concurrency) == (Ordering.UNORDERED, DEFAULT_MAX_CONCURRENCY)
+        assert await store.list_triggers(HOOK, after=None, limit=10) == [
+            _trigger(),
+            _trigger("RFIs", "update", at=T1),
+        ]
+        # The triggers' company and project were filled in from their hooks: fan-out finds them.
+        project_event = Event(str(ULID()), 0, T1, 1, 2, 7, "RFIs", 5, "update")
+        company_event = Event(str(ULID()), 0, T1, 3, None, 7, "Users", 5, "create")
+        published = await store.publish_events([project_event, company_event], T1)
+        assert [p.deliveries for p in published] == [1, 1]
+    assert _pragma(path, "user_version") == latest_version()
+
+
+def _plan(conn: sqlite3.Connection, sql: str, args: Any) -> str:
+    return "\n".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+
+def test_fan_out_and_claiming_read_their_indexes(tmp_path: Path) -> None:
+    """Fan-out reads one index range per (company, project, resource, event type), never other hooks."""
+    conn = _connect(tmp_path / "t.db")
+    try:
+        migrate(conn)
+        for project in (2, None):
+            plan = _plan(conn, deliveries._MATCHING_HOOKS, (1, project, "RFIs", "update"))
+            assert "SEARCH t USING INDEX triggers_by_event (company_id=? AND project_id=? AND resource_name=?" in plan
+            assert "SCAN" not in plan
+        plan = _plan(conn, deliveries._DUE, {"now": 0})
+        assert plan.startswith("SEARCH d USING INDEX deliveries_due (next_attempt_time<?)")
+        assert "deliveries_pending_by_resource (hook_name=? AND resource_name=? AND resource_id=?" in plan
+        assert "SCAN" not in _plan(conn, deliveries._DISCARD, ("why", 0, HOOK))
+        assert "SCAN" not in _plan(conn, deliveries._LIST_DELIVERIES, ("a", "b", HOOK, 10))
+    finally:
+        conn.close()
 
 
 async def test_refuses_a_database_with_a_newer_schema(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The Store contract, run against every backend in conftest.BACKENDS through the ``store`` fixture."""
+"""The Store contract for hooks and triggers, run against every backend in conftest.BACKENDS."""
 
 from __future__ import annotations
 
@@ -10,38 +10,11 @@ from typing import Any
 import pytest
 import trio
 
+from tests.stores.samples import T0, T1, T2, make_hook, make_trigger
 from tidings_server.domain.errors import AlreadyExists, NotFound
-from tidings_server.domain.model import Hook, HookStatus, Trigger
-from tidings_server.domain.names import Parent, parse_hook_name, trigger_name
+from tidings_server.domain.model import Hook, HookStatus, Ordering, RetryPolicy, Trigger
+from tidings_server.domain.names import Parent
 from tidings_server.stores.protocol import Store
-
-# Sample times carry microseconds, so a backend that rounds them fails the equality checks.
-T0 = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
-T1 = T0 + timedelta(seconds=1, microseconds=1)
-T2 = T0 + timedelta(minutes=5, microseconds=7)
-
-
-def make_hook(name: str = "companies/1/hooks/h", *, at: datetime = T0, **changes: Any) -> Hook:
-    """A hook called ``name``, its company and project taken from the name."""
-    parent, _ = parse_hook_name("name", name)
-    hook = Hook(
-        name=name,
-        company_id=parent.company_id,
-        project_id=parent.project_id,
-        display_name="Deliveries",
-        destination_url="https://receiver.example.com/hooks",
-        authorization_header="Bearer s3cret-token",
-        payload_format="procore.v4",
-        status=HookStatus.ACTIVE,
-        create_time=at,
-        update_time=at,
-    )
-    return dataclasses.replace(hook, **changes)
-
-
-def make_trigger(hook: str, resource: str = "Projects", event: str = "create", *, at: datetime = T0) -> Trigger:
-    return Trigger(name=trigger_name(hook, resource, event), resource_name=resource, event_type=event, create_time=at)
-
 
 HOOK = "companies/1/hooks/h"
 OTHER_HOOK = "companies/1/hooks/other"
@@ -75,6 +48,33 @@ async def test_create_then_get_returns_an_equal_hook(store: Store) -> None:
     hook = make_hook(HOOK, status=HookStatus.PAUSED)
     await store.create_hook(hook)
     assert await store.get_hook(HOOK) == hook
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RetryPolicy(),
+        RetryPolicy(
+            timeout=timedelta(seconds=2, microseconds=500),
+            retry_window=timedelta(hours=72),
+            initial_backoff=timedelta(milliseconds=100),
+            max_backoff=timedelta(hours=24, microseconds=1),
+            retryable_statuses=frozenset({503, 429, 500}),
+        ),
+        RetryPolicy(retryable_statuses=frozenset()),
+    ],
+    ids=["default", "custom", "no-retryable-statuses"],
+)
+async def test_delivery_settings_round_trip(store: Store, policy: RetryPolicy) -> None:
+    hook = make_hook(HOOK, retry_policy=policy, ordering=Ordering.PER_RESOURCE, max_concurrency=3)
+    await store.create_hook(hook)
+    assert await store.get_hook(HOOK) == hook
+    assert await store.list_hooks(Parent(1), after=None, limit=10) == [hook]
+    changed = dataclasses.replace(hook, retry_policy=RetryPolicy(), ordering=Ordering.UNORDERED, max_concurrency=64)
+    assert await store.update_hook(HOOK, lambda h: changed) == changed
+    assert await store.get_hook(HOOK) == changed
+    back = await store.update_hook(HOOK, lambda h: hook)
+    assert await store.get_hook(HOOK) == back == hook
 
 
 async def test_project_hook_round_trips(store: Store) -> None:

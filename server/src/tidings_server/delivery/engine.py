@@ -80,6 +80,7 @@ class DeliveryEngine:
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
         self._idle = trio.Event()
         self._idle.set()
+        self._stopped = trio.Event()
 
     def wake(self) -> None:
         """Something may be due now (a publish, a resumed hook, a finished attempt)."""
@@ -105,16 +106,18 @@ class DeliveryEngine:
                         await self._store.release(unfinished)
                     log.info("released unfinished deliveries", extra={"count": len(unfinished)})
             purge_scope.cancel()
+        self._stopped.set()
 
     async def drain(self, grace: float) -> None:
         """Stop claiming, give in-flight attempts ``grace`` seconds, cancel the rest (their leases
-        are released so the next start picks them up)."""
+        are released so the next start picks them up); returns once ``run`` has finished."""
         self._stopping.set()
         self.wake()
         with trio.move_on_after(grace):
             await self._idle.wait()
         for flight in list(self._flights.values()):
             flight.cancel.cancel()
+        await self._stopped.wait()
 
     # -- dispatcher ------------------------------------------------------------------------
 
@@ -123,8 +126,8 @@ class DeliveryEngine:
             self._wake = trio.Event()
             free = self._config.max_in_flight - len(self._flights)
             claims: list[Claim] = []
+            now = self._clock.now()
             if free > 0:
-                now = self._clock.now()
                 claims = await self._store.claim_due(
                     now,
                     limit=min(free, self._config.claim_batch),
@@ -142,19 +145,20 @@ class DeliveryEngine:
             if claims and len(claims) == min(free, self._config.claim_batch):
                 await trio.lowlevel.checkpoint()
                 continue  # there may be more due right now
-            due = await self._store.next_due_time() if free > 0 else None
+            due = await self._store.next_due_time(after=now) if free > 0 else None
             with trio.move_on_at(self._clock.deadline(due)):
                 await self._wake.wait()
 
     # -- one attempt -----------------------------------------------------------------------
 
     async def _attempt(self, flight: _Flight) -> None:
+        disable = False
         try:
             with flight.cancel:
                 record, disable = await self._perform(flight.claim)
                 await self._records_send.send(record)
                 del self._flights[flight.claim.delivery.name]
-            if disable:
+            if disable:  # 410 Gone
                 with trio.CancelScope(shield=True):
                     await disable_hook(self._store, flight.hook, self._clock.now(), record.error)
         finally:

@@ -51,9 +51,9 @@ class Decision:
 
 def backoff(policy: RetryPolicy, failures: int, jitter: float) -> timedelta:
     """The wait after the ``failures``-th consecutive failure (1-based); ``jitter`` in [0, 1)."""
-    exponent = min(failures - 1, 62)
-    base = min(policy.initial_backoff * (2**exponent), policy.max_backoff)
-    return base * (1 - JITTER * jitter)
+    exponent = min(failures - 1, 48)  # far past any cap; keeps the arithmetic finite
+    base = min(policy.initial_backoff.total_seconds() * 2**exponent, policy.max_backoff.total_seconds())
+    return timedelta(seconds=base * (1 - JITTER * jitter))
 
 
 def decide(

@@ -3,12 +3,20 @@
 It keeps the Store contract exactly as the persistent backends do, so code tested against it
 behaves the same on SQLite: every method checks everything before it changes anything, and
 every method is a trio checkpoint, so cancellation lands before a change, never inside one.
+It never blocks and starts no threads, so the delivery engine can run on it in virtual time.
+
+Next to the records it keeps the indexes the SQLite schema has, so that fan-out looks only at
+the triggers of one (company, project, resource, event type) and claiming walks pending
+deliveries in due order, stopping at the first not yet due.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import heapq
+from bisect import bisect_left, insort
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -16,11 +24,25 @@ from urllib.parse import urlsplit
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound
-from tidings_server.domain.model import Hook, Trigger
+from tidings_server.domain.model import (
+    PENDING_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Hook,
+    HookStatus,
+    Ordering,
+    Trigger,
+)
 from tidings_server.domain.names import Parent
 from tidings_server.plugins.spec import StorageBackend, hookimpl
+from tidings_server.stores.protocol import AttemptRecord, Claim, Published
 
 _Named = TypeVar("_Named", Hook, Trigger)
+_MatchKey = tuple[int, int | None, str, str]  # company, project, resource name, event type
+_DueKey = tuple[datetime, int, str]  # next attempt time, event serial, delivery name
+_ResourceKey = tuple[str, str, int]  # hook name, resource name, resource id
 
 
 def _check_time(what: str, value: datetime) -> None:
@@ -47,18 +69,59 @@ def _in_parent(hook: Hook, parent: Parent) -> bool:
     return hook.project_id == parent.project_id
 
 
+def _match_key(hook: Hook, trigger: Trigger) -> _MatchKey:
+    return (hook.company_id, hook.project_id, trigger.resource_name, trigger.event_type)
+
+
+@dataclass(slots=True)
+class _StoredEvent:
+    event: Event
+    publish_time: datetime
+    deliveries: int  # how many deliveries refer to it; it may be purged at 0
+
+
+@dataclass(slots=True)
+class _StoredDelivery:
+    delivery: Delivery
+    serial: int
+    resource: _ResourceKey
+    lease_until: datetime | None = None
+
+    @property
+    def due_key(self) -> _DueKey:
+        due = self.delivery.next_attempt_time
+        assert due is not None, "a pending delivery always has a due time"
+        return (due, self.serial, self.delivery.name)
+
+
 class MemoryStore:
-    """A Store held in dictionaries: hooks by name, and each hook's triggers by name."""
+    """A Store held in dictionaries, with the secondary indexes its queries need."""
 
     def __init__(self) -> None:
         self._hooks: dict[str, Hook] = {}
         self._triggers: dict[str, dict[str, Trigger]] = {}
+        # Fan-out: (hook name, trigger name) of every trigger matching a key.
+        self._matching: dict[_MatchKey, set[tuple[str, str]]] = {}
+        self._events: dict[str, _StoredEvent] = {}
+        self._keys: dict[tuple[int, str], str] = {}  # (company, idempotency key) → event id
+        self._last_serial = 0
+        self._events_by_time: list[tuple[datetime, int, str]] = []  # sorted (publish time, serial, id)
+        self._deliveries: dict[str, _StoredDelivery] = {}
+        self._attempts: dict[str, dict[int, Attempt]] = {}
+        self._hook_deliveries: dict[str, set[str]] = {}
+        self._by_create_time: list[tuple[datetime, str]] = []  # sorted (create time, name)
+        # Pending deliveries only: in due order, per hook, and each resource's serials in order.
+        self._due: list[_DueKey] = []
+        self._pending_by_hook: dict[str, set[str]] = {}
+        self._heads: dict[_ResourceKey, list[int]] = {}
 
     def _hook(self, name: str) -> Hook:
         hook = self._hooks.get(name)
         if hook is None:
             raise NotFound(f"hook {name} does not exist")
         return hook
+
+    # -- hooks and triggers ----------------------------------------------------------------
 
     async def create_hook(self, hook: Hook) -> None:
         await trio.lowlevel.checkpoint()
@@ -91,36 +154,313 @@ class MemoryStore:
 
     async def delete_hook(self, name: str) -> None:
         await trio.lowlevel.checkpoint()
-        self._hook(name)
+        hook = self._hook(name)
+        for trigger in self._triggers[name].values():
+            self._unindex(hook, trigger)
         del self._hooks[name]
         del self._triggers[name]
 
+    def _unindex(self, hook: Hook, trigger: Trigger) -> None:
+        key = _match_key(hook, trigger)
+        matching = self._matching[key]
+        matching.discard((hook.name, trigger.name))
+        if not matching:
+            del self._matching[key]
+
     async def add_triggers(self, hook_name: str, triggers: Sequence[Trigger]) -> list[Trigger]:
         await trio.lowlevel.checkpoint()
-        self._hook(hook_name)
+        hook = self._hook(hook_name)
         for trigger in triggers:
             if trigger.hook_name != hook_name:
                 raise ValueError(f"trigger {trigger.name} does not belong to hook {hook_name}")
             _check_time("create_time", trigger.create_time)
         stored = self._triggers[hook_name]
-        return [stored.setdefault(t.name, t) for t in triggers]
+        added: list[Trigger] = []
+        for trigger in triggers:
+            kept = stored.get(trigger.name)
+            if kept is None:
+                kept = stored[trigger.name] = trigger
+                self._matching.setdefault(_match_key(hook, trigger), set()).add((hook_name, trigger.name))
+            added.append(kept)
+        return added
 
     async def delete_triggers(self, hook_name: str, names: Sequence[str], *, allow_missing: bool) -> None:
         await trio.lowlevel.checkpoint()
-        self._hook(hook_name)
+        hook = self._hook(hook_name)
         stored = self._triggers[hook_name]
         if not allow_missing:
             for name in names:
                 if name not in stored:
                     raise NotFound(f"trigger {name} does not exist")
         for name in names:
-            stored.pop(name, None)
+            trigger = stored.pop(name, None)
+            if trigger is not None:
+                self._unindex(hook, trigger)
 
     async def list_triggers(self, hook_name: str, *, after: str | None, limit: int) -> list[Trigger]:
         await trio.lowlevel.checkpoint()
         _check_limit(limit)
         self._hook(hook_name)
         return _page(self._triggers[hook_name].values(), after, limit)
+
+    # -- events and deliveries -------------------------------------------------------------
+
+    def _fan_out(self, event: Event) -> list[str]:
+        """The ACTIVE or PAUSED hooks with a trigger for ``event``, by name."""
+        key = (event.company_id, event.project_id, event.resource_name, event.event_type)
+        names = sorted({hook for hook, _ in self._matching.get(key, ())})
+        return [name for name in names if self._hooks[name].status is not HookStatus.DISABLED]
+
+    async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        # First decide everything (and refuse the batch if anything is wrong), then store it.
+        results: list[Published] = []
+        planned: list[tuple[Event, list[str]]] = []
+        first_use: dict[tuple[int, str], tuple[str, int]] = {}
+        new_ids: set[str] = set()
+        serial = self._last_serial
+        for event in events:
+            key = event.idempotency_key
+            if key:
+                company_key = (event.company_id, key)
+                first = first_use.get(company_key)
+                if first is None and company_key in self._keys:
+                    stored = self._events[self._keys[company_key]].event
+                    first = (stored.id, stored.serial)
+                if first is not None:
+                    first_use[company_key] = first
+                    results.append(Published(first[0], first[1], 0, True))
+                    continue
+            _check_time("timestamp", event.timestamp)  # only stored events: a repeat's is never read
+            if event.id in self._events or event.id in new_ids:
+                raise ValueError(f"event id {event.id} is already taken")
+            new_ids.add(event.id)
+            serial += 1
+            if key:
+                first_use[(event.company_id, key)] = (event.id, serial)
+            hooks = self._fan_out(event)
+            planned.append((replace(event, serial=serial), hooks))
+            results.append(Published(event.id, serial, len(hooks), False))
+        self._last_serial = serial
+        for event, hooks in planned:
+            self._events[event.id] = _StoredEvent(event, now, len(hooks))
+            insort(self._events_by_time, (now, event.serial, event.id))
+            if event.idempotency_key:
+                self._keys[(event.company_id, event.idempotency_key)] = event.id
+            for hook in hooks:
+                name = f"{hook}/deliveries/{event.id}"
+                delivery = Delivery(name, hook, event.id, DeliveryStatus.QUEUED, 0, now, now, now)
+                row = _StoredDelivery(delivery, event.serial, (hook, event.resource_name, event.resource_id))
+                self._deliveries[name] = row
+                self._hook_deliveries.setdefault(hook, set()).add(name)
+                insort(self._by_create_time, (now, name))
+                self._enter_pending(row)
+        return results
+
+    def _enter_pending(self, row: _StoredDelivery) -> None:
+        insort(self._due, row.due_key)
+        self._pending_by_hook.setdefault(row.delivery.hook_name, set()).add(row.delivery.name)
+        insort(self._heads.setdefault(row.resource, []), row.serial)
+
+    def _leave_pending(self, row: _StoredDelivery) -> None:
+        key = row.due_key
+        del self._due[bisect_left(self._due, key)]
+        pending = self._pending_by_hook[row.delivery.hook_name]
+        pending.discard(row.delivery.name)
+        if not pending:
+            del self._pending_by_hook[row.delivery.hook_name]
+        serials = self._heads[row.resource]
+        del serials[bisect_left(serials, row.serial)]
+        if not serials:
+            del self._heads[row.resource]
+
+    def _change(self, row: _StoredDelivery, new: Delivery) -> None:
+        """Replace a delivery, keeping the pending indexes in step with its status and due time."""
+        if row.delivery.status in PENDING_STATUSES:
+            self._leave_pending(row)
+        row.delivery = new
+        if new.status in PENDING_STATUSES:
+            self._enter_pending(row)
+
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
+    ) -> list[Claim]:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        _check_time("lease_until", lease_until)
+        _check_limit(limit)
+        chosen: list[tuple[_StoredDelivery, Hook]] = []
+        room: dict[str, int] = {}  # how many more of each hook this claim may take
+        for due, serial, name in self._due:
+            if due > now or len(chosen) == limit:
+                break
+            row = self._deliveries[name]
+            if row.lease_until is not None and row.lease_until > now:
+                continue
+            hook = self._hooks.get(row.delivery.hook_name)
+            if hook is None or hook.status is not HookStatus.ACTIVE:
+                continue
+            if hook.ordering is Ordering.PER_RESOURCE and self._heads[row.resource][0] != serial:
+                continue
+            left = room.get(hook.name, hook.max_concurrency - in_flight.get(hook.name, 0))
+            if left <= 0:
+                continue
+            room[hook.name] = left - 1
+            chosen.append((row, hook))
+        for row, _ in chosen:
+            row.lease_until = lease_until
+        return [Claim(row.delivery, self._events[row.delivery.event_id].event, hook) for row, hook in chosen]
+
+    async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
+        """As the protocol says, counting only times later than ``after``.
+
+        A dispatcher whose claim at ``now`` came back short passes ``after=now``: what was due
+        then but not claimable (behind a resource's head, or a hook at its concurrency) is
+        freed by an attempt finishing, which wakes it anyway; counting it would only make it
+        wake at once, again and again, and never let a virtual clock advance.
+        """
+        await trio.lowlevel.checkpoint()
+        if after is not None:
+            _check_time("after", after)
+        best: datetime | None = None
+        for due, _, name in self._due:
+            if best is not None and due >= best:
+                break  # every later row counts from its due time at least
+            row = self._deliveries[name]
+            hook = self._hooks.get(row.delivery.hook_name)
+            if hook is None or hook.status is not HookStatus.ACTIVE:
+                continue
+            start = due if row.lease_until is None else max(due, row.lease_until)
+            if (after is None or start > after) and (best is None or start < best):
+                best = start
+        return best
+
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
+        await trio.lowlevel.checkpoint()
+        for record in records:
+            _check_time("start_time", record.attempt.start_time)
+            _check_time("end_time", record.attempt.end_time)
+            if record.next_attempt_time is not None:
+                _check_time("next_attempt_time", record.next_attempt_time)
+            elif record.status in PENDING_STATUSES:
+                raise ValueError(f"{record.delivery_name}: a {record.status.value} delivery needs a next_attempt_time")
+        for record in records:
+            row = self._deliveries.get(record.delivery_name)
+            if row is None:
+                continue  # purged meanwhile
+            attempt = record.attempt
+            self._attempts.setdefault(record.delivery_name, {}).setdefault(attempt.number, attempt)
+            current = row.delivery
+            if current.status not in PENDING_STATUSES:
+                continue  # discarded meanwhile: the attempt is history, the status stands
+            new = replace(
+                current,
+                status=record.status,
+                next_attempt_time=record.next_attempt_time,
+                last_error=record.error,
+                attempt_count=attempt.number,
+                first_attempt_time=current.first_attempt_time or attempt.start_time,
+                update_time=attempt.end_time,
+            )
+            self._change(row, new)
+            row.lease_until = None
+
+    async def release(self, delivery_names: Sequence[str]) -> None:
+        await trio.lowlevel.checkpoint()
+        for name in delivery_names:
+            row = self._deliveries.get(name)
+            if row is not None:
+                row.lease_until = None
+
+    async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        names = sorted(self._pending_by_hook.get(hook_name, ()))
+        for name in names:
+            row = self._deliveries[name]
+            discarded = replace(
+                row.delivery,
+                status=DeliveryStatus.DISCARDED,
+                next_attempt_time=None,
+                last_error=reason,
+                update_time=now,
+            )
+            self._change(row, discarded)
+            row.lease_until = None
+        return len(names)
+
+    def _delivery(self, name: str) -> _StoredDelivery:
+        row = self._deliveries.get(name)
+        if row is None:
+            raise NotFound(f"delivery {name} does not exist")
+        return row
+
+    async def get_delivery(self, name: str) -> Delivery:
+        await trio.lowlevel.checkpoint()
+        return self._delivery(name).delivery
+
+    async def list_attempts(self, delivery_name: str) -> list[Attempt]:
+        await trio.lowlevel.checkpoint()
+        self._delivery(delivery_name)
+        attempts = self._attempts.get(delivery_name, {})
+        return [attempts[number] for number in sorted(attempts)]
+
+    async def list_deliveries(self, hook_name: str, *, after: str | None, limit: int) -> list[Delivery]:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        names = self._hook_deliveries.get(hook_name, set())
+        page = heapq.nsmallest(limit, (n for n in names if after is None or n > after))
+        return [self._deliveries[name].delivery for name in page]
+
+    async def get_event(self, event_id: str) -> Event:
+        await trio.lowlevel.checkpoint()
+        stored = self._events.get(event_id)
+        if stored is None:
+            raise NotFound(f"event {event_id} does not exist")
+        return stored.event
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        await trio.lowlevel.checkpoint()
+        _check_time("before", before)
+        _check_limit(limit)
+        # Deliveries first, oldest first; then, with what is left of the batch, the old events
+        # that no delivery refers to any more.
+        cut = min(bisect_left(self._by_create_time, (before,)), limit)
+        doomed = self._by_create_time[:cut]
+        del self._by_create_time[:cut]
+        for _, name in doomed:
+            self._forget_delivery(name)
+        budget = limit - cut
+        end = bisect_left(self._events_by_time, (before,))
+        gone: set[int] = set()
+        for i in range(end):
+            if len(gone) == budget:
+                break
+            stored = self._events[self._events_by_time[i][2]]
+            if stored.deliveries == 0:
+                gone.add(i)
+                self._forget_event(stored.event)
+        if gone:
+            old = self._events_by_time
+            self._events_by_time = [entry for i, entry in enumerate(old[:end]) if i not in gone] + old[end:]
+        return cut + len(gone)
+
+    def _forget_delivery(self, name: str) -> None:
+        row = self._deliveries.pop(name)
+        if row.delivery.status in PENDING_STATUSES:
+            self._leave_pending(row)
+        hook_deliveries = self._hook_deliveries[row.delivery.hook_name]
+        hook_deliveries.discard(name)
+        if not hook_deliveries:
+            del self._hook_deliveries[row.delivery.hook_name]
+        self._attempts.pop(name, None)
+        self._events[row.delivery.event_id].deliveries -= 1
+
+    def _forget_event(self, event: Event) -> None:
+        del self._events[event.id]
+        if event.idempotency_key:
+            del self._keys[(event.company_id, event.idempotency_key)]
 
 
 class MemoryBackend:

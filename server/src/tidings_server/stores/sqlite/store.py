@@ -1,60 +1,73 @@
-"""The SQLite store: hooks and triggers in one local file, through the stdlib sqlite3 module.
+"""The SQLite store: hooks, triggers, events and deliveries in one local file, through sqlite3.
 
 One connection serves the whole server. sqlite3 blocks, so every operation runs in a worker
 thread, and a CapacityLimiter of 1 lets only one of them use the connection at a time: there
 is a single writer and the trio loop never waits on disk. Each method is one transaction
 (BEGIN IMMEDIATE when it writes, so it holds the write lock from its first read and never has
-to be retried half-way), which is what makes every method atomic.
+to be retried half-way), which is what makes every method atomic. The hook and trigger SQL is
+here; the event and delivery SQL is in ``deliveries``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound
-from tidings_server.domain.model import Hook, HookStatus, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, Trigger
 from tidings_server.domain.names import Parent
+from tidings_server.stores.protocol import AttemptRecord, Claim, Published
+from tidings_server.stores.sqlite import deliveries
+from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger
+
+__all__ = ["SqliteStore", "to_micros"]
 
 T = TypeVar("T")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
 # The SQL is spelled out in full, one constant per statement, so that none is assembled at run
 # time. Keyset pages compare ``name > ?`` with "" for the first page: every name is non-empty.
+# Hook columns are selected in the order rows.hook() reads them.
 _INSERT_HOOK = """
     INSERT INTO hooks (name, company_id, project_id, display_name, destination_url, authorization_header,
-                       payload_format, status, create_time, update_time, parent)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       payload_format, status, create_time, update_time, timeout_us, retry_window_us,
+                       initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
+                       parent)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SELECT_HOOK = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
-           payload_format, status, create_time, update_time
+           payload_format, status, create_time, update_time, timeout_us, retry_window_us,
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency
     FROM hooks WHERE name = ?
 """
 _LIST_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
-           payload_format, status, create_time, update_time
+           payload_format, status, create_time, update_time, timeout_us, retry_window_us,
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency
     FROM hooks WHERE parent = ? AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_PROJECT_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
-           payload_format, status, create_time, update_time
+           payload_format, status, create_time, update_time, timeout_us, retry_window_us,
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
 _UPDATE_HOOK = """
     UPDATE hooks SET display_name = ?, destination_url = ?, authorization_header = ?, payload_format = ?,
-                     status = ?, create_time = ?, update_time = ?
+                     status = ?, create_time = ?, update_time = ?, timeout_us = ?, retry_window_us = ?,
+                     initial_backoff_us = ?, max_backoff_us = ?, retryable_statuses = ?, ordering = ?,
+                     max_concurrency = ?
     WHERE name = ?
 """
+# A trigger copies its hook's company and project (fixed for the hook's life) for fan-out.
 _INSERT_TRIGGER = """
-    INSERT INTO triggers (hook_name, name, resource_name, event_type, create_time) VALUES (?, ?, ?, ?, ?)
+    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time)
+    SELECT name, ?, company_id, project_id, ?, ?, ? FROM hooks WHERE name = ?
     ON CONFLICT (hook_name, name) DO NOTHING
 """
 _SELECT_TRIGGER = """
@@ -66,58 +79,12 @@ _LIST_TRIGGERS = """
 """
 
 
-def to_micros(what: str, value: datetime) -> int:
-    """An aware datetime as integer microseconds since the Unix epoch: exact, and orders like time."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got {value!r}")
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
+_BEFORE_ANY = -(2**63)  # microseconds before every time a datetime can hold
 
 
 def _check_limit(limit: int) -> None:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-
-
-def _hook_row(hook: Hook) -> tuple[object, ...]:
-    """The row for ``hook``, in _INSERT_HOOK's column order."""
-    return (
-        hook.name,
-        hook.company_id,
-        hook.project_id,
-        hook.display_name,
-        hook.destination_url,
-        hook.authorization_header,
-        hook.payload_format,
-        hook.status.value,
-        to_micros("create_time", hook.create_time),
-        to_micros("update_time", hook.update_time),
-        str(Parent(hook.company_id, hook.project_id)),
-    )
-
-
-def _hook(row: Any) -> Hook:
-    name, company_id, project_id, display_name, url, authorization, payload_format, status, created, updated = row
-    return Hook(
-        name=name,
-        company_id=company_id,
-        project_id=project_id,
-        display_name=display_name,
-        destination_url=url,
-        authorization_header=authorization,
-        payload_format=payload_format,
-        status=HookStatus(status),
-        create_time=from_micros(created),
-        update_time=from_micros(updated),
-    )
-
-
-def _trigger(row: Any) -> Trigger:
-    name, resource_name, event_type, created = row
-    return Trigger(name=name, resource_name=resource_name, event_type=event_type, create_time=from_micros(created))
 
 
 def _require_hook(conn: sqlite3.Connection, name: str) -> None:
@@ -153,8 +120,10 @@ class SqliteStore:
         # limiter lets the next operation use the connection.
         return await trio.to_thread.run_sync(partial(self._transaction, fn, write), limiter=self._limiter)
 
+    # -- hooks and triggers ----------------------------------------------------------------
+
     async def create_hook(self, hook: Hook) -> None:
-        row = _hook_row(hook)
+        row = hook_row(hook)
 
         def run(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM hooks WHERE name = ?", (hook.name,)).fetchone() is not None:
@@ -167,7 +136,7 @@ class SqliteStore:
         row = conn.execute(_SELECT_HOOK, (name,)).fetchone()
         if row is None:
             raise NotFound(f"hook {name} does not exist")
-        return _hook(row)
+        return hook(row)
 
     async def get_hook(self, name: str) -> Hook:
         return await self._run(partial(self._get, name=name), write=False)
@@ -181,7 +150,7 @@ class SqliteStore:
             sql, args = _LIST_HOOKS, (str(parent), after or "", limit)
 
         def run(conn: sqlite3.Connection) -> list[Hook]:
-            return [_hook(row) for row in conn.execute(sql, args)]
+            return [hook(row) for row in conn.execute(sql, args)]
 
         return await self._run(run, write=False)
 
@@ -191,8 +160,8 @@ class SqliteStore:
             new = change(current)
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
-            row = _hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:10], name))  # display_name … update_time
+            row = hook_row(new)
+            conn.execute(_UPDATE_HOOK, (*row[3:17], name))  # display_name … max_concurrency
             return new
 
         return await self._run(run, write=True)
@@ -200,34 +169,26 @@ class SqliteStore:
     async def delete_hook(self, name: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
             # The triggers go with it: ON DELETE CASCADE, with foreign_keys on for the connection.
+            # Its deliveries stay: they are history, listed and purged on their own.
             if conn.execute("DELETE FROM hooks WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"hook {name} does not exist")
 
         await self._run(run, write=True)
 
     async def add_triggers(self, hook_name: str, triggers: Sequence[Trigger]) -> list[Trigger]:
-        rows: list[tuple[str, str, str, str, int]] = []
-        for trigger in triggers:
-            if trigger.hook_name != hook_name:
-                raise ValueError(f"trigger {trigger.name} does not belong to hook {hook_name}")
-            rows.append(
-                (
-                    hook_name,
-                    trigger.name,
-                    trigger.resource_name,
-                    trigger.event_type,
-                    to_micros("create_time", trigger.create_time),
-                )
-            )
+        rows: list[tuple[str, str, str, int, str]] = []
+        for t in triggers:
+            if t.hook_name != hook_name:
+                raise ValueError(f"trigger {t.name} does not belong to hook {hook_name}")
+            rows.append((t.name, t.resource_name, t.event_type, to_micros("create_time", t.create_time), hook_name))
 
         def run(conn: sqlite3.Connection) -> list[Trigger]:
             _require_hook(conn, hook_name)
             conn.executemany(_INSERT_TRIGGER, rows)
             stored: dict[str, Trigger] = {}
-            for trigger in triggers:
-                if trigger.name not in stored:
-                    row = conn.execute(_SELECT_TRIGGER, (hook_name, trigger.name)).fetchone()
-                    stored[trigger.name] = _trigger(row)
+            for t in triggers:
+                if t.name not in stored:
+                    stored[t.name] = trigger(conn.execute(_SELECT_TRIGGER, (hook_name, t.name)).fetchone())
             return [stored[t.name] for t in triggers]
 
         return await self._run(run, write=True)
@@ -251,6 +212,59 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> list[Trigger]:
             _require_hook(conn, hook_name)
-            return [_trigger(row) for row in conn.execute(_LIST_TRIGGERS, (hook_name, after or "", limit))]
+            return [trigger(row) for row in conn.execute(_LIST_TRIGGERS, (hook_name, after or "", limit))]
 
         return await self._run(run, write=False)
+
+    # -- events and deliveries -------------------------------------------------------------
+
+    async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:
+        now_us = to_micros("now", now)
+        return await self._run(partial(deliveries.publish, events=events, now=now_us), write=True)
+
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
+    ) -> list[Claim]:
+        _check_limit(limit)
+        claim = partial(
+            deliveries.claim,
+            now=to_micros("now", now),
+            limit=limit,
+            lease_until=to_micros("lease_until", lease_until),
+            in_flight=dict(in_flight),
+        )
+        return await self._run(claim, write=True)
+
+    async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
+        """As the protocol says, counting only times later than ``after`` (see MemoryStore's)."""
+        bound = _BEFORE_ANY if after is None else to_micros("after", after)
+        return await self._run(partial(deliveries.next_due_time, after=bound), write=False)
+
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
+        attempts, updates = deliveries.attempt_rows(records)
+        await self._run(partial(deliveries.record, attempts=attempts, updates=updates), write=True)
+
+    async def release(self, delivery_names: Sequence[str]) -> None:
+        await self._run(partial(deliveries.release, names=list(delivery_names)), write=True)
+
+    async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
+        discard = partial(deliveries.discard_pending, hook_name=hook_name, now=to_micros("now", now), reason=reason)
+        return await self._run(discard, write=True)
+
+    async def get_delivery(self, name: str) -> Delivery:
+        return await self._run(partial(deliveries.get_delivery, name=name), write=False)
+
+    async def list_attempts(self, delivery_name: str) -> list[Attempt]:
+        return await self._run(partial(deliveries.list_attempts, delivery_name=delivery_name), write=False)
+
+    async def list_deliveries(self, hook_name: str, *, after: str | None, limit: int) -> list[Delivery]:
+        _check_limit(limit)
+        page = partial(deliveries.list_deliveries, hook_name=hook_name, after=after or "", limit=limit)
+        return await self._run(page, write=False)
+
+    async def get_event(self, event_id: str) -> Event:
+        return await self._run(partial(deliveries.get_event, event_id=event_id), write=False)
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        _check_limit(limit)
+        return await self._run(partial(deliveries.purge, before=to_micros("before", before), limit=limit), write=True)

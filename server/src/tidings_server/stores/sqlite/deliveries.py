@@ -1,0 +1,338 @@
+"""The SQLite store's event and delivery SQL: each function is the body of one transaction.
+
+SqliteStore runs them in its worker thread, inside the transaction it opened, after it has
+checked and converted the arguments (times arrive as integer microseconds). Pending means
+QUEUED or RETRYING, spelled ``status IN ('queued', 'retrying')`` exactly as in the partial
+indexes' WHERE clauses, since SQLite only uses a partial index for a query that repeats it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from tidings_server.domain.errors import NotFound
+from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
+from tidings_server.stores.protocol import AttemptRecord, Claim, Published
+from tidings_server.stores.sqlite import rows
+
+# -- publishing ------------------------------------------------------------------------------
+
+# The largest serial ever handed out; AUTOINCREMENT keeps it in sqlite_sequence even when the
+# newest event has been purged. Serials are assigned here, not by SQLite, so a whole batch can
+# go in with executemany and its deliveries can carry their event's serial.
+_LAST_SERIAL = """
+    SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
+               coalesce((SELECT max(serial) FROM events), 0))
+"""
+# Repeats the partial index's condition (idempotency_key != '') so that SQLite uses it.
+_FIND_KEY = """
+    SELECT id, serial FROM events WHERE company_id = ? AND idempotency_key = ? AND idempotency_key != ''
+"""
+# One index range of triggers_by_event per (company, project, resource, event type); a
+# company-level event has project_id NULL, which IS matches and the index serves.
+_MATCHING_HOOKS = """
+    SELECT DISTINCT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = ? AND t.project_id IS ? AND t.resource_name = ? AND t.event_type = ?
+      AND h.status IN ('active', 'paused')
+    ORDER BY t.hook_name
+"""
+_INSERT_EVENT = """
+    INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
+                        resource_id, event_type, source_user_id, source_project_id, source_operation_id,
+                        source_company_id, source_application_id, related_resources, idempotency_key)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_INSERT_DELIVERY = """
+    INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
+                            attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
+                            last_error, lease_until)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, NULL, '', NULL)
+"""
+
+_MatchKey = tuple[int, int | None, str, str]
+
+
+def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> list[Published]:
+    serial: int = conn.execute(_LAST_SERIAL).fetchone()[0]
+    last_stored = serial
+    results: list[Published] = []
+    event_rows: list[tuple[object, ...]] = []
+    delivery_rows: list[tuple[object, ...]] = []
+    first_use: dict[tuple[int, str], tuple[str, int]] = {}
+    hooks_for: dict[_MatchKey, list[str]] = {}
+    for event in events:
+        key = event.idempotency_key
+        if key:
+            company_key = (event.company_id, key)
+            first = first_use.get(company_key)
+            if first is None:
+                found = conn.execute(_FIND_KEY, company_key).fetchone()
+                first = None if found is None else (found[0], found[1])
+            if first is not None:
+                first_use[company_key] = first
+                results.append(Published(first[0], first[1], 0, True))
+                continue
+        serial += 1
+        if key:
+            first_use[(event.company_id, key)] = (event.id, serial)
+        match = (event.company_id, event.project_id, event.resource_name, event.event_type)
+        hooks = hooks_for.get(match)
+        if hooks is None:
+            hooks = hooks_for[match] = [row[0] for row in conn.execute(_MATCHING_HOOKS, match)]
+        event_rows.append(rows.event_row(event, serial, now))
+        for hook in hooks:
+            name = f"{hook}/deliveries/{event.id}"
+            delivery_rows.append((name, hook, event.id, serial, event.resource_name, event.resource_id, now))
+        results.append(Published(event.id, serial, len(hooks), False))
+    try:
+        conn.executemany(_INSERT_EVENT, event_rows)
+    except sqlite3.IntegrityError as exc:
+        if "events.id" not in str(exc):
+            raise
+        raise ValueError(f"event id {_repeated_id(conn, event_rows, last_stored)} is already taken") from None
+    conn.executemany(_INSERT_DELIVERY, delivery_rows)
+    return results
+
+
+def _repeated_id(conn: sqlite3.Connection, event_rows: list[tuple[object, ...]], last_stored: int) -> object:
+    """The first event id of the batch that an earlier event (stored, or earlier in it) has."""
+    seen: set[object] = set()
+    for row in event_rows:
+        event_id = row[1]
+        stored = conn.execute("SELECT 1 FROM events WHERE id = ? AND serial <= ?", (event_id, last_stored))
+        if event_id in seen or stored.fetchone() is not None:
+            return event_id
+        seen.add(event_id)
+    return "?"  # not reached: the IntegrityError had a reason
+
+
+# -- claiming --------------------------------------------------------------------------------
+
+# Walks deliveries_due in due order. CROSS JOIN keeps deliveries the outer loop, so the scan
+# stops as soon as enough rows are taken. The NOT EXISTS probe of deliveries_pending_by_resource
+# admits only a resource's head (lowest pending serial) for a PER_RESOURCE hook.
+_DUE = """
+    SELECT d.name, d.hook_name, h.max_concurrency
+    FROM deliveries AS d CROSS JOIN hooks AS h
+    WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_time <= :now
+      AND (d.lease_until IS NULL OR d.lease_until <= :now)
+      AND h.name = d.hook_name AND h.status = 'active'
+      AND (h.ordering = 'unordered' OR NOT EXISTS (
+          SELECT 1 FROM deliveries AS p
+          WHERE p.hook_name = d.hook_name AND p.resource_name = d.resource_name
+            AND p.resource_id = d.resource_id AND p.status IN ('queued', 'retrying')
+            AND p.event_serial < d.event_serial))
+    ORDER BY d.next_attempt_time, d.event_serial, d.name
+"""
+_LEASE = "UPDATE deliveries SET lease_until = ? WHERE name = ?"
+_CLAIMED = """
+    SELECT d.name, d.hook_name, d.event_id, d.status, d.attempt_count, d.create_time, d.update_time,
+           d.next_attempt_time, d.first_attempt_time, d.last_error,
+           h.name, h.company_id, h.project_id, h.display_name, h.destination_url, h.authorization_header,
+           h.payload_format, h.status, h.create_time, h.update_time, h.timeout_us, h.retry_window_us,
+           h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
+           e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
+           e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
+           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key
+    FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
+    WHERE d.name = ?
+"""
+
+
+def claim(
+    conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, in_flight: dict[str, int]
+) -> list[Claim]:
+    chosen: list[str] = []
+    room: dict[str, int] = {}  # how many more of each hook this claim may take
+    cursor = conn.execute(_DUE, {"now": now})
+    try:
+        for name, hook_name, max_concurrency in cursor:
+            left = room.get(hook_name)
+            if left is None:
+                left = max_concurrency - in_flight.get(hook_name, 0)
+            if left <= 0:
+                room[hook_name] = 0
+                continue
+            room[hook_name] = left - 1
+            chosen.append(name)
+            if len(chosen) == limit:
+                break
+    finally:
+        cursor.close()  # before the UPDATE below changes the rows it was walking
+    conn.executemany(_LEASE, [(lease_until, name) for name in chosen])
+    hooks: dict[str, Hook] = {}
+    claims: list[Claim] = []
+    for name in chosen:
+        row = conn.execute(_CLAIMED, (name,)).fetchone()
+        hook = hooks.get(row[1])
+        if hook is None:
+            hook = hooks[row[1]] = rows.hook(row[10:27])
+        claims.append(Claim(rows.delivery(row[:10]), rows.event(row[27:]), hook))
+    return claims
+
+
+# When claimable work may appear next: the earliest due time of an unleased pending delivery
+# of an ACTIVE hook, or, for a leased one, the later of its due time and its lease end. Only
+# times after ``after`` count. The unleased walk stops at its first row; the leased rows,
+# few (one per attempt in flight), come from their own small partial index.
+_EARLIEST_UNLEASED = """
+    SELECT d.next_attempt_time FROM deliveries AS d CROSS JOIN hooks AS h
+    WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_time > ? AND d.lease_until IS NULL
+      AND h.name = d.hook_name AND h.status = 'active'
+    ORDER BY d.next_attempt_time LIMIT 1
+"""
+_EARLIEST_LEASED = """
+    SELECT min(max(d.next_attempt_time, d.lease_until))
+    FROM deliveries AS d INDEXED BY deliveries_leased CROSS JOIN hooks AS h
+    WHERE d.lease_until IS NOT NULL AND d.status IN ('queued', 'retrying')
+      AND max(d.next_attempt_time, d.lease_until) > ?
+      AND h.name = d.hook_name AND h.status = 'active'
+"""
+
+
+def next_due_time(conn: sqlite3.Connection, *, after: int) -> datetime | None:
+    unleased = conn.execute(_EARLIEST_UNLEASED, (after,)).fetchone()
+    (leased,) = conn.execute(_EARLIEST_LEASED, (after,)).fetchone()
+    times = [t for t in (None if unleased is None else unleased[0], leased) if t is not None]
+    return rows.from_micros(min(times)) if times else None
+
+
+# -- recording -------------------------------------------------------------------------------
+
+# An attempt is kept only if its delivery still exists (it may have been purged meanwhile); a
+# second record of the same attempt number keeps the first.
+_INSERT_ATTEMPT = """
+    INSERT INTO attempts (delivery_name, number, start_time, end_time, request_headers, response_status,
+                          response_headers, response_body, error)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = ?1)
+    ON CONFLICT (delivery_name, number) DO NOTHING
+"""
+_RECORD = """
+    UPDATE deliveries SET status = ?, next_attempt_time = ?, last_error = ?, attempt_count = ?,
+                          first_attempt_time = coalesce(first_attempt_time, ?), update_time = ?, lease_until = NULL
+    WHERE name = ? AND status IN ('queued', 'retrying')
+"""
+
+
+def attempt_rows(records: Sequence[AttemptRecord]) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Check and convert ``records``: the attempts' rows and the deliveries' updates, in order."""
+    attempts: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for record in records:
+        attempt = record.attempt
+        if record.status in PENDING_STATUSES and record.next_attempt_time is None:
+            raise ValueError(f"{record.delivery_name}: a {record.status.value} delivery needs a next_attempt_time")
+        row = rows.attempt_row(record.delivery_name, attempt)
+        attempts.append(row)
+        updates.append(
+            (
+                record.status.value,
+                rows.optional_micros("next_attempt_time", record.next_attempt_time),
+                record.error,
+                attempt.number,
+                row[2],  # start_time
+                row[3],  # end_time
+                record.delivery_name,
+            )
+        )
+    return attempts, updates
+
+
+def record(conn: sqlite3.Connection, *, attempts: list[tuple[object, ...]], updates: list[tuple[object, ...]]) -> None:
+    conn.executemany(_INSERT_ATTEMPT, attempts)
+    conn.executemany(_RECORD, updates)
+
+
+def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
+    conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE name = ?", [(name,) for name in names])
+
+
+# INDEXED BY: the pending rows of the hook, not its whole history under deliveries_by_hook.
+_DISCARD = """
+    UPDATE deliveries INDEXED BY deliveries_pending_by_resource
+    SET status = 'discarded', next_attempt_time = NULL, last_error = ?, update_time = ?, lease_until = NULL
+    WHERE hook_name = ? AND status IN ('queued', 'retrying')
+"""
+
+
+def discard_pending(conn: sqlite3.Connection, *, hook_name: str, now: int, reason: str) -> int:
+    count: int = conn.execute(_DISCARD, (reason, now, hook_name)).rowcount
+    return count
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+_SELECT_DELIVERY = """
+    SELECT name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,
+           first_attempt_time, last_error
+    FROM deliveries WHERE name = ?
+"""
+_LIST_DELIVERIES = """
+    SELECT name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,
+           first_attempt_time, last_error
+    FROM deliveries WHERE name > ? AND name < ? AND hook_name = ? ORDER BY name LIMIT ?
+"""
+_LIST_ATTEMPTS = """
+    SELECT number, start_time, end_time, request_headers, response_status, response_headers, response_body, error
+    FROM attempts WHERE delivery_name = ? ORDER BY number
+"""
+_SELECT_EVENT = """
+    SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
+           event_type, source_user_id, source_project_id, source_operation_id, source_company_id,
+           source_application_id, related_resources, idempotency_key
+    FROM events WHERE id = ?
+"""
+
+
+def get_delivery(conn: sqlite3.Connection, *, name: str) -> Delivery:
+    row = conn.execute(_SELECT_DELIVERY, (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"delivery {name} does not exist")
+    return rows.delivery(row)
+
+
+def list_attempts(conn: sqlite3.Connection, *, delivery_name: str) -> list[Attempt]:
+    if conn.execute("SELECT 1 FROM deliveries WHERE name = ?", (delivery_name,)).fetchone() is None:
+        raise NotFound(f"delivery {delivery_name} does not exist")
+    return [rows.attempt(row) for row in conn.execute(_LIST_ATTEMPTS, (delivery_name,))]
+
+
+def list_deliveries(conn: sqlite3.Connection, *, hook_name: str, after: str, limit: int) -> list[Delivery]:
+    # A hook's deliveries are the names from "{hook}/deliveries/" up to "{hook}/deliveries0"
+    # ("0" follows "/"): one range of the primary key. A hook name holds no "/deliveries/", so
+    # no other hook's delivery falls inside; the hook_name test only confirms it.
+    prefix = f"{hook_name}/deliveries/"
+    args = (max(after, prefix), f"{hook_name}/deliveries0", hook_name, limit)
+    return [rows.delivery(row) for row in conn.execute(_LIST_DELIVERIES, args)]
+
+
+def get_event(conn: sqlite3.Connection, *, event_id: str) -> Event:
+    row = conn.execute(_SELECT_EVENT, (event_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"event {event_id} does not exist")
+    return rows.event(row)
+
+
+# -- purging ---------------------------------------------------------------------------------
+
+# Oldest first. Attempts go with their delivery (ON DELETE CASCADE); changes() counts only the
+# deliveries. Events go once no delivery refers to them, within what is left of the batch.
+_PURGE_DELIVERIES = """
+    DELETE FROM deliveries WHERE rowid IN (
+        SELECT rowid FROM deliveries WHERE create_time < ? ORDER BY create_time LIMIT ?)
+"""
+_PURGE_EVENTS = """
+    DELETE FROM events WHERE serial IN (
+        SELECT serial FROM events AS e
+        WHERE e.publish_time < ? AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_serial = e.serial)
+        ORDER BY e.publish_time LIMIT ?)
+"""
+
+
+def purge(conn: sqlite3.Connection, *, before: int, limit: int) -> int:
+    deleted: int = conn.execute(_PURGE_DELIVERIES, (before, limit)).rowcount
+    if deleted < limit:
+        deleted += conn.execute(_PURGE_EVENTS, (before, limit - deleted)).rowcount
+    return deleted

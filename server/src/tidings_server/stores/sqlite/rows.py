@@ -1,0 +1,274 @@
+"""How domain records become SQLite rows and back.
+
+Times are integer microseconds since the Unix epoch (exact, and they sort like time), durations
+integer microseconds, enums their ``value``, header lists and related resources JSON text. The
+column lists here are the single spelling of each record's columns, shared by every query.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tidings_server.domain.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventMetadata,
+    Hook,
+    HookStatus,
+    Ordering,
+    RelatedResource,
+    RetryPolicy,
+    Trigger,
+)
+from tidings_server.domain.names import Parent
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(what: str, value: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch: exact, and orders like time."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got {value!r}")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def optional_micros(what: str, value: datetime | None) -> int | None:
+    return None if value is None else to_micros(what, value)
+
+
+def optional_time(value: int | None) -> datetime | None:
+    return None if value is None else from_micros(value)
+
+
+def _duration(value: timedelta) -> int:
+    return value // _MICROSECOND
+
+
+def _statuses_text(statuses: frozenset[int]) -> str:
+    return ",".join(str(s) for s in sorted(statuses))
+
+
+@functools.lru_cache(maxsize=256)
+def _statuses(text: str) -> frozenset[int]:
+    # Cached: most hooks share a handful of lists (above all the default one of 102 statuses).
+    return frozenset(int(s) for s in text.split(",")) if text else frozenset()
+
+
+def hook_row(hook: Hook) -> tuple[object, ...]:
+    """The row for ``hook``: the columns ``hook()`` reads, then ``parent``."""
+    policy = hook.retry_policy
+    return (
+        hook.name,
+        hook.company_id,
+        hook.project_id,
+        hook.display_name,
+        hook.destination_url,
+        hook.authorization_header,
+        hook.payload_format,
+        hook.status.value,
+        to_micros("create_time", hook.create_time),
+        to_micros("update_time", hook.update_time),
+        _duration(policy.timeout),
+        _duration(policy.retry_window),
+        _duration(policy.initial_backoff),
+        _duration(policy.max_backoff),
+        _statuses_text(policy.retryable_statuses),
+        hook.ordering.value,
+        hook.max_concurrency,
+        str(Parent(hook.company_id, hook.project_id)),
+    )
+
+
+def hook(row: Any) -> Hook:
+    """Read name, company_id, project_id, display_name, destination_url, authorization_header,
+    payload_format, status, create_time, update_time, timeout_us, retry_window_us,
+    initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency."""
+    (
+        name,
+        company_id,
+        project_id,
+        display_name,
+        url,
+        authorization,
+        payload_format,
+        status,
+        created,
+        updated,
+        timeout,
+        window,
+        initial,
+        maximum,
+        statuses,
+        ordering,
+        max_concurrency,
+    ) = row
+    return Hook(
+        name=name,
+        company_id=company_id,
+        project_id=project_id,
+        display_name=display_name,
+        destination_url=url,
+        authorization_header=authorization,
+        payload_format=payload_format,
+        status=HookStatus(status),
+        create_time=from_micros(created),
+        update_time=from_micros(updated),
+        retry_policy=RetryPolicy(
+            timeout=timedelta(microseconds=timeout),
+            retry_window=timedelta(microseconds=window),
+            initial_backoff=timedelta(microseconds=initial),
+            max_backoff=timedelta(microseconds=maximum),
+            retryable_statuses=_statuses(statuses),
+        ),
+        ordering=Ordering(ordering),
+        max_concurrency=max_concurrency,
+    )
+
+
+def trigger(row: Any) -> Trigger:
+    name, resource_name, event_type, created = row
+    return Trigger(name=name, resource_name=resource_name, event_type=event_type, create_time=from_micros(created))
+
+
+_NO_RELATED = "[]"
+
+
+def event_row(event: Event, serial: int, publish_time: int) -> tuple[object, ...]:
+    """The row for ``event`` stored as ``serial``, in the column order ``event()`` reads."""
+    meta = event.metadata
+    related = (
+        json.dumps([{"id": r.id, "name": r.name} for r in event.related_resources])
+        if event.related_resources
+        else _NO_RELATED
+    )
+    return (
+        serial,
+        event.id,
+        publish_time,
+        to_micros("timestamp", event.timestamp),
+        event.company_id,
+        event.project_id,
+        event.user_id,
+        event.resource_name,
+        event.resource_id,
+        event.event_type,
+        meta.source_user_id,
+        meta.source_project_id,
+        meta.source_operation_id,
+        meta.source_company_id,
+        meta.source_application_id,
+        related,
+        event.idempotency_key,
+    )
+
+
+def event(row: Any) -> Event:
+    """Read serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
+    resource_id, event_type, source_user_id, source_project_id, source_operation_id,
+    source_company_id, source_application_id, related_resources, idempotency_key."""
+    (
+        serial,
+        event_id,
+        _publish_time,
+        timestamp,
+        company_id,
+        project_id,
+        user_id,
+        resource_name,
+        resource_id,
+        event_type,
+        source_user_id,
+        source_project_id,
+        source_operation_id,
+        source_company_id,
+        source_application_id,
+        related,
+        idempotency_key,
+    ) = row
+    return Event(
+        id=event_id,
+        serial=serial,
+        timestamp=from_micros(timestamp),
+        company_id=company_id,
+        project_id=project_id,
+        user_id=user_id,
+        resource_name=resource_name,
+        resource_id=resource_id,
+        event_type=event_type,
+        metadata=EventMetadata(
+            source_user_id=source_user_id,
+            source_project_id=source_project_id,
+            source_operation_id=source_operation_id,
+            source_company_id=source_company_id,
+            source_application_id=source_application_id,
+        ),
+        related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
+        idempotency_key=idempotency_key,
+    )
+
+
+def delivery(row: Any) -> Delivery:
+    """Read name, hook_name, event_id, status, attempt_count, create_time, update_time,
+    next_attempt_time, first_attempt_time, last_error."""
+    name, hook_name, event_id, status, attempts, created, updated, next_attempt, first_attempt, last_error = row
+    return Delivery(
+        name=name,
+        hook_name=hook_name,
+        event_id=event_id,
+        status=DeliveryStatus(status),
+        attempt_count=attempts,
+        create_time=from_micros(created),
+        update_time=from_micros(updated),
+        next_attempt_time=optional_time(next_attempt),
+        first_attempt_time=optional_time(first_attempt),
+        last_error=last_error,
+    )
+
+
+def _headers_text(headers: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps([list(pair) for pair in headers])
+
+
+def _headers(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in json.loads(text))
+
+
+def attempt_row(delivery_name: str, attempt: Attempt) -> tuple[object, ...]:
+    """The row for ``attempt`` of ``delivery_name``: the delivery's name, then what ``attempt()`` reads."""
+    return (
+        delivery_name,
+        attempt.number,
+        to_micros("start_time", attempt.start_time),
+        to_micros("end_time", attempt.end_time),
+        _headers_text(attempt.request_headers),
+        attempt.response_status,
+        _headers_text(attempt.response_headers),
+        bytes(attempt.response_body),
+        attempt.error,
+    )
+
+
+def attempt(row: Any) -> Attempt:
+    """Read number, start_time, end_time, request_headers, response_status, response_headers,
+    response_body, error."""
+    number, start, end, request_headers, status, response_headers, body, error = row
+    return Attempt(
+        number=number,
+        start_time=from_micros(start),
+        end_time=from_micros(end),
+        request_headers=_headers(request_headers),
+        response_status=status,
+        response_headers=_headers(response_headers),
+        response_body=bytes(body),
+        error=error,
+    )

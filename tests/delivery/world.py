@@ -1,0 +1,135 @@
+"""A delivery engine wired to the memory store, the built-in plugins and loopback receivers.
+
+Everything runs in the test's trio run without threads, so under ``autojump_clock`` hours of
+retries pass in milliseconds and every time asserted is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import trio
+
+from tidings_server.delivery.clock import Clock
+from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
+from tidings_server.delivery.http import Sender
+from tidings_server.domain.destinations import DestinationPolicy
+from tidings_server.domain.events import EventDraft, EventService
+from tidings_server.domain.hooks import HookInput, HookService, Lookup, RetryPolicyInput
+from tidings_server.domain.model import Attempt, Delivery, Hook, HookStatus, Ordering
+from tidings_server.plugins.manager import Plugins
+from tidings_server.stores.memory import MemoryBackend
+from tidings_server.stores.protocol import Published, Store
+
+ORIGIN = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+PROJECT = "companies/8/projects/6778"
+LOOPBACK = DestinationPolicy(allow_http=True, allow_private=True)
+_PLUGINS: list[Plugins] = []
+
+
+def plugins() -> Plugins:
+    if not _PLUGINS:
+        _PLUGINS.append(Plugins.load())
+    return _PLUGINS[0]
+
+
+async def no_dns(host: str) -> list[str]:
+    return []
+
+
+@dataclass
+class World:
+    store: Store
+    clock: Clock
+    engine: DeliveryEngine
+    hooks: HookService
+    events: EventService
+    t0: float = field(default_factory=trio.current_time)
+
+    async def hook(
+        self,
+        url: str,
+        *,
+        parent: str = PROJECT,
+        triggers: tuple[tuple[str, str], ...] = (("RFIs", "update"),),
+        payload_format: str = "procore.v4",
+        authorization: str = "",
+        policy: RetryPolicyInput | None = None,
+        ordering: Ordering | None = None,
+        max_concurrency: int = 0,
+    ) -> Hook:
+        hook = await self.hooks.create_hook(
+            parent,
+            HookInput(
+                destination_url=url,
+                payload_format=payload_format,
+                authorization_header=authorization,
+                retry_policy=policy or RetryPolicyInput(),
+                ordering=ordering,
+                max_concurrency=max_concurrency,
+            ),
+        )
+        await self.hooks.create_triggers(hook.name, list(triggers))
+        return hook
+
+    async def publish(self, *drafts: EventDraft) -> list[Published]:
+        return await self.events.publish(list(drafts))
+
+    async def deliveries(self, hook: Hook) -> list[Delivery]:
+        return await self.store.list_deliveries(hook.name, after=None, limit=10_000)
+
+    async def attempts(self, delivery: Delivery) -> list[Attempt]:
+        return await self.store.list_attempts(delivery.name)
+
+    async def settle(self, hook: Hook, count: int = 1, *, within: float = 86_400.0) -> list[Delivery]:
+        """Wait (in trio time) until ``count`` deliveries of ``hook`` are no longer pending."""
+        pause = 0.01  # doubling up to a minute: hours of virtual retries take few polls
+        with trio.fail_after(within):
+            while True:
+                found = await self.deliveries(hook)
+                done = [d for d in found if d.status.value not in ("queued", "retrying")]
+                if len(done) >= count:
+                    return found
+                await trio.sleep(pause)
+                pause = min(pause * 2, 60.0)
+
+    def elapsed(self) -> float:
+        return trio.current_time() - self.t0
+
+
+def rfi(resource_id: int = 54321, *, event_type: str = "update", project_id: int = 6778, **kw: object) -> EventDraft:
+    return EventDraft(
+        company_id=8,
+        project_id=project_id,
+        resource_name="RFIs",
+        resource_id=resource_id,
+        event_type=event_type,
+        user_id=5447,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@asynccontextmanager
+async def world(config: EngineConfig | None = None, jitter: Callable[[], float] = lambda: 0.0) -> AsyncIterator[World]:
+    """A running engine; leaving the block drains it (grace 0) and closes everything."""
+    found = plugins()
+    async with MemoryBackend().open("memory:") as store, Sender(LOOPBACK, USER_AGENT) as sender:
+        clock = Clock(ORIGIN)
+        engine = DeliveryEngine(store, found.payload_formats, sender, clock, config or EngineConfig(), jitter)
+        lookup = Lookup(list(found.payload_formats), found.catalog.get)
+        hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=engine.wake)
+        events = EventService(store, found.catalog.get, clock.now, on_published=engine.wake)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            yield World(store, clock, engine, hooks, events)
+            await engine.drain(0)
+
+
+def pause(status: HookStatus) -> HookInput:
+    return HookInput(status=status)
+
+
+SECOND = timedelta(seconds=1)

@@ -1,0 +1,70 @@
+"""A threaded HTTP receiver for tests whose server runs in another thread or process.
+
+The scripted trio receiver (tests/receivers.py) is for virtual-time tests inside one trio run;
+this one serves blocking tests: it answers every POST with 200 after ``delay`` seconds and
+records the delivery id header and the body of each request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Sink:
+    port: int = 0
+    delay: float = 0.0
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str = "/in") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ids(self) -> set[str]:
+        with self.lock:
+            return {delivery_id for delivery_id, _ in self.received}
+
+    def wait_for(self, ids: set[str], timeout: float) -> set[str]:
+        """Block until every id in ``ids`` arrived or ``timeout`` passed; return the missing ones."""
+        deadline = time.monotonic() + timeout
+        while (missing := ids - self.ids()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return missing
+
+
+@contextmanager
+def running_sink(delay: float = 0.0) -> Iterator[Sink]:
+    sink = Sink(delay=delay)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if sink.delay:
+                time.sleep(sink.delay)
+            with sink.lock:
+                sink.received.append((self.headers.get("Tidings-Delivery-Id", ""), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    sink.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, name="http-sink", daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
