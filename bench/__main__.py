@@ -16,6 +16,7 @@ from typing import Protocol, cast
 BENCHMARKS: dict[str, str] = {
     "grpc": "bench.grpc_bridge",
     "http": "bench.http_client",
+    "e2e": "bench.e2e",
 }
 
 

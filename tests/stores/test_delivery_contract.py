@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, cast
+from typing import Any
 
 import pytest
 
@@ -474,25 +474,16 @@ async def test_next_due_time_ignores_hooks_that_are_not_active(store: Store) -> 
     assert await store.next_due_time() == T2
 
 
-class _WakeAfter(Protocol):
-    async def next_due_time(self, *, after: datetime | None = None) -> datetime | None: ...
-
-
-async def _next_due_after(store: Store, after: datetime) -> datetime | None:
-    """``next_due_time(after=…)``: both backends take ``after``; the Store protocol lacks it so far."""
-    return await cast(_WakeAfter, store).next_due_time(after=after)
-
-
 async def test_next_due_time_after_counts_only_later_times(store: Store) -> None:
     await _hook(store)
     await store.publish_events([make_event(1)], T0)
     await store.publish_events([make_event(2)], T2)
-    assert await _next_due_after(store, T0 - MICROSECOND) == T0
-    assert await _next_due_after(store, T0) == T2
-    assert await _next_due_after(store, T2) is None
+    assert await store.next_due_time(after=T0 - MICROSECOND) == T0
+    assert await store.next_due_time(after=T0) == T2
+    assert await store.next_due_time(after=T2) is None
     await _claim(store, T0, lease_until=T1)
-    assert await _next_due_after(store, T0) == T1
-    assert await _next_due_after(store, T1) == T2
+    assert await store.next_due_time(after=T0) == T1
+    assert await store.next_due_time(after=T1) == T2
 
 
 async def test_next_due_time_after_a_short_claim_skips_what_the_claim_could_not_take(store: Store) -> None:
@@ -504,9 +495,9 @@ async def test_next_due_time_after_a_short_claim_skips_what_the_claim_could_not_
     await store.publish_events([make_event(1), make_event(2)], T0)
     assert await _claim(store, T0, lease_until=LATER) == [_delivery_name(full, 1), _delivery_name(ordered, 1)]
     assert await store.next_due_time() == T0  # 2 is due for both hooks, but neither may take it now
-    assert await _next_due_after(store, T0) == LATER
+    assert await store.next_due_time(after=T0) == LATER
     await store.publish_events([make_event(3, resource_id=5)], T1)
-    assert await _next_due_after(store, T0) == T1
+    assert await store.next_due_time(after=T0) == T1
 
 
 # Recording attempts

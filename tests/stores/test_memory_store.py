@@ -1,16 +1,20 @@
-"""What only the memory backend does: its URL, its plugin hook, and a fresh store per open."""
+"""What only the memory backend does: its URL, its plugin hook, a fresh store per open, no threads."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import trio
+from trio.testing import MockClock
 
+from tests.stores.samples import make_event, make_trigger
 from tidings_server.domain.errors import NotFound
-from tidings_server.domain.model import Hook, HookStatus
+from tidings_server.domain.model import Attempt, DeliveryStatus, Hook, HookStatus
 from tidings_server.plugins.spec import StorageBackend
 from tidings_server.stores import memory
 from tidings_server.stores.memory import MemoryBackend, MemoryStore
+from tidings_server.stores.protocol import AttemptRecord
 
 NOW = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
 HOOK = Hook(
@@ -45,3 +49,29 @@ async def test_each_open_starts_empty() -> None:
     async with backend.open("memory:") as store:
         with pytest.raises(NotFound):
             await store.get_hook(HOOK.name)
+
+
+async def test_never_uses_a_thread_nor_lets_time_pass(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Virtual-time tests of the delivery engine run on it: a store call that waited would let
+    the autojump clock leap, and one that used a worker thread would fail here."""
+
+    def no_threads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("MemoryStore used a worker thread")
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", no_threads)
+    start = trio.current_time()
+    async with MemoryBackend().open("memory:") as store:
+        await store.create_hook(HOOK)
+        await store.add_triggers(HOOK.name, [make_trigger(HOOK.name)])
+        [published] = await store.publish_events([make_event(1, project=None)], NOW)
+        [claim] = await store.claim_due(NOW, limit=10, lease_until=NOW + timedelta(minutes=1), in_flight={})
+        assert await store.next_due_time() == NOW + timedelta(minutes=1)
+        attempt = Attempt(1, NOW, NOW, (), 200, (), b"", "")
+        await store.record_attempts([AttemptRecord(claim.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "")])
+        await store.release([claim.delivery.name])
+        assert await store.discard_pending(HOOK.name, NOW, "none left") == 0
+        assert await store.purge(NOW + timedelta(days=1), 10) == 2
+        assert published.deliveries == 1
+    assert trio.current_time() == start

@@ -312,7 +312,8 @@ def _plan(conn: sqlite3.Connection, sql: str, args: Any) -> str:
 
 
 def test_fan_out_and_claiming_read_their_indexes(tmp_path: Path) -> None:
-    """Fan-out reads one index range per (company, project, resource, event type), never other hooks."""
+    """Fan-out reads one index range per (company, project, resource, event type), never other hooks;
+    claiming reads one index range per hook, never another hook's backlog."""
     conn = _connect(tmp_path / "t.db")
     try:
         migrate(conn)
@@ -320,8 +321,11 @@ def test_fan_out_and_claiming_read_their_indexes(tmp_path: Path) -> None:
             plan = _plan(conn, deliveries._MATCHING_HOOKS, (1, project, "RFIs", "update"))
             assert "SEARCH t USING INDEX triggers_by_event (company_id=? AND project_id=? AND resource_name=?" in plan
             assert "SCAN" not in plan
-        plan = _plan(conn, deliveries._DUE, {"now": 0})
-        assert plan.startswith("SEARCH d USING INDEX deliveries_due (next_attempt_time<?)")
+        args = {"hook": HOOK, "now": 0, "room": 8}
+        plan = _plan(conn, deliveries._DUE_OF_HOOK, args)
+        assert plan == "SEARCH d USING INDEX deliveries_due_by_hook (hook_name=? AND next_attempt_time<?)"
+        plan = _plan(conn, deliveries._DUE_OF_ORDERED_HOOK, args)
+        assert plan.startswith("SEARCH d USING INDEX deliveries_due_by_hook (hook_name=? AND next_attempt_time<?)")
         assert "deliveries_pending_by_resource (hook_name=? AND resource_name=? AND resource_id=?" in plan
         assert "SCAN" not in _plan(conn, deliveries._DISCARD, ("why", 0, HOOK))
         assert "SCAN" not in _plan(conn, deliveries._LIST_DELIVERIES, ("a", "b", HOOK, 10))

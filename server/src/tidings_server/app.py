@@ -133,7 +133,17 @@ async def serve(
         except ValueError as exc:
             raise ConfigError(f"--store: {exc}") from exc
         clock = Clock()
-        sender = await stack.enter_async_context(Sender(config.destination_policy, USER_AGENT))
+        # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
+        # connections instead of closing and reopening them between attempts.
+        in_flight = config.engine.max_in_flight
+        sender = await stack.enter_async_context(
+            Sender(
+                config.destination_policy,
+                USER_AGENT,
+                pool_idle_per_origin=in_flight,
+                pool_idle_total=in_flight,
+            )
+        )
         engine = DeliveryEngine(store, plugins.payload_formats, sender, clock, config.engine)
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine), config.listen)
         async with trio.open_nursery() as nursery:

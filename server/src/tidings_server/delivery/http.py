@@ -34,10 +34,10 @@ from tidings_server.delivery.policy import Failure, Result, parse_retry_after
 from tidings_server.domain.destinations import (
     DestinationPolicy,
     Resolver,
-    _allowed,
-    _forbidden_address,
-    _forbidden_name,
-    _is_ip,
+    allowed,
+    forbidden_address,
+    forbidden_name,
+    is_ip,
 )
 
 __all__ = [
@@ -394,10 +394,10 @@ class H11Transport(httpx.AsyncBaseTransport):
 
     async def _addresses(self, host: str) -> list[str]:
         """The addresses to connect to, each one checked against the policy."""
-        policy_allows = _allowed(host, self._policy)
-        if not policy_allows and (reason := _forbidden_name(host)) is not None:
+        policy_allows = allowed(host, self._policy)
+        if not policy_allows and (reason := forbidden_name(host)) is not None:
             raise DestinationRefused(f"{host} is {reason}; the destination policy refuses it")
-        if _is_ip(host):
+        if is_ip(host):
             return [host]
         try:
             addresses = await self._resolve(host)
@@ -407,7 +407,7 @@ class H11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"{host} does not resolve to any address")
         if not policy_allows:
             for address in addresses:
-                if (reason := _forbidden_address(address)) is not None:
+                if (reason := forbidden_address(address)) is not None:
                     raise DestinationRefused(f"{host} resolves to {address}, {reason}; the policy refuses it")
         return addresses
 

@@ -31,7 +31,7 @@ class DestinationPolicy:
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
 
 
-def _forbidden_address(text: str) -> str | None:
+def forbidden_address(text: str) -> str | None:
     """Why an IP address is not a public destination, or None if it is one."""
     try:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
@@ -52,12 +52,13 @@ def _forbidden_address(text: str) -> str | None:
     return None
 
 
-def _forbidden_name(host: str) -> str | None:
+def forbidden_name(host: str) -> str | None:
+    """Why a host (name or literal) is not a public destination, or None if nothing says so."""
     if host == "localhost" or host.endswith(".localhost"):
         return "a loopback name"
     if host in _METADATA_NAMES:
         return "a cloud metadata service"
-    return _forbidden_address(host)
+    return forbidden_address(host)
 
 
 def parse_destination(field_name: str, value: str, policy: DestinationPolicy) -> SplitResult:
@@ -90,14 +91,15 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
         raise InvalidArgument(f"{field_name}: port 0 is not a valid destination port")
     if url.fragment:
         raise InvalidArgument(f"{field_name}: a fragment (#…) is never sent; remove it")
-    if not _allowed(host, policy):
-        reason = _forbidden_name(host)
+    if not allowed(host, policy):
+        reason = forbidden_name(host)
         if reason is not None:
             raise InvalidArgument(f"{field_name}: host {host!r} is {reason}; such destinations are refused")
     return url
 
 
-def _allowed(host: str, policy: DestinationPolicy) -> bool:
+def allowed(host: str, policy: DestinationPolicy) -> bool:
+    """Whether the policy lets ``host`` through whatever it is (an option, or the allow-list)."""
     return policy.allow_private or host in policy.allowed_hosts
 
 
@@ -105,10 +107,10 @@ async def check_destination(field_name: str, value: str, policy: DestinationPoli
     """Full check of a destination URL, including where its host name resolves to now."""
     url = parse_destination(field_name, value, policy)
     host = (url.hostname or "").lower()
-    if _allowed(host, policy) or _is_ip(host):  # IP literals were fully checked above
+    if allowed(host, policy) or is_ip(host):  # IP literals were fully checked above
         return value
     for address in await resolve(host):
-        reason = _forbidden_address(address)
+        reason = forbidden_address(address)
         if reason is not None:
             raise InvalidArgument(
                 f"{field_name}: host {host!r} resolves to {address}, {reason}; such destinations are refused"
@@ -116,7 +118,8 @@ async def check_destination(field_name: str, value: str, policy: DestinationPoli
     return value
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IP literal (so it needs no lookup)."""
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

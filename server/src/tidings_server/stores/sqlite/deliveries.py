@@ -9,7 +9,7 @@ indexes' WHERE clauses, since SQLite only uses a partial index for a query that 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from tidings_server.domain.errors import NotFound
@@ -110,21 +110,30 @@ def _repeated_id(conn: sqlite3.Connection, event_rows: list[tuple[object, ...]],
 
 # -- claiming --------------------------------------------------------------------------------
 
-# Walks deliveries_due in due order. CROSS JOIN keeps deliveries the outer loop, so the scan
-# stops as soon as enough rows are taken. The NOT EXISTS probe of deliveries_pending_by_resource
-# admits only a resource's head (lowest pending serial) for a PER_RESOURCE hook.
-_DUE = """
-    SELECT d.name, d.hook_name, h.max_concurrency
-    FROM deliveries AS d CROSS JOIN hooks AS h
-    WHERE d.status IN ('queued', 'retrying') AND d.next_attempt_time <= :now
+# Claiming goes hook by hook: every ACTIVE hook with free concurrency takes up to that many of
+# its earliest due deliveries through deliveries_due_by_hook (its leased rows, at most its
+# concurrency, are the only ones skipped). The cost is one index probe per active hook plus
+# the rows taken, whatever the backlog; a slow hook's backlog is never walked. For a
+# PER_RESOURCE hook the NOT EXISTS probe admits only a resource's head (lowest pending serial).
+_ACTIVE_HOOKS = "SELECT name, max_concurrency, ordering FROM hooks WHERE status = 'active'"
+_DUE_OF_HOOK = """
+    SELECT d.next_attempt_time, d.event_serial, d.name
+    FROM deliveries AS d INDEXED BY deliveries_due_by_hook
+    WHERE d.hook_name = :hook AND d.status IN ('queued', 'retrying') AND d.next_attempt_time <= :now
       AND (d.lease_until IS NULL OR d.lease_until <= :now)
-      AND h.name = d.hook_name AND h.status = 'active'
-      AND (h.ordering = 'unordered' OR NOT EXISTS (
+    ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
+"""
+_DUE_OF_ORDERED_HOOK = """
+    SELECT d.next_attempt_time, d.event_serial, d.name
+    FROM deliveries AS d INDEXED BY deliveries_due_by_hook
+    WHERE d.hook_name = :hook AND d.status IN ('queued', 'retrying') AND d.next_attempt_time <= :now
+      AND (d.lease_until IS NULL OR d.lease_until <= :now)
+      AND NOT EXISTS (
           SELECT 1 FROM deliveries AS p
           WHERE p.hook_name = d.hook_name AND p.resource_name = d.resource_name
             AND p.resource_id = d.resource_id AND p.status IN ('queued', 'retrying')
-            AND p.event_serial < d.event_serial))
-    ORDER BY d.next_attempt_time, d.event_serial, d.name
+            AND p.event_serial < d.event_serial)
+    ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
 _LEASE = "UPDATE deliveries SET lease_until = ? WHERE name = ?"
 _CLAIMED = """
@@ -142,25 +151,17 @@ _CLAIMED = """
 
 
 def claim(
-    conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, in_flight: dict[str, int]
+    conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, in_flight: Mapping[str, int]
 ) -> list[Claim]:
-    chosen: list[str] = []
-    room: dict[str, int] = {}  # how many more of each hook this claim may take
-    cursor = conn.execute(_DUE, {"now": now})
-    try:
-        for name, hook_name, max_concurrency in cursor:
-            left = room.get(hook_name)
-            if left is None:
-                left = max_concurrency - in_flight.get(hook_name, 0)
-            if left <= 0:
-                room[hook_name] = 0
-                continue
-            room[hook_name] = left - 1
-            chosen.append(name)
-            if len(chosen) == limit:
-                break
-    finally:
-        cursor.close()  # before the UPDATE below changes the rows it was walking
+    candidates: list[tuple[int, int, str]] = []
+    for hook_name, max_concurrency, ordering in conn.execute(_ACTIVE_HOOKS).fetchall():
+        room = min(limit, max_concurrency - in_flight.get(hook_name, 0))
+        if room <= 0:
+            continue
+        query = _DUE_OF_ORDERED_HOOK if ordering == "per_resource" else _DUE_OF_HOOK
+        candidates += conn.execute(query, {"hook": hook_name, "now": now, "room": room}).fetchall()
+    candidates.sort()  # earliest due first across hooks, then publish order
+    chosen = [name for _, _, name in candidates[:limit]]
     conn.executemany(_LEASE, [(lease_until, name) for name in chosen])
     hooks: dict[str, Hook] = {}
     claims: list[Claim] = []
@@ -249,7 +250,7 @@ def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
     conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE name = ?", [(name,) for name in names])
 
 
-# INDEXED BY: the pending rows of the hook, not its whole history under deliveries_by_hook.
+# INDEXED BY: only the hook's pending rows are read, never its whole history.
 _DISCARD = """
     UPDATE deliveries INDEXED BY deliveries_pending_by_resource
     SET status = 'discarded', next_attempt_time = NULL, last_error = ?, update_time = ?, lease_until = NULL

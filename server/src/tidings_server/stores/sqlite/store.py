@@ -236,7 +236,12 @@ class SqliteStore:
         return await self._run(claim, write=True)
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
-        """As the protocol says, counting only times later than ``after`` (see MemoryStore's)."""
+        """As the protocol says, counting only times later than ``after``.
+
+        After a claim at ``now`` came back short, ``after=now`` leaves out what it could not
+        take (behind a resource's head, or a hook at its concurrency): an attempt finishing
+        frees those and wakes the dispatcher anyway, so counting them would only make it spin.
+        """
         bound = _BEFORE_ANY if after is None else to_micros("after", after)
         return await self._run(partial(deliveries.next_due_time, after=bound), write=False)
 

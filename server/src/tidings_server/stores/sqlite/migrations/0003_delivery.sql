@@ -38,7 +38,7 @@ ALTER TABLE triggers_new RENAME TO triggers;
 CREATE INDEX triggers_by_event ON triggers (company_id, project_id, resource_name, event_type);
 
 -- Events. "serial" is the rowid; AUTOINCREMENT keeps a purged serial from ever being handed
--- out again. "id" is the ULID everything else refers to. An idempotency key is unique per
+-- out again. "id" is the ULID events are known by. An idempotency key is unique per
 -- company; '' means none. related_resources is a JSON array of {"id": …, "name": …}.
 CREATE TABLE events (
     serial                INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,6 +61,7 @@ CREATE TABLE events (
 );
 
 CREATE UNIQUE INDEX events_by_idempotency_key ON events (company_id, idempotency_key) WHERE idempotency_key != '';
+-- Purging takes old events in publish order.
 CREATE INDEX events_by_publish_time ON events (publish_time);
 
 -- Deliveries: one event sent to one hook. No foreign key to hooks: a delivery's history
@@ -95,6 +96,7 @@ CREATE INDEX deliveries_pending_by_resource ON deliveries (hook_name, resource_n
     WHERE status IN ('queued', 'retrying');
 -- The deliveries leased to attempts in flight (a handful), for the next wake-up time.
 CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
+-- Purging takes old deliveries in creation order.
 CREATE INDEX deliveries_by_create_time ON deliveries (create_time);
 -- Whether an event still has deliveries, before it is purged.
 CREATE INDEX deliveries_by_event ON deliveries (event_serial);

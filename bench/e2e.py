@@ -1,0 +1,291 @@
+"""End to end: events published over gRPC, fanned out, POSTed to a local receiver, recorded.
+
+Two measurements against a real server process on SQLite:
+
+* throughput: EVENTS events published in batches as fast as the server takes them, fanned out
+  to HOOKS hooks; deliveries/s from the first publish until the store has every delivery
+  recorded as delivered (read from the SQLite file);
+* latency: events offered at a fixed rate to one hook; publish → received at the receiver,
+  p50/p99 (the event's timestamp is its publish time; both ends read this machine's clock).
+
+The receiver runs in its own process and its ceiling is measured in the same run, so the
+figures say whether it, rather than the server, was the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+import trio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bench import http_client
+from tidings.v1 import events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+
+RESPONSE = http_client.RESPONSE  # the ceiling probe reads exactly this reply
+_TIMESTAMP = re.compile(rb'"timestamp":"([^"]+)"')
+
+
+# -- the receiver (own process): answers 200, counts, and keeps publish->receive latencies ----
+
+
+@dataclass
+class Stats:
+    count: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+STATS = Stats()  # the receiver process's own tally
+
+
+class _Receiver(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        answers = 0
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            head = buffer[:end].lower()
+            at = head.find(b"\r\ncontent-length:")
+            length = 0
+            if at >= 0:
+                stop = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : stop if stop >= 0 else len(head)])
+            total = end + 4 + length
+            if len(buffer) < total:
+                break
+            body = buffer[end + 4 : total]
+            buffer = buffer[total:]
+            answers += 1
+            STATS.count += 1
+            if m := _TIMESTAMP.search(body):
+                sent = datetime.fromisoformat(m.group(1).decode()).timestamp()
+                STATS.latencies.append(time.time() - sent)
+        self._buffer = buffer
+        if answers and self._transport is not None:
+            self._transport.write(RESPONSE * answers)
+
+
+def _serve(conn: multiprocessing.connection.Connection) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Receiver, "127.0.0.1", 0, backlog=4096)
+        conn.send(server.sockets[0].getsockname()[1])
+
+        def on_command() -> None:
+            command = conn.recv()
+            if command == "reset":
+                STATS.count, STATS.latencies = 0, []
+                conn.send(True)
+            elif command == "stats":
+                conn.send(STATS)
+
+        loop.add_reader(conn.fileno(), on_command)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class ReceiverProcess:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child,), daemon=True)
+        self._process.start()
+        if not self._conn.poll(30):
+            raise RuntimeError("the receiver did not start")
+        self.port: int = self._conn.recv()
+
+    def reset(self) -> None:
+        self._conn.send("reset")
+        self._conn.recv()
+
+    def stats(self) -> Stats:
+        self._conn.send("stats")
+        result: Stats = self._conn.recv()
+        return result
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.join(5)
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+@contextmanager
+def server(db: Path) -> Iterator[int]:
+    binary = Path(sys.executable).parent / "tidings-server"
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{db}", "--allow-http",
+         "--allow-private-destinations", "--log-level", "warning"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    port = 0
+    for line in proc.stderr:
+        if m := re.search(r"listening on port (\d+)", line):
+            port = int(m.group(1))
+            break
+    if not port:
+        raise RuntimeError(f"the server exited with {proc.wait(10)}")
+    try:
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def make_hooks(channel: grpc.Channel, url: str, count: int, concurrency: int) -> list[str]:
+    hooks = hooks_pb2_grpc.HookServiceStub(channel)
+    names = []
+    for _ in range(count):
+        hook = hooks.CreateHook(
+            hooks_pb2.CreateHookRequest(
+                parent="companies/8/projects/6778",
+                hook=hooks_pb2.Hook(destination_url=url, payload_format="procore.v4", max_concurrency=concurrency),
+            )
+        )
+        hooks.BatchCreateTriggers(
+            hooks_pb2.BatchCreateTriggersRequest(
+                parent=hook.name, triggers=[hooks_pb2.Trigger(resource_name="RFIs", event_type="update")]
+            )
+        )
+        names.append(hook.name)
+    return names
+
+
+def events(count: int, start: int) -> list[events_pb2.Event]:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return [
+        events_pb2.Event(
+            company_id=8, project_id=6778, resource_name="RFIs", resource_id=start + i, event_type="update",
+            user_id=5447, timestamp=stamp,
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def delivered(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM deliveries WHERE status = 'delivered'").fetchone()
+    return int(n)
+
+
+def throughput(port: int, db: Path, total_events: int, batch: int, hooks: int, timeout: float) -> float:
+    base = delivered(db)
+    want = base + total_events * hooks
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        publish = events_pb2_grpc.EventServiceStub(channel).PublishEvents
+        started = time.perf_counter()
+        for n in range(0, total_events, batch):
+            publish(events_pb2.PublishEventsRequest(events=events(min(batch, total_events - n), n + 1)))
+        deadline = started + timeout
+        while (got := delivered(db)) < want and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    if got < want:
+        raise RuntimeError(f"only {got - base} of {want - base} deliveries recorded within {timeout} s")
+    return (want - base) / elapsed
+
+
+def latency(port: int, receiver: ReceiverProcess, rate: int, seconds: float) -> tuple[float, float, int]:
+    receiver.reset()
+    per_tick = max(1, rate // 100)  # a batch every 10 ms
+    ticks = int(seconds * rate / per_tick)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        publish = events_pb2_grpc.EventServiceStub(channel).PublishEvents
+        start = time.perf_counter()
+        for tick in range(ticks):
+            wait = start + tick * per_tick / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            publish(events_pb2.PublishEventsRequest(events=events(per_tick, tick * per_tick + 1)))
+    deadline = time.perf_counter() + 30
+    while receiver.stats().count < ticks * per_tick and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    samples = sorted(receiver.stats().latencies)
+    if not samples:
+        raise RuntimeError("no deliveries arrived")
+    p50 = samples[len(samples) // 2] * 1000
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
+    return p50, p99, len(samples)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=10_000, help="events per throughput run (default 10000)")
+    parser.add_argument("--hooks", type=int, default=4, help="hooks every event fans out to (default 4)")
+    parser.add_argument("--batch", type=int, default=500, help="events per PublishEvents call (default 500)")
+    parser.add_argument("--concurrency", type=int, default=32, help="max_concurrency of each hook (default 32)")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs; the median is shown (default 3)")
+    parser.add_argument("--rate", type=int, default=1000, help="offered events/s for the latency run (default 1000)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run (default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    receiver = ReceiverProcess()
+    try:
+        ceiling = trio.run(http_client.run_raw, f"http://127.0.0.1:{receiver.port}/in", 64, 0.3, 2.0)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "bench.sqlite3"
+            with server(db) as port:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    url = f"http://127.0.0.1:{receiver.port}/in"
+                    make_hooks(channel, url, args.hooks, args.concurrency)
+                rates = [
+                    throughput(port, db, args.events, args.batch, args.hooks, timeout=300) for _ in range(args.repeats)
+                ]
+            with server(Path(tmp) / "latency.sqlite3") as port:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency)
+                p50, p99, n = latency(port, receiver, args.rate, args.seconds)
+    finally:
+        receiver.close()
+    print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
+    print(
+        f"throughput: {args.events} events x {args.hooks} hooks, batches of {args.batch}, SQLite:"
+        f" {statistics.median(rates):,.0f} deliveries/s (median of {len(rates)}: "
+        + ", ".join(f"{r:,.0f}" for r in rates)
+        + f"); {statistics.median(rates) / ceiling.rate:.0%} of the receiver ceiling"
+    )
+    print(
+        f"latency at {args.rate} events/s offered for {args.seconds:g} s, 1 hook:"
+        f" p50 {p50:.1f} ms, p99 {p99:.1f} ms ({n} deliveries)"
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
