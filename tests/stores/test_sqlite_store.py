@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from ulid import ULID
 
+from tests.stores.samples import make_event
+from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import DEFAULT_MAX_CONCURRENCY, Event, Hook, HookStatus, Ordering, RetryPolicy, Trigger
 from tidings_server.domain.names import trigger_name
 from tidings_server.plugins.spec import StorageBackend
@@ -399,3 +402,31 @@ def test_a_migration_may_hold_semicolons_in_strings_and_comments(
         assert conn.execute("SELECT body FROM notes ORDER BY body").fetchall() == [("x; y",), ("z",)]
     finally:
         conn.close()
+
+
+async def test_concurrent_publishes_share_commits_and_fail_alone(tmp_path: Path) -> None:
+    """Group commit: calls arriving during a commit share the next one; a bad call fails alone."""
+    async with SqliteBackend().open(_url(tmp_path / "group.db")) as store:
+        assert isinstance(store, SqliteStore)
+        results: dict[int, object] = {}
+
+        async def publish(n: int) -> None:
+            events = [make_event(n * 10 + i) for i in range(10)]
+            if n == 7:  # a naive timestamp cannot be stored: this call alone must fail
+                events[3] = dataclasses.replace(events[3], timestamp=datetime(2024, 1, 1))
+            try:
+                results[n] = await store.publish_events(events, T0)
+            except ValueError as exc:
+                results[n] = exc
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(publish, n)
+        assert isinstance(results.pop(7), ValueError)
+        assert all(isinstance(r, list) and len(r) == 10 for r in results.values())
+        assert store.publish_commits < 20
+        for n in results:
+            for i in range(10):
+                await store.get_event(make_event(n * 10 + i).id)
+        with pytest.raises(NotFound):
+            await store.get_event(make_event(70).id)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
 import trio
 
-from tidings_server.domain.errors import AlreadyExists, NotFound
+from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.stores.protocol import AttemptRecord, Claim, Published
@@ -92,6 +93,27 @@ def _require_hook(conn: sqlite3.Connection, name: str) -> None:
         raise NotFound(f"hook {name} does not exist")
 
 
+@dataclass(slots=True)
+class _PendingPublish:
+    events: Sequence[Event]
+    now: int
+    done: trio.Event = field(default_factory=trio.Event)
+    result: list[Published] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def _publish_group(group: list[_PendingPublish], conn: sqlite3.Connection) -> None:
+    """Publish each call of a group under its own savepoint, inside one transaction."""
+    for member in group:
+        conn.execute("SAVEPOINT publish")
+        try:
+            member.result = deliveries.publish(conn, events=member.events, now=member.now)
+        except Exception as exc:  # this call's failure is reported to it alone
+            conn.execute("ROLLBACK TO publish")
+            member.error = exc
+        conn.execute("RELEASE publish")
+
+
 class SqliteStore:
     """A Store on one sqlite3 connection, opened and closed by SqliteBackend.
 
@@ -102,6 +124,9 @@ class SqliteStore:
     def __init__(self, conn: sqlite3.Connection, limiter: trio.CapacityLimiter) -> None:
         self._conn = conn
         self._limiter = limiter
+        self._publish_queue: list[_PendingPublish] = []
+        self._publishing = False
+        self.publish_commits = 0  # how many group commits publishing took (for tests and benchmarks)
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
         conn = self._conn
@@ -219,8 +244,43 @@ class SqliteStore:
     # -- events and deliveries -------------------------------------------------------------
 
     async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:
-        now_us = to_micros("now", now)
-        return await self._run(partial(deliveries.publish, events=events, now=now_us), write=True)
+        """Group commit: calls that arrive while a commit is running share the next one.
+
+        The first caller leads: it commits everything queued, then what queued meanwhile, until
+        the queue is empty; the others wait for their result. Each call keeps its own
+        all-or-nothing semantics through a savepoint, so one failing batch never takes the
+        rest of its group with it. One fsync then covers many calls.
+        """
+        pending = _PendingPublish(events, to_micros("now", now))
+        self._publish_queue.append(pending)
+        if self._publishing:
+            await pending.done.wait()
+        else:
+            self._publishing = True
+            group: list[_PendingPublish] = []
+            try:
+                while self._publish_queue:
+                    group, self._publish_queue = self._publish_queue, []
+                    self.publish_commits += 1
+                    try:
+                        await self._run(partial(_publish_group, group), write=True)
+                    except Exception as exc:  # the whole commit failed: every call of it did
+                        for member in group:
+                            member.error = member.error or exc
+                    for member in group:
+                        member.done.set()
+            finally:
+                self._publishing = False
+                # Cancelled while leading: nobody else will commit what is queued, so fail it
+                # (it was not stored); its callers may publish again.
+                for member in [*group, *self._publish_queue]:
+                    if not member.done.is_set():
+                        member.error = member.error or Unavailable("the store stopped before committing")
+                        member.done.set()
+                self._publish_queue = []
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
 
     async def claim_due(
         self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
