@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from tests.harness import Api, ServerThread, restarted
 from tidings.v1 import hooks_pb2
@@ -225,3 +225,99 @@ def test_everything_persists_across_restart(server: ServerThread) -> None:
         api.channel.close()
     finally:
         second.stop()
+
+
+def test_delivery_settings_default_create_update(api: Api) -> None:
+    plain = new_hook(api)
+    assert plain.ordering == hooks_pb2.DELIVERY_ORDERING_UNORDERED
+    assert plain.max_concurrency == 8
+    policy = plain.retry_policy
+    assert (
+        policy.timeout.seconds,
+        policy.retry_window.seconds,
+        policy.initial_backoff.seconds,
+        policy.max_backoff.seconds,
+    ) == (5, 12 * 3600, 1, 3600)
+    assert [(r.first, r.last) for r in policy.retryable_statuses] == [(408, 0), (429, 0), (500, 599)]
+
+    tuned = new_hook(
+        api,
+        retry_policy=hooks_pb2.RetryPolicy(
+            timeout=duration_pb2.Duration(seconds=10),
+            retry_window=duration_pb2.Duration(seconds=3600),
+            initial_backoff=duration_pb2.Duration(seconds=2),
+            max_backoff=duration_pb2.Duration(seconds=60),
+            retryable_statuses=[hooks_pb2.StatusRange(first=503), hooks_pb2.StatusRange(first=429)],
+        ),
+        ordering=hooks_pb2.DELIVERY_ORDERING_PER_RESOURCE,
+        max_concurrency=4,
+    )
+    fetched = api.hooks.GetHook(hooks_pb2.GetHookRequest(name=tuned.name))
+    assert fetched == tuned
+    statuses = [(r.first, r.last) for r in fetched.retry_policy.retryable_statuses]
+    assert (fetched.retry_policy.timeout.seconds, statuses) == (10, [(429, 0), (503, 0)])
+    assert (fetched.ordering, fetched.max_concurrency) == (hooks_pb2.DELIVERY_ORDERING_PER_RESOURCE, 4)
+
+    updated = api.hooks.UpdateHook(
+        hooks_pb2.UpdateHookRequest(
+            hook=hooks_pb2.Hook(
+                name=tuned.name,
+                retry_policy=hooks_pb2.RetryPolicy(timeout=duration_pb2.Duration(seconds=30)),
+                ordering=hooks_pb2.DELIVERY_ORDERING_UNORDERED,
+                max_concurrency=16,
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["retry_policy", "ordering", "max_concurrency"]),
+        )
+    )
+    # The whole policy is replaced: fields not given take the defaults again.
+    assert (updated.retry_policy.timeout.seconds, updated.retry_policy.initial_backoff.seconds) == (30, 1)
+    assert (updated.ordering, updated.max_concurrency) == (hooks_pb2.DELIVERY_ORDERING_UNORDERED, 16)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(timeout=duration_pb2.Duration(nanos=500_000_000))},
+            "hook.retry_policy.timeout: 0.5 s is outside 1 s to 60 s",
+        ),
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(retry_window=duration_pb2.Duration(seconds=73 * 3600))},
+            "hook.retry_policy.retry_window: 262800 s is outside 60 s to 259200 s",
+        ),
+        (
+            {
+                "retry_policy": hooks_pb2.RetryPolicy(
+                    initial_backoff=duration_pb2.Duration(seconds=60), max_backoff=duration_pb2.Duration(seconds=10)
+                )
+            },
+            "hook.retry_policy.max_backoff: 10 s is less than initial_backoff 60 s",
+        ),
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(timeout=duration_pb2.Duration(seconds=-5))},
+            "hook.retry_policy.timeout: must not be negative",
+        ),
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(retryable_statuses=[hooks_pb2.StatusRange(first=302)])},
+            "hook.retry_policy.retryable_statuses: 302 is not an HTTP error status",
+        ),
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(retryable_statuses=[hooks_pb2.StatusRange(first=503, last=500)])},
+            "hook.retry_policy.retryable_statuses[0]: last 500 is below first 503",
+        ),
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(retryable_statuses=[hooks_pb2.StatusRange(first=410)])},
+            "410 Gone always disables the hook",
+        ),
+        ({"max_concurrency": 65}, "hook.max_concurrency: 65 is outside 1 to 64"),
+        ({"max_concurrency": -1}, "hook.max_concurrency: -1 is outside 1 to 64"),
+        ({"ordering": 9}, "hook.ordering: 9 is not a known delivery ordering"),
+    ],
+)
+def test_bad_delivery_settings(api: Api, fields: dict[str, object], problem: str) -> None:
+    hook = hooks_pb2.Hook(destination_url="https://hooks.example.com/in", payload_format="procore.v4", **fields)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as err:
+        api.hooks.CreateHook(hooks_pb2.CreateHookRequest(parent=PROJECT, hook=hook))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert problem in (err.value.details() or "")
+    assert list(all_hooks(api, PROJECT)) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
@@ -90,8 +90,32 @@ def retry_policy_input(field: str, message: hooks_pb2.RetryPolicy) -> RetryPolic
         retry_window=_duration(field, message, "retry_window"),
         initial_backoff=_duration(field, message, "initial_backoff"),
         max_backoff=_duration(field, message, "max_backoff"),
-        retryable_statuses=tuple(message.retryable_statuses),
+        retryable_statuses=status_ranges(f"{field}.retryable_statuses", message.retryable_statuses),
     )
+
+
+def status_ranges(field: str, ranges: Iterable[hooks_pb2.StatusRange]) -> tuple[int, ...]:
+    """Expand ranges; the domain checks which statuses are allowed."""
+    statuses: list[int] = []
+    for i, r in enumerate(ranges):
+        last = r.last or r.first
+        if last < r.first:
+            raise InvalidArgument(f"{field}[{i}]: last {r.last} is below first {r.first}")
+        if r.first < 100 or last > 599:
+            raise InvalidArgument(f"{field}[{i}]: {r.first}-{last} is not a range of HTTP statuses")
+        statuses += range(r.first, last + 1)
+    return tuple(statuses)
+
+
+def compress(statuses: Iterable[int]) -> list[hooks_pb2.StatusRange]:
+    """Sorted statuses as the fewest ranges: 408, 429, 500-599."""
+    ranges: list[hooks_pb2.StatusRange] = []
+    for status in sorted(statuses):
+        if ranges and status == (ranges[-1].last or ranges[-1].first) + 1:
+            ranges[-1].last = status
+        else:
+            ranges.append(hooks_pb2.StatusRange(first=status))
+    return ranges
 
 
 def hook_input(message: hooks_pb2.Hook, paths: Collection[str] | None = None) -> HookInput:
@@ -126,7 +150,7 @@ def retry_policy(value: RetryPolicy) -> hooks_pb2.RetryPolicy:
         retry_window=duration(value.retry_window),
         initial_backoff=duration(value.initial_backoff),
         max_backoff=duration(value.max_backoff),
-        retryable_statuses=sorted(value.retryable_statuses),
+        retryable_statuses=compress(value.retryable_statuses),
     )
 
 

@@ -177,9 +177,9 @@ class RetryPolicy(_message.Message):
         """Waits never exceed this (nor does an honoured Retry-After): 1 h; initial_backoff to 24 h."""
 
     @_builtins.property
-    def retryable_statuses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """HTTP statuses that are retried: 408, 429 and 500-599. Each must be 400-599. Other 4xx
-        are failed at once; 410 also disables the hook.
+    def retryable_statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusRange]:
+        """HTTP statuses that are retried, as ranges: 408, 429 and 500-599. Each must be within
+        400-599. Other 4xx fail at once; 410 also disables the hook and cannot be retried.
         """
 
     def __init__(
@@ -189,7 +189,7 @@ class RetryPolicy(_message.Message):
         retry_window: _duration_pb2.Duration | None = ...,
         initial_backoff: _duration_pb2.Duration | None = ...,
         max_backoff: _duration_pb2.Duration | None = ...,
-        retryable_statuses: _abc.Iterable[_builtins.int] | None = ...,
+        retryable_statuses: _abc.Iterable[Global___StatusRange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_backoff", b"max_backoff", "retry_window", b"retry_window", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -198,6 +198,30 @@ class RetryPolicy(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
+
+@_typing.final
+class StatusRange(_message.Message):
+    """HTTP statuses from `first` to `last`, both included; `last` unset means just `first`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    first: _builtins.int
+    last: _builtins.int
+    def __init__(
+        self,
+        *,
+        first: _builtins.int = ...,
+        last: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "last", b"last"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusRange: _TypeAlias = StatusRange  # noqa: Y015
 
 @_typing.final
 class Trigger(_message.Message):
