@@ -121,6 +121,18 @@ def test_plugins_lists_distributions_and_versions() -> None:
     assert "memory:, sqlite:" in result.stdout
 
 
+@pytest.mark.parametrize("grace", ["nan", "inf", "-1", "0"])
+def test_refuses_senseless_numbers(grace: str) -> None:
+    result = subprocess.run(
+        [str(BIN), "serve", "--store", "memory:", "--shutdown-grace", grace],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "argument --shutdown-grace: must be a positive number" in result.stderr
+
+
 def test_help_explains_every_serve_option() -> None:
     result = subprocess.run([str(BIN), "serve", "--help"], capture_output=True, text=True, timeout=60, check=True)
     for option in ("--listen", "--store", "--allow-http", "--allow-private-destinations", "--shutdown-grace"):

@@ -115,6 +115,12 @@ BAD_EVENTS: list[tuple[str, list[events_pb2.Event], str]] = [
     ("project resource without project", [rfi(project_id=0)], "'RFIs' is a project-level resource; set project_id"),
     ("long resource name", [rfi(resource_name="R" * 201)], "events[0].resource_name: longer than the 200"),
     ("missing event type", [rfi(event_type="")], "events[0].event_type: required"),
+    ("event type the resource lacks", [rfi(event_type="exploded")], "'RFIs' has no event type 'exploded'"),
+    (
+        "timestamp out of range",
+        [rfi(timestamp=Timestamp(seconds=2**62))],
+        "events[0].timestamp: not a valid point in time",
+    ),
     ("event type with spaces", [rfi(event_type="up date")], "is not a lowercase word"),
     ("uppercase event type", [rfi(event_type="UPDATE")], "is not a lowercase word"),
     (

@@ -309,6 +309,10 @@ def test_delivery_settings_default_create_update(api: Api) -> None:
             {"retry_policy": hooks_pb2.RetryPolicy(retryable_statuses=[hooks_pb2.StatusRange(first=410)])},
             "410 Gone always disables the hook",
         ),
+        (
+            {"retry_policy": hooks_pb2.RetryPolicy(retryable_statuses=[hooks_pb2.StatusRange(first=500)] * 51)},
+            "hook.retry_policy.retryable_statuses: 51 ranges is more than the 50 allowed",
+        ),
         ({"max_concurrency": 65}, "hook.max_concurrency: 65 is outside 1 to 64"),
         ({"max_concurrency": -1}, "hook.max_concurrency: -1 is outside 1 to 64"),
         ({"ordering": 9}, "hook.ordering: 9 is not a known delivery ordering"),

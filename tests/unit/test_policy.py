@@ -90,4 +90,8 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Fri, 27 Nov 2026 12:01:00 GMT", T0) == timedelta(minutes=1)
     assert parse_retry_after("Fri, 27 Nov 2026 11:00:00 GMT", T0) == timedelta(0)
     assert parse_retry_after("soon", T0) is None
+    # Hostile values from a receiver never raise: huge numbers are capped, odd digits ignored.
+    assert parse_retry_after("100000000000000", T0) == timedelta(days=7)
+    assert parse_retry_after("²", T0) is None
+    assert parse_retry_after("Fri, 27 Nov 99999 12:01:00 GMT", T0) is None
     assert parse_retry_after(None, T0) is None

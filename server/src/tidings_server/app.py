@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import re
 import socket
 from dataclasses import dataclass, field
 
@@ -75,10 +76,15 @@ async def resolve(host: str) -> list[str]:
     with trio.move_on_after(RESOLVE_TIMEOUT):
         try:
             infos = await trio.socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError:
+        except (OSError, UnicodeError):
             return []
         return sorted({str(info[4][0]) for info in infos})
     return []
+
+
+def redact(text: str) -> str:
+    """Hide the password part of any URL in ``text`` (store URLs may carry credentials)."""
+    return re.sub(r"(//[^/:@\s]*):[^@/\s]*@", r"\1:•••@", text)
 
 
 def build_core(store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine) -> Core:
@@ -114,10 +120,10 @@ class Running:
     engine: DeliveryEngine
 
     async def stop(self, grace: float) -> None:
-        """Stop taking calls, then stop claiming; in-flight work gets ``grace`` seconds in all."""
-        deadline = trio.current_time() + grace
-        await self.grpc.stop(grace)
-        await self.engine.drain(max(0.0, deadline - trio.current_time()))
+        """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.grpc.stop, grace)
+            nursery.start_soon(self.engine.drain, grace)
 
 
 async def serve(
@@ -131,7 +137,7 @@ async def serve(
         try:
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
-            raise ConfigError(f"--store: {exc}") from exc
+            raise ConfigError(f"--store: {redact(str(exc))}") from exc
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
         # connections instead of closing and reopening them between attempts.

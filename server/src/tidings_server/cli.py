@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "serve",
         help="run the gRPC server until SIGINT or SIGTERM",
-        description="Run the gRPC server (HookService, CatalogService, health, reflection) until SIGINT or"
+        description="Run the gRPC server (HookService, CatalogService, EventService, health, reflection) and the"
+        " delivery engine until SIGINT or"
         " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -75,10 +76,10 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--shutdown-grace",
-        type=float,
+        type=_positive_float,
         default=10.0,
         metavar="SECONDS",
-        help="how long in-flight calls may take to finish after a stop signal (default 10)",
+        help="how long in-flight calls and delivery attempts may take to finish after a stop signal (default 10)",
     )
     run.add_argument(
         "--retention-days",
@@ -135,8 +136,8 @@ async def _serve_until_signal(config: Config) -> None:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0 < value < 10**7:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive number below 10000000, got {text}")
     return value
 
 
@@ -148,7 +149,11 @@ def _positive_int(text: str) -> int:
 
 
 def _plugins() -> int:
-    plugins = Plugins.load()
+    try:
+        plugins = Plugins.load()
+    except PluginError as exc:
+        print(f"tidings-server: {exc}", file=sys.stderr)
+        return 2
     for info in plugins.infos:
         state = f"FAILED: {info.error}" if info.error else "loaded"
         print(f"{info.name:<12} {info.distribution} {info.version}  {state}")

@@ -11,11 +11,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from tidings_server.delivery.states import Cause
 from tidings_server.domain.model import RetryPolicy
 
 JITTER = 0.2
+MAX_RETRY_AFTER_SECONDS = 7 * 86400  # far past any cap; keeps hostile values finite
 
 
 class Failure(enum.Enum):
@@ -100,13 +102,11 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    from email.utils import parsedate_to_datetime
-
+    if value.isascii() and value.isdigit():  # a receiver's header: never trust it to be sane
+        return timedelta(seconds=min(int(value[:12]), MAX_RETRY_AFTER_SECONDS))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         return None

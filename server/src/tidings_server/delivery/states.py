@@ -1,7 +1,8 @@
 """The delivery state machine: every status change of a delivery is a row of ``TRANSITIONS``.
 
 Nothing else decides what status follows another. The table does no I/O; callers look up a
-transition, then store its result. ``diagram()`` draws the table for the docs, so the picture
+transition, then store its result (a store discarding a hook's pending deliveries in bulk
+applies the HOOK_GONE rows). ``diagram()`` draws the table for the docs, so the picture
 cannot drift from the code. A paused hook is not a transition: its pending deliveries keep
 their status and are simply not claimed until the hook is active again.
 """

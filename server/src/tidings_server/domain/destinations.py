@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, urlsplit
 from tidings_server.domain.errors import InvalidArgument
 
 MAX_URL_LENGTH = 2048
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data"})
 
 Resolver = Callable[[str], Awaitable[list[str]]]
@@ -37,8 +38,13 @@ def forbidden_address(text: str) -> str | None:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # Addresses that carry an IPv4 address inside reach that address: judge the inner one.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     if ip.is_unspecified:
         return "the unspecified address"
     if ip.is_loopback:
@@ -54,6 +60,7 @@ def forbidden_address(text: str) -> str | None:
 
 def forbidden_name(host: str) -> str | None:
     """Why a host (name or literal) is not a public destination, or None if nothing says so."""
+    host = host.rstrip(".")  # "localhost." is localhost
     if host == "localhost" or host.endswith(".localhost"):
         return "a loopback name"
     if host in _METADATA_NAMES:
@@ -85,6 +92,10 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
     host = (url.hostname or "").lower()
     if not host:
         raise InvalidArgument(f"{field_name}: {value!r} has no host")
+    if not is_ip(host) and not _valid_name(host):
+        raise InvalidArgument(
+            f"{field_name}: {host!r} is not a valid host name (labels of 1 to 63 letters, digits or hyphens)"
+        )
     if url.username is not None or url.password is not None:
         raise InvalidArgument(f"{field_name}: credentials in the URL are not allowed; use authorization_header")
     if port == 0:
@@ -116,6 +127,15 @@ async def check_destination(field_name: str, value: str, policy: DestinationPoli
                 f"{field_name}: host {host!r} resolves to {address}, {reason}; such destinations are refused"
             )
     return value
+
+
+def _valid_name(host: str) -> bool:
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(
+        0 < len(label) <= 63 and not label.startswith("-") and not label.endswith("-")
+        and all(c.isalnum() or c == "-" for c in label)
+        for label in labels
+    )  # fmt: skip
 
 
 def is_ip(host: str) -> bool:

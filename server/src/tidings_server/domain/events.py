@@ -74,7 +74,8 @@ class EventService:
             raise InvalidArgument(f"{where}.resource_name: required")
         if len(draft.resource_name) > MAX_TEXT:
             raise InvalidArgument(f"{where}.resource_name: longer than the {MAX_TEXT} characters allowed")
-        if self._resource(scope, draft.resource_name) is None:
+        resource = self._resource(scope, draft.resource_name)
+        if resource is None:
             other = Scope.COMPANY if scope is Scope.PROJECT else Scope.PROJECT
             if self._resource(other, draft.resource_name) is not None:
                 hint = "set project_id" if other is Scope.PROJECT else "leave project_id 0"
@@ -90,6 +91,11 @@ class EventService:
             raise InvalidArgument(
                 f"{where}.event_type: {draft.event_type[:80]!r} is not a lowercase word"
                 " such as create, update or delete"
+            )
+        if draft.event_type not in resource.event_types:
+            known = ", ".join(sorted(resource.event_types))
+            raise InvalidArgument(
+                f"{where}.event_type: {draft.resource_name!r} has no event type {draft.event_type!r}; known: {known}"
             )
         if draft.timestamp is not None and draft.timestamp.tzinfo is None:
             raise InvalidArgument(f"{where}.timestamp: must carry a time zone")

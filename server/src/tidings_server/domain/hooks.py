@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import trio
 from ulid import ULID
 
 from tidings_server.domain import filtering, names, paging
@@ -110,9 +111,12 @@ class HookService:
         where = names.parse_parent("parent", parent)
         hook_id = names.check_hook_id("hook_id", hook_id) if hook_id else str(ULID()).lower()
         display_name = _display_name("hook.display_name", given.display_name)
-        url = await check_destination("hook.destination_url", given.destination_url, self._policy, self._resolve)
         auth = check_authorization_header("hook.authorization_header", given.authorization_header)
         self._check_format("hook.payload_format", given.payload_format)
+        policy = retry_policy("hook.retry_policy", given.retry_policy)
+        concurrency = _max_concurrency("hook.max_concurrency", given.max_concurrency)
+        # Last, since it may look the host up: every cheap check has passed by now.
+        url = await check_destination("hook.destination_url", given.destination_url, self._policy, self._resolve)
         now = self._now()
         hook = Hook(
             name=names.hook_name(where, hook_id),
@@ -125,9 +129,9 @@ class HookService:
             status=given.status or HookStatus.ACTIVE,
             create_time=now,
             update_time=now,
-            retry_policy=retry_policy("hook.retry_policy", given.retry_policy),
+            retry_policy=policy,
             ordering=given.ordering or Ordering.UNORDERED,
-            max_concurrency=_max_concurrency("hook.max_concurrency", given.max_concurrency),
+            max_concurrency=concurrency,
         )
         await self._store.create_hook(hook)
         return hook
@@ -182,16 +186,20 @@ class HookService:
         def change(hook: Hook) -> Hook:
             return replace(hook, update_time=now, **values)  # type: ignore[arg-type]
 
-        hook = await self._store.update_hook(name, change)
-        if hook.status is HookStatus.DISABLED:
-            await self._store.discard_pending(name, now, "the hook was disabled")
+        # Shielded: a caller's deadline must not leave a disabled hook with pending deliveries.
+        with trio.CancelScope(shield=True):
+            hook = await self._store.update_hook(name, change)
+            if hook.status is HookStatus.DISABLED:
+                await self._store.discard_pending(name, now, "the hook was disabled")
         self._on_change()
         return hook
 
     async def delete_hook(self, name: str) -> None:
         names.parse_hook_name("name", name)
-        await self._store.delete_hook(name)
-        await self._store.discard_pending(name, self._now(), "the hook was deleted")
+        # Shielded: a caller's deadline must not leave a deleted hook's deliveries pending.
+        with trio.CancelScope(shield=True):
+            await self._store.delete_hook(name)
+            await self._store.discard_pending(name, self._now(), "the hook was deleted")
 
     # -- triggers ------------------------------------------------------------------------
 
@@ -264,11 +272,12 @@ class HookService:
 
 async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> None:
     """Disable a hook because delivering to it is pointless (410 Gone) and discard what is pending."""
-    try:
-        await store.update_hook(name, lambda hook: replace(hook, status=HookStatus.DISABLED, update_time=now))
-    except NotFound:
-        return
-    await store.discard_pending(name, now, reason)
+    with trio.CancelScope(shield=True):
+        try:
+            await store.update_hook(name, lambda hook: replace(hook, status=HookStatus.DISABLED, update_time=now))
+        except NotFound:
+            return
+        await store.discard_pending(name, now, reason)
 
 
 def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:

@@ -59,7 +59,7 @@ class Hook:
     project_id: int | None
     display_name: str
     destination_url: str
-    authorization_header: str
+    authorization_header: str = field(repr=False)  # a secret: never in logs or tracebacks
     payload_format: str
     status: HookStatus
     create_time: datetime

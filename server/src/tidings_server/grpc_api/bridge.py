@@ -38,19 +38,23 @@ class TrioBridge:
                 future.set_result(result)
 
         async def run() -> None:
-            with scope:
-                result = await outcome.acapture(fn, *args)
-            if scope.cancelled_caught or (
-                isinstance(result, outcome.Error) and isinstance(result.error, trio.Cancelled)
-            ):
-                result = outcome.Error(Unavailable("the server is shutting down; retry"))
-            loop.call_soon_threadsafe(deliver, result)
+            result: outcome.Outcome[T] = outcome.Error(Unavailable("the server is shutting down; retry"))
+            try:
+                with scope:  # cancelled by the asyncio side when the RPC is cancelled
+                    try:
+                        result = outcome.Value(await fn(*args))
+                    except Exception as exc:  # the domain's error travels back to the handler
+                        result = outcome.Error(exc)
+            finally:  # also when trio cancels us: the handler must never wait forever
+                with contextlib.suppress(RuntimeError):  # the asyncio loop may be gone at shutdown
+                    loop.call_soon_threadsafe(deliver, result)
 
         def spawn() -> None:  # runs on the trio thread, where an exception would be fatal
             try:
                 self._nursery.start_soon(run)
             except RuntimeError:  # the nursery has closed: shutting down
-                loop.call_soon_threadsafe(deliver, outcome.Error(Unavailable("the server is shutting down; retry")))
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(deliver, outcome.Error(Unavailable("the server is shutting down; retry")))
 
         try:
             self._token.run_sync_soon(spawn)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
@@ -25,6 +25,9 @@ from tidings_server.domain.model import (
 )
 from tidings_server.domain.secrets import mask
 from tidings_server.stores.protocol import Published
+
+MAX_DURATION_SECONDS = 10 * 365 * 86400  # beyond any limit; keeps datetime arithmetic finite
+MAX_STATUS_RANGES = 50
 
 _STATUS_TO_PROTO = {
     HookStatus.ACTIVE: hooks_pb2.HOOK_STATUS_ACTIVE,
@@ -81,6 +84,8 @@ def _duration(field: str, message: hooks_pb2.RetryPolicy, name: str) -> timedelt
     value: Duration = getattr(message, name)
     if value.seconds < 0 or value.nanos < 0:
         raise InvalidArgument(f"{field}.{name}: must not be negative")
+    if value.seconds > MAX_DURATION_SECONDS or value.nanos >= 1_000_000_000:
+        raise InvalidArgument(f"{field}.{name}: {value.seconds} s is not a duration this API accepts")
     return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
 
@@ -94,17 +99,19 @@ def retry_policy_input(field: str, message: hooks_pb2.RetryPolicy) -> RetryPolic
     )
 
 
-def status_ranges(field: str, ranges: Iterable[hooks_pb2.StatusRange]) -> tuple[int, ...]:
-    """Expand ranges; the domain checks which statuses are allowed."""
-    statuses: list[int] = []
+def status_ranges(field: str, ranges: Sequence[hooks_pb2.StatusRange]) -> tuple[int, ...]:
+    """Expand ranges (bounded: at most 100 statuses in all); the domain checks which are allowed."""
+    if len(ranges) > MAX_STATUS_RANGES:
+        raise InvalidArgument(f"{field}: {len(ranges)} ranges is more than the {MAX_STATUS_RANGES} allowed")
+    statuses: set[int] = set()
     for i, r in enumerate(ranges):
         last = r.last or r.first
         if last < r.first:
             raise InvalidArgument(f"{field}[{i}]: last {r.last} is below first {r.first}")
         if r.first < 100 or last > 599:
             raise InvalidArgument(f"{field}[{i}]: {r.first}-{last} is not a range of HTTP statuses")
-        statuses += range(r.first, last + 1)
-    return tuple(statuses)
+        statuses.update(range(r.first, last + 1))
+    return tuple(sorted(statuses))
 
 
 def compress(statuses: Iterable[int]) -> list[hooks_pb2.StatusRange]:
@@ -203,8 +210,14 @@ def _optional(message: events_pb2.EventMetadata, name: str) -> int | None:
     return getattr(message, name) if message.HasField(name) else None  # type: ignore[arg-type]
 
 
-def event_draft(message: events_pb2.Event) -> EventDraft:
+def event_draft(where: str, message: events_pb2.Event) -> EventDraft:
     meta = message.metadata
+    timestamp = None
+    if message.HasField("timestamp"):
+        try:
+            timestamp = message.timestamp.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError):
+            raise InvalidArgument(f"{where}.timestamp: not a valid point in time") from None
     return EventDraft(
         company_id=message.company_id,
         project_id=message.project_id,
@@ -212,7 +225,7 @@ def event_draft(message: events_pb2.Event) -> EventDraft:
         resource_id=message.resource_id,
         event_type=message.event_type,
         user_id=message.user_id,
-        timestamp=message.timestamp.ToDatetime(tzinfo=UTC) if message.HasField("timestamp") else None,
+        timestamp=timestamp,
         metadata=EventMetadata(
             source_user_id=_optional(meta, "source_user_id"),
             source_project_id=_optional(meta, "source_project_id"),

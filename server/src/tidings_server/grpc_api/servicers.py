@@ -148,7 +148,9 @@ class EventServicer(_Servicer, events_pb2_grpc.EventServiceServicer):
     async def PublishEvents(  # noqa: N802
         self, request: events_pb2.PublishEventsRequest, context: Context
     ) -> events_pb2.PublishEventsResponse:
-        drafts = [convert.event_draft(e) for e in request.events]
+        drafts = await self._decode(
+            context, lambda: [convert.event_draft(f"events[{i}]", e) for i, e in enumerate(request.events)]
+        )
         results = await self._call(context, self._events.publish, drafts)
         return events_pb2.PublishEventsResponse(results=[convert.published(p) for p in results])
 

@@ -91,6 +91,7 @@ class Plugins:
         self.payload_formats: dict[str, PayloadFormat] = {}
         self.format_origin: dict[str, Provided] = {}
         self.storage_backends: dict[str, StorageBackend] = {}
+        self.backend_origin: dict[str, Provided] = {}
         self.catalog = Catalog()
         self._collect()
 
@@ -161,8 +162,12 @@ class Plugins:
                 if not isinstance(backend, StorageBackend):
                     raise PluginError(f"plugin {origin.plugin}: {backend!r} is not a StorageBackend")
                 if backend.scheme in self.storage_backends:
-                    raise PluginError(f"storage scheme {backend.scheme!r} is provided twice (again by {origin.plugin})")
+                    other = self.backend_origin[backend.scheme].plugin
+                    raise PluginError(
+                        f"storage scheme {backend.scheme!r} is provided by both {other} and {origin.plugin}"
+                    )
                 self.storage_backends[backend.scheme] = backend
+                self.backend_origin[backend.scheme] = origin
         for origin, catalogs in self._results("tidings_resource_catalogs"):
             for catalog in catalogs:
                 if not isinstance(catalog, ResourceCatalog):
@@ -176,5 +181,5 @@ class Plugins:
         backend = self.storage_backends.get(scheme)
         if backend is None:
             known = ", ".join(sorted(self.storage_backends)) or "none"
-            raise PluginError(f"no storage backend for {scheme!r} (store URL {url!r}); loaded: {known}")
+            raise PluginError(f"no storage backend for {scheme!r} URLs; loaded: {known}")
         return backend

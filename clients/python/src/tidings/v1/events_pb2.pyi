@@ -123,12 +123,14 @@ class Event(_message.Message):
     resource_id: _builtins.int
     """Required, positive."""
     event_type: _builtins.str
-    """`create`, `update` or `delete`, or another lowercase word a catalog defines."""
+    """One of the event types the catalog lists for the resource, e.g. `create`, `update`,
+    `delete`.
+    """
     user_id: _builtins.int
     """Required, positive: who made the change."""
     idempotency_key: _builtins.str
-    """Optional, at most 200 printable ASCII characters, unique per company: publishing the same
-    key again returns the first event instead of creating another.
+    """Optional, at most 200 printable ASCII characters without spaces, unique per company:
+    publishing the same key again returns the first event instead of creating another.
     """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:

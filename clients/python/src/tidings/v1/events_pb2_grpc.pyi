@@ -39,8 +39,10 @@ class EventServiceStub:
     """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
     are durably stored. An event whose idempotency_key was already published (and is still
     within retention) creates nothing and returns the original event id.
-    Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event; the message
-    names `events[i].field` and the problem), UNAVAILABLE (shutting down; retry).
+    Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
+    non-positive ids, a resource the catalog does not list for the event's scope, an event
+    type the resource does not have, oversize fields; the message names `events[i].field`
+    and the problem), UNAVAILABLE (shutting down; retry).
     """
 
 @_typing.type_check_only
@@ -54,8 +56,10 @@ class EventServiceAsyncStub(EventServiceStub):
     """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
     are durably stored. An event whose idempotency_key was already published (and is still
     within retention) creates nothing and returns the original event id.
-    Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event; the message
-    names `events[i].field` and the problem), UNAVAILABLE (shutting down; retry).
+    Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
+    non-positive ids, a resource the catalog does not list for the event's scope, an event
+    type the resource does not have, oversize fields; the message names `events[i].field`
+    and the problem), UNAVAILABLE (shutting down; retry).
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -72,8 +76,10 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
         are durably stored. An event whose idempotency_key was already published (and is still
         within retention) creates nothing and returns the original event id.
-        Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event; the message
-        names `events[i].field` and the problem), UNAVAILABLE (shutting down; retry).
+        Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
+        non-positive ids, a resource the catalog does not list for the event's scope, an event
+        type the resource does not have, oversize fields; the message names `events[i].field`
+        and the problem), UNAVAILABLE (shutting down; retry).
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -99,7 +99,8 @@ class Hook(_message.Message):
     """Absolute https URL (http only if the server allows it); at most 2048 characters."""
     authorization_header: _builtins.str
     """Input only in full: sent as the Authorization header of every delivery.
-    Reads return it masked to its last 5 characters, e.g. `••••••4e94b`.
+    Reads return it masked to its last 5 characters, e.g. `••••••4e94b` (a
+    value of 10 characters or fewer shows none).
     At most 1024 printable ASCII characters; empty means none.
     """
     payload_format: _builtins.str

@@ -101,7 +101,8 @@ class HookServiceServicer:
     def CreateHook(self, request, context):
         """Creates a hook under a company or project.
         Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
-        Authorization header, unknown payload format, bad hook_id),
+        Authorization header, too long display_name, unknown payload format, bad
+        hook_id, a retry_policy, ordering or max_concurrency out of range),
         ALREADY_EXISTS (hook_id taken).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -128,8 +129,10 @@ class HookServiceServicer:
 
     def UpdateHook(self, request, context):
         """Updates the fields named in update_mask (display_name, destination_url,
-        authorization_header, status).
-        Errors: INVALID_ARGUMENT (missing or unknown mask path, bad value),
+        authorization_header, status, retry_policy, ordering, max_concurrency).
+        Disabling a hook discards its pending deliveries.
+        Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
+        value),
         FAILED_PRECONDITION (the mask names payload_format, which never changes:
         delete the hook and create it again), NOT_FOUND.
         """
@@ -138,7 +141,7 @@ class HookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteHook(self, request, context):
-        """Deletes a hook and its triggers.
+        """Deletes a hook and its triggers; its pending deliveries are discarded.
         Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -46,7 +46,8 @@ class HookServiceStub:
     CreateHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.CreateHookRequest, _hooks_pb2.Hook]
     """Creates a hook under a company or project.
     Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
-    Authorization header, unknown payload format, bad hook_id),
+    Authorization header, too long display_name, unknown payload format, bad
+    hook_id, a retry_policy, ordering or max_concurrency out of range),
     ALREADY_EXISTS (hook_id taken).
     """
     GetHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.GetHookRequest, _hooks_pb2.Hook]
@@ -61,13 +62,15 @@ class HookServiceStub:
     """
     UpdateHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.UpdateHookRequest, _hooks_pb2.Hook]
     """Updates the fields named in update_mask (display_name, destination_url,
-    authorization_header, status).
-    Errors: INVALID_ARGUMENT (missing or unknown mask path, bad value),
+    authorization_header, status, retry_policy, ordering, max_concurrency).
+    Disabling a hook discards its pending deliveries.
+    Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
+    value),
     FAILED_PRECONDITION (the mask names payload_format, which never changes:
     delete the hook and create it again), NOT_FOUND.
     """
     DeleteHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.DeleteHookRequest, _empty_pb2.Empty]
-    """Deletes a hook and its triggers.
+    """Deletes a hook and its triggers; its pending deliveries are discarded.
     Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND.
     """
     BatchCreateTriggers: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.BatchCreateTriggersRequest, _hooks_pb2.BatchCreateTriggersResponse]
@@ -106,7 +109,8 @@ class HookServiceAsyncStub(HookServiceStub):
     CreateHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.CreateHookRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
     """Creates a hook under a company or project.
     Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
-    Authorization header, unknown payload format, bad hook_id),
+    Authorization header, too long display_name, unknown payload format, bad
+    hook_id, a retry_policy, ordering or max_concurrency out of range),
     ALREADY_EXISTS (hook_id taken).
     """
     GetHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.GetHookRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
@@ -121,13 +125,15 @@ class HookServiceAsyncStub(HookServiceStub):
     """
     UpdateHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.UpdateHookRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
     """Updates the fields named in update_mask (display_name, destination_url,
-    authorization_header, status).
-    Errors: INVALID_ARGUMENT (missing or unknown mask path, bad value),
+    authorization_header, status, retry_policy, ordering, max_concurrency).
+    Disabling a hook discards its pending deliveries.
+    Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
+    value),
     FAILED_PRECONDITION (the mask names payload_format, which never changes:
     delete the hook and create it again), NOT_FOUND.
     """
     DeleteHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.DeleteHookRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes a hook and its triggers.
+    """Deletes a hook and its triggers; its pending deliveries are discarded.
     Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND.
     """
     BatchCreateTriggers: _aio.UnaryUnaryMultiCallable[_hooks_pb2.BatchCreateTriggersRequest, _hooks_pb2.BatchCreateTriggersResponse]  # type: ignore[assignment]
@@ -169,7 +175,8 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_hooks_pb2.Hook, _abc.Awaitable[_hooks_pb2.Hook]]:
         """Creates a hook under a company or project.
         Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
-        Authorization header, unknown payload format, bad hook_id),
+        Authorization header, too long display_name, unknown payload format, bad
+        hook_id, a retry_policy, ordering or max_concurrency out of range),
         ALREADY_EXISTS (hook_id taken).
         """
 
@@ -202,8 +209,10 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_hooks_pb2.Hook, _abc.Awaitable[_hooks_pb2.Hook]]:
         """Updates the fields named in update_mask (display_name, destination_url,
-        authorization_header, status).
-        Errors: INVALID_ARGUMENT (missing or unknown mask path, bad value),
+        authorization_header, status, retry_policy, ordering, max_concurrency).
+        Disabling a hook discards its pending deliveries.
+        Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
+        value),
         FAILED_PRECONDITION (the mask names payload_format, which never changes:
         delete the hook and create it again), NOT_FOUND.
         """
@@ -214,7 +223,7 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hooks_pb2.DeleteHookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes a hook and its triggers.
+        """Deletes a hook and its triggers; its pending deliveries are discarded.
         Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND.
         """
 
