@@ -589,7 +589,7 @@ class Sender:
             raise ValueError("max_response_body must not be negative")
         self._user_agent = user_agent.encode()
         self._max_response_body = max_response_body
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, _Target] = {}
         self._transport = H11Transport(
             policy,
             pool_idle_per_origin=pool_idle_per_origin,
@@ -664,20 +664,28 @@ class Sender:
         attempt: _Attempt,
     ) -> tuple[Failure | None, str]:
         """Send the request and read the response into ``attempt``; the failure, if any, and the error text."""
-        try:
-            parsed = self._urls.get(url)
-            if parsed is None:
-                if len(self._urls) >= URL_CACHE_SIZE:
-                    self._urls.clear()
-                parsed = self._urls[url] = httpx.URL(url)
-            request = httpx.Request(
-                "POST", parsed, headers=headers, content=body, extensions={ON_CONNECTED: on_connected}
-            )
-        except httpx.InvalidURL as exc:
-            return Failure.REFUSED_DESTINATION, f"{url!r} is not a valid URL: {exc}"
-        attempt.sent_headers = _decode_headers(request.headers.raw)
-        port = request.url.port or _DEFAULT_PORTS.get(request.url.scheme, 0)
-        attempt.destination = _host_port(request.url.host, port)
+        destination = self._urls.get(url)
+        if destination is None:
+            try:
+                destination = _Target.of(url)
+            except httpx.InvalidURL as exc:
+                return Failure.REFUSED_DESTINATION, f"{url!r} is not a valid URL: {exc}"
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[url] = destination
+        # The headers httpx.Request(content=body) would add, in its order (Host first; a
+        # Content-Length of 0 second, any other last), given here so that httpx need not
+        # work them out again for every request.
+        if body:
+            raw = [*destination.host_header, *headers, (b"Content-Length", str(len(body)).encode())]
+        else:
+            raw = [*destination.host_header, (b"Content-Length", b"0"), *headers]
+        request = httpx.Request(
+            "POST", destination.url, headers=raw, stream=httpx.ByteStream(body), extensions={ON_CONNECTED: on_connected}
+        )
+        request.read()
+        attempt.sent_headers = _decode_headers(raw)
+        attempt.destination = destination.destination
         try:
             response = await self._transport.handle_async_request(request)
             stream = response.stream
@@ -722,6 +730,22 @@ class Sender:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A parsed destination URL and what every request to it repeats."""
+
+    url: httpx.URL
+    host_header: tuple[tuple[bytes, bytes], ...]
+    destination: str
+
+    @classmethod
+    def of(cls, url: str) -> _Target:
+        parsed = httpx.URL(url)
+        host_header = ((b"Host", parsed.netloc),) if parsed.host else ()
+        port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0)
+        return cls(parsed, host_header, _host_port(parsed.host, port))
 
 
 @dataclass(slots=True)

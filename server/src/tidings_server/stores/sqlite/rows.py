@@ -236,7 +236,7 @@ def delivery(row: Any) -> Delivery:
 
 
 def _headers_text(headers: tuple[tuple[str, str], ...]) -> str:
-    return json.dumps([list(pair) for pair in headers])
+    return json.dumps(headers)  # the pairs become JSON arrays, as lists would
 
 
 def _headers(text: str) -> tuple[tuple[str, str], ...]:
