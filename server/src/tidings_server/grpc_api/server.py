@@ -66,6 +66,7 @@ class GrpcServer:
         self._stop_requested: asyncio.Event | None = None
         self._grace: float = 0.0
         self._finished = trio.Event()
+        self._crash: BaseException | None = None
         self.port: int = 0
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -101,6 +102,10 @@ class GrpcServer:
                     self._request_stop(0.0)
                     await self._finished.wait()
                 calls.cancel_scope.cancel()
+        if self._crash is not None:
+            # Serving ended without a stop: a server that delivers but takes no calls is worse
+            # than one that exits and is restarted.
+            raise RuntimeError("the gRPC server stopped unexpectedly") from self._crash
         log.info("grpc stopped")
 
     async def stop(self, grace: float) -> None:
@@ -120,7 +125,8 @@ class GrpcServer:
         try:
             asyncio.run(self._serve(bridge, report))
         except BaseException as exc:  # reported to trio below; nothing else can catch it
-            log.debug("grpc thread ended with %r", exc)
+            self._crash = exc
+            log.error("the gRPC server thread failed", exc_info=exc)
         finally:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._finished.set)
