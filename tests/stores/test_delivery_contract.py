@@ -734,3 +734,15 @@ async def test_purge_spares_what_is_not_older_than_before(store: Store) -> None:
     assert await _delivered_to(store, HOOK) == [event_id(1)]
     with pytest.raises(ValueError, match="limit"):
         await store.purge(T1, 0)
+
+
+async def test_a_recreated_hook_never_gets_its_predecessors_deliveries(store: Store) -> None:
+    """A deleted hook's pending deliveries (left behind, say, by a crash before they were
+    discarded) are never claimed for a new hook of the same name."""
+    await _hook(store, at=T0)
+    await store.publish_events([make_event(1)], T0)
+    await store.delete_hook(HOOK)
+    await _hook(store, at=T1)
+    assert await _claim(store, LATER) == []
+    await store.publish_events([make_event(2)], T1)
+    assert await _claim(store, LATER) == [_delivery_name(HOOK, 2)]

@@ -301,6 +301,8 @@ class MemoryStore:
             hook = self._hooks.get(row.delivery.hook_name)
             if hook is None or hook.status is not HookStatus.ACTIVE:
                 continue
+            if row.delivery.create_time < hook.create_time:  # an earlier hook of the same name's
+                continue
             if hook.ordering is Ordering.PER_RESOURCE and self._heads[row.resource][0] != serial:
                 continue
             left = room.get(hook.name, hook.max_concurrency - in_flight.get(hook.name, 0))

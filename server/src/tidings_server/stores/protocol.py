@@ -117,7 +117,8 @@ class Store(Protocol):
         Due: QUEUED or RETRYING, ``next_attempt_time <= now``, not leased (or the lease ended,
         ``lease_until <= now``), and the hook is ACTIVE. For a PER_RESOURCE hook only the
         pending delivery with the lowest event serial per (resource_name, resource_id) is
-        eligible. At most ``hook.max_concurrency - in_flight.get(hook.name, 0)`` deliveries
+        eligible. A delivery created before its hook (left by a deleted hook of the same name)
+        is never claimed. At most ``hook.max_concurrency - in_flight.get(hook.name, 0)`` deliveries
         of one hook are claimed, so a slow hook never takes another's share of ``limit``.
         Claimed rows are leased until ``lease_until``; ties are broken by serial.
         """

@@ -115,19 +115,22 @@ def _repeated_id(conn: sqlite3.Connection, event_rows: list[tuple[object, ...]],
 # concurrency, are the only ones skipped). The cost is one index probe per active hook plus
 # the rows taken, whatever the backlog; a slow hook's backlog is never walked. For a
 # PER_RESOURCE hook the NOT EXISTS probe admits only a resource's head (lowest pending serial).
-_ACTIVE_HOOKS = "SELECT name, max_concurrency, ordering FROM hooks WHERE status = 'active'"
+# Deliveries older than their hook belong to an earlier hook of the same name (deleted, with
+# its pending deliveries discarded: a crash between the two could leave some behind) and are
+# never sent to the new one.
+_ACTIVE_HOOKS = "SELECT name, max_concurrency, ordering, create_time FROM hooks WHERE status = 'active'"
 _DUE_OF_HOOK = """
     SELECT d.next_attempt_time, d.event_serial, d.name
     FROM deliveries AS d INDEXED BY deliveries_due_by_hook
     WHERE d.hook_name = :hook AND d.status IN ('queued', 'retrying') AND d.next_attempt_time <= :now
-      AND (d.lease_until IS NULL OR d.lease_until <= :now)
+      AND (d.lease_until IS NULL OR d.lease_until <= :now) AND d.create_time >= :created
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
 _DUE_OF_ORDERED_HOOK = """
     SELECT d.next_attempt_time, d.event_serial, d.name
     FROM deliveries AS d INDEXED BY deliveries_due_by_hook
     WHERE d.hook_name = :hook AND d.status IN ('queued', 'retrying') AND d.next_attempt_time <= :now
-      AND (d.lease_until IS NULL OR d.lease_until <= :now)
+      AND (d.lease_until IS NULL OR d.lease_until <= :now) AND d.create_time >= :created
       AND NOT EXISTS (
           SELECT 1 FROM deliveries AS p
           WHERE p.hook_name = d.hook_name AND p.resource_name = d.resource_name
@@ -154,12 +157,13 @@ def claim(
     conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, in_flight: Mapping[str, int]
 ) -> list[Claim]:
     candidates: list[tuple[int, int, str]] = []
-    for hook_name, max_concurrency, ordering in conn.execute(_ACTIVE_HOOKS).fetchall():
+    for hook_name, max_concurrency, ordering, created in conn.execute(_ACTIVE_HOOKS).fetchall():
         room = min(limit, max_concurrency - in_flight.get(hook_name, 0))
         if room <= 0:
             continue
         query = _DUE_OF_ORDERED_HOOK if ordering == "per_resource" else _DUE_OF_HOOK
-        candidates += conn.execute(query, {"hook": hook_name, "now": now, "room": room}).fetchall()
+        args = {"hook": hook_name, "now": now, "room": room, "created": created}
+        candidates += conn.execute(query, args).fetchall()
     candidates.sort()  # earliest due first across hooks, then publish order
     chosen = [name for _, _, name in candidates[:limit]]
     conn.executemany(_LEASE, [(lease_until, name) for name in chosen])
