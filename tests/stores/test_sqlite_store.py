@@ -324,7 +324,7 @@ def test_fan_out_and_claiming_read_their_indexes(tmp_path: Path) -> None:
             plan = _plan(conn, deliveries._MATCHING_HOOKS, (1, project, "RFIs", "update"))
             assert "SEARCH t USING INDEX triggers_by_event (company_id=? AND project_id=? AND resource_name=?" in plan
             assert "SCAN" not in plan
-        args = {"hook": HOOK, "now": 0, "room": 8}
+        args = {"hook": HOOK, "now": 0, "room": 8, "created": 0}
         plan = _plan(conn, deliveries._DUE_OF_HOOK, args)
         assert plan == "SEARCH d USING INDEX deliveries_due_by_hook (hook_name=? AND next_attempt_time<?)"
         plan = _plan(conn, deliveries._DUE_OF_ORDERED_HOOK, args)
