@@ -11,12 +11,12 @@ from ulid import ULID
 
 from tidings_server.domain.errors import InvalidArgument
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
+from tidings_server.domain.names import MAX_ID
 from tidings_server.stores.protocol import Published, Store
 
 MAX_EVENTS_PER_CALL = 1000
 MAX_RELATED_RESOURCES = 100
 MAX_TEXT = 200
-MAX_ID = 2**63 - 1
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 

@@ -17,7 +17,7 @@ _PARENT_RE = re.compile(rf"companies/(?P<c>{_INT})(?:/projects/(?P<p>{_INT}|-))?
 _HOOK_RE = re.compile(rf"companies/(?P<c>{_INT})(?:/projects/(?P<p>{_INT}))?/hooks/(?P<h>{_HOOK_ID})")
 _HOOK_ID_RE = re.compile(_HOOK_ID)
 _TRIGGER_ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,126})\.[a-z0-9_-]{1,64}")
-_MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1  # ids are signed 64-bit integers end to end (proto int64, SQLite INTEGER)
 
 PARENT_FORMS = "companies/{company} or companies/{company}/projects/{project}"
 HOOK_FORMS = "companies/{company}/hooks/{hook} or companies/{company}/projects/{project}/hooks/{hook}"
@@ -41,8 +41,8 @@ class Parent:
 
 def _id(text: str, field: str) -> int:
     value = int(text)
-    if value > _MAX_ID:
-        raise InvalidArgument(f"{field}: id {text} is larger than {_MAX_ID}")
+    if value > MAX_ID:
+        raise InvalidArgument(f"{field}: id {text} is larger than {MAX_ID}")
     return value
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import enum
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,14 +36,14 @@ _STATUS_TO_PROTO = {
     HookStatus.PAUSED: hooks_pb2.HOOK_STATUS_PAUSED,
     HookStatus.DISABLED: hooks_pb2.HOOK_STATUS_DISABLED,
 }
-_STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+_STATUS_FROM_PROTO: dict[int, HookStatus] = {v: k for k, v in _STATUS_TO_PROTO.items()}
 _ORDERING_TO_PROTO = {
     Ordering.UNORDERED: hooks_pb2.DELIVERY_ORDERING_UNORDERED,
     Ordering.PER_RESOURCE: hooks_pb2.DELIVERY_ORDERING_PER_RESOURCE,
 }
-_ORDERING_FROM_PROTO = {v: k for k, v in _ORDERING_TO_PROTO.items()}
+_ORDERING_FROM_PROTO: dict[int, Ordering] = {v: k for k, v in _ORDERING_TO_PROTO.items()}
 _SCOPE_TO_PROTO = {Scope.COMPANY: catalog_pb2.SCOPE_COMPANY, Scope.PROJECT: catalog_pb2.SCOPE_PROJECT}
-_SCOPE_FROM_PROTO = {v: k for k, v in _SCOPE_TO_PROTO.items()}
+_SCOPE_FROM_PROTO: dict[int, Scope] = {v: k for k, v in _SCOPE_TO_PROTO.items()}
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -50,32 +52,29 @@ def timestamp(value: datetime) -> Timestamp:
     return ts
 
 
-def hook_status(field: str, value: int) -> HookStatus | None:
-    """Decode a status; UNSPECIFIED means "not given", an unknown number is an error."""
-    if value == hooks_pb2.HOOK_STATUS_UNSPECIFIED:
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _enum(field: str, value: int, table: Mapping[int, E], what: str) -> E | None:
+    """Decode a proto enum: 0 (UNSPECIFIED) means "not given", an unknown number is an error."""
+    if value == 0:
         return None
-    status: HookStatus | None = _STATUS_FROM_PROTO.get(value)  # type: ignore[call-overload]
-    if status is None:
-        raise InvalidArgument(f"{field}: {value} is not a known hook status")
-    return status
+    found = table.get(value)
+    if found is None:
+        raise InvalidArgument(f"{field}: {value} is not a known {what}")
+    return found
+
+
+def hook_status(field: str, value: int) -> HookStatus | None:
+    return _enum(field, value, _STATUS_FROM_PROTO, "hook status")
 
 
 def scope(field: str, value: int) -> Scope | None:
-    if value == catalog_pb2.SCOPE_UNSPECIFIED:
-        return None
-    found: Scope | None = _SCOPE_FROM_PROTO.get(value)  # type: ignore[call-overload]
-    if found is None:
-        raise InvalidArgument(f"{field}: {value} is not a known scope")
-    return found
+    return _enum(field, value, _SCOPE_FROM_PROTO, "scope")
 
 
 def ordering(field: str, value: int) -> Ordering | None:
-    if value == hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED:
-        return None
-    found: Ordering | None = _ORDERING_FROM_PROTO.get(value)  # type: ignore[call-overload]
-    if found is None:
-        raise InvalidArgument(f"{field}: {value} is not a known delivery ordering")
-    return found
+    return _enum(field, value, _ORDERING_FROM_PROTO, "delivery ordering")
 
 
 def _duration(field: str, message: hooks_pb2.RetryPolicy, name: str) -> timedelta | None:
