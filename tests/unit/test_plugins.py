@@ -124,3 +124,30 @@ def test_every_hookspec_is_documented() -> None:
         doc = inspect.getdoc(getattr(spec, name))
         assert doc, f"{name} has no docstring"
         assert f"`{name}`" in text, f"{name} is missing from docs/plugins.md"
+
+
+def _resource(name: str) -> ResourceType:
+    return ResourceType(name, Scope.PROJECT, frozenset({"create"}))
+
+
+@pytest.mark.parametrize(
+    ("resources", "problem"),
+    [
+        ([_resource("RFI's"), _resource("RFI-s")], "would share trigger names"),
+        ([_resource("!!!")], "cannot name triggers"),
+        ([ResourceType("Widgets", Scope.PROJECT, frozenset({"Blow Up"}))], "invalid event type 'Blow Up'"),
+    ],
+)
+def test_catalogs_that_cannot_name_triggers_are_refused(resources: list[ResourceType], problem: str) -> None:
+    class Bad:
+        name = "bad"
+
+        def resources(self) -> list[ResourceType]:
+            return resources
+
+    @hookimpl
+    def tidings_resource_catalogs() -> list[object]:
+        return [Bad()]
+
+    with pytest.raises(PluginError, match=problem):
+        Plugins.load(extra=[plugin_module("bad", tidings_resource_catalogs=tidings_resource_catalogs)])

@@ -7,6 +7,7 @@ at start-up, so a broken plugin is reported by name instead of failing later mid
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, entry_points
@@ -14,6 +15,7 @@ from typing import Any
 
 import pluggy
 
+from tidings_server.domain import names
 from tidings_server.domain.model import ResourceType, Scope
 from tidings_server.plugins import spec
 from tidings_server.plugins.spec import PayloadFormat, ResourceCatalog, StorageBackend
@@ -80,6 +82,28 @@ class Catalog:
             ),
             key=lambda r: r.name,
         )
+
+
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _check_resource(plugin: str, resource: ResourceType) -> None:
+    """A catalog entry must make well-formed trigger names (``{slug}.{event_type}``)."""
+    slug = names.slug(resource.name)
+    if not resource.name or not slug or len(slug) > 127:
+        raise PluginError(f"plugin {plugin}: resource name {resource.name!r} cannot name triggers")
+    for event_type in resource.event_types:
+        if not _EVENT_TYPE.fullmatch(event_type):
+            raise PluginError(f"plugin {plugin}: {resource.name!r} has an invalid event type {event_type!r}")
+
+
+def _check_trigger_ids(catalog: Catalog) -> None:
+    """Two resources whose names make the same trigger id could not be told apart."""
+    seen: dict[tuple[Scope, str], str] = {}
+    for (scope, name), _ in catalog.resources.items():
+        other = seen.setdefault((scope, names.slug(name)), name)
+        if other != name:
+            raise PluginError(f"resources {other!r} and {name!r} would share trigger names; rename one")
 
 
 class Plugins:
@@ -173,7 +197,9 @@ class Plugins:
                 if not isinstance(catalog, ResourceCatalog):
                     raise PluginError(f"plugin {origin.plugin}: {catalog!r} is not a ResourceCatalog")
                 for resource in catalog.resources():
+                    _check_resource(origin.plugin, resource)
                     self.catalog.add(catalog.name, resource)
+        _check_trigger_ids(self.catalog)
 
     def storage_backend_for(self, url: str) -> StorageBackend:
         """The backend for a store URL, chosen by its scheme (``sqlite:///…`` → ``sqlite``)."""
