@@ -308,3 +308,14 @@ async def test_drain_lets_short_attempts_finish_and_releases_the_rest(
             w.clock.now(), limit=10, lease_until=w.clock.now() + timedelta(seconds=30), in_flight={}
         )
         assert [c.delivery.name for c in claims] == [pending.name]  # its lease was released
+
+
+async def test_a_hostile_retry_after_is_capped_not_fatal(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    script = ScriptedReceiver(Reply(503, headers=(("Retry-After", "100000000000000"),)), default=Reply(200))
+    receiver = await nursery.start(script.run)
+    async with world() as w:
+        hook = await w.hook(receiver.url())
+        await w.publish(rfi())
+        [delivery] = await w.settle(hook)
+        assert delivery.status is DeliveryStatus.DELIVERED
+        assert [r.time - receiver.requests[0].time for r in receiver.requests] == [0, 3600]  # the 1 h cap

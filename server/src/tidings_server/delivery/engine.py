@@ -81,6 +81,7 @@ class DeliveryEngine:
         self._idle = trio.Event()
         self._idle.set()
         self._stopped = trio.Event()
+        self._dispatcher_done = trio.Event()
 
     def wake(self) -> None:
         """Something may be due now (a publish, a resumed hook, a finished attempt)."""
@@ -114,6 +115,7 @@ class DeliveryEngine:
         self._stopping.set()
         self.wake()
         with trio.move_on_after(grace):
+            await self._dispatcher_done.wait()  # no claim can start a flight after this
             await self._idle.wait()
         for flight in list(self._flights.values()):
             flight.cancel.cancel()
@@ -122,6 +124,12 @@ class DeliveryEngine:
     # -- dispatcher ------------------------------------------------------------------------
 
     async def _dispatch_loop(self, attempts: trio.Nursery) -> None:
+        try:
+            await self._dispatch(attempts)
+        finally:
+            self._dispatcher_done.set()
+
+    async def _dispatch(self, attempts: trio.Nursery) -> None:
         while not self._stopping.is_set():
             self._wake = trio.Event()
             free = self._config.max_in_flight - len(self._flights)
@@ -155,7 +163,12 @@ class DeliveryEngine:
         disable = False
         try:
             with flight.cancel:
-                record, disable = await self._perform(flight.claim)
+                try:
+                    record, disable = await self._perform(flight.claim)
+                except Exception:  # a defect must cost one delivery a lease period, not the server
+                    log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
+                    del self._flights[flight.claim.delivery.name]
+                    return
                 await self._records_send.send(record)
                 del self._flights[flight.claim.delivery.name]
             if disable:  # 410 Gone
