@@ -6,17 +6,15 @@ asserted to the exact virtual second and costs no real time.
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from tests.receivers import CLOSE, HANG, Reply, ScriptedReceiver, refused_port
 from tidings_server.delivery.http import KEEPALIVE_EXPIRY, H11Transport, Sender
@@ -394,35 +392,22 @@ async def test_transport_serves_a_plain_httpx_client(nursery: trio.Nursery) -> N
 
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-            *("-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+def authority() -> trustme.CA:
+    """A throwaway certificate authority; only clients told to trust it will."""
+    return trustme.CA()
 
 
 @pytest.fixture
-def tls_receiver(certificate: tuple[Path, Path]) -> ScriptedReceiver:
+def tls_receiver(authority: trustme.CA) -> ScriptedReceiver:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
     return ScriptedReceiver(default=Reply(200, body=b"secure"), ssl_context=context)
 
 
-async def test_https(nursery: trio.Nursery, tls_receiver: ScriptedReceiver, certificate: tuple[Path, Path]) -> None:
+async def test_https(nursery: trio.Nursery, tls_receiver: ScriptedReceiver, authority: trustme.CA) -> None:
     receiver = await tls_receiver.start(nursery)
-    trusting = ssl.create_default_context(cafile=str(certificate[0]))
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
     async with Sender(DestinationPolicy(allow_private=True), USER_AGENT, ssl_context=trusting) as sender:
         outcomes = [await sender.post(receiver.url(), [], b"{}", TIMEOUT) for _ in range(2)]
     assert [(o.status, o.body, o.failure) for o in outcomes] == [(200, b"secure", None)] * 2
