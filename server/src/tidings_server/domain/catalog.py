@@ -64,7 +64,5 @@ class CatalogService:
 def _page(items: list[T], key: Callable[[T], str], size: int, token: str, *request: str) -> Page[T]:
     limit = paging.page_size(size)
     after = paging.decode_token(token, *request)
-    rest = [i for i in items if after is None or key(i) > after]
-    if len(rest) > limit:
-        return Page(rest[:limit], paging.encode_token(key(rest[limit - 1]), *request))
-    return Page(rest, "")
+    rest = [i for i in items if after is None or key(i) > after][: limit + 1]
+    return paging.cut(rest, limit, key, *request)

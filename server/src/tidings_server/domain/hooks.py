@@ -153,9 +153,7 @@ class HookService:
             if len(batch) <= limit:
                 break
             after = batch[-1].name
-        if len(found) > limit:
-            return Page(found[:limit], paging.encode_token(found[limit - 1].name, str(where), filter_text))
-        return Page(found, "")
+        return paging.cut(found, limit, _name, str(where), filter_text)
 
     async def update_hook(self, name: str, given: HookInput, mask: Sequence[str]) -> Hook:
         names.parse_hook_name("hook.name", name)
@@ -226,9 +224,7 @@ class HookService:
         limit = paging.page_size(size)
         after = paging.decode_token(token, parent)
         batch = await self._store.list_triggers(parent, after=after, limit=limit + 1)
-        if len(batch) > limit:
-            return Page(batch[:limit], paging.encode_token(batch[limit - 1].name, parent))
-        return Page(batch, "")
+        return paging.cut(batch, limit, _name, parent)
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -350,6 +346,10 @@ def _check_batch_size(field: str, n: int) -> None:
         raise InvalidArgument(f"{field}: at least one is required")
     if n > MAX_TRIGGERS_PER_BATCH:
         raise InvalidArgument(f"{field}: {n} is more than the {MAX_TRIGGERS_PER_BATCH} allowed per call")
+
+
+def _name(item: Hook | Trigger) -> str:
+    return item.name
 
 
 def _hook_record(hook: Hook) -> Mapping[str, object]:

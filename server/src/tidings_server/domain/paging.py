@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -26,6 +27,13 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+
+
+def cut(items: list[T], limit: int, key: Callable[[T], str], *request: str) -> Page[T]:
+    """A page from up to ``limit + 1`` items: an extra item only says that more follow."""
+    if len(items) > limit:
+        return Page(items[:limit], encode_token(key(items[limit - 1]), *request))
+    return Page(items, "")
 
 
 def page_size(value: int) -> int:
