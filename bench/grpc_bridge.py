@@ -94,21 +94,15 @@ class Host(Protocol):
     def stop(self) -> None: ...
 
 
-class TrioHost:
-    """Runs ``body(task_status=...)`` in a trio run on its own thread until stopped.
+class _ThreadHost:
+    """A server body on its own thread: ``start`` waits for its port, ``stop`` asks it to end
+    and re-raises any error it ended with, so a broken variant cannot pass unnoticed."""
 
-    ``start`` returns the port the body reports; ``stop`` cancels the run and re-raises any
-    error it ended with, so a broken variant cannot pass unnoticed.
-    """
-
-    def __init__(self, body: Callable[..., Awaitable[object]]) -> None:
-        self._body = body
+    def __init__(self, name: str) -> None:
         self._port = 0
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._cancel: Callable[[], None] | None = None
-        self._thread = threading.Thread(target=self._main, name="bench-trio", daemon=True)
+        self._thread = threading.Thread(target=self._guarded, name=name, daemon=True)
 
     def start(self) -> int:
         self._thread.start()
@@ -119,22 +113,44 @@ class TrioHost:
         return self._port
 
     def stop(self) -> None:
-        if self._token is not None and self._cancel is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._cancel)
+        self._request_stop()
         self._thread.join(STOP_TIMEOUT)
         if self._thread.is_alive():
             raise RuntimeError(f"server did not stop within {STOP_TIMEOUT:.0f} s")
         if self._error is not None:
             raise self._error
 
-    def _main(self) -> None:
+    def _guarded(self) -> None:
         try:
-            trio.run(self._run)
+            self._main()
         except BaseException as exc:  # reported by start() or stop()
             self._error = exc
         finally:
             self._ready.set()
+
+    def _main(self) -> None:
+        raise NotImplementedError
+
+    def _request_stop(self) -> None:
+        raise NotImplementedError
+
+
+class TrioHost(_ThreadHost):
+    """Runs ``body(task_status=...)`` in a trio run on its own thread until stopped."""
+
+    def __init__(self, body: Callable[..., Awaitable[object]]) -> None:
+        super().__init__("bench-trio")
+        self._body = body
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel: Callable[[], None] | None = None
+
+    def _request_stop(self) -> None:
+        if self._token is not None and self._cancel is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._cancel)
+
+    def _main(self) -> None:
+        trio.run(self._run)
 
     async def _run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -144,45 +160,23 @@ class TrioHost:
             self._ready.set()
 
 
-class AsyncioHost:
+class AsyncioHost(_ThreadHost):
     """Runs ``body(started)`` on its own thread and asyncio loop until stopped, by cancellation."""
 
     def __init__(self, body: Callable[[Callable[[int], None]], Awaitable[None]]) -> None:
+        super().__init__("bench-asyncio")
         self._body = body
-        self._port = 0
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(target=self._main, name="bench-asyncio", daemon=True)
 
-    def start(self) -> int:
-        self._thread.start()
-        if not self._ready.wait(START_TIMEOUT):
-            raise TimeoutError(f"server did not start within {START_TIMEOUT:.0f} s")
-        if self._error is not None:
-            raise self._error
-        return self._port
-
-    def stop(self) -> None:
+    def _request_stop(self) -> None:
         if self._loop is not None and self._task is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(STOP_TIMEOUT)
-        if self._thread.is_alive():
-            raise RuntimeError(f"server did not stop within {STOP_TIMEOUT:.0f} s")
-        if self._error is not None:
-            raise self._error
 
     def _main(self) -> None:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # how stop() ends it
             asyncio.run(self._run())
-        except asyncio.CancelledError:
-            pass
-        except BaseException as exc:  # reported by start() or stop()
-            self._error = exc
-        finally:
-            self._ready.set()
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,21 +20,28 @@ class Sink:
     port: int = 0
     delay: float = 0.0
     received: list[tuple[str, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def url(self, path: str = "/in") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def ids(self) -> set[str]:
-        with self.lock:
-            return {delivery_id for delivery_id, _ in self.received}
+        with self.arrived:
+            return self._ids()
 
     def wait_for(self, ids: set[str], timeout: float) -> set[str]:
         """Block until every id in ``ids`` arrived or ``timeout`` passed; return the missing ones."""
-        deadline = time.monotonic() + timeout
-        while (missing := ids - self.ids()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return missing
+        self.wait_until(lambda: ids <= self._ids(), timeout)
+        with self.arrived:
+            return ids - self._ids()
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``ready()`` (called with the sink locked) holds or ``timeout`` passed."""
+        with self.arrived:
+            return self.arrived.wait_for(ready, timeout)
+
+    def _ids(self) -> set[str]:
+        return {delivery_id for delivery_id, _ in self.received}
 
 
 @contextmanager
@@ -48,8 +55,9 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if sink.delay:
                 time.sleep(sink.delay)
-            with sink.lock:
+            with sink.arrived:
                 sink.received.append((self.headers.get("Tidings-Delivery-Id", ""), body))
+                sink.arrived.notify_all()
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -204,9 +204,9 @@ class DeliveryEngine:
             hook.destination_url, headers, body, hook.retry_policy.timeout.total_seconds()
         )
         end = self._clock.now()
-        retry_after = policy.parse_retry_after(_header(outcome.headers, "retry-after"), end)
-        result = policy.Result(outcome.status, outcome.failure, outcome.error, retry_after)
-        return self._conclude(claim, number, start, end, headers, result, outcome)
+        # What went on the wire (Host, Content-Length, User-Agent too), when anything did.
+        sent = list(outcome.sent_headers) or headers
+        return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome)
 
     def _render(self, hook: Hook, claim: Claim) -> tuple[bytes, list[tuple[str, str]]]:
         fmt = self._formats.get(hook.payload_format)
@@ -274,7 +274,3 @@ class DeliveryEngine:
                 while await self._store.purge(before, self._config.purge_batch):
                     await trio.lowlevel.checkpoint()
                 await trio.sleep(self._config.purge_every)
-
-
-def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
-    return next((value for key, value in headers if key.lower() == name), None)
