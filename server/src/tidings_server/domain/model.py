@@ -178,6 +178,15 @@ class Delivery:
     next_attempt_time: datetime | None
     first_attempt_time: datetime | None = None
     last_error: str = ""
+    # Copied from the event and the hook at publish time so history is filtered and scoped
+    # without a join; the defaults only serve records built by hand in tests.
+    company_id: int = 0
+    project_id: int | None = None
+    resource_name: str = ""
+    resource_id: int = 0
+    event_type: str = ""
+    # The HTTP status of the last attempt, None when none answered (or none was made).
+    last_response_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +205,11 @@ class Attempt:
     @property
     def duration(self) -> timedelta:
         return self.end_time - self.start_time
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedBody:
+    """The body a delivery was (or will be) sent with, kept once per delivery for its history."""
+
+    body: bytes
+    content_type: str
