@@ -144,7 +144,7 @@ class Change:
     """A delivery was created, attempted or changed status: the delivery as it was right after.
 
     ``seq`` increases with every change across the store and is never reused, so a watcher
-    resumes after the last ``seq`` it saw.
+    resumes after the last ``seq`` it saw. ``time`` is the delivery's ``update_time``.
     """
 
     seq: int
@@ -155,7 +155,8 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class ChangePage:
     """Changes found by ``list_changes``; ``last_seq`` is the last change examined (matching
-    or not), where the next call continues."""
+    or not), or the newest seq when every change under the parent was examined: where the
+    next call continues."""
 
     changes: list[Change]
     last_seq: int
@@ -298,7 +299,9 @@ class Store(Protocol):
         paging with ``after`` (the name of the last delivery seen) never skips or repeats one.
         At most ``scan_limit`` deliveries under the parent are examined per call, so a rare
         filter answers in bounded time; the page then holds fewer than ``limit`` deliveries and
-        ``next_after`` says where to continue.
+        ``next_after`` says where to continue. Deliveries a backend skips through an index (of a
+        hook's statuses or resource) are not examined; ``stores.history.plan`` says which, so
+        every backend returns the same pages.
         """
         ...
 
@@ -309,7 +312,8 @@ class Store(Protocol):
 
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         """Counts per status of the hook's deliveries (every status present, 0 for none), the
-        durations of its last ``latency_sample`` attempts, the end of its last answered-2xx
+        durations of up to ``latency_sample`` attempts of its newest deliveries (newest delivery
+        first, its latest attempt first), the end of its last answered-2xx
         attempt, the end and error of its last failed attempt, failed attempts since the last
         success, and the earliest ``next_attempt_time`` of its pending deliveries. Must not
         read every delivery of the hook: an overview answers fast with millions of them."""
@@ -330,7 +334,8 @@ class Store(Protocol):
     async def list_changes(self, query: DeliveryQuery, *, after: int, limit: int, scan_limit: int) -> ChangePage:
         """Up to ``limit`` changes with ``seq > after`` of deliveries under the query's parent
         whose status (after the change) is in ``query.statuses`` (empty: any), oldest first.
-        Examines at most ``scan_limit`` changes; other criteria of ``query`` are ignored."""
+        Examines at most ``scan_limit`` changes under the parent; other criteria of ``query``
+        are ignored."""
         ...
 
     async def change_bounds(self) -> tuple[int, int]:
@@ -345,7 +350,8 @@ class Store(Protocol):
     async def purge(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` deliveries created before ``before``, with their attempts, and
         events published before ``before`` that no delivery refers to any more, and changes
-        made before ``before``; return how many rows were deleted (0 when nothing is left). Small batches keep
-        each transaction short so delivery is never stalled.
+        made before ``before`` (oldest seq first, up to the first one that is not: a change
+        recorded after a newer one waits for it); return how many rows were deleted (0 when
+        nothing is left). Small batches keep each transaction short so delivery is never stalled.
         """
         ...
