@@ -3,6 +3,7 @@ history read back over gRPC the way the admin screens use it."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -63,11 +64,12 @@ def make_hook(
             ),
         )
     )
-    api.hooks.BatchCreateTriggers(
-        hooks_pb2.BatchCreateTriggersRequest(
-            parent=hook.name, triggers=[hooks_pb2.Trigger(resource_name=r, event_type=e) for r, e in pairs]
+    if pairs:
+        api.hooks.BatchCreateTriggers(
+            hooks_pb2.BatchCreateTriggersRequest(
+                parent=hook.name, triggers=[hooks_pb2.Trigger(resource_name=r, event_type=e) for r, e in pairs]
+            )
         )
-    )
     return hook
 
 
@@ -217,7 +219,7 @@ def test_a_delivery_not_attempted_yet_shows_the_body_it_will_be_sent_with(api: A
     got = api.deliveries.GetDelivery(D.GetDeliveryRequest(name=f"{hook.name}/deliveries/{event_id}"))
     assert got.status == QUEUED
     assert not got.attempts
-    assert b'"resource_id":7' in got.body.replace(b" ", b"")
+    assert json.loads(got.body)["resource_id"] == "7"
     assert got.content_type == "application/json"
 
 
@@ -269,7 +271,7 @@ def test_redeliver_one_sends_again_and_keeps_the_earlier_attempts(api: Api, sink
     [row] = settled(api, hook.name, 1)
     reply = api.deliveries.RedeliverDeliveries(D.RedeliverDeliveriesRequest(name=row.name))
     assert (reply.queued_count, list(reply.names), reply.more) == (1, [row.name], False)
-    assert not sink.wait_until(lambda: [i for i, _ in sink.received].count(event_id) < 2, 10)
+    assert sink.wait_until(lambda: [i for i, _ in sink.received].count(event_id) == 2, 10)
     deadline = time.monotonic() + 10
     while (got := api.deliveries.GetDelivery(D.GetDeliveryRequest(name=row.name))).attempt_count < 2:
         assert time.monotonic() < deadline
@@ -342,7 +344,7 @@ def test_send_test_event_answers_with_what_the_endpoint_said(api: Api, sink: Sin
     assert reply.response_status == 418
     assert "418" in reply.error
     assert reply.latency.ToTimedelta().total_seconds() > 0
-    assert b'"resource_name":"RFIs"' in reply.body.replace(b" ", b"")
+    assert json.loads(reply.body)["resource_type"] == "RFIs"
     headers = {h.name.lower(): h.value for h in reply.request_headers}
     assert headers["authorization"] == "••••••ghijk"
     with sink.arrived:

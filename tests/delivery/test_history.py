@@ -27,12 +27,12 @@ async def test_a_delivery_stays_listed_for_exactly_28_days(autojump_clock: MockC
         [published] = await w.publish(rfi(7))
         await w.settle(hook)
         name = f"{hook.name}/deliveries/{published.event_id}"
-        await trio.sleep((RETENTION - timedelta(seconds=1)).total_seconds())
+        await trio.sleep_until(w.t0 + (RETENTION - timedelta(seconds=1)).total_seconds())
         assert w.clock.now() == ORIGIN + RETENTION - timedelta(seconds=1)
         page = await w.history.list_deliveries(Criteria(hook.name), 50, "")
         assert [d.name for d, _ in page.items] == [name]
         assert (await w.history.get_delivery(name)).delivery.status is DeliveryStatus.DELIVERED
-        await trio.sleep(2)
+        await trio.sleep_until(w.t0 + (RETENTION + timedelta(seconds=1)).total_seconds())
         assert w.clock.now() == ORIGIN + RETENTION + timedelta(seconds=1)
         assert (await w.history.list_deliveries(Criteria(hook.name), 50, "")).items == []
         assert (await w.history.list_deliveries(Criteria(PROJECT), 50, "")).items == []

@@ -223,7 +223,7 @@ class HistoryService:
         oldest, newest = await self._store.change_bounds()
         if not resume_token:
             return WatchCursor(query, fingerprint, newest)
-        position = paging.decode_token(resume_token.strip(), *fingerprint)
+        position = paging.decode_token(resume_token.strip(), *fingerprint, field="resume_token")
         if position is None or not position.isdigit():
             raise InvalidArgument("resume_token: not a token this server issued")
         seq = int(position)
