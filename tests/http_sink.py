@@ -1,8 +1,9 @@
 """A threaded HTTP receiver for tests whose server runs in another thread or process.
 
 The scripted trio receiver (tests/receivers.py) is for virtual-time tests inside one trio run;
-this one serves blocking tests: it answers every POST with 200 after ``delay`` seconds and
-records the delivery id header and the body of each request.
+this one serves blocking tests: it answers every POST after ``delay`` seconds, with 200 or
+what ``answers`` scripts for the request's path, and records the delivery id header and the
+body of each request.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ class Sink:
     delay: float = 0.0
     received: list[tuple[str, bytes]] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    # path -> statuses to answer in turn; the last one repeats. Paths not listed get 200.
+    answers: dict[str, list[int]] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+
+    def answer(self, path: str) -> int:
+        """The status for the next request to ``path`` (called with the sink locked)."""
+        n = self.hits.get(path, 0)
+        self.hits[path] = n + 1
+        script = self.answers.get(path, [200])
+        return script[min(n, len(script) - 1)]
 
     def url(self, path: str = "/in") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -57,8 +68,9 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
                 time.sleep(sink.delay)
             with sink.arrived:
                 sink.received.append((self.headers.get("Tidings-Delivery-Id", ""), body))
+                status = sink.answer(self.path)
                 sink.arrived.notify_all()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

@@ -18,8 +18,10 @@ from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineCon
 from tidings_server.delivery.http import Sender
 from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventDraft, EventService
+from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookInput, HookService, Lookup, RetryPolicyInput
 from tidings_server.domain.model import Attempt, Delivery, Hook, HookStatus, Ordering
+from tidings_server.domain.pulse import Pulse
 from tidings_server.plugins.manager import Plugins
 from tidings_server.stores.memory import MemoryBackend
 from tidings_server.stores.protocol import Published, Store
@@ -47,6 +49,7 @@ class World:
     engine: DeliveryEngine
     hooks: HookService
     events: EventService
+    history: HistoryService
     t0: float = field(default_factory=trio.current_time)
 
     async def hook(
@@ -118,13 +121,23 @@ async def world(config: EngineConfig | None = None, jitter: Callable[[], float] 
     found = plugins()
     async with MemoryBackend().open("memory:") as store, Sender(LOOPBACK, USER_AGENT) as sender:
         clock = Clock(ORIGIN)
-        engine = DeliveryEngine(store, found.payload_formats, sender, clock, config or EngineConfig(), jitter)
+        pulse = Pulse()
+        config = config or EngineConfig()
+        engine = DeliveryEngine(store, found.payload_formats, sender, clock, config, jitter, on_recorded=pulse.fire)
+
+        def changed() -> None:
+            engine.wake()
+            pulse.fire()
+
         lookup = Lookup(list(found.payload_formats), found.catalog.get)
-        hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=engine.wake)
-        events = EventService(store, found.catalog.get, clock.now, on_published=engine.wake)
+        hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=changed)
+        events = EventService(store, found.catalog.get, clock.now, on_published=changed)
+        history = HistoryService(
+            store, clock.now, pulse, engine.render, engine.probe, retention=config.retention, on_change=changed
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
-            yield World(store, clock, engine, hooks, events)
+            yield World(store, clock, engine, hooks, events, history)
             await engine.drain(0)
 
 

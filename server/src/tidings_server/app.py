@@ -17,8 +17,11 @@ from tidings_server.delivery.http import Sender
 from tidings_server.domain.catalog import CatalogEntry, CatalogService, FormatInfo
 from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventService
+from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
+from tidings_server.domain.pulse import Pulse
+from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.plugins.manager import Plugins
 from tidings_server.stores.protocol import Store
@@ -42,6 +45,7 @@ class Config:
     shutdown_grace: float = 10.0
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -87,7 +91,9 @@ def redact(text: str) -> str:
     return re.sub(r"(//[^/:@\s]*):[^@/\s]*@", r"\1:•••@", text)
 
 
-def build_core(store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine) -> Core:
+def build_core(
+    store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine, pulse: Pulse
+) -> Core:
     def resources(scope: Scope, payload_format: str | None) -> list[CatalogEntry]:
         return [
             CatalogEntry(r, plugins.catalog.providers[(r.scope, r.name)])
@@ -99,16 +105,26 @@ def build_core(store: Store, plugins: Plugins, config: Config, clock: Clock, eng
         for name, fmt in plugins.payload_formats.items()
         for origin in [plugins.format_origin[name]]
     ]
+
+    def changed() -> None:  # a write that may make deliveries due and that watchers want to see
+        engine.wake()
+        pulse.fire()
+
     hooks = HookService(
         store,
         Lookup(list(plugins.payload_formats), plugins.catalog.get),
         config.destination_policy,
         resolve,
         clock.now,
-        on_change=engine.wake,
+        on_change=changed,
     )
-    events = EventService(store, plugins.catalog.get, clock.now, on_published=engine.wake)
-    return Core(hooks=hooks, catalog=CatalogService(resources, formats), events=events)
+    events = EventService(store, plugins.catalog.get, clock.now, on_published=changed)
+    history = HistoryService(
+        store, clock.now, pulse, engine.render, engine.probe, retention=config.engine.retention, on_change=changed
+    )
+    return Core(
+        hooks=hooks, catalog=CatalogService(resources, formats), events=events, history=history, watch=config.watch
+    )
 
 
 @dataclass(slots=True)
@@ -118,9 +134,12 @@ class Running:
     port: int
     grpc: GrpcServer
     engine: DeliveryEngine
+    pulse: Pulse
 
     async def stop(self, grace: float) -> None:
-        """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds."""
+        """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
+        Watch streams end at once (UNAVAILABLE): they never finish by themselves."""
+        self.pulse.close()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
             nursery.start_soon(self.engine.drain, grace)
@@ -150,10 +169,11 @@ async def serve(
                 pool_idle_total=in_flight,
             )
         )
-        engine = DeliveryEngine(store, plugins.payload_formats, sender, clock, config.engine)
-        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine), config.listen)
+        pulse = Pulse()
+        engine = DeliveryEngine(store, plugins.payload_formats, sender, clock, config.engine, on_recorded=pulse.fire)
+        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine))
+            task_status.started(Running(port, grpc_server, engine, pulse))

@@ -23,7 +23,7 @@ from tidings_server.delivery import policy, states
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.domain.hooks import disable_hook
-from tidings_server.domain.model import Attempt, Hook
+from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.secrets import mask
 from tidings_server.plugins.spec import PayloadFormat, RenderContext
 from tidings_server.stores.protocol import AttemptRecord, Claim, Store
@@ -66,6 +66,7 @@ class DeliveryEngine:
         clock: Clock,
         config: EngineConfig = EngineConfig(),
         jitter: Callable[[], float] = random.random,
+        on_recorded: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._formats = formats
@@ -73,6 +74,7 @@ class DeliveryEngine:
         self._clock = clock
         self._config = config
         self._jitter = jitter
+        self._on_recorded = on_recorded
         self._wake = trio.Event()
         self._stopping = trio.Event()
         self._flights: dict[str, _Flight] = {}
@@ -193,7 +195,7 @@ class DeliveryEngine:
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
-            body, rendered_headers = self._render(hook, claim)
+            body, rendered_headers = self._render(hook, claim.event)
         except Exception as exc:  # foreign plugin code: any failure is this delivery's, not ours
             result = policy.Result(
                 failure=policy.Failure.RENDER, error=f"payload format {hook.payload_format}: {exc!r}"
@@ -206,13 +208,37 @@ class DeliveryEngine:
         end = self._clock.now()
         # What went on the wire (Host, Content-Length, User-Agent too), when anything did.
         sent = list(outcome.sent_headers) or headers
-        return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome)
+        content_type = next((v for k, v in rendered_headers if k.lower() == "content-type"), "")
+        rendered = RenderedBody(body, content_type)
+        return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome, rendered)
 
-    def _render(self, hook: Hook, claim: Claim) -> tuple[bytes, list[tuple[str, str]]]:
+    def render(self, hook: Hook, event: Event) -> RenderedBody:
+        """The body a delivery of ``event`` to ``hook`` is sent with (for history views)."""
+        body, headers = self._render(hook, event)
+        return RenderedBody(body, next((v for k, v in headers if k.lower() == "content-type"), ""))
+
+    async def probe(self, hook: Hook, event: Event) -> Attempt:
+        """Send ``event`` to ``hook`` once, now, exactly as a delivery would be, recording nothing
+        (SendTestEvent): the admin learns whether the endpoint works before events flow."""
+        now = self._clock.now()
+        delivery = Delivery(
+            name=f"{hook.name}/deliveries/{event.id}",
+            hook_name=hook.name,
+            event_id=event.id,
+            status=DeliveryStatus.QUEUED,
+            attempt_count=0,
+            create_time=now,
+            update_time=now,
+            next_attempt_time=now,
+        )
+        record, _ = await self._perform(Claim(delivery, event, hook))
+        return record.attempt
+
+    def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
         fmt = self._formats.get(hook.payload_format)
         if fmt is None:
             raise LookupError(f"payload format {hook.payload_format!r} is not loaded")
-        rendered = fmt.render(claim.event, RenderContext(hook.name, hook.payload_format))
+        rendered = fmt.render(event, RenderContext(hook.name, hook.payload_format))
         if not isinstance(rendered.body, bytes):
             raise TypeError(f"render() returned a {type(rendered.body).__name__} body, not bytes")
         return rendered.body, list(rendered.headers.items())
@@ -226,6 +252,7 @@ class DeliveryEngine:
         headers: list[tuple[str, str]],
         result: policy.Result,
         outcome: Outcome | None,
+        rendered: RenderedBody | None = None,
     ) -> tuple[AttemptRecord, bool]:
         delivery, hook = claim.delivery, claim.hook
         decision = policy.decide(
@@ -248,7 +275,7 @@ class DeliveryEngine:
             response_body=outcome.body if outcome else b"",
             error=decision.error,
         )
-        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, decision.error)
+        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, decision.error, rendered)
         return record, decision.disable_hook
 
     # -- recorder and purger ---------------------------------------------------------------
@@ -265,6 +292,7 @@ class DeliveryEngine:
                         break
                 with trio.CancelScope(shield=True):  # a started write always completes
                     await self._store.record_attempts(batch)
+                self._on_recorded()
                 self.wake()
 
     async def _purge_loop(self, scope: trio.CancelScope) -> None:

@@ -219,8 +219,26 @@ def event(row: Any) -> Event:
 
 def delivery(row: Any) -> Delivery:
     """Read name, hook_name, event_id, status, attempt_count, create_time, update_time,
-    next_attempt_time, first_attempt_time, last_error."""
-    name, hook_name, event_id, status, attempts, created, updated, next_attempt, first_attempt, last_error = row
+    next_attempt_time, first_attempt_time, last_error, company_id, project_id, resource_name,
+    resource_id, event_type, last_response_status (columns of deliveries and of changes alike)."""
+    (
+        name,
+        hook_name,
+        event_id,
+        status,
+        attempts,
+        created,
+        updated,
+        next_attempt,
+        first_attempt,
+        last_error,
+        company_id,
+        project_id,
+        resource_name,
+        resource_id,
+        event_type,
+        response_status,
+    ) = row
     return Delivery(
         name=name,
         hook_name=hook_name,
@@ -232,6 +250,12 @@ def delivery(row: Any) -> Delivery:
         next_attempt_time=optional_time(next_attempt),
         first_attempt_time=optional_time(first_attempt),
         last_error=last_error,
+        company_id=company_id,
+        project_id=project_id,
+        resource_name=resource_name,
+        resource_id=resource_id,
+        event_type=event_type,
+        last_response_status=response_status,
     )
 
 

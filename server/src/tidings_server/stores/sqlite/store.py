@@ -20,10 +20,19 @@ from typing import TypeVar
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
 from tidings_server.domain.names import Parent
-from tidings_server.stores.protocol import AttemptRecord, Claim, Published
-from tidings_server.stores.sqlite import deliveries
+from tidings_server.stores import history as plans
+from tidings_server.stores.protocol import (
+    AttemptRecord,
+    ChangePage,
+    Claim,
+    DeliveryPage,
+    DeliveryQuery,
+    HookStats,
+    Published,
+)
+from tidings_server.stores.sqlite import deliveries, history
 from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger
 
 __all__ = ["SqliteStore", "to_micros"]
@@ -306,8 +315,8 @@ class SqliteStore:
         return await self._run(partial(deliveries.next_due_time, after=bound), write=False)
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
-        attempts, updates = deliveries.attempt_rows(records)
-        await self._run(partial(deliveries.record, attempts=attempts, updates=updates), write=True)
+        recording = deliveries.recording(records)
+        await self._run(partial(deliveries.record, recording=recording), write=True)
 
     async def release(self, delivery_names: Sequence[str]) -> None:
         await self._run(partial(deliveries.release, names=list(delivery_names)), write=True)
@@ -326,6 +335,38 @@ class SqliteStore:
         _check_limit(limit)
         page = partial(deliveries.list_deliveries, hook_name=hook_name, after=after or "", limit=limit)
         return await self._run(page, write=False)
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def query_deliveries(
+        self, query: DeliveryQuery, *, after: str | None, limit: int, scan_limit: int
+    ) -> DeliveryPage:
+        _check_limit(limit)
+        _check_limit(scan_limit)
+        plans.check(query)
+        run = partial(history.query_deliveries, query=query, after=after, limit=limit, scan_limit=scan_limit)
+        return await self._run(run, write=False)
+
+    async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
+        return await self._run(partial(history.get_rendered, delivery_name=delivery_name), write=False)
+
+    async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
+        run = partial(history.hook_stats, hook_name=hook_name, latency_sample=latency_sample)
+        return await self._run(run, write=False)
+
+    async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:
+        run = partial(history.redeliver, names=list(names), now=to_micros("now", now))
+        return await self._run(run, write=True)
+
+    async def list_changes(self, query: DeliveryQuery, *, after: int, limit: int, scan_limit: int) -> ChangePage:
+        _check_limit(limit)
+        _check_limit(scan_limit)
+        plans.check(query)
+        run = partial(history.list_changes, query=query, after=after, limit=limit, scan_limit=scan_limit)
+        return await self._run(run, write=False)
+
+    async def change_bounds(self) -> tuple[int, int]:
+        return await self._run(history.change_bounds, write=False)
 
     async def get_event(self, event_id: str) -> Event:
         return await self._run(partial(deliveries.get_event, event_id=event_id), write=False)
