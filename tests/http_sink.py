@@ -2,7 +2,8 @@
 
 The scripted trio receiver (tests/receivers.py) is for virtual-time tests inside one trio run;
 this one serves blocking tests: it answers every POST with 200 after ``delay`` seconds and
-records the delivery id header and the body of each request.
+records the delivery id header and the body of each request (``received``), and each request
+whole, headers as they arrived (``requests``), for tests that verify signatures or formats.
 """
 
 from __future__ import annotations
@@ -15,11 +16,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+@dataclass(frozen=True)
+class Request:
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((value for key, value in self.headers if key.lower() == name), None)
+
+
 @dataclass
 class Sink:
     port: int = 0
     delay: float = 0.0
     received: list[tuple[str, bytes]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def url(self, path: str = "/in") -> str:
@@ -57,6 +69,7 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
                 time.sleep(sink.delay)
             with sink.arrived:
                 sink.received.append((self.headers.get("Tidings-Delivery-Id", ""), body))
+                sink.requests.append(Request(tuple(self.headers.items()), body))
                 sink.arrived.notify_all()
             self.send_response(200)
             self.send_header("Content-Length", "0")

@@ -19,7 +19,7 @@ import trio
 import trio.lowlevel
 
 from tidings_server import __version__
-from tidings_server.delivery import policy, states
+from tidings_server.delivery import policy, signing, states
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.domain.hooks import disable_hook
@@ -199,7 +199,9 @@ class DeliveryEngine:
                 failure=policy.Failure.RENDER, error=f"payload format {hook.payload_format}: {exc!r}"
             )
             return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
-        headers = [*rendered_headers, *headers]
+        # Signed over the exact bytes sent, at this attempt's time: a retry is signed afresh.
+        signed = signing.headers(hook.signing_secrets(start), event.id, start, body)
+        headers = [*rendered_headers, *signed, *headers]
         outcome = await self._sender.post(
             hook.destination_url, headers, body, hook.retry_policy.timeout.total_seconds()
         )
