@@ -23,9 +23,9 @@ from tidings_server.delivery import policy, signing, states
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.domain.hooks import disable_hook
-from tidings_server.domain.model import Attempt, Hook
+from tidings_server.domain.model import Attempt, Event, Hook
 from tidings_server.domain.secrets import mask
-from tidings_server.plugins.spec import PayloadFormat, RenderContext
+from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError, check_rendered
 from tidings_server.stores.protocol import AttemptRecord, Claim, Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ class EngineConfig:
     purge_every: float = 60.0
     purge_batch: int = 500
     record_batch: int = 256
+    # A render is plugin code: bounded in time, and each format gets its own few worker threads
+    # so one that hangs (its abandoned threads hold their slots) cannot starve another format.
+    render_timeout: float = 2.0
+    render_threads_per_format: int = 4
 
 
 @dataclass(slots=True)
@@ -66,9 +70,16 @@ class DeliveryEngine:
         clock: Clock,
         config: EngineConfig = EngineConfig(),
         jitter: Callable[[], float] = random.random,
+        format_plugins: Mapping[str, str] = {},
+        render_limiter: Callable[[int], trio.CapacityLimiter] = trio.CapacityLimiter,
     ) -> None:
+        """``format_plugins`` names the plugin behind each format, for the errors renders cause;
+        ``render_limiter`` makes each format's thread limiter (tests observe renders with it)."""
         self._store = store
         self._formats = formats
+        self._format_plugins = format_plugins
+        self._render_limiters: dict[str, trio.CapacityLimiter] = {}
+        self._render_limiter = render_limiter
         self._sender = sender
         self._clock = clock
         self._config = config
@@ -193,11 +204,9 @@ class DeliveryEngine:
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
-            body, rendered_headers = self._render(hook, claim)
-        except Exception as exc:  # foreign plugin code: any failure is this delivery's, not ours
-            result = policy.Result(
-                failure=policy.Failure.RENDER, error=f"payload format {hook.payload_format}: {exc!r}"
-            )
+            body, rendered_headers = await self._render(hook, claim.event)
+        except _RenderFailed as exc:  # foreign plugin code: any failure is this delivery's, not ours
+            result = policy.Result(failure=policy.Failure.RENDER, error=str(exc))
             return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
         # Signed over the exact bytes sent, at this attempt's time: a retry is signed afresh.
         signed = signing.headers(hook.signing_secrets(start), event.id, start, body)
@@ -210,14 +219,35 @@ class DeliveryEngine:
         sent = list(outcome.sent_headers) or headers
         return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome)
 
-    def _render(self, hook: Hook, claim: Claim) -> tuple[bytes, list[tuple[str, str]]]:
-        fmt = self._formats.get(hook.payload_format)
+    async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
+        """Render in a worker thread within ``render_timeout``; every failure names the plugin.
+
+        The render and the contract check both run in the thread, so no plugin code (not even
+        a hostile Mapping's ``items``) ever runs on the trio thread. A render past the bound is
+        abandoned: its thread finishes (or not) on its own, holding one of its format's slots.
+        """
+        name = hook.payload_format
+        plugin = self._format_plugins.get(name)
+        who = f"payload format {name}" + (f" (plugin {plugin})" if plugin else "")
+        fmt = self._formats.get(name)
         if fmt is None:
-            raise LookupError(f"payload format {hook.payload_format!r} is not loaded")
-        rendered = fmt.render(claim.event, RenderContext(hook.name, hook.payload_format))
-        if not isinstance(rendered.body, bytes):
-            raise TypeError(f"render() returned a {type(rendered.body).__name__} body, not bytes")
-        return rendered.body, list(rendered.headers.items())
+            raise _RenderFailed(f"{who} is not loaded")
+        limiter = self._render_limiters.get(name)
+        if limiter is None:
+            limiter = self._render_limiters[name] = self._render_limiter(self._config.render_threads_per_format)
+        context = RenderContext(hook.name, name)
+        with trio.move_on_after(self._config.render_timeout) as bound:
+            try:
+                headers, body = await trio.to_thread.run_sync(
+                    _render_checked, fmt, event, context, abandon_on_cancel=True, limiter=limiter
+                )
+            except RenderError as exc:
+                raise _RenderFailed(f"{who}: {exc}") from None
+            except Exception as exc:
+                raise _RenderFailed(f"{who}: render() raised {exc!r}") from None
+            return body, headers
+        assert bound.cancelled_caught
+        raise _RenderFailed(f"{who}: render() took longer than {self._config.render_timeout:g} s")
 
     def _conclude(
         self,
@@ -276,3 +306,11 @@ class DeliveryEngine:
                 while await self._store.purge(before, self._config.purge_batch):
                     await trio.lowlevel.checkpoint()
                 await trio.sleep(self._config.purge_every)
+
+
+class _RenderFailed(Exception):
+    """This delivery cannot be rendered; the message names the format and its plugin."""
+
+
+def _render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> tuple[list[tuple[str, str]], bytes]:
+    return check_rendered(fmt.render(event, context))

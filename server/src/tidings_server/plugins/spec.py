@@ -13,6 +13,7 @@ plugins can contribute formats, stores and catalogs side by side.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -46,13 +47,85 @@ class RenderedPayload:
     body: bytes
 
 
+# What a rendered payload may be. The engine enforces these on every render and the author's kit
+# (tidings_server.testing) checks them, so a format that passes the kit is never refused live.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_HEADERS = 16
+MAX_HEADER_VALUE_CHARS = 1024
+# Headers tidings sets itself: a format must not replace credentials, signatures, the delivery
+# id receivers de-duplicate on, or what the HTTP client computes (Host, Content-Length, …).
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "tidings-delivery-id",
+        "tidings-hook",
+        "user-agent",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    }
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class RenderError(Exception):
+    """A rendered payload breaks the contract above; the message says how."""
+
+
+def check_rendered(rendered: object) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers and body of ``rendered``, or RenderError naming what is wrong with them.
+
+    Header names must be HTTP tokens and not reserved; values printable ASCII (no CR or LF, so a
+    header can never split the request); Content-Type must be present; sizes are bounded.
+    """
+    if not isinstance(rendered, RenderedPayload):
+        raise RenderError(f"render() returned a {type(rendered).__name__}, not a RenderedPayload")
+    body = rendered.body
+    if not isinstance(body, bytes):
+        raise RenderError(f"render() returned a {type(body).__name__} body, not bytes")
+    if len(body) > MAX_BODY_BYTES:
+        raise RenderError(f"render() returned {len(body)} bytes, more than the {MAX_BODY_BYTES} allowed")
+    if not isinstance(rendered.headers, Mapping):
+        raise RenderError(f"render() returned headers as a {type(rendered.headers).__name__}, not a mapping")
+    headers = list(rendered.headers.items())
+    if len(headers) > MAX_HEADERS:
+        raise RenderError(f"render() returned {len(headers)} headers, more than the {MAX_HEADERS} allowed")
+    seen: set[str] = set()
+    for name, value in headers:
+        if not isinstance(name, str) or not isinstance(value, str):
+            kinds = f"{type(name).__name__}: {type(value).__name__}"
+            raise RenderError(f"header {name!r}: names and values must be str, not {kinds}")
+        if not _TOKEN.fullmatch(name):
+            raise RenderError(f"header {name!r}: not a valid HTTP header name")
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS:
+            raise RenderError(f"header {name!r}: reserved; tidings sets it")
+        if lowered in seen:
+            raise RenderError(f"header {name!r}: given twice")
+        seen.add(lowered)
+        if len(value) > MAX_HEADER_VALUE_CHARS:
+            raise RenderError(f"header {name!r}: value longer than {MAX_HEADER_VALUE_CHARS} characters")
+        bad = next((i for i, c in enumerate(value) if not (0x20 <= ord(c) <= 0x7E or c == "\t")), None)
+        if bad is not None:
+            raise RenderError(f"header {name!r}: character {bad + 1} of the value is not printable ASCII")
+    if "content-type" not in seen:
+        raise RenderError("render() returned no Content-Type header")
+    return headers, body
+
+
 @runtime_checkable
 class PayloadFormat(Protocol):
     """Turns an event into the body (and format-specific headers) of one HTTP POST.
 
     ``name`` is what hooks select (``vendor.version``, e.g. ``procore.v4``); it must be unique
     across all loaded plugins. ``render`` must be deterministic for the same event and context,
-    must not do I/O and must return ``bytes``.
+    must not do I/O and must return what ``check_rendered`` accepts. It runs in a worker thread
+    with a time bound: a render that raises, breaks the contract or takes too long fails that
+    one delivery (the error names the plugin), never the server or another hook.
     """
 
     name: str

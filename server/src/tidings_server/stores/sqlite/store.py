@@ -79,6 +79,7 @@ _INSERT_TRIGGER = """
 _SELECT_TRIGGER = """
     SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = ? AND name = ?
 """
+_FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 # The claim reads hooks with the delivery columns; their signing columns come from here.
 _SIGNING_OF_HOOK = """
     SELECT signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
@@ -186,6 +187,13 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> list[Hook]:
             return [hook(row) for row in conn.execute(sql, args)]
+
+        return await self._run(run, write=False)
+
+    async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
+        def run(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
+            rows = conn.execute(_FORMATS_IN_USE).fetchall()
+            return {payload_format: (count, first) for payload_format, count, first in rows}
 
         return await self._run(run, write=False)
 
