@@ -56,14 +56,15 @@ def run_kit(pytester: pytest.Pytester, broken: str) -> tuple[dict[str, int], str
 def test_a_correct_format_passes(pytester: pytest.Pytester) -> None:
     failed, output = run_kit(pytester, "class Broken(Format):\n    pass\n")
     assert failed == {}, output
-    assert f"{4 + 5 * ALL_SAMPLES} passed" in output  # 4 declaration checks, 5 per sample event
+    # 4 checks of what it declares, 5 per sample event, 2 on events with absent fields
+    assert f"{4 + 5 * ALL_SAMPLES + 2} passed" in output
 
 
 EVERY_RENDER_TEST = (
     "test_renders_every_kind_of_event_within_the_limits",
     "test_equal_events_render_to_equal_bytes",
     "test_body_names_the_changed_resource",
-    "test_json_bodies_parse_and_carry_no_python_reprs",
+    "test_json_bodies_parse",
     "test_signature_verifies_over_the_exact_body",
 )
 
@@ -83,8 +84,17 @@ CASES = {
             def body(self, event):
                 return json.dumps([str(event.project_id), event.resource_name, event.resource_id]).encode()
         """,
-        {"test_json_bodies_parse_and_carry_no_python_reprs": 1},  # the company-level event
-        "Python reprs in the JSON body: ['None']",
+        {"test_absent_fields_do_not_show_as_none": 1},  # the company-level event
+        "sample company-level: an absent field is rendered as 'None'",
+    ),
+    "not-json": (
+        """
+        class Broken(Format):
+            def body(self, event):
+                return f"{event.resource_name} {event.resource_id}".encode()
+        """,
+        {"test_json_bodies_parse": ALL_SAMPLES},
+        "the body is not JSON",
     ),
     "no-resource-name": (
         """
@@ -138,7 +148,7 @@ CASES = {
             def render(self, event, context):
                 return RenderedPayload({"Content-Type": self.content_type, "Webhook-Id": "x"}, self.body(event))
         """,
-        dict.fromkeys(EVERY_RENDER_TEST, ALL_SAMPLES),
+        {**dict.fromkeys(EVERY_RENDER_TEST, ALL_SAMPLES), "test_absent_fields_do_not_show_as_none": 2},
         "header 'Webhook-Id': reserved; tidings sets it",
     ),
     "content-type-mismatch": (
