@@ -13,8 +13,12 @@ plugins can contribute formats, stores and catalogs side by side.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
-from collections.abc import Iterable, Mapping
+import sys
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -166,7 +170,9 @@ def tidings_payload_formats() -> list[PayloadFormat]:  # type: ignore[empty-body
     """Return the payload formats this plugin provides.
 
     Called once at start-up. Results of all plugins are concatenated; two formats with the same
-    ``name`` are a start-up error naming both providers.
+    ``name`` are a start-up error naming both providers. Every object must satisfy
+    ``PayloadFormat``; ``CatalogService.ListPayloadFormats`` shows each with its ``description``,
+    ``content_type`` and the distribution and version that provide it.
     """
 
 
@@ -186,3 +192,54 @@ def tidings_resource_catalogs() -> list[ResourceCatalog]:  # type: ignore[empty-
     Called once at start-up. Catalogs are merged: a resource listed by several catalogs for the
     same scope supports the union of their event types.
     """
+
+
+def hookspecs() -> list[Callable[[], object]]:
+    """Every hook specification, in the order this module defines them."""
+    module = sys.modules[__name__]
+    found = [fn for name, fn in inspect.getmembers(module, inspect.isfunction) if name.startswith(f"{PROJECT}_")]
+    return sorted(found, key=lambda fn: fn.__code__.co_firstlineno)
+
+
+REFERENCE_TYPES = (PayloadFormat, RenderContext, RenderedPayload, StorageBackend, ResourceCatalog)
+
+
+def _code(obj: object) -> str:
+    """The source of ``obj`` without its docstring, decorators or type-checker comments."""
+    source = textwrap.dedent(inspect.getsource(obj))  # type: ignore[arg-type]
+    node = ast.parse(source).body[0]
+    assert isinstance(node, ast.FunctionDef | ast.ClassDef)
+    lines = source.splitlines()
+    doc = node.body[0]
+    if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and doc.end_lineno is not None:
+        end = doc.end_lineno + (doc.end_lineno < len(lines) and not lines[doc.end_lineno].strip())
+        del lines[doc.lineno - 1 : end]
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    lines = [line.split("  # type: ignore", 1)[0] for line in lines[first - 1 :]]
+    if isinstance(node, ast.FunctionDef) and not lines[-1].startswith(" "):
+        lines[-1] += " ..."  # a specification has no body but its docstring
+    return "\n".join(lines).strip()
+
+
+def reference() -> str:
+    """The hook specifications, the interfaces they return and the render contract, as Markdown.
+
+    docs/plugins.md carries this text verbatim between its reference markers; a test fails
+    when the two differ, so the reference can never drift from the code.
+    """
+    out: list[str] = []
+    for fn in hookspecs():
+        out += [f"### `{fn.__name__}`", "", "```python", _code(fn), "```", "", inspect.getdoc(fn) or "", ""]
+    for kind in REFERENCE_TYPES:
+        out += [f"### `{kind.__name__}`", "", "```python", _code(kind), "```", "", inspect.getdoc(kind) or "", ""]
+    limits = {
+        "MAX_BODY_BYTES": MAX_BODY_BYTES,
+        "MAX_HEADERS": MAX_HEADERS,
+        "MAX_HEADER_VALUE_CHARS": MAX_HEADER_VALUE_CHARS,
+        "RESERVED_HEADERS": ", ".join(sorted(RESERVED_HEADERS)),
+    }
+    signature = next(line for line in _code(check_rendered).splitlines() if line.startswith("def "))
+    out += ["### `check_rendered`", "", "```python", signature + " ...", "```", ""]
+    out += [inspect.getdoc(check_rendered) or "", ""]
+    out += [f"- `{name}`: {value}" for name, value in limits.items()]
+    return "\n".join(out).rstrip() + "\n"
