@@ -49,7 +49,7 @@ def loaded(fmt: Misbehaving) -> Plugins:
     return Plugins.load(extra=[module])
 
 
-def raise_(exc: Exception) -> Callable[[], object]:
+def raise_(exc: BaseException) -> Callable[[], object]:
     def render() -> object:
         raise exc
 
@@ -80,6 +80,8 @@ PREFIX = "payload format acme.misbehaving (plugin acme): "
     ("render", "error"),
     [
         (raise_(ValueError("boom")), "render() raised ValueError('boom')"),
+        (raise_(SystemExit(3)), "render() raised SystemExit(3)"),
+        (raise_(KeyboardInterrupt()), "render() raised KeyboardInterrupt()"),
         (returns({"body": b"{}"}), "render() returned a dict, not a RenderedPayload"),
         (returns(RenderedPayload(JSON, "{}")), "render() returned a str body, not bytes"),  # type: ignore[arg-type]
         (returns(RenderedPayload(JSON, bytearray(b"{}"))), "render() returned a bytearray body, not bytes"),  # type: ignore[arg-type]

@@ -313,4 +313,10 @@ class _RenderFailed(Exception):
 
 
 def _render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> tuple[list[tuple[str, str]], bytes]:
-    return check_rendered(fmt.render(event, context))
+    try:
+        rendered = fmt.render(event, context)
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit and the like: in a worker thread, always the plugin's
+        raise RenderError(f"render() raised {exc!r}") from None
+    return check_rendered(rendered)
