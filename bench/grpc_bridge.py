@@ -196,7 +196,7 @@ class NoEngine:
     def wake(self) -> None:
         pass
 
-    def render(self, hook: object, event: object) -> object:
+    async def render(self, hook: object, event: object) -> object:
         raise RuntimeError("the baseline server renders nothing")
 
     async def probe(self, hook: object, event: object) -> object:

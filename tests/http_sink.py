@@ -3,7 +3,8 @@
 The scripted trio receiver (tests/receivers.py) is for virtual-time tests inside one trio run;
 this one serves blocking tests: it answers every POST after ``delay`` seconds, with 200 or
 what ``answers`` scripts for the request's path, and records the delivery id header and the
-body of each request.
+body of each request (``received``), and each request whole, headers as they arrived
+(``requests``), for tests that verify signatures or formats.
 """
 
 from __future__ import annotations
@@ -16,11 +17,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+@dataclass(frozen=True)
+class Request:
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((value for key, value in self.headers if key.lower() == name), None)
+
+
 @dataclass
 class Sink:
     port: int = 0
     delay: float = 0.0
     received: list[tuple[str, bytes]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
     # path -> statuses to answer in turn; the last one repeats. Paths not listed get 200.
     answers: dict[str, list[int]] = field(default_factory=dict)
@@ -68,6 +80,7 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
                 time.sleep(sink.delay)
             with sink.arrived:
                 sink.received.append((self.headers.get("Tidings-Delivery-Id", ""), body))
+                sink.requests.append(Request(tuple(self.headers.items()), body))
                 status = sink.answer(self.path)
                 sink.arrived.notify_all()
             self.send_response(status)

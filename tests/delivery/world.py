@@ -1,7 +1,12 @@
 """A delivery engine wired to the memory store, the built-in plugins and loopback receivers.
 
-Everything runs in the test's trio run without threads, so under ``autojump_clock`` hours of
-retries pass in milliseconds and every time asserted is exact.
+Everything runs in the test's trio run, so under ``autojump_clock`` hours of retries pass in
+milliseconds and every time asserted is exact. The one exception is rendering, which the engine
+runs in worker threads (plugin code is isolated there); trio's autojump cannot see a worker
+thread (python-trio/trio#456) and would jump the clock while a render runs. So while a render
+is out in a thread, ``CushionedLimiter`` gives the mock clock a cushion of ``RENDER_CUSHION``
+real seconds before it jumps: renders take microseconds, and only a test's deliberately slow
+plugin lets virtual time move (to its render deadline, exactly).
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
+from weakref import WeakKeyDictionary
 
 import trio
+from trio.testing import MockClock
 
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
@@ -30,6 +38,46 @@ ORIGIN = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 PROJECT = "companies/8/projects/6778"
 LOOPBACK = DestinationPolicy(allow_http=True, allow_private=True)
 _PLUGINS: list[Plugins] = []
+RENDER_CUSHION = 0.25
+
+
+# Per mock clock: renders out in threads, and the threshold to restore when none is left.
+_RENDERING: WeakKeyDictionary[MockClock, tuple[int, float]] = WeakKeyDictionary()
+
+
+class CushionedLimiter:
+    """A CapacityLimiter that holds the mock clock's autojump back while its threads run.
+
+    ``trio.to_thread.run_sync`` calls ``acquire_on_behalf_of`` on the trio thread before it
+    starts a thread and ``release_on_behalf_of`` on it once the thread is done, which brackets
+    exactly the time the run loop looks idle to autojump but is not.
+    """
+
+    def __init__(self, tokens: int) -> None:
+        self._limiter = trio.CapacityLimiter(tokens)
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await self._limiter.acquire_on_behalf_of(borrower)
+        clock = trio.lowlevel.current_clock()
+        if isinstance(clock, MockClock):
+            count, saved = _RENDERING.get(clock, (0, clock.autojump_threshold))
+            _RENDERING[clock] = (count + 1, saved)
+            clock.autojump_threshold = max(saved, RENDER_CUSHION)
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self._limiter.release_on_behalf_of(borrower)
+        clock = trio.lowlevel.current_clock()
+        if isinstance(clock, MockClock):
+            count, saved = _RENDERING.pop(clock)
+            if count > 1:
+                _RENDERING[clock] = (count - 1, saved)
+            else:
+                clock.autojump_threshold = saved
+
+
+def cushioned_limiter(tokens: int) -> trio.CapacityLimiter:
+    # Duck-typed: to_thread uses only the two methods above, and CapacityLimiter is final.
+    return cast(trio.CapacityLimiter, CushionedLimiter(tokens))
 
 
 def plugins() -> Plugins:
@@ -116,14 +164,30 @@ def rfi(resource_id: int = 54321, *, event_type: str = "update", project_id: int
 
 
 @asynccontextmanager
-async def world(config: EngineConfig | None = None, jitter: Callable[[], float] = lambda: 0.0) -> AsyncIterator[World]:
-    """A running engine; leaving the block drains it (grace 0) and closes everything."""
-    found = plugins()
+async def world(
+    config: EngineConfig | None = None,
+    jitter: Callable[[], float] = lambda: 0.0,
+    loaded: Plugins | None = None,
+) -> AsyncIterator[World]:
+    """A running engine (with ``loaded`` plugins, or the installed ones); leaving the block
+    drains it (grace 0) and closes everything."""
+    found = loaded or plugins()
     async with MemoryBackend().open("memory:") as store, Sender(LOOPBACK, USER_AGENT) as sender:
         clock = Clock(ORIGIN)
         pulse = Pulse()
         config = config or EngineConfig()
-        engine = DeliveryEngine(store, found.payload_formats, sender, clock, config, jitter, on_recorded=pulse.fire)
+        origins = {name: origin.plugin for name, origin in found.format_origin.items()}
+        engine = DeliveryEngine(
+            store,
+            found.payload_formats,
+            sender,
+            clock,
+            config,
+            jitter,
+            on_recorded=pulse.fire,
+            format_plugins=origins,
+            render_limiter=cushioned_limiter,
+        )
 
         def changed() -> None:
             engine.wake()

@@ -23,7 +23,7 @@ from tidings_server.domain.model import Scope
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
-from tidings_server.plugins.manager import Plugins
+from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.stores.protocol import Store
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,30 @@ def build_core(
     )
 
 
+async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
+    """Refuse to start when stored hooks use a payload format that no loaded plugin provides.
+
+    A plugin that failed to import (or was disabled) is only fatal here: the server runs
+    without it as long as no hook needs it, and otherwise says which format, hooks and plugin.
+    """
+    missing = {
+        name: use for name, use in (await store.payload_formats_in_use()).items() if name not in plugins.payload_formats
+    }
+    if not missing:
+        return
+    needed = ", ".join(
+        f"{name!r} ({count} hook{'s' if count > 1 else ''}, first {first})"
+        for name, (count, first) in sorted(missing.items())
+    )
+    why = "; ".join(
+        f"plugin {i.name} ({i.distribution} {i.version}) failed to load: {i.error}" for i in plugins.infos if i.error
+    )
+    raise PluginError(
+        f"stored hooks use payload formats no loaded plugin provides: {needed}; "
+        + (why or "install the plugin that provides them, or stop disabling it")
+    )
+
+
 @dataclass(slots=True)
 class Running:
     """A started server: its port, and how to stop it gracefully."""
@@ -157,6 +181,7 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
         # connections instead of closing and reopening them between attempts.
@@ -170,7 +195,15 @@ async def serve(
             )
         )
         pulse = Pulse()
-        engine = DeliveryEngine(store, plugins.payload_formats, sender, clock, config.engine, on_recorded=pulse.fire)
+        engine = DeliveryEngine(
+            store,
+            plugins.payload_formats,
+            sender,
+            clock,
+            config.engine,
+            on_recorded=pulse.fire,
+            format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
+        )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)

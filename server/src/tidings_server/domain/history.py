@@ -53,7 +53,7 @@ PARENT_FORMS: Final = (
     f"a hook ({names.HOOK_FORMS}), companies/{{company}}/projects/{{project}} or companies/{{company}}"
 )
 
-Renderer = Callable[[Hook, Event], RenderedBody]
+Renderer = Callable[[Hook, Event], Awaitable[RenderedBody]]
 Prober = Callable[[Hook, Event], Awaitable[Attempt]]
 
 
@@ -315,7 +315,7 @@ class HistoryService:
             event_type=event_type,
         )
         attempt = await self._probe(hook, event)
-        rendered = self._try_render(hook, event)
+        rendered = await self._try_render(hook, event)
         return TestResult(attempt, rendered.body if rendered else b"")
 
     # -- helpers ---------------------------------------------------------------------------
@@ -382,11 +382,11 @@ class HistoryService:
             hook = await self._store.get_hook(hook_name)
         except NotFound:
             return None
-        return self._try_render(hook, event)
+        return await self._try_render(hook, event)
 
-    def _try_render(self, hook: Hook, event: Event) -> RenderedBody | None:
+    async def _try_render(self, hook: Hook, event: Event) -> RenderedBody | None:
         try:
-            return self._render(hook, event)
+            return await self._render(hook, event)
         except Exception:  # a broken format shows as "no body"; the delivery itself reports why
             return None
 
