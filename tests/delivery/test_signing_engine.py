@@ -92,6 +92,12 @@ async def test_the_previous_secret_signs_until_the_overlap_ends_to_the_second(
 
         shown = await w.hooks.get_hook(hook.name)
         assert (shown.previous_signing_secret, shown.previous_secret_expire_time) == ("", None)
+        # Stored until the hook is next written; then it is gone for good.
+        assert (await w.store.get_hook(hook.name)).previous_signing_secret == hook.signing_secret
+        await w.hooks.update_hook(hook.name, HookInput(display_name="renamed"), ["display_name"])
+        stored = await w.store.get_hook(hook.name)
+        assert (stored.previous_signing_secret, stored.previous_secret_expire_time) == ("", None)
+        assert stored.signing_secret == rotated.signing_secret
 
 
 async def test_a_second_rotation_drops_the_oldest_secret(autojump_clock: MockClock, nursery: trio.Nursery) -> None:

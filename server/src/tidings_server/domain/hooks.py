@@ -199,7 +199,8 @@ class HookService:
                     f"hook.signing_disabled: hook {name} has no signing secret yet;"
                     " call RotateSigningSecret first, then enable signing"
                 )
-            return replace(hook, update_time=now, **values)  # type: ignore[arg-type]
+            # An expired previous secret is dropped on the way: it must not outlive its use.
+            return replace(_without_expired_secret(hook, now), update_time=now, **values)  # type: ignore[arg-type]
 
         # Shielded: a caller's deadline must not leave a disabled hook with pending deliveries.
         with trio.CancelScope(shield=True):
@@ -350,8 +351,8 @@ def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:
 
 
 def _without_expired_secret(hook: Hook, now: datetime) -> Hook:
-    """Once a rotation's overlap is over the previous secret signs nothing, so it is not shown
-    as pending either; the stored copy is simply ignored until the next rotation replaces it."""
+    """Once a rotation's overlap is over, the previous secret signs nothing: it is not shown,
+    and the next write of the hook (an update or a rotation) drops the stored copy."""
     expire = hook.previous_secret_expire_time
     if expire is None or now < expire:
         return hook
