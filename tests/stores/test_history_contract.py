@@ -354,6 +354,26 @@ async def test_a_full_page_says_where_to_go_on_and_the_last_one_says_nothing_is_
     assert (len(exact.deliveries), exact.next_after) == (4, None)
 
 
+@pytest.mark.parametrize(
+    ("criteria", "expected"),
+    [
+        # A hook's walk by status or resource id skips what they exclude without spending the budget.
+        pytest.param({"statuses": frozenset({FAILED})}, [[2]], id="status"),
+        pytest.param({"statuses": frozenset({FAILED, QUEUED})}, [[5], [2]], id="statuses"),
+        pytest.param({"resource_id": 7, "resource_name": "RFIs"}, [[5], [2]], id="resource"),
+        # Other criteria are checked on every delivery the walk examines.
+        pytest.param({"resource_name": "RFIs"}, [[], [5], [], [3], [2], []], id="resource-name"),
+        pytest.param({"event_type": "update"}, [[], [], [4], [3], [2], []], id="event-type"),
+    ],
+)
+async def test_the_budget_counts_what_the_walk_examines(
+    store: Store, criteria: dict[str, Any], expected: list[list[int]]
+) -> None:
+    await _sample(store)
+    pages = await _every_page(store, DeliveryQuery(hook_name=HOOK, **criteria), limit=5, scan_limit=1)
+    assert pages == [[_name(HOOK, n) for n in page] for page in expected]
+
+
 async def test_a_filter_matching_nothing_walks_the_budget_then_stops(store: Store) -> None:
     await _hook(store)
     await store.publish_events([make_event(n) for n in range(1, 8)], T0)
