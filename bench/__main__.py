@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "http": "bench.http_client",
     "e2e": "bench.e2e",
     "history": "bench.history",
+    "watch": "bench.watch",
 }
 
 

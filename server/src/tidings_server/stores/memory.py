@@ -186,6 +186,14 @@ class MemoryStore:
         _check_limit(limit)
         return _page((h for h in self._hooks.values() if _in_parent(h, parent)), after, limit)
 
+    async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
+        await trio.lowlevel.checkpoint()
+        found: dict[str, tuple[int, str]] = {}
+        for hook in self._hooks.values():
+            count, first = found.get(hook.payload_format, (0, hook.name))
+            found[hook.payload_format] = (count + 1, min(first, hook.name))
+        return found
+
     async def update_hook(self, name: str, change: Callable[[Hook], Hook]) -> Hook:
         await trio.lowlevel.checkpoint()
         current = self._hook(name)

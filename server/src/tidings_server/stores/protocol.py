@@ -177,6 +177,11 @@ class Store(Protocol):
         """
         ...
 
+    async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
+        """For each payload format any hook uses: how many hooks use it, and the first of them
+        by name. (Start-up refuses to run hooks whose format no loaded plugin provides.)"""
+        ...
+
     async def update_hook(self, name: str, change: Callable[[Hook], Hook]) -> Hook:
         """Replace the hook with ``change(current)`` atomically and return the new hook.
 
