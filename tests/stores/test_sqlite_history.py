@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.stores.samples import event_id
 from tidings_server.domain import filtering
 from tidings_server.domain.model import DeliveryStatus
 from tidings_server.stores import history as plans
@@ -18,6 +17,7 @@ from tidings_server.stores.protocol import DELIVERY_FILTER_SCHEMA, DeliveryQuery
 from tidings_server.stores.sqlite import SqliteBackend, history
 from tidings_server.stores.sqlite.migrate import latest_version, migrate
 from tidings_server.stores.sqlite.rows import to_micros
+from tidings_server.testing.stores.samples import event_id
 
 HOOK = "companies/1/projects/2/hooks/h"
 T0 = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
