@@ -12,7 +12,6 @@ import pytest
 import trio
 from ulid import ULID
 
-from tests.stores.samples import make_event
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import DEFAULT_MAX_CONCURRENCY, Event, Hook, HookStatus, Ordering, RetryPolicy, Trigger
 from tidings_server.domain.names import trigger_name
@@ -29,6 +28,7 @@ from tidings_server.stores.sqlite import (
 from tidings_server.stores.sqlite import migrate as migrate_module
 from tidings_server.stores.sqlite.migrate import Migration, latest_version, migrate, migrations, schema_version
 from tidings_server.stores.sqlite.rows import to_micros
+from tidings_server.testing.stores.samples import make_event
 
 T0 = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
 T1 = datetime(2024, 5, 17, 12, 30, 46, 123457, tzinfo=UTC)

@@ -15,6 +15,8 @@ enforces on each render (so a format that passes is never refused live), determi
 kind of event tidings publishes, and what signing needs from a body. ``sample_events()`` gives
 the same events to the author's own tests. The kit needs pytest, which tidings-server itself
 does not depend on; it is imported only by test suites.
+
+Storage backends have their contract in ``tidings_server.testing.stores`` (``StoreContract``).
 """
 
 from __future__ import annotations

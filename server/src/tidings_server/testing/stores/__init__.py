@@ -1,0 +1,32 @@
+"""The storage-backend half of the kit: the contract every ``Store`` keeps, as pytest tests.
+
+::
+
+    import pytest
+    from tidings_server.testing.stores import StoreContract
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        async def store(self, tmp_path):
+            async with MyBackend().open(f"mystore://{tmp_path}") as opened:
+                yield opened
+
+Every test gets a new, empty store from the fixture and runs under pytest-trio (set
+``trio_mode = true``). The built-in memory and SQLite stores pass exactly this suite, so a
+backend that passes it can stand in for them: hooks and triggers, publishing and fan-out,
+claims and leases, attempts, purging, and every history query. The three parts can also be
+inherited one by one while a backend is being written.
+"""
+
+from __future__ import annotations
+
+from tidings_server.testing.stores.deliveries import DeliveryStoreContract
+from tidings_server.testing.stores.history import HistoryStoreContract
+from tidings_server.testing.stores.hooks import HookStoreContract
+
+
+class StoreContract(HookStoreContract, DeliveryStoreContract, HistoryStoreContract):
+    """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
+
+
+__all__ = ["DeliveryStoreContract", "HistoryStoreContract", "HookStoreContract", "StoreContract"]
