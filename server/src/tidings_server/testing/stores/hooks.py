@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound
-from tidings_server.domain.model import Hook, HookStatus, Ordering, RetryPolicy, Trigger
+from tidings_server.domain.model import Event, Hook, HookStatus, Ordering, RetryPolicy, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.stores.protocol import Store
 from tidings_server.testing.stores.samples import T0, T1, T2, make_hook, make_trigger
@@ -445,3 +445,36 @@ class HookStoreContract:
         assert [h.display_name for h in hooks] == names
         for name in names:
             assert await _triggers(store, name) == [make_trigger(name)]
+
+    # -- signing and the start-up check -------------------------------------------------------
+
+    async def test_signing_fields_round_trip_through_update_and_claim(self, store: Store) -> None:
+        name = "companies/8/projects/6778/hooks/signed"
+        created = make_hook(name, signing_disabled=True, signing_secret="whsec_" + "A" * 43 + "=")
+        await store.create_hook(created)
+        assert await store.get_hook(name) == created
+        rotated = dataclasses.replace(
+            created,
+            signing_disabled=False,
+            signing_secret="whsec_" + "B" * 43 + "=",
+            previous_signing_secret=created.signing_secret,
+            previous_secret_expire_time=T0 + timedelta(hours=24, microseconds=1),
+        )
+        assert await store.update_hook(name, lambda _: rotated) == rotated
+        assert await store.get_hook(name) == rotated
+        await store.add_triggers(name, [make_trigger(name, "RFIs", "update")])
+        event = Event("01JKG7HB7V8X0A3R2B4C5D6E7F", 0, T0, 8, 6778, 1, "RFIs", 5, "update")
+        await store.publish_events([event], T0)
+        [claim] = await store.claim_due(T0, limit=10, lease_until=T0 + timedelta(minutes=1), in_flight={})
+        assert claim.hook == rotated  # what the engine signs with
+
+    async def test_payload_formats_in_use_counts_hooks_per_format(self, store: Store) -> None:
+        assert await store.payload_formats_in_use() == {}
+        for hook_id, payload_format in (("b", "procore.v4"), ("a", "procore.v4"), ("c", "slack.v1")):
+            await store.create_hook(make_hook(f"companies/8/hooks/{hook_id}", payload_format=payload_format))
+        assert await store.payload_formats_in_use() == {
+            "procore.v4": (2, "companies/8/hooks/a"),
+            "slack.v1": (1, "companies/8/hooks/c"),
+        }
+        await store.delete_hook("companies/8/hooks/c")
+        assert await store.payload_formats_in_use() == {"procore.v4": (2, "companies/8/hooks/a")}
