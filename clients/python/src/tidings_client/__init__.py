@@ -5,8 +5,9 @@
 neither click nor rich: those serve only the ``tidings`` command (``tidings_client.cli``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tidings_client._version import __version__
-from tidings_client.aio import AsyncClient
 from tidings_client.client import Client
 from tidings_client.errors import (
     AlreadyExists,
@@ -47,6 +48,19 @@ from tidings_client.types import (
     StatusRange,
     Trigger,
 )
+
+if TYPE_CHECKING:
+    from tidings_client.aio import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    # grpc.aio (and asyncio) load only for code that uses AsyncClient: the CLI starts faster.
+    if name == "AsyncClient":
+        from tidings_client.aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'tidings_client' has no attribute {name!r}")
+
 
 __all__ = [
     "AlreadyExists",
