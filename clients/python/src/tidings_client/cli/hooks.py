@@ -30,8 +30,16 @@ def hooks() -> None:
     """
 
 
+def retries(p: RetryPolicy) -> str:
+    if p == RetryPolicy():
+        return "server defaults"
+    return (
+        f"timeout {span(p.timeout)}, window {span(p.retry_window)}, backoff {span(p.initial_backoff)}"
+        f" to {span(p.max_backoff)}, on {joined(p.retryable_statuses)}"
+    )
+
+
 def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
-    p = hook.retry_policy
     return [
         ("name", hook.name),
         ("display name", hook.display_name or "-"),
@@ -41,11 +49,7 @@ def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
         ("payload format", hook.payload_format),
         ("ordering", hook.ordering.value.replace("_", "-")),
         ("max concurrency", hook.max_concurrency),
-        (
-            "retries",
-            f"timeout {span(p.timeout)}, window {span(p.retry_window)}, backoff {span(p.initial_backoff)}"
-            f" to {span(p.max_backoff)}, on {joined(p.retryable_statuses)}",
-        ),
+        ("retries", retries(hook.retry_policy)),
         ("created", when(hook.create_time)),
         ("updated", when(hook.update_time)),
     ]

@@ -87,3 +87,6 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(run())
+
+
+__all__ = ["main", "root", "run"]
