@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
+import trustme
 
 from tests.client.scripted import ScriptedServer
 from tests.harness import ServerThread
@@ -33,3 +35,22 @@ def scripted(scripted_server: ScriptedServer) -> ScriptedServer:
     """The module's scripted server with a fresh script and no recorded requests."""
     scripted_server.service.reset()
     return scripted_server
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_server(ca: trustme.CA) -> Iterator[ScriptedServer]:
+    """The scripted service behind mutual TLS: its certificate names tidings.test, and it wants one of ours."""
+    cert = ca.issue_cert("tidings.test")
+    credentials = grpc.ssl_server_credentials(
+        [(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())],
+        root_certificates=ca.cert_pem.bytes(),
+        require_client_auth=True,
+    )
+    srv = ScriptedServer(credentials)
+    yield srv
+    srv.stop()

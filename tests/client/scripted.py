@@ -1,4 +1,4 @@
-"""A scripted DeliveryService on a real gRPC server, for client behaviour the real server cannot show yet.
+"""A scripted DeliveryService and EventService on a real gRPC server, for what the real one cannot show.
 
 It stands in for the remote end only: the client under test talks real gRPC over loopback to it.
 Each test says what the server answers (pages, failures, watch streams) and then inspects the
@@ -20,7 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.v1 import deliveries_pb2, deliveries_pb2_grpc, events_pb2, hooks_pb2
+from tidings.v1 import deliveries_pb2, deliveries_pb2_grpc, events_pb2, events_pb2_grpc, hooks_pb2
 
 HOOK = "companies/8/projects/6778/hooks/procore-sync"
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -104,7 +104,7 @@ class Script:
     page_cap: int = 2
     # Each ListDeliveries page costs one of these: True answers an empty page (token kept).
     empty_pages: list[bool] = field(default_factory=list)
-    # Per method name, codes to fail the next calls with, in order.
+    # Per method name, codes to fail the next calls with, in order (OK: answer that call).
     failures: dict[str, list[grpc.StatusCode]] = field(default_factory=dict)
     streams: list[Stream] = field(default_factory=list)
     redeliveries: list[deliveries_pb2.RedeliverDeliveriesResponse] = field(default_factory=list)
@@ -148,7 +148,7 @@ class ScriptedDeliveryService(deliveries_pb2_grpc.DeliveryServiceServicer):
             code = pending.pop(0) if pending else None
         if self.script.delay:
             time.sleep(self.script.delay)
-        if code is not None:
+        if code is not None and code != grpc.StatusCode.OK:
             context.abort(code, f"scripted {code.name}")
 
     def ListDeliveries(  # noqa: N802 - gRPC method names
@@ -212,6 +212,23 @@ class ScriptedDeliveryService(deliveries_pb2_grpc.DeliveryServiceServicer):
         return self.script.test_response
 
 
+class ScriptedEventService(events_pb2_grpc.EventServiceServicer):
+    """PublishEvents that records each call (failing as scripted) and echoes one result per event."""
+
+    def __init__(self, recorder: ScriptedDeliveryService) -> None:
+        self._recorder = recorder
+
+    def PublishEvents(  # noqa: N802 - gRPC method names
+        self, request: events_pb2.PublishEventsRequest, context: grpc.ServicerContext
+    ) -> events_pb2.PublishEventsResponse:
+        self._recorder._arrive("PublishEvents", request, context)
+        return events_pb2.PublishEventsResponse(
+            results=[
+                events_pb2.PublishedEvent(event_id=f"ev-{e.idempotency_key}", deliveries=1) for e in request.events
+            ]
+        )
+
+
 def overview(name: str = HOOK) -> deliveries_pb2.HookOverview:
     return deliveries_pb2.HookOverview(
         hook=hooks_pb2.Hook(
@@ -249,6 +266,7 @@ class ScriptedServer:
         self.service = ScriptedDeliveryService()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server(self.service, self._server)
+        events_pb2_grpc.add_EventServiceServicer_to_server(ScriptedEventService(self.service), self._server)
         if server_credentials is None:
             self.port = self._server.add_insecure_port("127.0.0.1:0")
         else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import trustme
 
 from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
 from tests.client.scripted import HOOK, ScriptedServer, Stream, change, delivery, overview
@@ -87,6 +88,32 @@ def test_hook_overview(cli: Cli, scripted: ScriptedServer) -> None:
     text = cli.ok("hooks", "show", HOOK).out
     for fragment in ("80.0%", "84ms", "1.2s", "HTTP 503 Service Unavailable", "procore.v4"):
         assert fragment in text, fragment
+
+
+def test_tls_and_token_options(tls_server: ScriptedServer, ca: trustme.CA, tmp_path: Path) -> None:
+    tls_server.service.reset().overview = overview()
+    me = ca.issue_cert("admin@tidings.test")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    me.cert_chain_pems[0].write_to_path(str(tmp_path / "me.pem"))
+    me.private_key_pem.write_to_path(str(tmp_path / "me.key"))
+    cli = Cli(tls_server.target, tmp_path / "no-config.toml")
+    flags = ["--ca-cert", str(tmp_path / "ca.pem"), "--tls-server-name", "tidings.test", "--token", "s3cret"]
+    mine = ["--client-cert", str(tmp_path / "me.pem"), "--client-key", str(tmp_path / "me.key")]
+    assert cli.ok("--json", *flags, *mine, "hooks", "show", HOOK).json()["hook"]["name"] == HOOK
+    assert tls_server.service.received[0].metadata["authorization"] == "Bearer s3cret"
+    # The same from a profile.
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[profiles.secure]\ntarget = "{tls_server.target}"\nca_cert = "{tmp_path / "ca.pem"}"\n'
+        f'client_cert = "{tmp_path / "me.pem"}"\nclient_key = "{tmp_path / "me.key"}"\n'
+        'tls_server_name = "tidings.test"\ntoken = "from-profile"\n'
+    )
+    assert cli.ok("--config", str(config), "--profile", "secure", "hooks", "show", HOOK).code == 0
+    assert tls_server.service.received[1].metadata["authorization"] == "Bearer from-profile"
+    # Without our certificate the server refuses the handshake; a key without its certificate is a usage error.
+    assert_one_line_error(cli("--timeout", "5", *flags, "hooks", "show", HOOK), 5, "UNAVAILABLE")
+    assert cli(*flags, "--client-key", str(tmp_path / "me.key"), "hooks", "show", HOOK).code == 2
+    assert len(tls_server.service.received) == 2
 
 
 def test_hook_test_exit_codes(cli: Cli, scripted: ScriptedServer) -> None:

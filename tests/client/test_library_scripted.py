@@ -24,7 +24,9 @@ from tidings_client import (
     DeliveryFilter,
     DeliveryStatus,
     DeliveryView,
+    Event,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     Options,
     OutOfRange,
@@ -134,6 +136,41 @@ def test_calls_unsafe_to_repeat_are_not_retried(client: Client, scripted: Script
     assert len(scripted.service.received) == 2
 
 
+def test_publish_retries_a_batch_with_the_same_keys(client: Client, scripted: ScriptedServer) -> None:
+    scripted.service.script.failures["PublishEvents"] = [grpc.StatusCode.UNAVAILABLE]
+    events = [
+        Event(company_id=8, project_id=6778, resource_name="RFIs", resource_id=n, event_type="update", user_id=5447)
+        for n in range(1, 1501)
+    ]
+    results = client.publish(events)
+    requests = scripted.service.requests("PublishEvents")
+    assert [len(r.events) for r in requests] == [1000, 1000, 500]  # type: ignore[attr-defined]
+    first, retried, second = ([e.idempotency_key for e in r.events] for r in requests)  # type: ignore[attr-defined]
+    assert first == retried  # the refused batch went again with the same keys
+    assert all(first)
+    assert not set(first) & set(second)
+    assert [r.event_id for r in results] == [f"ev-{k}" for k in first + second]
+    assert [r.idempotency_key for r in results] == first + second
+
+
+def test_publishing_unkeyed_events_is_not_retried(client: Client, scripted: ScriptedServer) -> None:
+    scripted.service.script.failures["PublishEvents"] = [grpc.StatusCode.UNAVAILABLE]
+    event = Event(company_id=8, project_id=6778, resource_name="RFIs", resource_id=1, event_type="update", user_id=1)
+    with pytest.raises(Unavailable) as err:
+        client.publish_events([event])
+    assert err.value.published == ()
+    assert len(scripted.service.requests("PublishEvents")) == 1
+
+
+def test_publish_reports_the_batches_published_before_a_failure(client: Client, scripted: ScriptedServer) -> None:
+    scripted.service.script.failures["PublishEvents"] = [grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT]
+    event = Event(company_id=8, project_id=6778, resource_name="RFIs", resource_id=1, event_type="update", user_id=1)
+    with pytest.raises(InvalidArgument) as err:
+        client.publish([event] * 3, batch_size=2)
+    assert len(err.value.published) == 2
+    assert len(scripted.service.requests("PublishEvents")) == 2
+
+
 def test_other_errors_are_not_retried(client: Client, scripted: ScriptedServer) -> None:
     with pytest.raises(NotFound) as err:
         client.get_delivery(f"{HOOK}/deliveries/nope")
@@ -229,24 +266,6 @@ def test_async_client_pages_retries_and_resumes(scripted: ScriptedServer) -> Non
     asyncio.run(main())
     assert len(scripted.service.requests("ListDeliveries")) == 1 + 3  # one refused, then three pages
     assert [r.resume_token for r in scripted.service.requests("WatchDeliveries")] == ["", "tok-1"]  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_server(ca: trustme.CA) -> Iterator[ScriptedServer]:
-    cert = ca.issue_cert("tidings.test")
-    credentials = grpc.ssl_server_credentials(
-        [(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())],
-        root_certificates=ca.cert_pem.bytes(),
-        require_client_auth=True,
-    )
-    srv = ScriptedServer(credentials)
-    yield srv
-    srv.stop()
 
 
 def test_mutual_tls(tls_server: ScriptedServer, ca: trustme.CA, tmp_path: object) -> None:
