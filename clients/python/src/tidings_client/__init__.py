@@ -7,7 +7,7 @@ neither click nor rich: those serve only the ``tidings`` command (``tidings_clie
 
 from typing import TYPE_CHECKING, Any
 
-from tidings_client._version import __version__
+from tidings_client._version import version
 from tidings_client.client import Client
 from tidings_client.errors import (
     AlreadyExists,
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     # grpc.aio (and asyncio) load only for code that uses AsyncClient: the CLI starts faster.
+    if name == "__version__":
+        return version()
     if name == "AsyncClient":
         from tidings_client.aio import AsyncClient
 

@@ -1,8 +1,14 @@
-"""The installed version, for the user agent and ``--version``."""
+"""The installed version, for the user agent; looked up on first use, since the lookup costs ~60 ms."""
 
-from importlib.metadata import PackageNotFoundError, version
+from functools import cache
 
-try:
-    __version__ = version("tidings-client")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0+unknown"
+
+@cache
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tidings-client")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from tidings_client._version import __version__
+from tidings_client._version import version
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 30.0
@@ -105,7 +105,7 @@ class Options:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     def grpc_options(self) -> list[tuple[str, str | int]]:
-        opts: list[tuple[str, str | int]] = [("grpc.primary_user_agent", f"tidings-client/{__version__}")]
+        opts: list[tuple[str, str | int]] = [("grpc.primary_user_agent", f"tidings-client/{version()}")]
         if self.tls is not None and self.tls.server_name:
             opts.append(("grpc.ssl_target_name_override", self.tls.server_name))
         return opts + list(self.channel_options)

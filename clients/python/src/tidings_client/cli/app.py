@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from tidings_client._version import __version__
 from tidings_client.cli.config import Settings, resolve
 from tidings_client.cli.output import Output
 from tidings_client.client import Client
@@ -71,7 +70,7 @@ pass_env = click.make_pass_decorator(Env)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS, epilog=ROOT_EXAMPLES)
-@click.version_option(__version__, "--version", prog_name="tidings")
+@click.version_option(package_name="tidings-client", prog_name="tidings")
 @click.option(
     "--target",
     envvar="TIDINGS_TARGET",
