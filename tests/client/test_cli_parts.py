@@ -31,12 +31,7 @@ def test_every_command_has_help_with_examples(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(root, [*path, "--help"], prog_name="tidings")
     assert result.exit_code == 0, result.output
     assert "Usage: tidings" in result.output
-    command = root
-    for name in path:
-        assert isinstance(command, click.Group)
-        command = command.commands[name]  # type: ignore[assignment]
-    if not isinstance(command, click.Group) or not path:
-        assert "Example" in result.output
+    assert "Example" in result.output
 
 
 def test_every_rpc_command_is_there() -> None:

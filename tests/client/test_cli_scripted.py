@@ -32,7 +32,9 @@ def cli(scripted: ScriptedServer, tmp_path: Path) -> Cli:
 
 
 def test_list_sends_the_filters_and_shows_rows(cli: Cli, scripted: ScriptedServer) -> None:
-    scripted.service.script.deliveries = [delivery(5, FAILED), delivery(4), delivery(3, RETRYING)]
+    failed = delivery(5, FAILED)
+    failed.last_error = "connect: [/oops] [bold]refused"  # server text, not markup
+    scripted.service.script.deliveries = [failed, delivery(4), delivery(3, RETRYING)]
     args = ["--resource-id", "54321", "--resource-name", "RFIs", "--status", "failed", "--status", "retrying"]
     args += ["--event-type", "update", "--since", "2026-11-20T09:00:00Z", "--until", "2026-11-21"]
     args += ["--filter", "response_status >= 500"]
@@ -52,7 +54,7 @@ def test_list_sends_the_filters_and_shows_rows(cli: Cli, scripted: ScriptedServe
     rows = [line for line in table.splitlines() if "01JDELIVERY" in line]
     assert len(rows) == 3
     assert "failed" in rows[0]
-    assert "HTTP 503" in rows[0]
+    assert "connect: [/oops] [bold]refused" in rows[0]
 
 
 def test_list_limit(cli: Cli, scripted: ScriptedServer) -> None:

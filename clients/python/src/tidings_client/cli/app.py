@@ -45,7 +45,7 @@ class Env:
         if self._client is None:
             s = self.settings
             tls = None
-            if s.tls or s.ca_cert or s.client_cert:
+            if s.tls or (s.tls is None and (s.ca_cert or s.client_cert)):
                 try:
                     tls = Tls.from_files(s.ca_cert, s.client_cert, s.client_key, s.tls_server_name)
                 except OSError as exc:

@@ -9,7 +9,10 @@ from tidings_client.cli.output import table
 from tidings_client.types import Scope
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(
+    context_settings=CONTEXT_SETTINGS,
+    epilog="\b\nExamples:\n  tidings catalog formats\n  tidings catalog resources --scope company --search change",
+)
 def catalog() -> None:
     """Browse what hooks can select and the payload formats they can use."""
 

@@ -51,7 +51,7 @@ class Settings:
 
     target: str = DEFAULT_TARGET
     token: str | None = None
-    tls: bool = False
+    tls: bool | None = None  # None: on when certificates are given
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = None

@@ -25,7 +25,10 @@ from tidings_client.types import Delivery, DeliveryChange, DeliveryFilter, Deliv
 STATUS_CHOICE = click.Choice([s.value for s in DeliveryStatus])
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(
+    context_settings=CONTEXT_SETTINGS,
+    epilog="\b\nExamples:\n  tidings deliveries list HOOK --status failed\n  tidings deliveries watch HOOK",
+)
 def deliveries() -> None:
     """The 28-day history of what was sent where, and sending again.
 

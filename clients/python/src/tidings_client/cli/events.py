@@ -61,7 +61,11 @@ def triggers_table(triggers: Sequence[Trigger]) -> Table:
     return t
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(
+    context_settings=CONTEXT_SETTINGS,
+    epilog="\b\nExamples:\n  tidings events list HOOK\n  tidings events add HOOK 'RFIs:*'"
+    "\n  tidings events remove HOOK RFIs:delete",
+)
 def events() -> None:
     """Select the events a hook sends (triggers), review them, and remove some.
 

@@ -21,7 +21,11 @@ ORDERINGS = {"unordered": DeliveryOrdering.UNORDERED, "per-resource": DeliveryOr
 STATUSES = {s.value: s for s in HookStatus}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(
+    context_settings=CONTEXT_SETTINGS,
+    epilog="\b\nExamples:\n  tidings hooks list --project 8/6778\n  tidings hooks show HOOK"
+    "\n  tidings hooks pause HOOK",
+)
 def hooks() -> None:
     """Create, inspect, change, pause, delete and test hooks.
 

@@ -73,8 +73,9 @@ class Output:
         self.as_json = as_json
         # Piped output is read by programs and in logs: do not cut lines at 80 columns.
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-        self.console = Console(width=width, highlight=False)
-        self.err = Console(stderr=True, highlight=False, width=width)
+        # No markup: server data ("[Errno 111]", URLs, bodies) is printed as it is.
+        self.console = Console(width=width, highlight=False, markup=False)
+        self.err = Console(stderr=True, highlight=False, markup=False, width=width)
 
     def json(self, value: Any, *, compact: bool = False) -> None:
         text = json.dumps(jsonable(value), ensure_ascii=False, indent=None if compact else 2)
