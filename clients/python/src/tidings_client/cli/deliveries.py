@@ -233,13 +233,14 @@ def redeliver(
     batch: int,
     yes: bool,
 ) -> None:
-    """Queue deliveries again: NAME, or every non-pending one under --parent matching the filter.
+    """Queue deliveries again: NAME, or every non-pending one under --parent (default: the
+    profile's parent) matching the filter.
 
     Earlier attempts are kept. Pending (queued or retrying) deliveries are left alone, and
     deliveries of disabled or deleted hooks are skipped.
     """
     client = env.client()
-    if (name is None) == (parent is None):
+    if name is not None and parent is not None:
         raise click.UsageError("give a delivery NAME or --parent (with --status/--filter), not both")
     if name is not None:
         if statuses or expr or maximum:
@@ -250,7 +251,7 @@ def redeliver(
         else:
             env.out.print(Text("queued ", style="cyan") + Text(name))
         return
-    assert parent is not None
+    parent = env.parent(parent, "a delivery NAME or --parent")
     clauses = [" OR ".join(f'status = "{s}"' for s in statuses)] if statuses else []
     if expr:
         clauses.append(expr)
