@@ -166,7 +166,7 @@ def test_catalog(cli: Cli) -> None:
     assert_one_line_error(cli("catalog", "resources", "--format", "nope.v1"), 2, "INVALID_ARGUMENT")
 
 
-def test_publish_reaches_the_receiver(cli: Cli, project: str, sink: Sink, tmp_path: Path) -> None:
+def test_publish_reaches_the_receiver(cli: Cli, project: str, sink: Sink) -> None:
     hook = cli.ok(
         "--json",
         "hooks",

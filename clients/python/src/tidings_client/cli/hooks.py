@@ -177,7 +177,10 @@ def create(
         try:
             triggers = client.create_triggers(hook.name, expand_events(client, hook, events))
         except (TidingsError, click.ClickException):
-            client.delete_hook(hook.name)
+            try:
+                client.delete_hook(hook.name)
+            except TidingsError:
+                env.out.note(f"{hook.name} was created without its events; `tidings hooks delete` removes it")
             raise
     if env.out.as_json:
         env.out.json({"hook": hook, "triggers": triggers})
