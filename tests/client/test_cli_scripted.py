@@ -10,7 +10,9 @@ import base64
 import json
 import os
 import pty
+import select
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -216,8 +218,12 @@ def test_watch_live_table_in_a_terminal(cli: Cli, scripted: ScriptedServer) -> N
     )
     os.close(terminal)
     screen = b""
+    deadline = time.monotonic() + 30
     try:
-        while True:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                continue
             try:
                 chunk = os.read(controller, 65536)
             except OSError:  # the terminal closed: the command is done
@@ -226,8 +232,10 @@ def test_watch_live_table_in_a_terminal(cli: Cli, scripted: ScriptedServer) -> N
                 break
             screen += chunk
     finally:
-        assert proc.wait(30) == 0
+        if proc.poll() is None:
+            proc.kill()
         os.close(controller)
+    assert proc.wait(10) == 0
     text = screen.decode("utf-8", "replace")
     assert f"Watching {HOOK}" in text
     assert "\x1b[" in text  # styled: statuses in colour
