@@ -296,3 +296,35 @@ def test_tls_needs_key_and_certificate_together() -> None:
 def test_times_must_be_aware(client: Client) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         list(client.list_deliveries(HOOK, DeliveryFilter(start_time=datetime(2026, 11, 1))))
+
+
+def test_async_client_delivery_methods(scripted: ScriptedServer) -> None:
+    script = scripted.service.script
+    d = delivery(5, FAILED, full=True)
+    script.deliveries = [d]
+    script.overview = overview()
+    script.redeliveries = [
+        deliveries_pb2.RedeliverDeliveriesResponse(queued_count=1, names=[d.name]),
+        deliveries_pb2.RedeliverDeliveriesResponse(queued_count=0, more=False),
+    ]
+    script.test_response = deliveries_pb2.SendTestEventResponse(response_status=200, body=b"{}")
+    # publish(): refused, then answered on the retry; publish_events() without keys: refused.
+    unavailable, ok = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OK
+    script.failures["PublishEvents"] = [unavailable, ok, unavailable]
+    event = Event(company_id=8, project_id=6778, resource_name="RFIs", resource_id=1, event_type="update", user_id=1)
+
+    async def main() -> None:
+        async with AsyncClient(options=Options(target=scripted.target, retry=FAST)) as client:
+            got = await client.get_delivery(d.name)
+            assert got.attempts[0].response_status == 503
+            assert (await client.get_hook_overview(HOOK)).success_rate == 0.8
+            assert (await client.redeliver(d.name)).names == (d.name,)
+            assert (await client.redeliver_matching(HOOK, 'status = "failed"')).queued_count == 0
+            assert (await client.send_test_event(HOOK)).ok
+            [published] = await client.publish([event])  # keyed, so retried after UNAVAILABLE
+            assert published.event_id == f"ev-{published.idempotency_key}"
+            with pytest.raises(Unavailable):
+                await client.publish_events([event])  # unkeyed: not retried
+
+    asyncio.run(main())
+    assert len(scripted.service.requests("PublishEvents")) == 3
