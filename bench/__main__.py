@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "grpc": "bench.grpc_bridge",
     "http": "bench.http_client",
     "e2e": "bench.e2e",
+    "watch": "bench.watch",
 }
 
 

@@ -113,8 +113,14 @@ class ReceiverProcess:
 # -- the server --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int
+
+
 @contextmanager
-def server(db: Path) -> Iterator[int]:
+def server(db: Path) -> Iterator[Server]:
     binary = Path(sys.executable).parent / "tidings-server"
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{db}", "--allow-http",
@@ -130,7 +136,7 @@ def server(db: Path) -> Iterator[int]:
     if not port:
         raise RuntimeError(f"the server exited with {proc.wait(10)}")
     try:
-        yield port
+        yield Server(port, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -229,14 +235,16 @@ def run(args: argparse.Namespace) -> int:
         ceiling = trio.run(http_client.run_raw, f"http://127.0.0.1:{receiver.port}/in", 64, 0.3, 2.0)
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.sqlite3"
-            with server(db) as port:
+            with server(db) as srv:
+                port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     url = f"http://127.0.0.1:{receiver.port}/in"
                     make_hooks(channel, url, args.hooks, args.concurrency)
                 rates = [
                     throughput(port, db, args.events, args.batch, args.hooks, timeout=300) for _ in range(args.repeats)
                 ]
-            with server(Path(tmp) / "latency.sqlite3") as port:
+            with server(Path(tmp) / "latency.sqlite3") as srv:
+                port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency)
                 p50, p99, n = latency(port, receiver, args.rate, args.seconds)

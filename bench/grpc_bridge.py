@@ -49,6 +49,7 @@ from tidings_server.domain.errors import AlreadyExists, NotFound, TidingsError, 
 from tidings_server.domain.hooks import HookService
 from tidings_server.domain.model import Hook
 from tidings_server.domain.paging import Page
+from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api import convert
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.errors import status_for
@@ -195,10 +196,16 @@ class NoEngine:
     def wake(self) -> None:
         pass
 
+    async def render(self, hook: object, event: object) -> object:
+        raise RuntimeError("the baseline server renders nothing")
+
+    async def probe(self, hook: object, event: object) -> object:
+        raise RuntimeError("the baseline server sends nothing")
+
 
 def baseline_core(store: Store, plugins: Plugins, config: Config, clock: Clock) -> Core:
     """The core as serve() builds it, minus delivery, for variants with their own adapter."""
-    return build_core(store, plugins, config, clock, cast(DeliveryEngine, NoEngine()))
+    return build_core(store, plugins, config, clock, cast(DeliveryEngine, NoEngine()), Pulse())
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import grpc
 import trio
 
-from tidings.v1 import catalog_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc
+from tidings.v1 import catalog_pb2_grpc, deliveries_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc
 from tidings_server.app import Config, Running, serve
 
 
@@ -18,6 +18,7 @@ class ServerThread:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.port = 0
+        self.running: Running | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -52,6 +53,7 @@ class ServerThread:
         async with trio.open_nursery() as nursery:
             running: Running = await nursery.start(serve, self.config)
             self.port = running.port
+            self.running = running
             self._ready.set()
             await self._stop.wait()
             await running.stop(1.0)
@@ -65,6 +67,7 @@ class Api:
     hooks: hooks_pb2_grpc.HookServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
     events: events_pb2_grpc.EventServiceStub
+    deliveries: deliveries_pb2_grpc.DeliveryServiceStub
 
     @classmethod
     def connect(cls, port: int) -> Api:
@@ -74,6 +77,7 @@ class Api:
             hooks_pb2_grpc.HookServiceStub(channel),
             catalog_pb2_grpc.CatalogServiceStub(channel),
             events_pb2_grpc.EventServiceStub(channel),
+            deliveries_pb2_grpc.DeliveryServiceStub(channel),
         )
 
 

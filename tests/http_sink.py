@@ -1,8 +1,10 @@
 """A threaded HTTP receiver for tests whose server runs in another thread or process.
 
 The scripted trio receiver (tests/receivers.py) is for virtual-time tests inside one trio run;
-this one serves blocking tests: it answers every POST with 200 after ``delay`` seconds and
-records the delivery id header and the body of each request.
+this one serves blocking tests: it answers every POST after ``delay`` seconds, with 200 or
+what ``answers`` scripts for the request's path, and records the delivery id header and the
+body of each request (``received``), and each request whole, headers as they arrived
+(``requests``), for tests that verify signatures or formats.
 """
 
 from __future__ import annotations
@@ -15,12 +17,33 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+@dataclass(frozen=True)
+class Request:
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((value for key, value in self.headers if key.lower() == name), None)
+
+
 @dataclass
 class Sink:
     port: int = 0
     delay: float = 0.0
     received: list[tuple[str, bytes]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    # path -> statuses to answer in turn; the last one repeats. Paths not listed get 200.
+    answers: dict[str, list[int]] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+
+    def answer(self, path: str) -> int:
+        """The status for the next request to ``path`` (called with the sink locked)."""
+        n = self.hits.get(path, 0)
+        self.hits[path] = n + 1
+        script = self.answers.get(path, [200])
+        return script[min(n, len(script) - 1)]
 
     def url(self, path: str = "/in") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -57,8 +80,10 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
                 time.sleep(sink.delay)
             with sink.arrived:
                 sink.received.append((self.headers.get("Tidings-Delivery-Id", ""), body))
+                sink.requests.append(Request(tuple(self.headers.items()), body))
+                status = sink.answer(self.path)
                 sink.arrived.notify_all()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

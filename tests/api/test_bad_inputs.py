@@ -15,7 +15,7 @@ from typing import TypeAlias
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from tests.harness import Api, ServerThread
 from tidings.v1 import catalog_pb2, hooks_pb2
@@ -193,6 +193,11 @@ def update_hook(
     )
     request = hooks_pb2.UpdateHookRequest(hook=hook, update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
     return lambda api: api.hooks.UpdateHook(request)
+
+
+def rotate(name: str = RFI_HOOK, overlap: duration_pb2.Duration | None = None) -> Call:
+    request = hooks_pb2.RotateSigningSecretRequest(name=name, overlap=overlap)
+    return lambda api: api.hooks.RotateSigningSecret(request)
 
 
 def list_hooks(parent: str = PROJECT, *, page_size: int = 0, page_token: str = "", filter_text: str = "") -> Call:
@@ -499,6 +504,40 @@ BAD_INPUTS = [
         id="delete-name-wildcard",
     ),
     P(delete_hook(PROJECT), INVALID, f"name: '{PROJECT}' is not a valid hook name", id="delete-name-is-a-parent"),
+    # RotateSigningSecret
+    P(
+        rotate(overlap=duration_pb2.Duration(seconds=7 * 86400 + 1)),
+        INVALID,
+        "overlap: 604801 s is outside 0 s to 604800 s (7 days)",
+        id="rotate-overlap-too-long",
+    ),
+    P(
+        rotate(overlap=duration_pb2.Duration(seconds=-1)),
+        INVALID,
+        "overlap: must not be negative",
+        id="rotate-negative",
+    ),
+    P(
+        rotate(overlap=duration_pb2.Duration(nanos=-5)),
+        INVALID,
+        "overlap: must not be negative",
+        id="rotate-negative-nanos",
+    ),
+    P(rotate(MISSING_HOOK), NOT_FOUND, f"hook {MISSING_HOOK} does not exist", id="rotate-missing"),
+    P(
+        rotate(MISSING_HOOK, duration_pb2.Duration(seconds=8 * 86400)),
+        INVALID,
+        "overlap: 691200 s is outside",
+        id="rotate-missing-and-bad-overlap",
+    ),
+    P(rotate(""), INVALID, "name: '' is not a valid hook name", id="rotate-name-empty"),
+    P(rotate(PROJECT), INVALID, f"name: '{PROJECT}' is not a valid hook name", id="rotate-name-is-a-parent"),
+    P(
+        rotate(f"{RFI_HOOK}/triggers/rfis.create"),
+        INVALID,
+        f"name: '{RFI_HOOK}/triggers/rfis.create' is not a valid hook name",
+        id="rotate-name-is-a-trigger",
+    ),
     # UpdateHook
     P(
         update_hook(["payload_format"], payload_format="procore.v2"),
@@ -521,6 +560,18 @@ BAD_INPUTS = [
         id="update-mask-unknown-path",
     ),
     P(update_hook([], display_name="x"), INVALID, "update_mask: required", id="update-mask-empty"),
+    P(
+        update_hook(["signing_secret"]),
+        INVALID,
+        "update_mask: 'signing_secret' is output only",
+        id="update-mask-signing-secret",
+    ),
+    P(
+        update_hook(["previous_secret_expire_time"]),
+        INVALID,
+        "update_mask: 'previous_secret_expire_time' is output only",
+        id="update-mask-previous-secret-expire-time",
+    ),
     P(
         update_hook(["status"]),
         INVALID,

@@ -1,7 +1,12 @@
 """A delivery engine wired to the memory store, the built-in plugins and loopback receivers.
 
-Everything runs in the test's trio run without threads, so under ``autojump_clock`` hours of
-retries pass in milliseconds and every time asserted is exact.
+Everything runs in the test's trio run, so under ``autojump_clock`` hours of retries pass in
+milliseconds and every time asserted is exact. The one exception is rendering, which the engine
+runs in worker threads (plugin code is isolated there); trio's autojump cannot see a worker
+thread (python-trio/trio#456) and would jump the clock while a render runs. So while a render
+is out in a thread, ``CushionedLimiter`` gives the mock clock a cushion of ``RENDER_CUSHION``
+real seconds before it jumps: renders take microseconds, and only a test's deliberately slow
+plugin lets virtual time move (to its render deadline, exactly).
 """
 
 from __future__ import annotations
@@ -10,16 +15,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
+from weakref import WeakKeyDictionary
 
 import trio
+from trio.testing import MockClock
 
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
 from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventDraft, EventService
+from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookInput, HookService, Lookup, RetryPolicyInput
 from tidings_server.domain.model import Attempt, Delivery, Hook, HookStatus, Ordering
+from tidings_server.domain.pulse import Pulse
 from tidings_server.plugins.manager import Plugins
 from tidings_server.stores.memory import MemoryBackend
 from tidings_server.stores.protocol import Published, Store
@@ -28,6 +38,46 @@ ORIGIN = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 PROJECT = "companies/8/projects/6778"
 LOOPBACK = DestinationPolicy(allow_http=True, allow_private=True)
 _PLUGINS: list[Plugins] = []
+RENDER_CUSHION = 0.25
+
+
+# Per mock clock: renders out in threads, and the threshold to restore when none is left.
+_RENDERING: WeakKeyDictionary[MockClock, tuple[int, float]] = WeakKeyDictionary()
+
+
+class CushionedLimiter:
+    """A CapacityLimiter that holds the mock clock's autojump back while its threads run.
+
+    ``trio.to_thread.run_sync`` calls ``acquire_on_behalf_of`` on the trio thread before it
+    starts a thread and ``release_on_behalf_of`` on it once the thread is done, which brackets
+    exactly the time the run loop looks idle to autojump but is not.
+    """
+
+    def __init__(self, tokens: int) -> None:
+        self._limiter = trio.CapacityLimiter(tokens)
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await self._limiter.acquire_on_behalf_of(borrower)
+        clock = trio.lowlevel.current_clock()
+        if isinstance(clock, MockClock):
+            count, saved = _RENDERING.get(clock, (0, clock.autojump_threshold))
+            _RENDERING[clock] = (count + 1, saved)
+            clock.autojump_threshold = max(saved, RENDER_CUSHION)
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self._limiter.release_on_behalf_of(borrower)
+        clock = trio.lowlevel.current_clock()
+        if isinstance(clock, MockClock):
+            count, saved = _RENDERING.pop(clock)
+            if count > 1:
+                _RENDERING[clock] = (count - 1, saved)
+            else:
+                clock.autojump_threshold = saved
+
+
+def cushioned_limiter(tokens: int) -> trio.CapacityLimiter:
+    # Duck-typed: to_thread uses only the two methods above, and CapacityLimiter is final.
+    return cast(trio.CapacityLimiter, CushionedLimiter(tokens))
 
 
 def plugins() -> Plugins:
@@ -47,6 +97,7 @@ class World:
     engine: DeliveryEngine
     hooks: HookService
     events: EventService
+    history: HistoryService
     t0: float = field(default_factory=trio.current_time)
 
     async def hook(
@@ -113,18 +164,44 @@ def rfi(resource_id: int = 54321, *, event_type: str = "update", project_id: int
 
 
 @asynccontextmanager
-async def world(config: EngineConfig | None = None, jitter: Callable[[], float] = lambda: 0.0) -> AsyncIterator[World]:
-    """A running engine; leaving the block drains it (grace 0) and closes everything."""
-    found = plugins()
+async def world(
+    config: EngineConfig | None = None,
+    jitter: Callable[[], float] = lambda: 0.0,
+    loaded: Plugins | None = None,
+) -> AsyncIterator[World]:
+    """A running engine (with ``loaded`` plugins, or the installed ones); leaving the block
+    drains it (grace 0) and closes everything."""
+    found = loaded or plugins()
     async with MemoryBackend().open("memory:") as store, Sender(LOOPBACK, USER_AGENT) as sender:
         clock = Clock(ORIGIN)
-        engine = DeliveryEngine(store, found.payload_formats, sender, clock, config or EngineConfig(), jitter)
+        pulse = Pulse()
+        config = config or EngineConfig()
+        origins = {name: origin.plugin for name, origin in found.format_origin.items()}
+        engine = DeliveryEngine(
+            store,
+            found.payload_formats,
+            sender,
+            clock,
+            config,
+            jitter,
+            on_recorded=pulse.fire,
+            format_plugins=origins,
+            render_limiter=cushioned_limiter,
+        )
+
+        def changed() -> None:
+            engine.wake()
+            pulse.fire()
+
         lookup = Lookup(list(found.payload_formats), found.catalog.get)
-        hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=engine.wake)
-        events = EventService(store, found.catalog.get, clock.now, on_published=engine.wake)
+        hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=changed)
+        events = EventService(store, found.catalog.get, clock.now, on_published=changed)
+        history = HistoryService(
+            store, clock.now, pulse, engine.render, engine.probe, retention=config.retention, on_change=changed
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
-            yield World(store, clock, engine, hooks, events)
+            yield World(store, clock, engine, hooks, events, history)
             await engine.drain(0)
 
 

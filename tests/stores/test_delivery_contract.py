@@ -164,6 +164,12 @@ async def test_a_new_delivery_is_queued_and_due_at_publish_time(store: Store) ->
         next_attempt_time=T1,
         first_attempt_time=None,
         last_error="",
+        company_id=1,
+        project_id=2,
+        resource_name="Projects",
+        resource_id=100,
+        event_type="create",
+        last_response_status=None,
     )
 
 
@@ -521,6 +527,12 @@ async def test_record_attempts_moves_the_delivery_on_and_stores_the_attempt(stor
         next_attempt_time=T2,
         first_attempt_time=first.start_time,
         last_error="HTTP 503",
+        company_id=1,
+        project_id=2,
+        resource_name="Projects",
+        resource_id=100,
+        event_type="create",
+        last_response_status=503,
     )
     assert await _claim(store, T2) == [name]  # the lease was cleared
     second = dataclasses.replace(_attempt(2, T2, status=None, body=b""), error="connect: refused", response_headers=())
@@ -692,9 +704,13 @@ async def test_purge_deletes_old_deliveries_attempts_and_events_in_batches(store
     await store.publish_events([make_event(5)], T1)
     await store.record_attempts([_record(_delivery_name(HOOK, 1), _attempt(1, T0))])
     counts = await _purge_all(store, T1, 2)
-    assert sum(counts) == 3 + 4  # three deliveries, four events
+    # Three deliveries, four events, and the three changes that created the deliveries: changes
+    # go in seq order up to the first not older than T1 (event 5's), so the record's change,
+    # made after it, stays until that one goes.
+    assert sum(counts) == 3 + 4 + 3
     assert counts[-1] == 0
-    assert len(counts) == 5  # 2 + 2 + 2 + 1 + 0: the limit holds for both kinds together
+    assert len(counts) == 6  # 2 + 2 + 2 + 2 + 2 + 0: the limit holds for every kind together
+    assert await store.change_bounds() == (4, 5)
     for n in (1, 2, 3, 4):
         with pytest.raises(NotFound):
             await store.get_event(event_id(n))
@@ -714,6 +730,8 @@ async def test_purge_keeps_events_that_deliveries_still_refer_to(store: Store) -
     assert await store.purge(T1, 2) == 2  # the last delivery, then the event
     with pytest.raises(NotFound):
         await store.get_event(event_id(1))
+    assert await store.purge(T1, 2) == 2  # then the changes that created the deliveries
+    assert await store.purge(T1, 2) == 1
     assert await store.purge(T1, 2) == 0
 
 
@@ -721,7 +739,7 @@ async def test_purge_deletes_pending_deliveries_too_and_they_are_no_longer_due(s
     await _hook(store)
     await store.publish_events([make_event(1)], T0)
     await _claim(store, T0)
-    assert await store.purge(T1, 10) == 2
+    assert await store.purge(T1, 10) == 3  # the delivery, its event and the change that created it
     assert await store.next_due_time() is None
     assert await _claim(store, LATER) == []
     await store.record_attempts([_record(_delivery_name(HOOK, 1), _attempt(1, T0))])  # skipped: gone

@@ -14,7 +14,7 @@ from tidings_server.domain.model import Attempt, DeliveryStatus, Hook, HookStatu
 from tidings_server.plugins.spec import StorageBackend
 from tidings_server.stores import memory
 from tidings_server.stores.memory import MemoryBackend, MemoryStore
-from tidings_server.stores.protocol import AttemptRecord
+from tidings_server.stores.protocol import AttemptRecord, DeliveryQuery
 
 NOW = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)
 HOOK = Hook(
@@ -72,6 +72,16 @@ async def test_never_uses_a_thread_nor_lets_time_pass(
         await store.record_attempts([AttemptRecord(claim.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "")])
         await store.release([claim.delivery.name])
         assert await store.discard_pending(HOOK.name, NOW, "none left") == 0
-        assert await store.purge(NOW + timedelta(days=1), 10) == 2
+        query = DeliveryQuery(hook_name=HOOK.name)
+        page = await store.query_deliveries(query, after=None, limit=10, scan_limit=10)
+        assert [d.name for d, _ in page.deliveries] == [claim.delivery.name]
+        assert await store.get_rendered(claim.delivery.name) is None
+        assert (await store.hook_stats(HOOK.name, latency_sample=10)).counts[DeliveryStatus.DELIVERED] == 1
+        changes = await store.list_changes(query, after=0, limit=10, scan_limit=10)
+        assert [c.seq for c in changes.changes] == [1, 2]
+        assert await store.change_bounds() == (1, 2)
+        assert await store.redeliver([claim.delivery.name], NOW) == [claim.delivery.name]
+        # A delivery, its event, and three changes (created, delivered, queued again).
+        assert await store.purge(NOW + timedelta(days=1), 10) == 5
         assert published.deliveries == 1
     assert trio.current_time() == start

@@ -17,10 +17,13 @@ from tidings_server.delivery.http import Sender
 from tidings_server.domain.catalog import CatalogEntry, CatalogService, FormatInfo
 from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventService
+from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
+from tidings_server.domain.pulse import Pulse
+from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
-from tidings_server.plugins.manager import Plugins
+from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.stores.protocol import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class Config:
     shutdown_grace: float = 10.0
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -87,7 +91,9 @@ def redact(text: str) -> str:
     return re.sub(r"(//[^/:@\s]*):[^@/\s]*@", r"\1:•••@", text)
 
 
-def build_core(store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine) -> Core:
+def build_core(
+    store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine, pulse: Pulse
+) -> Core:
     def resources(scope: Scope, payload_format: str | None) -> list[CatalogEntry]:
         return [
             CatalogEntry(r, plugins.catalog.providers[(r.scope, r.name)])
@@ -99,16 +105,50 @@ def build_core(store: Store, plugins: Plugins, config: Config, clock: Clock, eng
         for name, fmt in plugins.payload_formats.items()
         for origin in [plugins.format_origin[name]]
     ]
+
+    def changed() -> None:  # a write that may make deliveries due and that watchers want to see
+        engine.wake()
+        pulse.fire()
+
     hooks = HookService(
         store,
         Lookup(list(plugins.payload_formats), plugins.catalog.get),
         config.destination_policy,
         resolve,
         clock.now,
-        on_change=engine.wake,
+        on_change=changed,
     )
-    events = EventService(store, plugins.catalog.get, clock.now, on_published=engine.wake)
-    return Core(hooks=hooks, catalog=CatalogService(resources, formats), events=events)
+    events = EventService(store, plugins.catalog.get, clock.now, on_published=changed)
+    history = HistoryService(
+        store, clock.now, pulse, engine.render, engine.probe, retention=config.engine.retention, on_change=changed
+    )
+    return Core(
+        hooks=hooks, catalog=CatalogService(resources, formats), events=events, history=history, watch=config.watch
+    )
+
+
+async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
+    """Refuse to start when stored hooks use a payload format that no loaded plugin provides.
+
+    A plugin that failed to import (or was disabled) is only fatal here: the server runs
+    without it as long as no hook needs it, and otherwise says which format, hooks and plugin.
+    """
+    missing = {
+        name: use for name, use in (await store.payload_formats_in_use()).items() if name not in plugins.payload_formats
+    }
+    if not missing:
+        return
+    needed = ", ".join(
+        f"{name!r} ({count} hook{'s' if count > 1 else ''}, first {first})"
+        for name, (count, first) in sorted(missing.items())
+    )
+    why = "; ".join(
+        f"plugin {i.name} ({i.distribution} {i.version}) failed to load: {i.error}" for i in plugins.infos if i.error
+    )
+    raise PluginError(
+        f"stored hooks use payload formats no loaded plugin provides: {needed}; "
+        + (why or "install the plugin that provides them, or stop disabling it")
+    )
 
 
 @dataclass(slots=True)
@@ -118,9 +158,12 @@ class Running:
     port: int
     grpc: GrpcServer
     engine: DeliveryEngine
+    pulse: Pulse
 
     async def stop(self, grace: float) -> None:
-        """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds."""
+        """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
+        Watch streams end at once (UNAVAILABLE): they never finish by themselves."""
+        self.pulse.close()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
             nursery.start_soon(self.engine.drain, grace)
@@ -138,6 +181,7 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
         # connections instead of closing and reopening them between attempts.
@@ -150,10 +194,19 @@ async def serve(
                 pool_idle_total=in_flight,
             )
         )
-        engine = DeliveryEngine(store, plugins.payload_formats, sender, clock, config.engine)
-        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine), config.listen)
+        pulse = Pulse()
+        engine = DeliveryEngine(
+            store,
+            plugins.payload_formats,
+            sender,
+            clock,
+            config.engine,
+            on_recorded=pulse.fire,
+            format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
+        )
+        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine))
+            task_status.started(Running(port, grpc_server, engine, pulse))

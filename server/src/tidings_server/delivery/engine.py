@@ -19,13 +19,13 @@ import trio
 import trio.lowlevel
 
 from tidings_server import __version__
-from tidings_server.delivery import policy, states
+from tidings_server.delivery import policy, signing, states
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.domain.hooks import disable_hook
-from tidings_server.domain.model import Attempt, Hook
+from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.secrets import mask
-from tidings_server.plugins.spec import PayloadFormat, RenderContext
+from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError, check_rendered
 from tidings_server.stores.protocol import AttemptRecord, Claim, Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ class EngineConfig:
     purge_every: float = 60.0
     purge_batch: int = 500
     record_batch: int = 256
+    # A render is plugin code: bounded in time, and each format gets its own few worker threads
+    # so one that hangs (its abandoned threads hold their slots) cannot starve another format.
+    render_timeout: float = 2.0
+    render_threads_per_format: int = 4
 
 
 @dataclass(slots=True)
@@ -66,13 +70,22 @@ class DeliveryEngine:
         clock: Clock,
         config: EngineConfig = EngineConfig(),
         jitter: Callable[[], float] = random.random,
+        on_recorded: Callable[[], None] = lambda: None,
+        format_plugins: Mapping[str, str] = {},
+        render_limiter: Callable[[int], trio.CapacityLimiter] = trio.CapacityLimiter,
     ) -> None:
+        """``format_plugins`` names the plugin behind each format, for the errors renders cause;
+        ``render_limiter`` makes each format's thread limiter (tests observe renders with it)."""
         self._store = store
         self._formats = formats
+        self._format_plugins = format_plugins
+        self._render_limiters: dict[str, trio.CapacityLimiter] = {}
+        self._render_limiter = render_limiter
         self._sender = sender
         self._clock = clock
         self._config = config
         self._jitter = jitter
+        self._on_recorded = on_recorded
         self._wake = trio.Event()
         self._stopping = trio.Event()
         self._flights: dict[str, _Flight] = {}
@@ -193,29 +206,74 @@ class DeliveryEngine:
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
-            body, rendered_headers = self._render(hook, claim)
-        except Exception as exc:  # foreign plugin code: any failure is this delivery's, not ours
-            result = policy.Result(
-                failure=policy.Failure.RENDER, error=f"payload format {hook.payload_format}: {exc!r}"
-            )
+            body, rendered_headers = await self._render(hook, claim.event)
+        except _RenderFailed as exc:  # foreign plugin code: any failure is this delivery's, not ours
+            result = policy.Result(failure=policy.Failure.RENDER, error=str(exc))
             return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
-        headers = [*rendered_headers, *headers]
+        # Signed over the exact bytes sent, at this attempt's time: a retry is signed afresh.
+        signed = signing.headers(hook.signing_secrets(start), event.id, start, body)
+        headers = [*rendered_headers, *signed, *headers]
         outcome = await self._sender.post(
             hook.destination_url, headers, body, hook.retry_policy.timeout.total_seconds()
         )
         end = self._clock.now()
         # What went on the wire (Host, Content-Length, User-Agent too), when anything did.
         sent = list(outcome.sent_headers) or headers
-        return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome)
+        content_type = next((v for k, v in rendered_headers if k.lower() == "content-type"), "")
+        rendered = RenderedBody(body, content_type)
+        return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome, rendered)
 
-    def _render(self, hook: Hook, claim: Claim) -> tuple[bytes, list[tuple[str, str]]]:
-        fmt = self._formats.get(hook.payload_format)
+    async def render(self, hook: Hook, event: Event) -> RenderedBody:
+        """The body a delivery of ``event`` to ``hook`` is sent with (for history views)."""
+        body, headers = await self._render(hook, event)
+        return RenderedBody(body, next((v for k, v in headers if k.lower() == "content-type"), ""))
+
+    async def probe(self, hook: Hook, event: Event) -> Attempt:
+        """Send ``event`` to ``hook`` once, now, exactly as a delivery would be, recording nothing
+        (SendTestEvent): the admin learns whether the endpoint works before events flow."""
+        now = self._clock.now()
+        delivery = Delivery(
+            name=f"{hook.name}/deliveries/{event.id}",
+            hook_name=hook.name,
+            event_id=event.id,
+            status=DeliveryStatus.QUEUED,
+            attempt_count=0,
+            create_time=now,
+            update_time=now,
+            next_attempt_time=now,
+        )
+        record, _ = await self._perform(Claim(delivery, event, hook))
+        return record.attempt
+
+    async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
+        """Render in a worker thread within ``render_timeout``; every failure names the plugin.
+
+        The render and the contract check both run in the thread, so no plugin code (not even
+        a hostile Mapping's ``items``) ever runs on the trio thread. A render past the bound is
+        abandoned: its thread finishes (or not) on its own, holding one of its format's slots.
+        """
+        name = hook.payload_format
+        plugin = self._format_plugins.get(name)
+        who = f"payload format {name}" + (f" (plugin {plugin})" if plugin else "")
+        fmt = self._formats.get(name)
         if fmt is None:
-            raise LookupError(f"payload format {hook.payload_format!r} is not loaded")
-        rendered = fmt.render(claim.event, RenderContext(hook.name, hook.payload_format))
-        if not isinstance(rendered.body, bytes):
-            raise TypeError(f"render() returned a {type(rendered.body).__name__} body, not bytes")
-        return rendered.body, list(rendered.headers.items())
+            raise _RenderFailed(f"{who} is not loaded")
+        limiter = self._render_limiters.get(name)
+        if limiter is None:
+            limiter = self._render_limiters[name] = self._render_limiter(self._config.render_threads_per_format)
+        context = RenderContext(hook.name, name)
+        with trio.move_on_after(self._config.render_timeout) as bound:
+            try:
+                headers, body = await trio.to_thread.run_sync(
+                    _render_checked, fmt, event, context, abandon_on_cancel=True, limiter=limiter
+                )
+            except RenderError as exc:
+                raise _RenderFailed(f"{who}: {exc}") from None
+            except Exception as exc:
+                raise _RenderFailed(f"{who}: render() raised {exc!r}") from None
+            return body, headers
+        assert bound.cancelled_caught
+        raise _RenderFailed(f"{who}: render() took longer than {self._config.render_timeout:g} s")
 
     def _conclude(
         self,
@@ -226,6 +284,7 @@ class DeliveryEngine:
         headers: list[tuple[str, str]],
         result: policy.Result,
         outcome: Outcome | None,
+        rendered: RenderedBody | None = None,
     ) -> tuple[AttemptRecord, bool]:
         delivery, hook = claim.delivery, claim.hook
         decision = policy.decide(
@@ -248,7 +307,7 @@ class DeliveryEngine:
             response_body=outcome.body if outcome else b"",
             error=decision.error,
         )
-        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, decision.error)
+        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, decision.error, rendered)
         return record, decision.disable_hook
 
     # -- recorder and purger ---------------------------------------------------------------
@@ -265,6 +324,7 @@ class DeliveryEngine:
                         break
                 with trio.CancelScope(shield=True):  # a started write always completes
                     await self._store.record_attempts(batch)
+                self._on_recorded()
                 self.wake()
 
     async def _purge_loop(self, scope: trio.CancelScope) -> None:
@@ -274,3 +334,17 @@ class DeliveryEngine:
                 while await self._store.purge(before, self._config.purge_batch):
                     await trio.lowlevel.checkpoint()
                 await trio.sleep(self._config.purge_every)
+
+
+class _RenderFailed(Exception):
+    """This delivery cannot be rendered; the message names the format and its plugin."""
+
+
+def _render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> tuple[list[tuple[str, str]], bytes]:
+    try:
+        rendered = fmt.render(event, context)
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit and the like: in a worker thread, always the plugin's
+        raise RenderError(f"render() raised {exc!r}") from None
+    return check_rendered(rendered)

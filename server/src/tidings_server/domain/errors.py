@@ -25,3 +25,11 @@ class FailedPrecondition(TidingsError):
 
 class Unavailable(TidingsError):
     """The server cannot serve now (shutting down, store unreachable); retry later."""
+
+
+class OutOfRange(TidingsError):
+    """A position (such as a resume token) lies outside what is retained."""
+
+
+class ResourceExhausted(TidingsError):
+    """The caller used more than its share (e.g. a watcher too slow to keep up)."""

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import trio
 from ulid import ULID
 
+from tidings_server.delivery.signing import new_secret
 from tidings_server.domain import filtering, names, paging
 from tidings_server.domain.destinations import DestinationPolicy, Resolver, check_destination
 from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -38,15 +39,18 @@ MUTABLE_FIELDS = (
     "retry_policy",
     "ordering",
     "max_concurrency",
+    "signing_disabled",
 )
 MAX_CONCURRENCY = 64
+DEFAULT_SIGNING_OVERLAP = timedelta(hours=24)
+MAX_SIGNING_OVERLAP = timedelta(days=7)
 _LIMITS = {
     "timeout": (timedelta(seconds=1), timedelta(seconds=60)),
     "retry_window": (timedelta(minutes=1), timedelta(hours=72)),
     "initial_backoff": (timedelta(milliseconds=100), timedelta(hours=1)),
     "max_backoff": (timedelta(milliseconds=100), timedelta(hours=24)),
 }
-OUTPUT_ONLY_FIELDS = ("name", "create_time", "update_time")
+OUTPUT_ONLY_FIELDS = ("name", "create_time", "update_time", "signing_secret", "previous_secret_expire_time")
 HOOK_FILTER_SCHEMA: filtering.Schema = {
     "status": filtering.Enum(tuple(s.name for s in HookStatus)),
     "payload_format": filtering.STRING,
@@ -76,6 +80,7 @@ class HookInput:
     retry_policy: RetryPolicyInput = field(default_factory=RetryPolicyInput)
     ordering: Ordering | None = None
     max_concurrency: int = 0
+    signing_disabled: bool = False
 
 
 class Lookup:
@@ -132,13 +137,16 @@ class HookService:
             retry_policy=policy,
             ordering=given.ordering or Ordering.UNORDERED,
             max_concurrency=concurrency,
+            signing_disabled=given.signing_disabled,
+            # Even when signing starts disabled: turning it on later then needs no new secret.
+            signing_secret=new_secret(),
         )
         await self._store.create_hook(hook)
         return hook
 
     async def get_hook(self, name: str) -> Hook:
         names.parse_hook_name("name", name)
-        return await self._store.get_hook(name)
+        return _without_expired_secret(await self._store.get_hook(name), self._now())
 
     async def list_hooks(self, parent: str, size: int, token: str, filter_text: str) -> Page[Hook]:
         where = names.parse_parent("parent", parent, allow_any_project=True)
@@ -153,6 +161,8 @@ class HookService:
             if len(batch) <= limit:
                 break
             after = batch[-1].name
+        now = self._now()
+        found = [_without_expired_secret(h, now) for h in found]
         return paging.cut(found, limit, _name, str(where), filter_text)
 
     async def update_hook(self, name: str, given: HookInput, mask: Sequence[str]) -> Hook:
@@ -179,9 +189,16 @@ class HookService:
             values["ordering"] = given.ordering or Ordering.UNORDERED
         if "max_concurrency" in paths:
             values["max_concurrency"] = _max_concurrency("hook.max_concurrency", given.max_concurrency)
+        if "signing_disabled" in paths:
+            values["signing_disabled"] = given.signing_disabled
         now = self._now()
 
         def change(hook: Hook) -> Hook:
+            if values.get("signing_disabled") is False and not hook.signing_secret:
+                raise FailedPrecondition(
+                    f"hook.signing_disabled: hook {name} has no signing secret yet;"
+                    " call RotateSigningSecret first, then enable signing"
+                )
             return replace(hook, update_time=now, **values)  # type: ignore[arg-type]
 
         # Shielded: a caller's deadline must not leave a disabled hook with pending deliveries.
@@ -190,7 +207,35 @@ class HookService:
             if hook.status is HookStatus.DISABLED:
                 await self._store.discard_pending(name, now, "the hook was disabled")
         self._on_change()
-        return hook
+        return _without_expired_secret(hook, now)
+
+    async def rotate_signing_secret(self, name: str, overlap: timedelta | None) -> Hook:
+        """Give the hook a new secret; the current one keeps signing too for ``overlap``.
+
+        The returned hook carries the new secret (the adapter shows it this once). A rotation
+        during another's overlap drops the oldest secret: at most two ever sign a delivery.
+        """
+        names.parse_hook_name("name", name)
+        if overlap is None:
+            overlap = DEFAULT_SIGNING_OVERLAP
+        elif not timedelta(0) <= overlap <= MAX_SIGNING_OVERLAP:
+            raise InvalidArgument(
+                f"overlap: {_seconds(overlap)} is outside 0 s to {_seconds(MAX_SIGNING_OVERLAP)} (7 days)"
+            )
+        secret = new_secret()
+        now = self._now()
+
+        def change(hook: Hook) -> Hook:
+            keep = bool(overlap) and bool(hook.signing_secret)
+            return replace(
+                hook,
+                update_time=now,
+                signing_secret=secret,
+                previous_signing_secret=hook.signing_secret if keep else "",
+                previous_secret_expire_time=now + overlap if keep else None,
+            )
+
+        return await self._store.update_hook(name, change)
 
     async def delete_hook(self, name: str) -> None:
         names.parse_hook_name("name", name)
@@ -302,6 +347,15 @@ def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:
     if 410 in statuses and given.retryable_statuses:
         raise InvalidArgument(f"{field_name}.retryable_statuses: 410 Gone always disables the hook; remove it")
     return RetryPolicy(retryable_statuses=statuses, **values)
+
+
+def _without_expired_secret(hook: Hook, now: datetime) -> Hook:
+    """Once a rotation's overlap is over the previous secret signs nothing, so it is not shown
+    as pending either; the stored copy is simply ignored until the next rotation replaces it."""
+    expire = hook.previous_secret_expire_time
+    if expire is None or now < expire:
+        return hook
+    return replace(hook, previous_signing_secret="", previous_secret_expire_time=None)
 
 
 def _seconds(value: timedelta) -> str:

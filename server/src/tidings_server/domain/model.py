@@ -50,8 +50,10 @@ DEFAULT_MAX_CONCURRENCY = 8
 class Hook:
     """A destination and how to talk to it.
 
-    ``authorization_header`` holds the full secret; only the adapter masks it on the way out,
-    so the core can send it and stores can keep it.
+    ``authorization_header`` and the signing secrets are held in full; only the adapter masks or
+    omits them on the way out, so the core can use them and stores can keep them.
+    ``previous_signing_secret`` still signs deliveries until ``previous_secret_expire_time``
+    (a rotation's overlap), so receivers can switch secrets without rejecting anything.
     """
 
     name: str
@@ -67,10 +69,24 @@ class Hook:
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     ordering: Ordering = Ordering.UNORDERED
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    signing_disabled: bool = False
+    signing_secret: str = field(default="", repr=False)
+    previous_signing_secret: str = field(default="", repr=False)
+    previous_secret_expire_time: datetime | None = None
 
     @property
     def scope(self) -> Scope:
         return Scope.COMPANY if self.project_id is None else Scope.PROJECT
+
+    def signing_secrets(self, now: datetime) -> tuple[str, ...]:
+        """The secrets a delivery made at ``now`` is signed with: none when signing is off,
+        the current one, and the previous one while the rotation's overlap lasts."""
+        if self.signing_disabled or not self.signing_secret:
+            return ()
+        expire = self.previous_secret_expire_time
+        if self.previous_signing_secret and expire is not None and now < expire:
+            return (self.signing_secret, self.previous_signing_secret)
+        return (self.signing_secret,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ def encode_token(after: str, *request: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, *request: str) -> str | None:
+def decode_token(token: str, *request: str, field: str = "page_token") -> str | None:
     """The position after which the next page starts, or None for the first page."""
     if not token:
         return None
@@ -63,9 +63,9 @@ def decode_token(token: str, *request: str) -> str | None:
         data = json.loads(raw)
         after, fingerprint = data["a"], data["r"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token: not a token this server issued") from None
+        raise InvalidArgument(f"{field}: not a token this server issued") from None
     if not isinstance(after, str) or not isinstance(fingerprint, str):
-        raise InvalidArgument("page_token: not a token this server issued")
+        raise InvalidArgument(f"{field}: not a token this server issued")
     if fingerprint != _fingerprint(*request):
-        raise InvalidArgument("page_token: issued for a different request; repeat the other request fields unchanged")
+        raise InvalidArgument(f"{field}: issued for a different request; repeat the other request fields unchanged")
     return after

@@ -80,12 +80,21 @@ def ordering(field: str, value: int) -> Ordering | None:
 def _duration(field: str, message: hooks_pb2.RetryPolicy, name: str) -> timedelta | None:
     if not message.HasField(name):  # type: ignore[arg-type]
         return None
-    value: Duration = getattr(message, name)
+    return checked_duration(f"{field}.{name}", getattr(message, name))
+
+
+def checked_duration(field: str, value: Duration) -> timedelta:
+    """A Duration as a timedelta, refusing negative and absurd values before any arithmetic."""
     if value.seconds < 0 or value.nanos < 0:
-        raise InvalidArgument(f"{field}.{name}: must not be negative")
+        raise InvalidArgument(f"{field}: must not be negative")
     if value.seconds > MAX_DURATION_SECONDS or value.nanos >= 1_000_000_000:
-        raise InvalidArgument(f"{field}.{name}: {value.seconds} s is not a duration this API accepts")
+        raise InvalidArgument(f"{field}: {value.seconds} s is not a duration this API accepts")
     return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+
+def signing_overlap(request: hooks_pb2.RotateSigningSecretRequest) -> timedelta | None:
+    """The requested overlap, or None (the default) when it is unset."""
+    return checked_duration("overlap", request.overlap) if request.HasField("overlap") else None
 
 
 def retry_policy_input(field: str, message: hooks_pb2.RetryPolicy) -> RetryPolicyInput:
@@ -141,6 +150,7 @@ def hook_input(message: hooks_pb2.Hook, paths: Collection[str] | None = None) ->
         else RetryPolicyInput(),
         ordering=ordering("hook.ordering", message.ordering) if wanted("ordering") else None,
         max_concurrency=message.max_concurrency,
+        signing_disabled=message.signing_disabled,
     )
 
 
@@ -160,8 +170,11 @@ def retry_policy(value: RetryPolicy) -> hooks_pb2.RetryPolicy:
     )
 
 
-def hook(value: Hook) -> hooks_pb2.Hook:
-    """A hook as callers see it: the Authorization header is masked."""
+def hook(value: Hook, *, with_secret: bool = False) -> hooks_pb2.Hook:
+    """A hook as callers see it: the Authorization header is masked and the signing secret left
+    out, except ``with_secret`` (the CreateHook and RotateSigningSecret responses, where the
+    caller must learn it and there is no other way to)."""
+    expire = value.previous_secret_expire_time
     return hooks_pb2.Hook(
         name=value.name,
         display_name=value.display_name,
@@ -174,6 +187,10 @@ def hook(value: Hook) -> hooks_pb2.Hook:
         retry_policy=retry_policy(value.retry_policy),
         ordering=_ORDERING_TO_PROTO[value.ordering],
         max_concurrency=value.max_concurrency,
+        # A hook from before signing existed has no secret and is delivered unsigned: say so.
+        signing_disabled=value.signing_disabled or not value.signing_secret,
+        signing_secret=value.signing_secret if with_secret else "",
+        previous_secret_expire_time=timestamp(expire) if expire is not None else None,
     )
 
 

@@ -14,18 +14,29 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tidings.v1 import catalog_pb2, catalog_pb2_grpc, events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    deliveries_pb2,
+    deliveries_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+    hooks_pb2,
+    hooks_pb2_grpc,
+)
 from tidings_server.domain.catalog import CatalogService
 from tidings_server.domain.events import EventService
+from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
 from tidings_server.grpc_api.bridge import TrioBridge
+from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
 
 log = logging.getLogger(__name__)
@@ -34,6 +45,7 @@ SERVICE_NAMES: Sequence[str] = (
     hooks_pb2.DESCRIPTOR.services_by_name["HookService"].full_name,
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    deliveries_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
 )
 
 
@@ -54,6 +66,8 @@ class Core:
     hooks: HookService
     catalog: CatalogService
     events: EventService
+    history: HistoryService
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
 
 class GrpcServer:
@@ -68,6 +82,7 @@ class GrpcServer:
         self._finished = trio.Event()
         self._crash: BaseException | None = None
         self.port: int = 0
+        self.deliveries: DeliveryServicer | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``stop()`` (or cancellation); reports the bound port when ready."""
@@ -140,6 +155,8 @@ class GrpcServer:
         hooks_pb2_grpc.add_HookServiceServicer_to_server(HookServicer(bridge, self._core.hooks), server)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(bridge, self._core.catalog), server)
         events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bridge, self._core.events), server)
+        self.deliveries = DeliveryServicer(bridge, self._core.history, self._core.watch)
+        deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server(self.deliveries, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -60,7 +60,7 @@ class HookServicer(_Servicer, hooks_pb2_grpc.HookServiceServicer):
     ) -> hooks_pb2.Hook:
         given = await self._decode(context, lambda: convert.hook_input(request.hook))
         hook = await self._call(context, self._hooks.create_hook, request.parent, given, request.hook_id)
-        return convert.hook(hook)
+        return convert.hook(hook, with_secret=True)
 
     async def GetHook(self, request: hooks_pb2.GetHookRequest, context: Context) -> hooks_pb2.Hook:  # noqa: N802
         return convert.hook(await self._call(context, self._hooks.get_hook, request.name))
@@ -112,6 +112,13 @@ class HookServicer(_Servicer, hooks_pb2_grpc.HookServiceServicer):
         return hooks_pb2.ListTriggersResponse(
             triggers=[convert.trigger(t) for t in page.items], next_page_token=page.next_page_token
         )
+
+    async def RotateSigningSecret(  # noqa: N802
+        self, request: hooks_pb2.RotateSigningSecretRequest, context: Context
+    ) -> hooks_pb2.Hook:
+        overlap = await self._decode(context, lambda: convert.signing_overlap(request))
+        hook = await self._call(context, self._hooks.rotate_signing_secret, request.name, overlap)
+        return convert.hook(hook, with_secret=True)
 
 
 class CatalogServicer(_Servicer, catalog_pb2_grpc.CatalogServiceServicer):

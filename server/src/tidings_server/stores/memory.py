@@ -7,7 +7,10 @@ It never blocks and starts no threads, so the delivery engine can run on it in v
 
 Next to the records it keeps the indexes the SQLite schema has, so that fan-out looks only at
 the triggers of one (company, project, resource, event type) and claiming walks pending
-deliveries in due order, stopping at the first not yet due.
+deliveries in due order, stopping at the first not yet due. History lists and the change log
+are plain scans, planned like SQLite's walks (``stores.history``) so that they examine the same
+deliveries and changes and return the same pages; per-hook counters and health are kept as
+deliveries move, as SQLite's are.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from bisect import bisect_left, insort
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import trio
 
+from tidings_server.delivery.states import Cause, sources, transition
 from tidings_server.domain.errors import AlreadyExists, NotFound
 from tidings_server.domain.model import (
     PENDING_STATUSES,
@@ -33,11 +37,22 @@ from tidings_server.domain.model import (
     Hook,
     HookStatus,
     Ordering,
+    RenderedBody,
     Trigger,
 )
 from tidings_server.domain.names import Parent
 from tidings_server.plugins.spec import StorageBackend, hookimpl
-from tidings_server.stores.protocol import AttemptRecord, Claim, Published
+from tidings_server.stores import history
+from tidings_server.stores.protocol import (
+    AttemptRecord,
+    Change,
+    ChangePage,
+    Claim,
+    DeliveryPage,
+    DeliveryQuery,
+    HookStats,
+    Published,
+)
 
 _Named = TypeVar("_Named", Hook, Trigger)
 _MatchKey = tuple[int, int | None, str, str]  # company, project, resource name, event type
@@ -71,6 +86,30 @@ def _in_parent(hook: Hook, parent: Parent) -> bool:
 
 def _match_key(hook: Hook, trigger: Trigger) -> _MatchKey:
     return (hook.company_id, hook.project_id, trigger.resource_name, trigger.event_type)
+
+
+def _succeeded(response_status: int | None) -> bool:
+    """Whether an attempt counts as a success for its hook's health: any 2xx answer."""
+    return response_status is not None and 200 <= response_status <= 299
+
+
+def _in_scope(query: DeliveryQuery, delivery: Delivery) -> bool:
+    """Whether ``delivery`` is under the query's parent (a hook, a project or a company)."""
+    if query.hook_name is not None:
+        return delivery.hook_name == query.hook_name
+    if delivery.company_id != query.company_id:
+        return False
+    return query.project_id is None or delivery.project_id == query.project_id
+
+
+@dataclass(slots=True)
+class _Health:
+    """A hook's last success and failure, moved on by every attempt recorded."""
+
+    last_success_time: datetime | None = None
+    last_failure_time: datetime | None = None
+    last_failure_reason: str = ""
+    consecutive_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -114,6 +153,12 @@ class MemoryStore:
         self._due: list[_DueKey] = []
         self._pending_by_hook: dict[str, set[str]] = {}
         self._heads: dict[_ResourceKey, list[int]] = {}
+        # History: first bodies, the change log (in seq order), per-hook counts and health.
+        self._bodies: dict[str, RenderedBody] = {}
+        self._changes: list[Change] = []
+        self._last_seq = 0
+        self._counts: dict[str, dict[DeliveryStatus, int]] = {}
+        self._health: dict[str, _Health] = {}
 
     def _hook(self, name: str) -> Hook:
         hook = self._hooks.get(name)
@@ -140,6 +185,14 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         _check_limit(limit)
         return _page((h for h in self._hooks.values() if _in_parent(h, parent)), after, limit)
+
+    async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
+        await trio.lowlevel.checkpoint()
+        found: dict[str, tuple[int, str]] = {}
+        for hook in self._hooks.values():
+            count, first = found.get(hook.payload_format, (0, hook.name))
+            found[hook.payload_format] = (count + 1, min(first, hook.name))
+        return found
 
     async def update_hook(self, name: str, change: Callable[[Hook], Hook]) -> Hook:
         await trio.lowlevel.checkpoint()
@@ -250,13 +303,37 @@ class MemoryStore:
                 self._keys[(event.company_id, event.idempotency_key)] = event.id
             for hook in hooks:
                 name = f"{hook}/deliveries/{event.id}"
-                delivery = Delivery(name, hook, event.id, DeliveryStatus.QUEUED, 0, now, now, now)
+                delivery = Delivery(
+                    name,
+                    hook,
+                    event.id,
+                    DeliveryStatus.QUEUED,
+                    0,
+                    now,
+                    now,
+                    now,
+                    company_id=event.company_id,
+                    project_id=event.project_id,
+                    resource_name=event.resource_name,
+                    resource_id=event.resource_id,
+                    event_type=event.event_type,
+                )
                 row = _StoredDelivery(delivery, event.serial, (hook, event.resource_name, event.resource_id))
                 self._deliveries[name] = row
                 self._hook_deliveries.setdefault(hook, set()).add(name)
                 insort(self._by_create_time, (now, name))
                 self._enter_pending(row)
+                self._count(delivery, 1)
+                self._log(delivery)
         return results
+
+    def _count(self, delivery: Delivery, delta: int) -> None:
+        counts = self._counts.setdefault(delivery.hook_name, dict.fromkeys(DeliveryStatus, 0))
+        counts[delivery.status] += delta
+
+    def _log(self, delivery: Delivery) -> None:
+        self._last_seq += 1
+        self._changes.append(Change(self._last_seq, delivery.update_time, delivery))
 
     def _enter_pending(self, row: _StoredDelivery) -> None:
         insort(self._due, row.due_key)
@@ -276,12 +353,18 @@ class MemoryStore:
             del self._heads[row.resource]
 
     def _change(self, row: _StoredDelivery, new: Delivery) -> None:
-        """Replace a delivery, keeping the pending indexes in step with its status and due time."""
-        if row.delivery.status in PENDING_STATUSES:
+        """Replace a delivery, keeping the pending indexes, the counts and the change log in step."""
+        old = row.delivery
+        if old.status in PENDING_STATUSES:
             self._leave_pending(row)
         row.delivery = new
         if new.status in PENDING_STATUSES:
             self._enter_pending(row)
+        if new.status is not old.status:
+            self._count(old, -1)
+            self._count(new, 1)
+        if new.status is not old.status or new.attempt_count != old.attempt_count:
+            self._log(new)
 
     async def claim_due(
         self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
@@ -353,9 +436,12 @@ class MemoryStore:
                 continue  # purged meanwhile
             attempt = record.attempt
             self._attempts.setdefault(record.delivery_name, {}).setdefault(attempt.number, attempt)
+            self._record_health(row.delivery.hook_name, attempt)
             current = row.delivery
             if current.status not in PENDING_STATUSES:
                 continue  # discarded meanwhile: the attempt is history, the status stands
+            if record.rendered is not None:
+                self._bodies.setdefault(record.delivery_name, record.rendered)
             new = replace(
                 current,
                 status=record.status,
@@ -364,9 +450,24 @@ class MemoryStore:
                 attempt_count=attempt.number,
                 first_attempt_time=current.first_attempt_time or attempt.start_time,
                 update_time=attempt.end_time,
+                last_response_status=attempt.response_status,
             )
             self._change(row, new)
             row.lease_until = None
+
+    def _record_health(self, hook_name: str, attempt: Attempt) -> None:
+        """In record order: a success resets the failure streak; last times only move forward."""
+        health = self._health.setdefault(hook_name, _Health())
+        end = attempt.end_time
+        if _succeeded(attempt.response_status):
+            if health.last_success_time is None or health.last_success_time < end:
+                health.last_success_time = end
+            health.consecutive_failures = 0
+        else:
+            if health.last_failure_time is None or health.last_failure_time <= end:
+                health.last_failure_time = end
+                health.last_failure_reason = attempt.error
+            health.consecutive_failures += 1
 
     async def release(self, delivery_names: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
@@ -415,6 +516,123 @@ class MemoryStore:
         page = heapq.nsmallest(limit, (n for n in names if after is None or n > after))
         return [self._deliveries[name].delivery for name in page]
 
+    # -- history ---------------------------------------------------------------------------
+
+    async def query_deliveries(
+        self, query: DeliveryQuery, *, after: str | None, limit: int, scan_limit: int
+    ) -> DeliveryPage:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        _check_limit(scan_limit)
+        walk = history.plan(query)
+        if query.hook_name is not None:
+            rows: Iterable[_StoredDelivery] = (
+                self._deliveries[n] for n in self._hook_deliveries.get(query.hook_name, ())
+            )
+        else:
+            rows = self._deliveries.values()
+        key = None if after is None else history.order_key(after)
+        walked = sorted(
+            (
+                row.delivery
+                for row in rows
+                if history.in_walk(query, walk, row.delivery)
+                and (key is None or (row.delivery.event_id, row.delivery.name) < key)
+            ),
+            key=lambda d: (d.event_id, d.name),
+            reverse=True,
+        )
+        found: list[tuple[Delivery, Event]] = []
+        last: str | None = None
+        more = False
+        for examined, delivery in enumerate(walked):
+            if examined == scan_limit or len(found) == limit:
+                more = True
+                break
+            last = delivery.name
+            if history.matches(query, delivery):
+                found.append((delivery, self._events[delivery.event_id].event))
+        return DeliveryPage(found, last if more else None)
+
+    async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
+        await trio.lowlevel.checkpoint()
+        self._delivery(delivery_name)
+        return self._bodies.get(delivery_name)
+
+    async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
+        await trio.lowlevel.checkpoint()
+        counts = dict(self._counts.get(hook_name, dict.fromkeys(DeliveryStatus, 0)))
+        latencies: list[timedelta] = []
+        for name in sorted(self._hook_deliveries.get(hook_name, ()), reverse=True):
+            if len(latencies) >= latency_sample:
+                break
+            attempts = self._attempts.get(name, {})
+            latencies += [attempts[n].duration for n in sorted(attempts, reverse=True)]
+        due = [self._deliveries[n].delivery.next_attempt_time for n in self._pending_by_hook.get(hook_name, ())]
+        next_attempt = min((t for t in due if t is not None), default=None)
+        health = self._health.get(hook_name, _Health())
+        return HookStats(
+            counts,
+            latencies[: max(latency_sample, 0)],
+            last_success_time=health.last_success_time,
+            last_failure_time=health.last_failure_time,
+            last_failure_reason=health.last_failure_reason,
+            consecutive_failures=health.consecutive_failures,
+            next_attempt_time=next_attempt,
+        )
+
+    async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        redeliverable = sources(Cause.REDELIVER)
+        moved: list[str] = []
+        for name in names:
+            row = self._deliveries.get(name)
+            if row is None or row.delivery.status not in redeliverable:
+                continue
+            hook = self._hooks.get(row.delivery.hook_name)
+            if hook is None or hook.status is HookStatus.DISABLED or hook.create_time > row.delivery.create_time:
+                continue
+            queued = replace(
+                row.delivery,
+                status=transition(row.delivery.status, Cause.REDELIVER),
+                next_attempt_time=now,
+                first_attempt_time=None,
+                last_error="",
+                update_time=now,
+            )
+            self._change(row, queued)
+            row.lease_until = None
+            moved.append(name)
+        return moved
+
+    async def list_changes(self, query: DeliveryQuery, *, after: int, limit: int, scan_limit: int) -> ChangePage:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        _check_limit(scan_limit)
+        history.check(query)
+        statuses = history.effective_statuses(query)
+        start = bisect_left(self._changes, after + 1, key=lambda c: c.seq)
+        walked = (c for c in self._changes[start:] if _in_scope(query, c.delivery))
+        found: list[Change] = []
+        last = after
+        more = False
+        for examined, change in enumerate(walked):
+            if examined == scan_limit or len(found) == limit:
+                more = True
+                break
+            last = change.seq
+            if not statuses or change.delivery.status in statuses:
+                found.append(change)
+        if not more:
+            last = max(last, self._last_seq)
+        return ChangePage(found, last)
+
+    async def change_bounds(self) -> tuple[int, int]:
+        await trio.lowlevel.checkpoint()
+        oldest = self._changes[0].seq if self._changes else self._last_seq + 1
+        return oldest, self._last_seq
+
     async def get_event(self, event_id: str) -> Event:
         await trio.lowlevel.checkpoint()
         stored = self._events.get(event_id)
@@ -446,7 +664,13 @@ class MemoryStore:
         if gone:
             old = self._events_by_time
             self._events_by_time = [entry for i, entry in enumerate(old[:end]) if i not in gone] + old[end:]
-        return cut + len(gone)
+        # Then the oldest changes, up to the first one not older than ``before``.
+        budget -= len(gone)
+        changes = 0
+        while changes < budget and changes < len(self._changes) and self._changes[changes].time < before:
+            changes += 1
+        del self._changes[:changes]
+        return cut + len(gone) + changes
 
     def _forget_delivery(self, name: str) -> None:
         row = self._deliveries.pop(name)
@@ -457,6 +681,8 @@ class MemoryStore:
         if not hook_deliveries:
             del self._hook_deliveries[row.delivery.hook_name]
         self._attempts.pop(name, None)
+        self._bodies.pop(name, None)
+        self._count(row.delivery, -1)
         self._events[row.delivery.event_id].deliveries -= 1
 
     def _forget_event(self, event: Event) -> None:

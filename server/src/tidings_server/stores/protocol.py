@@ -9,11 +9,20 @@ Times come from the caller, never from the backend's clock, so tests can run in 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final, Protocol
 
-from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, Trigger
+from tidings_server.domain import filtering
+from tidings_server.domain.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Hook,
+    RenderedBody,
+    Trigger,
+)
 from tidings_server.domain.names import Parent
 
 
@@ -38,13 +47,119 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
-    """One finished attempt and the delivery state it leads to (decided by the state machine)."""
+    """One finished attempt and the delivery state it leads to (decided by the state machine).
+
+    ``rendered`` is the body the attempt sent; the store keeps the first one per delivery.
+    """
 
     delivery_name: str
     attempt: Attempt
     status: DeliveryStatus
     next_attempt_time: datetime | None
     error: str
+    rendered: RenderedBody | None = None
+
+
+# The fields a history filter (AIP-160) may name, with their types. A record for ``evaluate``
+# is what ``filter_record`` returns; SQL stores map each field to a column.
+DELIVERY_FILTER_SCHEMA: Final[filtering.Schema] = {
+    "status": filtering.Enum(tuple(s.value for s in DeliveryStatus)),
+    "resource_name": filtering.STRING,
+    "resource_id": filtering.INT,
+    "event_type": filtering.STRING,
+    "response_status": filtering.INT,
+    "attempt_count": filtering.INT,
+    "create_time": filtering.TIMESTAMP,
+    "update_time": filtering.TIMESTAMP,
+    "hook": filtering.STRING,
+    "project_id": filtering.INT,
+}
+
+
+def filter_record(delivery: Delivery) -> dict[str, object]:
+    """A delivery as ``filtering.evaluate`` sees it under ``DELIVERY_FILTER_SCHEMA``."""
+    return {
+        "status": delivery.status.value,
+        "resource_name": delivery.resource_name,
+        "resource_id": delivery.resource_id,
+        "event_type": delivery.event_type,
+        "response_status": delivery.last_response_status,
+        "attempt_count": delivery.attempt_count,
+        "create_time": delivery.create_time,
+        "update_time": delivery.update_time,
+        "hook": delivery.hook_name,
+        "project_id": delivery.project_id,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    """Which deliveries a history list, a watch or a bulk redeliver selects.
+
+    The parent is ``hook_name``, or else ``company_id`` with ``project_id`` (None: every
+    delivery of the company, of company and project hooks alike). Every criterion that is set
+    must hold: ``statuses`` (empty: any), the equalities, ``start_time <= create_time <
+    end_time``, and ``filter`` over ``DELIVERY_FILTER_SCHEMA``.
+    """
+
+    hook_name: str | None = None
+    company_id: int | None = None
+    project_id: int | None = None
+    statuses: frozenset[DeliveryStatus] = frozenset()
+    resource_name: str | None = None
+    resource_id: int | None = None
+    event_type: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    filter: filtering.Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    """What ``query_deliveries`` found: matches with their events, and where to go on.
+
+    ``next_after`` is None when no delivery after the last one examined is left under the
+    parent; otherwise the name to pass as ``after`` to continue.
+    """
+
+    deliveries: list[tuple[Delivery, Event]]
+    next_after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HookStats:
+    """The figures of a hook's overview that need the store."""
+
+    counts: Mapping[DeliveryStatus, int]
+    recent_latencies: Sequence[timedelta]
+    last_success_time: datetime | None = None
+    last_failure_time: datetime | None = None
+    last_failure_reason: str = ""
+    consecutive_failures: int = 0
+    next_attempt_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A delivery was created, attempted or changed status: the delivery as it was right after.
+
+    ``seq`` increases with every change across the store and is never reused, so a watcher
+    resumes after the last ``seq`` it saw. ``time`` is the delivery's ``update_time``.
+    """
+
+    seq: int
+    time: datetime
+    delivery: Delivery = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """Changes found by ``list_changes``; ``last_seq`` is the last change examined (matching
+    or not), or the newest seq when every change under the parent was examined: where the
+    next call continues."""
+
+    changes: list[Change]
+    last_seq: int
 
 
 class Store(Protocol):
@@ -60,6 +175,11 @@ class Store(Protocol):
 
         ``parent.any_project`` selects the project hooks of every project of the company.
         """
+        ...
+
+    async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
+        """For each payload format any hook uses: how many hooks use it, and the first of them
+        by name. (Start-up refuses to run hooks whose format no loaded plugin provides.)"""
         ...
 
     async def update_hook(self, name: str, change: Callable[[Hook], Hook]) -> Hook:
@@ -142,8 +262,11 @@ class Store(Protocol):
         Each attempt is stored under its delivery. A delivery still pending gets ``status``,
         ``next_attempt_time``, ``last_error`` = ``error``, ``attempt_count`` = the attempt's
         number, ``first_attempt_time`` (if unset) = the attempt's start, ``update_time`` = its
-        end, and its lease cleared. A delivery no longer pending (discarded meanwhile) keeps its
-        status. A delivery that does not exist (purged) is skipped.
+        end, ``last_response_status`` = the attempt's response status, its lease cleared, and
+        the record's ``rendered`` body if it has none yet. A delivery no longer pending
+        (discarded meanwhile) keeps its status. A delivery that does not exist (purged) is
+        skipped. Every change is also one ``Change``; so is every delivery created, discarded
+        or redelivered.
         """
 
     async def release(self, delivery_names: Sequence[str]) -> None:
@@ -169,14 +292,71 @@ class Store(Protocol):
         """Up to ``limit`` deliveries of a hook (existing or deleted) with names > ``after``, by name."""
         ...
 
+    # -- history ---------------------------------------------------------------------------
+
+    async def query_deliveries(
+        self, query: DeliveryQuery, *, after: str | None, limit: int, scan_limit: int
+    ) -> DeliveryPage:
+        """Up to ``limit`` deliveries matching ``query``, each with its event, newest first.
+
+        Newest first is descending (event_id, name): event ids are ULIDs, so this is publish
+        order, and it is a total order that new deliveries only ever extend at the front, so
+        paging with ``after`` (the name of the last delivery seen) never skips or repeats one.
+        At most ``scan_limit`` deliveries under the parent are examined per call, so a rare
+        filter answers in bounded time; the page then holds fewer than ``limit`` deliveries and
+        ``next_after`` says where to continue. Deliveries a backend skips through an index (of a
+        hook's statuses or resource) are not examined; ``stores.history.plan`` says which, so
+        every backend returns the same pages.
+        """
+        ...
+
+    async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
+        """The body stored at the delivery's first attempt; None if it has had none.
+        Raises ``NotFound`` for an unknown delivery."""
+        ...
+
+    async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
+        """Counts per status of the hook's deliveries (every status present, 0 for none), the
+        durations of up to ``latency_sample`` attempts of its newest deliveries (newest delivery
+        first, its latest attempt first), the end of its last answered-2xx
+        attempt, the end and error of its last failed attempt, failed attempts since the last
+        success, and the earliest ``next_attempt_time`` of its pending deliveries. Must not
+        read every delivery of the hook: an overview answers fast with millions of them."""
+        ...
+
+    async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:
+        """Queue these deliveries again (state machine cause REDELIVER); return the names
+        moved, in input order.
+
+        Only deliveries in a status REDELIVER applies to, whose hook exists, is not DISABLED
+        and was created before the delivery, are moved: to QUEUED, due at ``now``, with
+        ``first_attempt_time`` None (the retry window starts again), ``last_error`` '',
+        ``update_time`` = ``now`` and no lease. Attempts and ``attempt_count`` are kept.
+        Unknown names are skipped.
+        """
+        ...
+
+    async def list_changes(self, query: DeliveryQuery, *, after: int, limit: int, scan_limit: int) -> ChangePage:
+        """Up to ``limit`` changes with ``seq > after`` of deliveries under the query's parent
+        whose status (after the change) is in ``query.statuses`` (empty: any), oldest first.
+        Examines at most ``scan_limit`` changes under the parent; other criteria of ``query``
+        are ignored."""
+        ...
+
+    async def change_bounds(self) -> tuple[int, int]:
+        """(oldest retained seq, newest seq); (n + 1, n) when none is retained, where n is the
+        newest seq ever assigned (0 for a new store)."""
+        ...
+
     async def get_event(self, event_id: str) -> Event:
         """Return one event. Raises ``NotFound``."""
         ...
 
     async def purge(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` deliveries created before ``before``, with their attempts, and
-        events published before ``before`` that no delivery refers to any more; return how many
-        deliveries and events were deleted (0 when nothing is left to purge). Small batches keep
-        each transaction short so delivery is never stalled.
+        events published before ``before`` that no delivery refers to any more, and changes
+        made before ``before`` (oldest seq first, up to the first one that is not: a change
+        recorded after a newer one waits for it); return how many rows were deleted (0 when
+        nothing is left). Small batches keep each transaction short so delivery is never stalled.
         """
         ...

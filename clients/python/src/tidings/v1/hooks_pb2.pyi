@@ -91,6 +91,9 @@ class Hook(_message.Message):
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
     ORDERING_FIELD_NUMBER: _builtins.int
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    SIGNING_DISABLED_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. `companies/{c}/hooks/{h}` or `companies/{c}/projects/{p}/hooks/{h}`."""
     display_name: _builtins.str
@@ -111,6 +114,17 @@ class Hook(_message.Message):
     """UNORDERED when unset."""
     max_concurrency: _builtins.int
     """Attempts in flight at once for this hook, 1 to 64; 8 when unset."""
+    signing_disabled: _builtins.bool
+    """When set, deliveries carry no `webhook-id`, `webhook-timestamp` and `webhook-signature`
+    headers. Signing is on by default: every hook has a secret from its creation. A hook
+    stored before signing existed has no secret and shows true here until
+    RotateSigningSecret gives it one; enabling signing before that is FAILED_PRECONDITION.
+    """
+    signing_secret: _builtins.str
+    """Output only, and only in the responses of CreateHook and RotateSigningSecret: the
+    secret deliveries are signed with (Standard Webhooks: `whsec_` and base64 of 32 random
+    bytes). It is never returned again; rotate it if it is lost.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -122,6 +136,12 @@ class Hook(_message.Message):
     @_builtins.property
     def retry_policy(self) -> Global___RetryPolicy:
         """How failed deliveries are retried; server defaults for unset fields."""
+
+    @_builtins.property
+    def previous_secret_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: while a rotation's overlap lasts, deliveries are also signed with the
+        previous secret until this time. Unset otherwise.
+        """
 
     def __init__(
         self,
@@ -137,10 +157,13 @@ class Hook(_message.Message):
         retry_policy: Global___RetryPolicy | None = ...,
         ordering: Global___DeliveryOrdering.ValueType = ...,
         max_concurrency: _builtins.int = ...,
+        signing_disabled: _builtins.bool = ...,
+        signing_secret: _builtins.str = ...,
+        previous_secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "retry_policy", b"retry_policy", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -541,3 +564,31 @@ class ListTriggersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTriggersResponse: _TypeAlias = ListTriggersResponse  # noqa: Y015
+
+@_typing.final
+class RotateSigningSecretRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The hook."""
+    @_builtins.property
+    def overlap(self) -> _duration_pb2.Duration:
+        """How long deliveries keep carrying a signature from the previous secret too: 24 h when
+        unset; 0 s (the previous secret stops at once) to 7 days.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        overlap: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["overlap", b"overlap"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "overlap", b"overlap"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateSigningSecretRequest: _TypeAlias = RotateSigningSecretRequest  # noqa: Y015

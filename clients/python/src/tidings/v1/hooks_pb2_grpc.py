@@ -84,6 +84,11 @@ class HookServiceStub:
                 request_serializer=tidings_dot_v1_dot_hooks__pb2.ListTriggersRequest.SerializeToString,
                 response_deserializer=tidings_dot_v1_dot_hooks__pb2.ListTriggersResponse.FromString,
                 _registered_method=True)
+        self.RotateSigningSecret = channel.unary_unary(
+                '/tidings.v1.HookService/RotateSigningSecret',
+                request_serializer=tidings_dot_v1_dot_hooks__pb2.RotateSigningSecretRequest.SerializeToString,
+                response_deserializer=tidings_dot_v1_dot_hooks__pb2.Hook.FromString,
+                _registered_method=True)
 
 
 class HookServiceServicer:
@@ -129,12 +134,14 @@ class HookServiceServicer:
 
     def UpdateHook(self, request, context):
         """Updates the fields named in update_mask (display_name, destination_url,
-        authorization_header, status, retry_policy, ordering, max_concurrency).
+        authorization_header, status, retry_policy, ordering, max_concurrency,
+        signing_disabled).
         Disabling a hook discards its pending deliveries.
         Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
         value),
         FAILED_PRECONDITION (the mask names payload_format, which never changes:
-        delete the hook and create it again), NOT_FOUND.
+        delete the hook and create it again; or it enables signing on a hook with no
+        secret), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,6 +180,16 @@ class HookServiceServicer:
         """Lists a hook's triggers ordered by name.
         Errors: INVALID_ARGUMENT (malformed parent, negative page_size, bad
         page_token), NOT_FOUND (the hook).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningSecret(self, request, context):
+        """Gives a hook a new signing secret and returns the hook with it in signing_secret, the
+        only time it is shown. Until previous_secret_expire_time, deliveries are signed with
+        both the new and the previous secret, so receivers can switch without downtime.
+        Errors: INVALID_ARGUMENT (malformed name, overlap out of range), NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -220,6 +237,11 @@ def add_HookServiceServicer_to_server(servicer, server):
                     servicer.ListTriggers,
                     request_deserializer=tidings_dot_v1_dot_hooks__pb2.ListTriggersRequest.FromString,
                     response_serializer=tidings_dot_v1_dot_hooks__pb2.ListTriggersResponse.SerializeToString,
+            ),
+            'RotateSigningSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningSecret,
+                    request_deserializer=tidings_dot_v1_dot_hooks__pb2.RotateSigningSecretRequest.FromString,
+                    response_serializer=tidings_dot_v1_dot_hooks__pb2.Hook.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +469,33 @@ class HookService:
             '/tidings.v1.HookService/ListTriggers',
             tidings_dot_v1_dot_hooks__pb2.ListTriggersRequest.SerializeToString,
             tidings_dot_v1_dot_hooks__pb2.ListTriggersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tidings.v1.HookService/RotateSigningSecret',
+            tidings_dot_v1_dot_hooks__pb2.RotateSigningSecretRequest.SerializeToString,
+            tidings_dot_v1_dot_hooks__pb2.Hook.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,12 +62,14 @@ class HookServiceStub:
     """
     UpdateHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.UpdateHookRequest, _hooks_pb2.Hook]
     """Updates the fields named in update_mask (display_name, destination_url,
-    authorization_header, status, retry_policy, ordering, max_concurrency).
+    authorization_header, status, retry_policy, ordering, max_concurrency,
+    signing_disabled).
     Disabling a hook discards its pending deliveries.
     Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
     value),
     FAILED_PRECONDITION (the mask names payload_format, which never changes:
-    delete the hook and create it again), NOT_FOUND.
+    delete the hook and create it again; or it enables signing on a hook with no
+    secret), NOT_FOUND.
     """
     DeleteHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.DeleteHookRequest, _empty_pb2.Empty]
     """Deletes a hook and its triggers; its pending deliveries are discarded.
@@ -90,6 +92,12 @@ class HookServiceStub:
     """Lists a hook's triggers ordered by name.
     Errors: INVALID_ARGUMENT (malformed parent, negative page_size, bad
     page_token), NOT_FOUND (the hook).
+    """
+    RotateSigningSecret: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.RotateSigningSecretRequest, _hooks_pb2.Hook]
+    """Gives a hook a new signing secret and returns the hook with it in signing_secret, the
+    only time it is shown. Until previous_secret_expire_time, deliveries are signed with
+    both the new and the previous secret, so receivers can switch without downtime.
+    Errors: INVALID_ARGUMENT (malformed name, overlap out of range), NOT_FOUND.
     """
 
 @_typing.type_check_only
@@ -125,12 +133,14 @@ class HookServiceAsyncStub(HookServiceStub):
     """
     UpdateHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.UpdateHookRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
     """Updates the fields named in update_mask (display_name, destination_url,
-    authorization_header, status, retry_policy, ordering, max_concurrency).
+    authorization_header, status, retry_policy, ordering, max_concurrency,
+    signing_disabled).
     Disabling a hook discards its pending deliveries.
     Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
     value),
     FAILED_PRECONDITION (the mask names payload_format, which never changes:
-    delete the hook and create it again), NOT_FOUND.
+    delete the hook and create it again; or it enables signing on a hook with no
+    secret), NOT_FOUND.
     """
     DeleteHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.DeleteHookRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a hook and its triggers; its pending deliveries are discarded.
@@ -153,6 +163,12 @@ class HookServiceAsyncStub(HookServiceStub):
     """Lists a hook's triggers ordered by name.
     Errors: INVALID_ARGUMENT (malformed parent, negative page_size, bad
     page_token), NOT_FOUND (the hook).
+    """
+    RotateSigningSecret: _aio.UnaryUnaryMultiCallable[_hooks_pb2.RotateSigningSecretRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
+    """Gives a hook a new signing secret and returns the hook with it in signing_secret, the
+    only time it is shown. Until previous_secret_expire_time, deliveries are signed with
+    both the new and the previous secret, so receivers can switch without downtime.
+    Errors: INVALID_ARGUMENT (malformed name, overlap out of range), NOT_FOUND.
     """
 
 class HookServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -209,12 +225,14 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_hooks_pb2.Hook, _abc.Awaitable[_hooks_pb2.Hook]]:
         """Updates the fields named in update_mask (display_name, destination_url,
-        authorization_header, status, retry_policy, ordering, max_concurrency).
+        authorization_header, status, retry_policy, ordering, max_concurrency,
+        signing_disabled).
         Disabling a hook discards its pending deliveries.
         Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
         value),
         FAILED_PRECONDITION (the mask names payload_format, which never changes:
-        delete the hook and create it again), NOT_FOUND.
+        delete the hook and create it again; or it enables signing on a hook with no
+        secret), NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -261,6 +279,18 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists a hook's triggers ordered by name.
         Errors: INVALID_ARGUMENT (malformed parent, negative page_size, bad
         page_token), NOT_FOUND (the hook).
+        """
+
+    @_abc_1.abstractmethod
+    def RotateSigningSecret(
+        self,
+        request: _hooks_pb2.RotateSigningSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hooks_pb2.Hook, _abc.Awaitable[_hooks_pb2.Hook]]:
+        """Gives a hook a new signing secret and returns the hook with it in signing_secret, the
+        only time it is shown. Until previous_secret_expire_time, deliveries are signed with
+        both the new and the previous secret, so receivers can switch without downtime.
+        Errors: INVALID_ARGUMENT (malformed name, overlap out of range), NOT_FOUND.
         """
 
 def add_HookServiceServicer_to_server(servicer: HookServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

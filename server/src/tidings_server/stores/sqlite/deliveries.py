@@ -8,14 +8,17 @@ indexes' WHERE clauses, since SQLite only uses a partial index for a query that 
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
 from tidings_server.stores.protocol import AttemptRecord, Claim, Published
-from tidings_server.stores.sqlite import rows
+from tidings_server.stores.sqlite import history, rows
 
 # -- publishing ------------------------------------------------------------------------------
 
@@ -47,8 +50,8 @@ _INSERT_EVENT = """
 _INSERT_DELIVERY = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
-                            last_error, lease_until)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, NULL, '', NULL)
+                            last_error, lease_until, company_id, project_id, event_type, last_response_status)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, NULL, '', NULL, ?8, ?9, ?10, NULL)
 """
 
 _MatchKey = tuple[int, int | None, str, str]
@@ -59,7 +62,7 @@ def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> l
     last_stored = serial
     results: list[Published] = []
     event_rows: list[tuple[object, ...]] = []
-    delivery_rows: list[tuple[object, ...]] = []
+    delivery_rows: list[tuple[str, str, str, int, str, int, int, int, int | None, str]] = []
     first_use: dict[tuple[int, str], tuple[str, int]] = {}
     hooks_for: dict[_MatchKey, list[str]] = {}
     for event in events:
@@ -84,7 +87,20 @@ def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> l
         event_rows.append(rows.event_row(event, serial, now))
         for hook in hooks:
             name = f"{hook}/deliveries/{event.id}"
-            delivery_rows.append((name, hook, event.id, serial, event.resource_name, event.resource_id, now))
+            delivery_rows.append(
+                (
+                    name,
+                    hook,
+                    event.id,
+                    serial,
+                    event.resource_name,
+                    event.resource_id,
+                    now,
+                    event.company_id,
+                    event.project_id,
+                    event.event_type,
+                )
+            )
         results.append(Published(event.id, serial, len(hooks), False))
     try:
         conn.executemany(_INSERT_EVENT, event_rows)
@@ -93,6 +109,8 @@ def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> l
             raise
         raise ValueError(f"event id {_repeated_id(conn, event_rows, last_stored)} is already taken") from None
     conn.executemany(_INSERT_DELIVERY, delivery_rows)
+    conn.executemany(history.LOG_NEW_DELIVERY, delivery_rows)
+    history.count(conn, Counter((row[1], "queued") for row in delivery_rows))
     return results
 
 
@@ -141,7 +159,8 @@ _DUE_OF_ORDERED_HOOK = """
 _LEASE = "UPDATE deliveries SET lease_until = ? WHERE name = ?"
 _CLAIMED = """
     SELECT d.name, d.hook_name, d.event_id, d.status, d.attempt_count, d.create_time, d.update_time,
-           d.next_attempt_time, d.first_attempt_time, d.last_error,
+           d.next_attempt_time, d.first_attempt_time, d.last_error, d.company_id, d.project_id,
+           d.resource_name, d.resource_id, d.event_type, d.last_response_status,
            h.name, h.company_id, h.project_id, h.display_name, h.destination_url, h.authorization_header,
            h.payload_format, h.status, h.create_time, h.update_time, h.timeout_us, h.retry_window_us,
            h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
@@ -173,8 +192,8 @@ def claim(
         row = conn.execute(_CLAIMED, (name,)).fetchone()
         hook = hooks.get(row[1])
         if hook is None:
-            hook = hooks[row[1]] = rows.hook(row[10:27])
-        claims.append(Claim(rows.delivery(row[:10]), rows.event(row[27:]), hook))
+            hook = hooks[row[1]] = rows.hook(row[16:33])
+        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:]), hook))
     return claims
 
 
@@ -204,6 +223,8 @@ def next_due_time(conn: sqlite3.Connection, *, after: int) -> datetime | None:
     return rows.from_micros(min(times)) if times else None
 
 
+_PENDING_VALUES = frozenset(s.value for s in PENDING_STATUSES)
+
 # -- recording -------------------------------------------------------------------------------
 
 # An attempt is kept only if its delivery still exists (it may have been purged meanwhile); a
@@ -216,22 +237,60 @@ _INSERT_ATTEMPT = """
 """
 _RECORD = """
     UPDATE deliveries SET status = ?, next_attempt_time = ?, last_error = ?, attempt_count = ?,
-                          first_attempt_time = coalesce(first_attempt_time, ?), update_time = ?, lease_until = NULL
+                          first_attempt_time = coalesce(first_attempt_time, ?), update_time = ?, lease_until = NULL,
+                          last_response_status = ?
     WHERE name = ? AND status IN ('queued', 'retrying')
+"""
+# Written before the updates, while the delivery is still pending; the first body is kept.
+_INSERT_BODY = """
+    INSERT INTO delivery_bodies (delivery_name, content_type, body)
+    SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = ?1 AND status IN ('queued', 'retrying'))
+    ON CONFLICT (delivery_name) DO NOTHING
+"""
+# Every stored attempt moves its hook's health on, in record order: a success (2xx) resets the
+# failure streak; the last success and the last failure only ever move forward in time.
+_RECORD_HEALTH = """
+    INSERT INTO hook_health (hook_name, last_success_time, last_failure_time, last_failure_reason,
+                             consecutive_failures)
+    SELECT :hook, CASE WHEN :ok THEN :end END, CASE WHEN :ok THEN NULL ELSE :end END,
+           CASE WHEN :ok THEN '' ELSE :error END, CASE WHEN :ok THEN 0 ELSE 1 END
+    WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = :name)
+    ON CONFLICT (hook_name) DO UPDATE SET
+        last_success_time = CASE WHEN :ok AND (last_success_time IS NULL OR last_success_time < :end) THEN :end
+                                 ELSE last_success_time END,
+        last_failure_reason = CASE WHEN NOT :ok AND (last_failure_time IS NULL OR last_failure_time <= :end)
+                                   THEN :error ELSE last_failure_reason END,
+        last_failure_time = CASE WHEN NOT :ok AND (last_failure_time IS NULL OR last_failure_time <= :end)
+                                 THEN :end ELSE last_failure_time END,
+        consecutive_failures = CASE WHEN :ok THEN 0 ELSE consecutive_failures + 1 END
 """
 
 
-def attempt_rows(records: Sequence[AttemptRecord]) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """Check and convert ``records``: the attempts' rows and the deliveries' updates, in order."""
-    attempts: list[tuple[object, ...]] = []
-    updates: list[tuple[object, ...]] = []
+def succeeded(response_status: int | None) -> bool:
+    """Whether an attempt counts as a success for its hook's health: any 2xx answer."""
+    return response_status is not None and 200 <= response_status <= 299
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """Rows for ``record``: attempts, delivery updates, first bodies and health moves, in record order."""
+
+    attempts: list[tuple[object, ...]] = field(default_factory=list)
+    updates: list[tuple[object, ...]] = field(default_factory=list)
+    bodies: list[tuple[object, ...]] = field(default_factory=list)
+    health: list[dict[str, object]] = field(default_factory=list)
+
+
+def recording(records: Sequence[AttemptRecord]) -> Recording:
+    """Check and convert ``records``."""
+    out = Recording()
     for record in records:
         attempt = record.attempt
         if record.status in PENDING_STATUSES and record.next_attempt_time is None:
             raise ValueError(f"{record.delivery_name}: a {record.status.value} delivery needs a next_attempt_time")
         row = rows.attempt_row(record.delivery_name, attempt)
-        attempts.append(row)
-        updates.append(
+        out.attempts.append(row)
+        out.updates.append(
             (
                 record.status.value,
                 rows.optional_micros("next_attempt_time", record.next_attempt_time),
@@ -239,15 +298,49 @@ def attempt_rows(records: Sequence[AttemptRecord]) -> tuple[list[tuple[object, .
                 attempt.number,
                 row[2],  # start_time
                 row[3],  # end_time
+                attempt.response_status,
                 record.delivery_name,
             )
         )
-    return attempts, updates
+        if record.rendered is not None:
+            out.bodies.append((record.delivery_name, record.rendered.content_type, bytes(record.rendered.body)))
+        out.health.append(
+            {
+                "hook": record.delivery_name.rsplit("/deliveries/", 1)[0],
+                "name": record.delivery_name,
+                "ok": succeeded(attempt.response_status),
+                "end": row[3],
+                "error": attempt.error,
+            }
+        )
+    return out
 
 
-def record(conn: sqlite3.Connection, *, attempts: list[tuple[object, ...]], updates: list[tuple[object, ...]]) -> None:
-    conn.executemany(_INSERT_ATTEMPT, attempts)
-    conn.executemany(_RECORD, updates)
+_STATUSES = "SELECT name, status FROM deliveries WHERE name IN (SELECT value FROM json_each(?))"
+
+
+def record(conn: sqlite3.Connection, *, recording: Recording) -> None:
+    conn.executemany(_INSERT_ATTEMPT, recording.attempts)
+    conn.executemany(_INSERT_BODY, recording.bodies)
+    conn.executemany(_RECORD_HEALTH, recording.health)
+    # Which updates apply follows from the statuses before the batch, in record order; each
+    # applied one is logged as it was right after it, and counted.
+    names = sorted({str(update[-1]) for update in recording.updates})
+    statuses: dict[str, str] = dict(conn.execute(_STATUSES, (json.dumps(names),)).fetchall())
+    deltas: Counter[tuple[str, str]] = Counter()
+    for update in recording.updates:
+        name = str(update[-1])
+        old = statuses.get(name)
+        if old not in _PENDING_VALUES:
+            continue  # purged, or no longer pending: the UPDATE would not apply
+        conn.execute(_RECORD, update)
+        history.log_changes(conn, [name])
+        hook = name.rsplit("/deliveries/", 1)[0]
+        new = str(update[0])
+        deltas[hook, old] -= 1
+        deltas[hook, new] += 1
+        statuses[name] = new
+    history.count(conn, deltas)
 
 
 def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
@@ -262,8 +355,18 @@ _DISCARD = """
 """
 
 
+_PENDING_OF_HOOK = """
+    SELECT name, status FROM deliveries INDEXED BY deliveries_pending_by_resource
+    WHERE hook_name = ? AND status IN ('queued', 'retrying')
+"""
+
+
 def discard_pending(conn: sqlite3.Connection, *, hook_name: str, now: int, reason: str) -> int:
+    pending = conn.execute(_PENDING_OF_HOOK, (hook_name,)).fetchall()
     count: int = conn.execute(_DISCARD, (reason, now, hook_name)).rowcount
+    history.log_changes(conn, sorted(name for name, _ in pending))
+    deltas = Counter((hook_name, status) for _, status in pending)
+    history.count(conn, {key: -n for key, n in deltas.items()} | {(hook_name, "discarded"): len(pending)})
     return count
 
 
@@ -271,12 +374,14 @@ def discard_pending(conn: sqlite3.Connection, *, hook_name: str, now: int, reaso
 
 _SELECT_DELIVERY = """
     SELECT name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,
-           first_attempt_time, last_error
+           first_attempt_time, last_error, company_id, project_id, resource_name, resource_id, event_type,
+           last_response_status
     FROM deliveries WHERE name = ?
 """
 _LIST_DELIVERIES = """
     SELECT name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,
-           first_attempt_time, last_error
+           first_attempt_time, last_error, company_id, project_id, resource_name, resource_id, event_type,
+           last_response_status
     FROM deliveries WHERE name > ? AND name < ? AND hook_name = ? ORDER BY name LIMIT ?
 """
 _LIST_ATTEMPTS = """
@@ -322,12 +427,11 @@ def get_event(conn: sqlite3.Connection, *, event_id: str) -> Event:
 
 # -- purging ---------------------------------------------------------------------------------
 
-# Oldest first. Attempts go with their delivery (ON DELETE CASCADE); changes() counts only the
-# deliveries. Events go once no delivery refers to them, within what is left of the batch.
-_PURGE_DELIVERIES = """
-    DELETE FROM deliveries WHERE rowid IN (
-        SELECT rowid FROM deliveries WHERE create_time < ? ORDER BY create_time LIMIT ?)
-"""
+# Oldest first. Attempts and bodies go with their delivery (ON DELETE CASCADE), and a trigger
+# takes it off its hook's counters; changes() counts only the deliveries. Events go once no
+# delivery refers to them, then old changes, within what is left of the batch.
+_OLD_DELIVERIES = "SELECT rowid, hook_name, status FROM deliveries WHERE create_time < ? ORDER BY create_time LIMIT ?"
+_PURGE_DELIVERIES = "DELETE FROM deliveries WHERE rowid IN (SELECT value FROM json_each(?))"
 _PURGE_EVENTS = """
     DELETE FROM events WHERE serial IN (
         SELECT serial FROM events AS e
@@ -337,7 +441,11 @@ _PURGE_EVENTS = """
 
 
 def purge(conn: sqlite3.Connection, *, before: int, limit: int) -> int:
-    deleted: int = conn.execute(_PURGE_DELIVERIES, (before, limit)).rowcount
+    old = conn.execute(_OLD_DELIVERIES, (before, limit)).fetchall()
+    deleted: int = conn.execute(_PURGE_DELIVERIES, (json.dumps([rowid for rowid, _, _ in old]),)).rowcount
+    history.count(conn, {key: -n for key, n in Counter((hook, status) for _, hook, status in old).items()})
     if deleted < limit:
         deleted += conn.execute(_PURGE_EVENTS, (before, limit - deleted)).rowcount
+    if deleted < limit:
+        deleted += history.purge_changes(conn, before=before, limit=limit - deleted)
     return deleted

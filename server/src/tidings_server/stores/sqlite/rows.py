@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,7 +67,7 @@ def _statuses(text: str) -> frozenset[int]:
 
 
 def hook_row(hook: Hook) -> tuple[object, ...]:
-    """The row for ``hook``: the columns ``hook()`` reads, then ``parent``."""
+    """The row for ``hook``: the columns ``hook()`` reads (the signing ones last), then ``parent``."""
     policy = hook.retry_policy
     return (
         hook.name,
@@ -85,14 +87,41 @@ def hook_row(hook: Hook) -> tuple[object, ...]:
         _statuses_text(policy.retryable_statuses),
         hook.ordering.value,
         hook.max_concurrency,
+        *signing_row(hook),
         str(Parent(hook.company_id, hook.project_id)),
+    )
+
+
+def signing_row(hook: Hook) -> tuple[object, ...]:
+    """The signing columns of ``hook``, in the order ``with_signing()`` reads them."""
+    return (
+        int(hook.signing_disabled),
+        hook.signing_secret,
+        hook.previous_signing_secret,
+        optional_micros("previous_secret_expire_time", hook.previous_secret_expire_time),
+    )
+
+
+def with_signing(hook: Hook, row: Sequence[Any]) -> Hook:
+    """``hook`` with signing_disabled, signing_secret, previous_signing_secret and
+    previous_secret_expire_time read from ``row``."""
+    disabled, secret, previous, expire = row
+    return replace(
+        hook,
+        signing_disabled=bool(disabled),
+        signing_secret=secret,
+        previous_signing_secret=previous,
+        previous_secret_expire_time=optional_time(expire),
     )
 
 
 def hook(row: Any) -> Hook:
     """Read name, company_id, project_id, display_name, destination_url, authorization_header,
     payload_format, status, create_time, update_time, timeout_us, retry_window_us,
-    initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency."""
+    initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency, and the
+    four signing columns when the row has them (``with_signing``)."""
+    if len(row) > 17:
+        return with_signing(hook(row[:17]), row[17:])
     (
         name,
         company_id,
@@ -219,8 +248,26 @@ def event(row: Any) -> Event:
 
 def delivery(row: Any) -> Delivery:
     """Read name, hook_name, event_id, status, attempt_count, create_time, update_time,
-    next_attempt_time, first_attempt_time, last_error."""
-    name, hook_name, event_id, status, attempts, created, updated, next_attempt, first_attempt, last_error = row
+    next_attempt_time, first_attempt_time, last_error, company_id, project_id, resource_name,
+    resource_id, event_type, last_response_status (columns of deliveries and of changes alike)."""
+    (
+        name,
+        hook_name,
+        event_id,
+        status,
+        attempts,
+        created,
+        updated,
+        next_attempt,
+        first_attempt,
+        last_error,
+        company_id,
+        project_id,
+        resource_name,
+        resource_id,
+        event_type,
+        response_status,
+    ) = row
     return Delivery(
         name=name,
         hook_name=hook_name,
@@ -232,6 +279,12 @@ def delivery(row: Any) -> Delivery:
         next_attempt_time=optional_time(next_attempt),
         first_attempt_time=optional_time(first_attempt),
         last_error=last_error,
+        company_id=company_id,
+        project_id=project_id,
+        resource_name=resource_name,
+        resource_id=resource_id,
+        event_type=event_type,
+        last_response_status=response_status,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
@@ -20,11 +20,20 @@ from typing import TypeVar
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
 from tidings_server.domain.names import Parent
-from tidings_server.stores.protocol import AttemptRecord, Claim, Published
-from tidings_server.stores.sqlite import deliveries
-from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger
+from tidings_server.stores import history as plans
+from tidings_server.stores.protocol import (
+    AttemptRecord,
+    ChangePage,
+    Claim,
+    DeliveryPage,
+    DeliveryQuery,
+    HookStats,
+    Published,
+)
+from tidings_server.stores.sqlite import deliveries, history
+from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
 
 __all__ = ["SqliteStore", "to_micros"]
 
@@ -37,32 +46,37 @@ _INSERT_HOOK = """
     INSERT INTO hooks (name, company_id, project_id, display_name, destination_url, authorization_header,
                        payload_format, status, create_time, update_time, timeout_us, retry_window_us,
                        initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
+                       signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
                        parent)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SELECT_HOOK = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
-           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
     FROM hooks WHERE name = ?
 """
 _LIST_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
-           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
     FROM hooks WHERE parent = ? AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_PROJECT_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
-           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
 _UPDATE_HOOK = """
     UPDATE hooks SET display_name = ?, destination_url = ?, authorization_header = ?, payload_format = ?,
                      status = ?, create_time = ?, update_time = ?, timeout_us = ?, retry_window_us = ?,
                      initial_backoff_us = ?, max_backoff_us = ?, retryable_statuses = ?, ordering = ?,
-                     max_concurrency = ?
+                     max_concurrency = ?, signing_disabled = ?, signing_secret = ?, previous_signing_secret = ?,
+                     previous_secret_expire_time = ?
     WHERE name = ?
 """
 # A trigger copies its hook's company and project (fixed for the hook's life) for fan-out.
@@ -73,6 +87,12 @@ _INSERT_TRIGGER = """
 """
 _SELECT_TRIGGER = """
     SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = ? AND name = ?
+"""
+_FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
+# The claim reads hooks with the delivery columns; their signing columns come from here.
+_SIGNING_OF_HOOK = """
+    SELECT signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+    FROM hooks WHERE name = ?
 """
 _LIST_TRIGGERS = """
     SELECT name, resource_name, event_type, create_time FROM triggers
@@ -179,6 +199,13 @@ class SqliteStore:
 
         return await self._run(run, write=False)
 
+    async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
+        def run(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
+            rows = conn.execute(_FORMATS_IN_USE).fetchall()
+            return {payload_format: (count, first) for payload_format, count, first in rows}
+
+        return await self._run(run, write=False)
+
     async def update_hook(self, name: str, change: Callable[[Hook], Hook]) -> Hook:
         def run(conn: sqlite3.Connection) -> Hook:
             current = self._get(conn, name)
@@ -186,7 +213,7 @@ class SqliteStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:17], name))  # display_name … max_concurrency
+            conn.execute(_UPDATE_HOOK, (*row[3:21], name))  # display_name … previous_secret_expire_time
             return new
 
         return await self._run(run, write=True)
@@ -293,7 +320,17 @@ class SqliteStore:
             lease_until=to_micros("lease_until", lease_until),
             in_flight=dict(in_flight),
         )
-        return await self._run(claim, write=True)
+
+        def run(conn: sqlite3.Connection) -> list[Claim]:
+            claims = claim(conn)
+            signed: dict[str, Hook] = {}
+            for c in claims:  # a few hooks per batch: one probe each, in the claim's transaction
+                if c.hook.name not in signed:
+                    signing = conn.execute(_SIGNING_OF_HOOK, (c.hook.name,)).fetchone()
+                    signed[c.hook.name] = with_signing(c.hook, signing)
+            return [replace(c, hook=signed[c.hook.name]) for c in claims]
+
+        return await self._run(run, write=True)
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
         """As the protocol says, counting only times later than ``after``.
@@ -306,8 +343,8 @@ class SqliteStore:
         return await self._run(partial(deliveries.next_due_time, after=bound), write=False)
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
-        attempts, updates = deliveries.attempt_rows(records)
-        await self._run(partial(deliveries.record, attempts=attempts, updates=updates), write=True)
+        recording = deliveries.recording(records)
+        await self._run(partial(deliveries.record, recording=recording), write=True)
 
     async def release(self, delivery_names: Sequence[str]) -> None:
         await self._run(partial(deliveries.release, names=list(delivery_names)), write=True)
@@ -326,6 +363,38 @@ class SqliteStore:
         _check_limit(limit)
         page = partial(deliveries.list_deliveries, hook_name=hook_name, after=after or "", limit=limit)
         return await self._run(page, write=False)
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def query_deliveries(
+        self, query: DeliveryQuery, *, after: str | None, limit: int, scan_limit: int
+    ) -> DeliveryPage:
+        _check_limit(limit)
+        _check_limit(scan_limit)
+        plans.check(query)
+        run = partial(history.query_deliveries, query=query, after=after, limit=limit, scan_limit=scan_limit)
+        return await self._run(run, write=False)
+
+    async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
+        return await self._run(partial(history.get_rendered, delivery_name=delivery_name), write=False)
+
+    async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
+        run = partial(history.hook_stats, hook_name=hook_name, latency_sample=latency_sample)
+        return await self._run(run, write=False)
+
+    async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:
+        run = partial(history.redeliver, names=list(names), now=to_micros("now", now))
+        return await self._run(run, write=True)
+
+    async def list_changes(self, query: DeliveryQuery, *, after: int, limit: int, scan_limit: int) -> ChangePage:
+        _check_limit(limit)
+        _check_limit(scan_limit)
+        plans.check(query)
+        run = partial(history.list_changes, query=query, after=after, limit=limit, scan_limit=scan_limit)
+        return await self._run(run, write=False)
+
+    async def change_bounds(self) -> tuple[int, int]:
+        return await self._run(history.change_bounds, write=False)
 
     async def get_event(self, event_id: str) -> Event:
         return await self._run(partial(deliveries.get_event, event_id=event_id), write=False)

@@ -1,0 +1,423 @@
+"""Delivery history: the rules of ListDeliveries … SendTestEvent, independent of the wire.
+
+The store answers bounded questions (one page, one scan budget, one batch of changes); this
+module decides what the questions are: which parent, which filter, the 28-day window, what a
+token means. History is read-mostly and never blocks delivery: every read is one short query.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Final
+
+import trio
+from ulid import ULID
+
+from tidings_server.delivery import states
+from tidings_server.domain import filtering, names, paging
+from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
+from tidings_server.domain.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Hook,
+    HookStatus,
+    RenderedBody,
+)
+from tidings_server.domain.pulse import Pulse
+from tidings_server.stores.protocol import (
+    DELIVERY_FILTER_SCHEMA,
+    Change,
+    DeliveryQuery,
+    Store,
+)
+
+RETENTION: Final = timedelta(days=28)
+SCAN_LIMIT: Final = 5000  # deliveries one List call examines at most: bounds a rare filter's cost
+LATENCY_SAMPLE: Final = 1000
+DEFAULT_REDELIVER_LIMIT: Final = 100
+MAX_REDELIVER_LIMIT: Final = 1000
+WATCH_BATCH: Final = 100
+WATCH_SCAN: Final = 2000
+EXCERPT: Final = 1024
+
+_EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
+_DELIVERY_RE = re.compile(rf"(?P<hook>.+)/deliveries/(?P<event>{_EVENT_ID})")
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+PARENT_FORMS: Final = (
+    f"a hook ({names.HOOK_FORMS}), companies/{{company}}/projects/{{project}} or companies/{{company}}"
+)
+
+Renderer = Callable[[Hook, Event], Awaitable[RenderedBody]]
+Prober = Callable[[Hook, Event], Awaitable[Attempt]]
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """What ListDeliveries (and a bulk redeliver) asks for, as the adapter decoded it; empty
+    values mean "any"."""
+
+    parent: str
+    statuses: frozenset[DeliveryStatus] = frozenset()
+    resource_name: str = ""
+    resource_id: int = 0
+    event_type: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    filter: str = ""
+
+    def fingerprint(self) -> tuple[str, ...]:
+        """The request fields a page token is bound to."""
+        return (
+            self.parent,
+            ",".join(sorted(s.value for s in self.statuses)),
+            self.resource_name,
+            str(self.resource_id),
+            self.event_type,
+            self.start_time.isoformat() if self.start_time else "",
+            self.end_time.isoformat() if self.end_time else "",
+            self.filter,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """One delivery with everything GetDelivery shows."""
+
+    delivery: Delivery
+    event: Event
+    rendered: RenderedBody | None
+    attempts: Sequence[Attempt]
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """A hook at a glance (what the Overview screen shows)."""
+
+    hook: Hook
+    counts: Mapping[DeliveryStatus, int]
+    success_rate: float
+    latency_p50: timedelta | None
+    latency_p95: timedelta | None
+    last_success_time: datetime | None
+    last_failure_time: datetime | None
+    last_failure_reason: str
+    consecutive_failures: int
+    next_retry_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Redelivered:
+    names: list[str]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    """What the endpoint made of a test event."""
+
+    attempt: Attempt
+    body: bytes
+
+    @property
+    def excerpt(self) -> bytes:
+        return self.attempt.response_body[:EXCERPT]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCursor:
+    """Where a watch stands: the query it follows and the last change it has passed on."""
+
+    query: DeliveryQuery
+    fingerprint: tuple[str, ...]
+    after: int
+
+    def resume_token(self, seq: int) -> str:
+        return paging.encode_token(str(seq), *self.fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    changes: list[Change]
+    cursor: WatchCursor
+
+
+class HistoryService:
+    """Answers history questions from the store; redelivers and tests through the engine."""
+
+    def __init__(
+        self,
+        store: Store,
+        now: Callable[[], datetime],
+        pulse: Pulse,
+        render: Renderer,
+        probe: Prober,
+        *,
+        retention: timedelta = RETENTION,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._now = now
+        self._pulse = pulse
+        self._render = render
+        self._probe = probe
+        self._retention = retention
+        self._on_change = on_change
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def list_deliveries(self, criteria: Criteria, size: int, token: str) -> paging.Page[tuple[Delivery, Event]]:
+        limit = paging.page_size(size)
+        query = self._query(criteria)
+        after = paging.decode_token(token, *criteria.fingerprint())
+        if after is not None and not after.startswith("companies/"):
+            raise InvalidArgument("page_token: not a token this server issued")
+        await self._check_parent("parent", query)
+        page = await self._store.query_deliveries(query, after=after, limit=limit, scan_limit=SCAN_LIMIT)
+        next_token = paging.encode_token(page.next_after, *criteria.fingerprint()) if page.next_after else ""
+        return paging.Page(page.deliveries, next_token)
+
+    async def get_delivery(self, name: str) -> Detail:
+        hook_name, event_id = parse_delivery_name("name", name)
+        delivery = await self._store.get_delivery(name)
+        if delivery.create_time < self._window_start():
+            raise NotFound(f"delivery {name!r} not found")
+        event = await self._store.get_event(event_id)
+        attempts = await self._store.list_attempts(name)
+        rendered = await self._store.get_rendered(name)
+        if rendered is None:
+            rendered = await self._render_now(hook_name, event)
+        return Detail(delivery, event, rendered, attempts)
+
+    async def overview(self, name: str) -> Overview:
+        names.parse_hook_name("name", name)
+        hook = await self._store.get_hook(name)
+        stats = await self._store.hook_stats(name, latency_sample=LATENCY_SAMPLE)
+        counts = {status: stats.counts.get(status, 0) for status in DeliveryStatus}
+        done = counts[DeliveryStatus.DELIVERED] + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.DISCARDED]
+        latencies = sorted(stats.recent_latencies)
+        return Overview(
+            hook=hook,
+            counts=counts,
+            success_rate=counts[DeliveryStatus.DELIVERED] / done if done else 0.0,
+            latency_p50=percentile(latencies, 0.50),
+            latency_p95=percentile(latencies, 0.95),
+            last_success_time=stats.last_success_time,
+            last_failure_time=stats.last_failure_time,
+            last_failure_reason=stats.last_failure_reason,
+            consecutive_failures=stats.consecutive_failures,
+            next_retry_time=stats.next_attempt_time,
+        )
+
+    # -- watching --------------------------------------------------------------------------
+
+    async def watch_start(self, parent: str, statuses: frozenset[DeliveryStatus], resume_token: str) -> WatchCursor:
+        query = replace(parse_parent("parent", parent), statuses=statuses)
+        fingerprint = ("watch", parent, ",".join(sorted(s.value for s in statuses)))
+        await self._check_parent("parent", query)
+        oldest, newest = await self._store.change_bounds()
+        if not resume_token:
+            return WatchCursor(query, fingerprint, newest)
+        position = paging.decode_token(resume_token.strip(), *fingerprint, field="resume_token")
+        if position is None or not position.isdigit():
+            raise InvalidArgument("resume_token: not a token this server issued")
+        seq = int(position)
+        if seq > newest:
+            raise InvalidArgument(
+                f"resume_token: change #{seq} has not happened; was the token issued by another server?"
+            )
+        if seq < oldest - 1:
+            raise OutOfRange(
+                f"resume_token: the changes after #{seq} have left the {self._retention.days}-day retention window;"
+                " list the deliveries to catch up, then watch without a token"
+            )
+        return WatchCursor(query, fingerprint, seq)
+
+    async def watch_next(self, cursor: WatchCursor, wait: float) -> WatchBatch:
+        """The next changes after the cursor; waits up to ``wait`` seconds when there are none
+        (returning an empty batch), and raises ``Unavailable`` once the server shuts down."""
+        token = self._pulse.token()
+        page = await self._store.list_changes(
+            cursor.query, after=cursor.after, limit=WATCH_BATCH, scan_limit=WATCH_SCAN
+        )
+        if page.changes or page.last_seq > cursor.after:
+            return WatchBatch(page.changes, replace(cursor, after=page.last_seq))
+        with trio.move_on_after(wait):
+            await self._pulse.wait(token)
+        return WatchBatch([], cursor)
+
+    # -- acting ----------------------------------------------------------------------------
+
+    async def redeliver_one(self, name: str) -> Redelivered:
+        hook_name, _ = parse_delivery_name("name", name)
+        delivery = await self._store.get_delivery(name)
+        hook = await self._live_hook(hook_name, delivery)
+        if hook is None:
+            raise FailedPrecondition(f"name: the hook of {name} has been deleted; its deliveries cannot be sent again")
+        if hook.status is HookStatus.DISABLED:
+            raise FailedPrecondition(f"name: hook {hook_name} is disabled; set it active, then redeliver")
+        moved = await self._store.redeliver([name], self._now())
+        if moved:
+            self._changed()
+        return Redelivered(moved, more=False)
+
+    async def redeliver_matching(self, parent: str, filter_text: str, limit: int) -> Redelivered:
+        if limit < 0 or limit > MAX_REDELIVER_LIMIT:
+            raise InvalidArgument(
+                f"limit: must be 0 (for {DEFAULT_REDELIVER_LIMIT}) to {MAX_REDELIVER_LIMIT}, got {limit}"
+            )
+        limit = limit or DEFAULT_REDELIVER_LIMIT
+        query = replace(
+            self._query(Criteria(parent, filter=filter_text)), statuses=states.sources(states.Cause.REDELIVER)
+        )
+        await self._check_parent("parent", query)
+        found: list[str] = []
+        after: str | None = None
+        more = False
+        while True:
+            page = await self._store.query_deliveries(
+                query, after=after, limit=limit + 1 - len(found), scan_limit=SCAN_LIMIT
+            )
+            found += [d.name for d, _ in page.deliveries]
+            if len(found) > limit:
+                more, found = True, found[:limit]
+                break
+            if page.next_after is None:
+                break
+            after = page.next_after
+        moved = await self._store.redeliver(found, self._now()) if found else []
+        if moved:
+            self._changed()
+        return Redelivered(moved, more)
+
+    async def send_test(self, name: str) -> TestResult:
+        names.parse_hook_name("name", name)
+        hook = await self._store.get_hook(name)
+        if hook.status is HookStatus.DISABLED:
+            raise FailedPrecondition(f"name: hook {name} is disabled; set it active or paused to test it")
+        triggers = await self._store.list_triggers(name, after=None, limit=1)
+        resource, event_type = (triggers[0].resource_name, triggers[0].event_type) if triggers else ("Test", "test")
+        now = self._now()
+        event = Event(
+            id=str(ULID.from_datetime(now)),
+            serial=0,
+            timestamp=now,
+            company_id=hook.company_id,
+            project_id=hook.project_id,
+            user_id=1,
+            resource_name=resource,
+            resource_id=1,
+            event_type=event_type,
+        )
+        attempt = await self._probe(hook, event)
+        rendered = await self._try_render(hook, event)
+        return TestResult(attempt, rendered.body if rendered else b"")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._on_change()
+        self._pulse.fire()
+
+    def _window_start(self) -> datetime:
+        return self._now() - self._retention
+
+    def _query(self, criteria: Criteria) -> DeliveryQuery:
+        base = parse_parent("parent", criteria.parent)
+        if criteria.resource_id < 0:
+            raise InvalidArgument(f"resource_id: must be positive (0 for any), got {criteria.resource_id}")
+        if len(criteria.resource_name) > 200:
+            raise InvalidArgument("resource_name: longer than the 200 characters a resource name may have")
+        if criteria.event_type and not _EVENT_TYPE.fullmatch(criteria.event_type):
+            raise InvalidArgument(
+                f"event_type: {criteria.event_type!r} is not an event type; expected lowercase letters, digits"
+                " and underscores, e.g. 'update'"
+            )
+        if criteria.start_time and criteria.end_time and criteria.end_time <= criteria.start_time:
+            raise InvalidArgument("end_time: must be later than start_time")
+        expr = filtering.parse(criteria.filter, DELIVERY_FILTER_SCHEMA)
+        window = self._window_start()
+        return replace(
+            base,
+            statuses=criteria.statuses,
+            resource_name=criteria.resource_name or None,
+            resource_id=criteria.resource_id or None,
+            event_type=criteria.event_type or None,
+            start_time=max(criteria.start_time, window) if criteria.start_time else window,
+            end_time=criteria.end_time,
+            filter=expr,
+        )
+
+    async def _check_parent(self, field: str, query: DeliveryQuery) -> None:
+        """A hook parent must exist, or have history left from before it was deleted."""
+        if query.hook_name is None:
+            return
+        try:
+            await self._store.get_hook(query.hook_name)
+        except NotFound:
+            probe = await self._store.query_deliveries(
+                DeliveryQuery(hook_name=query.hook_name, start_time=self._window_start()),
+                after=None,
+                limit=1,
+                scan_limit=1,
+            )
+            if not probe.deliveries:
+                raise NotFound(f"{field}: hook {query.hook_name!r} not found and has no delivery history") from None
+
+    async def _live_hook(self, hook_name: str, delivery: Delivery) -> Hook | None:
+        """The hook a delivery belongs to, unless it was deleted (perhaps re-created since)."""
+        try:
+            hook = await self._store.get_hook(hook_name)
+        except NotFound:
+            return None
+        return hook if hook.create_time <= delivery.create_time else None
+
+    async def _render_now(self, hook_name: str, event: Event) -> RenderedBody | None:
+        try:
+            hook = await self._store.get_hook(hook_name)
+        except NotFound:
+            return None
+        return await self._try_render(hook, event)
+
+    async def _try_render(self, hook: Hook, event: Event) -> RenderedBody | None:
+        try:
+            return await self._render(hook, event)
+        except Exception:  # a broken format shows as "no body"; the delivery itself reports why
+            return None
+
+
+def parse_parent(field: str, value: str) -> DeliveryQuery:
+    """A history parent: a hook, a project or a company."""
+    if "/hooks/" in value:
+        names.parse_hook_name(field, value)
+        return DeliveryQuery(hook_name=value)
+    if value.endswith("/projects/-"):
+        raise InvalidArgument(f"{field}: the wildcard project '-' is not needed here; use companies/{{company}}")
+    try:
+        parent = names.parse_parent(field, value)
+    except InvalidArgument:
+        raise InvalidArgument(f"{field}: {value!r} is not a valid parent; expected {PARENT_FORMS}") from None
+    return DeliveryQuery(company_id=parent.company_id, project_id=parent.project_id)
+
+
+def parse_delivery_name(field: str, value: str) -> tuple[str, str]:
+    """Split ``{hook}/deliveries/{event id}`` into the hook name and the event id."""
+    m = _DELIVERY_RE.fullmatch(value)
+    if m is None:
+        raise InvalidArgument(
+            f"{field}: {value!r} is not a valid delivery name; expected {{hook}}/deliveries/{{event id}}"
+        )
+    names.parse_hook_name(field, m["hook"])
+    return m["hook"], m["event"]
+
+
+def percentile(ordered: Sequence[timedelta], fraction: float) -> timedelta | None:
+    """Nearest-rank percentile of sorted values: always one of them, None for none."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]

@@ -1,0 +1,122 @@
+"""DeliveryService: delivery history over gRPC, including the live WatchDeliveries stream.
+
+The stream never buffers on a watcher's behalf: each round asks the core for the next batch
+of changes (read from the store, at most a hundred) and writes them one by one. A write that
+does not complete within ``stall_timeout`` means the watcher stopped reading; it is dropped
+with RESOURCE_EXHAUSTED and the token to resume from, so server memory stays flat however many
+watchers stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import grpc
+
+from tidings.v1 import deliveries_pb2, deliveries_pb2_grpc
+from tidings_server.domain.history import HistoryService
+from tidings_server.grpc_api import convert_history
+from tidings_server.grpc_api.bridge import TrioBridge
+from tidings_server.grpc_api.servicers import Context, _abort, _Servicer
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """How streams behave; tests shorten both."""
+
+    poll: float = 15.0  # a quiet stream re-reads this often even without news of a change
+    stall_timeout: float = 10.0  # a watcher that accepts no message for this long is dropped
+
+
+class DeliveryServicer(_Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
+    def __init__(self, bridge: TrioBridge, history: HistoryService, watch: WatchSettings) -> None:
+        super().__init__(bridge)
+        self._history = history
+        self._watch = watch
+        self.active_watches = 0  # streams being served now; tests check cancelled ones end
+
+    async def ListDeliveries(  # noqa: N802 - gRPC method names
+        self, request: deliveries_pb2.ListDeliveriesRequest, context: Context
+    ) -> deliveries_pb2.ListDeliveriesResponse:
+        criteria = await self._decode(context, lambda: convert_history.criteria(request))
+        full = await self._decode(
+            context, lambda: convert_history.view("view", request.view, deliveries_pb2.DELIVERY_VIEW_BASIC)
+        )
+        page = await self._call(context, self._history.list_deliveries, criteria, request.page_size, request.page_token)
+        items = [convert_history.delivery(d, e) for d, e in page.items]
+        if full == deliveries_pb2.DELIVERY_VIEW_FULL:
+            items = [
+                convert_history.detail(await self._call(context, self._history.get_delivery, d.name), True)
+                for d, _ in page.items
+            ]
+        return deliveries_pb2.ListDeliveriesResponse(deliveries=items, next_page_token=page.next_page_token)
+
+    async def GetDelivery(  # noqa: N802
+        self, request: deliveries_pb2.GetDeliveryRequest, context: Context
+    ) -> deliveries_pb2.Delivery:
+        view = await self._decode(
+            context, lambda: convert_history.view("view", request.view, deliveries_pb2.DELIVERY_VIEW_FULL)
+        )
+        found = await self._call(context, self._history.get_delivery, request.name)
+        return convert_history.detail(found, view == deliveries_pb2.DELIVERY_VIEW_FULL)
+
+    async def GetHookOverview(  # noqa: N802
+        self, request: deliveries_pb2.GetHookOverviewRequest, context: Context
+    ) -> deliveries_pb2.HookOverview:
+        return convert_history.overview(await self._call(context, self._history.overview, request.name))
+
+    async def WatchDeliveries(  # type: ignore[override]  # noqa: N802 - writes itself to time each write
+        self, request: deliveries_pb2.WatchDeliveriesRequest, context: Context
+    ) -> None:
+        statuses = await self._decode(context, lambda: convert_history.statuses("statuses", request.statuses))
+        cursor = await self._call(context, self._history.watch_start, request.parent, statuses, request.resume_token)
+        resume_from = cursor.resume_token(cursor.after)
+        self.active_watches += 1
+        try:
+            while True:
+                batch = await self._call(context, self._history.watch_next, cursor, self._watch.poll)
+                for change in batch.changes:
+                    token = cursor.resume_token(change.seq)
+                    message = convert_history.change(change, token)
+                    try:
+                        await asyncio.wait_for(context.write(message), self._watch.stall_timeout)
+                    except TimeoutError:
+                        await _abort(
+                            context,
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"the watcher stopped reading for {self._watch.stall_timeout:g} s and was dropped;"
+                            f" resume with resume_token={resume_from}",
+                        )
+                    resume_from = token
+                cursor = batch.cursor
+        finally:
+            self.active_watches -= 1
+
+    async def RedeliverDeliveries(  # noqa: N802
+        self, request: deliveries_pb2.RedeliverDeliveriesRequest, context: Context
+    ) -> deliveries_pb2.RedeliverDeliveriesResponse:
+        if bool(request.name) == bool(request.parent):
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "name, parent: give exactly one: a delivery's name, or a parent (with a filter) to redeliver many",
+            )
+        if request.name:
+            if request.filter or request.limit:
+                await _abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, "filter, limit: only apply with parent, not with name"
+                )
+            done = await self._call(context, self._history.redeliver_one, request.name)
+        else:
+            done = await self._call(
+                context, self._history.redeliver_matching, request.parent, request.filter, request.limit
+            )
+        return deliveries_pb2.RedeliverDeliveriesResponse(
+            queued_count=len(done.names), names=done.names, more=done.more
+        )
+
+    async def SendTestEvent(  # noqa: N802
+        self, request: deliveries_pb2.SendTestEventRequest, context: Context
+    ) -> deliveries_pb2.SendTestEventResponse:
+        return convert_history.test_result(await self._call(context, self._history.send_test, request.name))

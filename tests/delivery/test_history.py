@@ -1,0 +1,102 @@
+"""History in virtual time: the retention window to the second, watch waits and change times
+exactly as the engine made them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from tests.delivery.world import ORIGIN, PROJECT, rfi, world
+from tests.receivers import Reply, ScriptedReceiver
+from tidings_server.delivery.engine import EngineConfig
+from tidings_server.domain.errors import NotFound, Unavailable
+from tidings_server.domain.history import Criteria
+from tidings_server.domain.model import DeliveryStatus
+
+RETENTION = timedelta(days=28)
+SLOW_PURGE = EngineConfig(purge_every=3600.0)  # fewer wake-ups over 28 virtual days
+
+
+async def test_a_delivery_stays_listed_for_exactly_28_days(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(200)).run)
+    async with world(SLOW_PURGE) as w:
+        hook = await w.hook(receiver.url())
+        [published] = await w.publish(rfi(7))
+        await w.settle(hook)
+        name = f"{hook.name}/deliveries/{published.event_id}"
+        await trio.sleep_until(w.t0 + (RETENTION - timedelta(seconds=1)).total_seconds())
+        assert w.clock.now() == ORIGIN + RETENTION - timedelta(seconds=1)
+        page = await w.history.list_deliveries(Criteria(hook.name), 50, "")
+        assert [d.name for d, _ in page.items] == [name]
+        assert (await w.history.get_delivery(name)).delivery.status is DeliveryStatus.DELIVERED
+        await trio.sleep_until(w.t0 + (RETENTION + timedelta(seconds=1)).total_seconds())
+        assert w.clock.now() == ORIGIN + RETENTION + timedelta(seconds=1)
+        assert (await w.history.list_deliveries(Criteria(hook.name), 50, "")).items == []
+        assert (await w.history.list_deliveries(Criteria(PROJECT), 50, "")).items == []
+        with pytest.raises(NotFound):
+            await w.history.get_delivery(name)
+
+
+async def test_watch_sees_queued_retrying_delivered_at_the_engines_times(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    receiver = await nursery.start(ScriptedReceiver(Reply(503), Reply(503), default=Reply(200)).run)
+    async with world() as w:
+        hook = await w.hook(receiver.url())
+        cursor = await w.history.watch_start(hook.name, frozenset(), "")
+        t0 = trio.current_time()
+        await w.publish(rfi(7))
+        seen: list[tuple[DeliveryStatus, int, timedelta]] = []
+        while len(seen) < 4:
+            batch = await w.history.watch_next(cursor, 60.0)
+            cursor = batch.cursor
+            seen += [(c.delivery.status, c.delivery.attempt_count, c.time - ORIGIN) for c in batch.changes]
+        assert trio.current_time() - t0 == 3.0  # woken by the last change, not by the 60 s poll
+        # Backoff 1 s, then 2 s (no jitter in this world): attempts at 0 s, 1 s and 3 s.
+        assert seen == [
+            (DeliveryStatus.QUEUED, 0, timedelta(0)),
+            (DeliveryStatus.RETRYING, 1, timedelta(0)),
+            (DeliveryStatus.RETRYING, 2, timedelta(seconds=1)),
+            (DeliveryStatus.DELIVERED, 3, timedelta(seconds=3)),
+        ]
+
+
+async def test_a_quiet_watch_returns_empty_after_its_poll_and_ends_at_shutdown(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    async with world() as w:
+        cursor = await w.history.watch_start(PROJECT, frozenset(), "")
+        t0 = trio.current_time()
+        batch = await w.history.watch_next(cursor, 15.0)
+        assert batch.changes == []
+        assert trio.current_time() - t0 == 15.0
+        pulse = w.history._pulse  # the server closes it when it stops
+
+        async def close_later() -> None:
+            await trio.sleep(2)
+            pulse.close()
+
+        nursery.start_soon(close_later)
+        with pytest.raises(Unavailable):
+            await w.history.watch_next(batch.cursor, 15.0)
+        assert trio.current_time() - t0 == 17.0
+
+
+async def test_test_event_uses_the_hooks_first_trigger_and_records_nothing(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(202, body=b"x" * 5000, delay=0.25)).run)
+    async with world() as w:
+        hook = await w.hook(receiver.url("/t"), triggers=(("Submittals", "create"),))
+        result = await w.history.send_test(hook.name)
+        assert result.attempt.response_status == 202
+        assert result.attempt.error == ""
+        assert result.attempt.duration == timedelta(seconds=0.25)
+        assert result.excerpt == b"x" * 1024
+        [request] = receiver.requests
+        assert request.body == result.body
+        assert b"Submittals" in request.body
+        assert await w.deliveries(hook) == []
