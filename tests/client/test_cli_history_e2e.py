@@ -159,7 +159,7 @@ def test_history_search_details_and_overview(cli: Cli, project: str, sink: Sink)
     assert overview["success_rate"] == 1.0
     assert "100.0%" in cli.ok("hooks", "show", hook).out
     assert cli.ok("--json", "hooks", "test", hook).json()["response_status"] == 200
-    assert_one_line_error(cli("deliveries", "show", f"{hook}/deliveries/01JNOSUCHEVENT0000000000000"), 3, "NOT_FOUND")
+    assert_one_line_error(cli("deliveries", "show", f"{hook}/deliveries/01JN0000000000000000000000"), 3, "NOT_FOUND")
 
 
 def test_failed_deliveries_and_redelivery(cli: Cli, project: str, refusing_url: str) -> None:
