@@ -1,4 +1,4 @@
-"""A scripted DeliveryService and EventService on a real gRPC server, for what the real one cannot show.
+"""A scripted DeliveryService, EventService and RotateSigningSecret on a real gRPC server.
 
 It stands in for the remote end only: the client under test talks real gRPC over loopback to it.
 Each test says what the server answers (pages, failures, watch streams) and then inspects the
@@ -229,6 +229,27 @@ class ScriptedEventService(events_pb2_grpc.EventServiceServicer):
         )
 
 
+class ScriptedHookService:
+    """RotateSigningSecret alone, recording each call (failing as scripted): enough to show the
+    client never repeats a rotation, which the real server cannot be made to refuse. The other
+    HookService methods are the real server's business, so they are not registered at all."""
+
+    def __init__(self, recorder: ScriptedDeliveryService) -> None:
+        self._recorder = recorder
+
+    def RotateSigningSecret(  # noqa: N802 - the gRPC method's name
+        self, request: hooks_pb2.RotateSigningSecretRequest, context: grpc.ServicerContext
+    ) -> hooks_pb2.Hook:
+        self._recorder._arrive("RotateSigningSecret", request, context)
+        return hooks_pb2.Hook(
+            name=request.name,
+            payload_format="procore.v4",
+            status=hooks_pb2.HOOK_STATUS_ACTIVE,
+            ordering=hooks_pb2.DELIVERY_ORDERING_UNORDERED,
+            signing_secret="whsec_c2NyaXB0ZWQtc2VjcmV0LXNjcmlwdGVkLXNlY3JldA==",
+        )
+
+
 def overview(name: str = HOOK) -> deliveries_pb2.HookOverview:
     return deliveries_pb2.HookOverview(
         hook=hooks_pb2.Hook(
@@ -267,6 +288,15 @@ class ScriptedServer:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server(self.service, self._server)
         events_pb2_grpc.add_EventServiceServicer_to_server(ScriptedEventService(self.service), self._server)
+        rotate = ScriptedHookService(self.service).RotateSigningSecret
+        handler = grpc.unary_unary_rpc_method_handler(
+            rotate,
+            request_deserializer=hooks_pb2.RotateSigningSecretRequest.FromString,
+            response_serializer=hooks_pb2.Hook.SerializeToString,
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("tidings.v1.HookService", {"RotateSigningSecret": handler}),)
+        )
         if server_credentials is None:
             self.port = self._server.add_insecure_port("127.0.0.1:0")
         else:

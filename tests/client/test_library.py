@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -78,7 +80,8 @@ def test_hook_lifecycle(client: Client, project: str) -> None:
     assert hook.create_time is not None
     assert hook.create_time.tzinfo is UTC
     assert abs(datetime.now(UTC) - hook.create_time) < timedelta(minutes=1)
-    assert client.get_hook(hook.name) == hook
+    # Everything create answered but the secret, which only create and rotation show.
+    assert client.get_hook(hook.name) == replace(hook, signing_secret="")
 
     paused = client.update_hook(hook.name, HookChanges(status=HookStatus.PAUSED, display_name="Paused sync"))
     assert (paused.status, paused.display_name) == (HookStatus.PAUSED, "Paused sync")
@@ -91,6 +94,57 @@ def test_hook_lifecycle(client: Client, project: str) -> None:
         client.get_hook(hook.name)
     assert err.value.code.name == "NOT_FOUND"
     assert hook.name in err.value.message
+
+
+def test_signing_secret_is_shown_at_creation_and_rotation_only(client: Client, project: str) -> None:
+    hook = client.create_hook(project, "http://127.0.0.1:9/in", "procore.v4")
+    assert hook.signing_secret.startswith("whsec_")
+    assert len(base64.b64decode(hook.signing_secret.removeprefix("whsec_"), validate=True)) == 32
+    assert not hook.signing_disabled
+    assert hook.previous_secret_expire_time is None
+    assert client.get_hook(hook.name).signing_secret == ""
+    assert [h.signing_secret for h in client.list_hooks(project)] == [""]
+    renamed = client.update_hook(hook.name, HookChanges(display_name="renamed"))
+    assert renamed.signing_secret == ""
+
+    before = datetime.now(UTC)
+    rotated = client.rotate_signing_secret(hook.name, overlap=timedelta(hours=3))
+    after = datetime.now(UTC)
+    assert rotated.signing_secret.startswith("whsec_")
+    assert rotated.signing_secret != hook.signing_secret
+    assert rotated.previous_secret_expire_time is not None
+    assert rotated.previous_secret_expire_time.tzinfo is UTC
+    assert before + timedelta(hours=3) - timedelta(seconds=1) <= rotated.previous_secret_expire_time
+    assert rotated.previous_secret_expire_time <= after + timedelta(hours=3)
+    fetched = client.get_hook(hook.name)
+    assert fetched.signing_secret == ""
+    # The overlap's end stays visible on reads, so an admin can see until when the old one signs.
+    assert fetched.previous_secret_expire_time == rotated.previous_secret_expire_time
+
+    # Unset overlap: the server's default of 24 hours.
+    default = client.rotate_signing_secret(hook.name)
+    assert default.previous_secret_expire_time is not None
+    assert abs(default.previous_secret_expire_time - (datetime.now(UTC) + timedelta(hours=24))) < timedelta(minutes=1)
+    # An overlap of 0: the previous secret stops at once, so there is no overlap to show.
+    at_once = client.rotate_signing_secret(hook.name, timedelta(0))
+    assert at_once.previous_secret_expire_time is None
+    with pytest.raises(InvalidArgument, match="overlap"):
+        client.rotate_signing_secret(hook.name, timedelta(days=8))
+    with pytest.raises(NotFound):
+        client.rotate_signing_secret(f"{project}/hooks/nope")
+
+
+def test_signing_can_be_turned_off_and_on(client: Client, project: str) -> None:
+    unsigned = client.create_hook(project, "http://127.0.0.1:9/in", "procore.v4", signing_disabled=True)
+    assert unsigned.signing_disabled
+    assert client.get_hook(unsigned.name).signing_disabled
+    on = client.update_hook(unsigned.name, HookChanges(signing_disabled=False))
+    assert not on.signing_disabled
+    assert on.signing_secret == ""
+    off = client.update_hook(unsigned.name, HookChanges(signing_disabled=True, display_name="quiet"))
+    assert (off.signing_disabled, off.display_name) == (True, "quiet")
+    # Rotating does not turn signing on: that stays the admin's separate decision.
+    assert client.rotate_signing_secret(unsigned.name).signing_disabled
 
 
 def test_errors_carry_code_and_message(client: Client, project: str) -> None:
@@ -204,7 +258,7 @@ def test_async_client(real_server: ServerThread, project: str) -> None:
     async def main() -> None:
         async with AsyncClient(f"127.0.0.1:{real_server.port}") as client:
             hook = await client.create_hook(project, "http://127.0.0.1:9/in", "procore.v3", hook_id="async-one")
-            assert (await client.get_hook(hook.name)) == hook
+            assert (await client.get_hook(hook.name)) == replace(hook, signing_secret="")
             for _ in range(3):
                 await client.create_hook(project, "http://127.0.0.1:9/in", "procore.v3")
             names = [h.name async for h in client.list_hooks(project, page_size=1)]
@@ -220,6 +274,13 @@ def test_async_client(real_server: ServerThread, project: str) -> None:
             assert resources
             results = await client.publish([rfi(i + 1, 10) for i in range(1500)])
             assert len({r.event_id for r in results}) == 1500
+            rotated = await client.rotate_signing_secret(hook.name, timedelta(hours=2))
+            assert rotated.signing_secret.startswith("whsec_")
+            assert rotated.signing_secret != hook.signing_secret
+            assert rotated.previous_secret_expire_time is not None
+            assert (await client.get_hook(hook.name)).signing_secret == ""
+            off = await client.update_hook(hook.name, HookChanges(signing_disabled=True))
+            assert off.signing_disabled
             await client.delete_hook(hook.name)
             with pytest.raises(NotFound):
                 await client.get_hook(hook.name)

@@ -133,7 +133,11 @@ def test_calls_unsafe_to_repeat_are_not_retried(client: Client, scripted: Script
     scripted.service.script.failures["SendTestEvent"] = [grpc.StatusCode.UNAVAILABLE]
     with pytest.raises(Unavailable):
         client.send_test_event(HOOK)
-    assert len(scripted.service.received) == 2
+    # A repeated rotation would replace the secret the lost answer carried.
+    scripted.service.script.failures["RotateSigningSecret"] = [grpc.StatusCode.UNAVAILABLE]
+    with pytest.raises(Unavailable):
+        client.rotate_signing_secret(HOOK)
+    assert len(scripted.service.received) == 3
 
 
 def test_publish_retries_a_batch_with_the_same_keys(client: Client, scripted: ScriptedServer) -> None:
@@ -311,6 +315,7 @@ def test_async_client_delivery_methods(scripted: ScriptedServer) -> None:
     # publish(): refused, then answered on the retry; publish_events() without keys: refused.
     unavailable, ok = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OK
     script.failures["PublishEvents"] = [unavailable, ok, unavailable]
+    script.failures["RotateSigningSecret"] = [unavailable, ok]
     event = Event(company_id=8, project_id=6778, resource_name="RFIs", resource_id=1, event_type="update", user_id=1)
 
     async def main() -> None:
@@ -325,6 +330,13 @@ def test_async_client_delivery_methods(scripted: ScriptedServer) -> None:
             assert published.event_id == f"ev-{published.idempotency_key}"
             with pytest.raises(Unavailable):
                 await client.publish_events([event])  # unkeyed: not retried
+            with pytest.raises(Unavailable):
+                await client.rotate_signing_secret(HOOK)  # never repeated
+            rotated = await client.rotate_signing_secret(HOOK, timedelta(0))
+            assert rotated.signing_secret.startswith("whsec_")
 
     asyncio.run(main())
     assert len(scripted.service.requests("PublishEvents")) == 3
+    first, second = scripted.service.requests("RotateSigningSecret")
+    assert not first.HasField("overlap")  # unset, so the server's default applies
+    assert second.overlap.ToTimedelta() == timedelta(0)  # type: ignore[attr-defined]

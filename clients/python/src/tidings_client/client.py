@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -132,9 +133,15 @@ class Client:
         retry_policy: t.RetryPolicy | None = None,
         ordering: t.DeliveryOrdering | None = None,
         max_concurrency: int | None = None,
+        signing_disabled: bool = False,
         timeout: float | None = None,
     ) -> t.Hook:
-        """Create a hook under ``companies/{c}`` or ``companies/{c}/projects/{p}``."""
+        """Create a hook under ``companies/{c}`` or ``companies/{c}/projects/{p}``.
+
+        The returned hook carries its signing secret in ``signing_secret``: this is the only
+        answer that does (besides a rotation), so keep it. ``signing_disabled=True`` creates
+        a hook whose deliveries carry no signature headers.
+        """
         request = convert.create_hook_request(
             parent,
             destination_url,
@@ -146,6 +153,7 @@ class Client:
             retry_policy=retry_policy,
             ordering=ordering,
             max_concurrency=max_concurrency,
+            signing_disabled=signing_disabled,
         )
         # Not retried: a lost answer to a create that happened would create a second hook.
         return convert.hook(self._call(self._hooks.CreateHook, request, idempotent=False, timeout=timeout))
@@ -174,6 +182,21 @@ class Client:
     def delete_hook(self, name: str, *, timeout: float | None = None) -> None:
         # Not retried: a repeat after a lost answer would report NOT_FOUND for a delete that worked.
         self._call(self._hooks.DeleteHook, hooks_pb2.DeleteHookRequest(name=name), idempotent=False, timeout=timeout)
+
+    def rotate_signing_secret(
+        self, name: str, overlap: timedelta | None = None, *, timeout: float | None = None
+    ) -> t.Hook:
+        """Give the hook a new signing secret, returned in ``signing_secret`` (the only time it is).
+
+        For ``overlap`` (24 h when None; 0 to 7 days) deliveries are signed with the previous
+        secret as well, until ``previous_secret_expire_time``, so receivers can switch to the
+        new secret without rejecting a delivery. A hook with signing off stays off: the new
+        secret is what ``HookChanges(signing_disabled=False)`` will then sign with.
+        """
+        request = convert.rotate_signing_secret_request(name, overlap)
+        # Not retried: a repeat after a lost answer would replace the secret that answer carried,
+        # leaving the caller with no copy of the secret deliveries are signed with.
+        return convert.hook(self._call(self._hooks.RotateSigningSecret, request, idempotent=False, timeout=timeout))
 
     def create_triggers(
         self, hook: str, pairs: Iterable[tuple[str, str]], *, timeout: float | None = None

@@ -137,6 +137,9 @@ def hook(message: hooks_pb2.Hook) -> t.Hook:
         retry_policy=retry_policy(message.retry_policy),
         ordering=_decode(_ORDERING_BACK, message.ordering, "delivery ordering"),
         max_concurrency=message.max_concurrency,
+        signing_disabled=message.signing_disabled,
+        signing_secret=message.signing_secret,
+        previous_secret_expire_time=from_timestamp(message, "previous_secret_expire_time"),
     )
 
 
@@ -152,6 +155,7 @@ def create_hook_request(
     retry_policy: t.RetryPolicy | None,
     ordering: t.DeliveryOrdering | None,
     max_concurrency: int | None,
+    signing_disabled: bool,
 ) -> hooks_pb2.CreateHookRequest:
     message = hooks_pb2.Hook(
         display_name=display_name,
@@ -161,6 +165,7 @@ def create_hook_request(
         status=HOOK_STATUS[status] if status else hooks_pb2.HOOK_STATUS_UNSPECIFIED,
         ordering=ORDERING[ordering] if ordering else hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED,
         max_concurrency=max_concurrency or 0,
+        signing_disabled=signing_disabled,
     )
     if retry_policy is not None:
         message.retry_policy.CopyFrom(retry_policy_message(retry_policy))
@@ -191,9 +196,21 @@ def update_hook_request(name: str, changes: t.HookChanges) -> hooks_pb2.UpdateHo
     if changes.max_concurrency is not None:
         message.max_concurrency = changes.max_concurrency
         paths.append("max_concurrency")
+    if changes.signing_disabled is not None:
+        message.signing_disabled = changes.signing_disabled
+        paths.append("signing_disabled")
     if not paths:
         raise ValueError("nothing to update: give at least one field to change")
     return hooks_pb2.UpdateHookRequest(hook=message, update_mask=FieldMask(paths=paths))
+
+
+def rotate_signing_secret_request(name: str, overlap: timedelta | None) -> hooks_pb2.RotateSigningSecretRequest:
+    message = hooks_pb2.RotateSigningSecretRequest(name=name)
+    # Unset, not zero, when not given: zero means "stop signing with the old secret at once",
+    # while unset lets the server apply its default overlap.
+    if overlap is not None:
+        message.overlap.CopyFrom(duration(overlap))
+    return message
 
 
 def trigger(message: hooks_pb2.Trigger) -> t.Trigger:

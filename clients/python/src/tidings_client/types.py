@@ -81,6 +81,15 @@ class Hook:
     retry_policy: RetryPolicy
     ordering: DeliveryOrdering
     max_concurrency: int
+    # True for a hook created with signing off, and for one stored before signing existed
+    # until a rotation gives it a secret.
+    signing_disabled: bool
+    # The secret deliveries are signed with (``whsec_…``). The server sends it only in the
+    # answers of create_hook and rotate_signing_secret, so it is empty everywhere else.
+    signing_secret: str
+    # While a rotation's overlap lasts, deliveries also carry a signature from the previous
+    # secret until this time; None otherwise.
+    previous_secret_expire_time: datetime | None
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,8 @@ class HookChanges:
     """The fields UpdateHook should change; ``None`` leaves a field as it is.
 
     ``authorization_header=""`` removes the header. ``retry_policy`` replaces the whole policy.
+    ``signing_disabled=False`` turns signing back on, which the server refuses for a hook that
+    has no secret yet (one stored before signing existed): ``rotate_signing_secret`` first.
     """
 
     display_name: str | None = None
@@ -265,3 +276,4 @@ class HookChanges:
     retry_policy: RetryPolicy | None = None
     ordering: DeliveryOrdering | None = None
     max_concurrency: int | None = None
+    signing_disabled: bool | None = None
