@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -19,15 +20,17 @@ from tidings_client.types import DeliveryOrdering, Hook, HookChanges, HookOvervi
 
 ORDERINGS = {"unordered": DeliveryOrdering.UNORDERED, "per-resource": DeliveryOrdering.PER_RESOURCE}
 STATUSES = {s.value: s for s in HookStatus}
+# What the server applies when rotate-secret is given no --overlap; only used to word the question.
+DEFAULT_OVERLAP = timedelta(hours=24)
 
 
 @click.group(
     context_settings=CONTEXT_SETTINGS,
     epilog="\b\nExamples:\n  tidings hooks list --project 8/6778\n  tidings hooks show HOOK"
-    "\n  tidings hooks pause HOOK",
+    "\n  tidings hooks pause HOOK\n  tidings hooks rotate-secret HOOK --overlap 2h",
 )
 def hooks() -> None:
-    """Create, inspect, change, pause, delete and test hooks.
+    """Create, inspect, change, pause, delete and test hooks, and rotate their signing secrets.
 
     A hook is named companies/C/hooks/H (company level) or companies/C/projects/P/hooks/H
     (project level); every command that takes HOOK wants that full name.
@@ -43,8 +46,12 @@ def retries(p: RetryPolicy) -> str:
     )
 
 
+def signing(hook: Hook) -> Text:
+    return Text("off", style="yellow") if hook.signing_disabled else Text("on", style="green")
+
+
 def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
-    return [
+    rows: list[tuple[str, Any]] = [
         ("name", hook.name),
         ("display name", hook.display_name or "-"),
         ("status", status_text(hook.status)),
@@ -54,9 +61,26 @@ def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
         ("ordering", hook.ordering.value.replace("_", "-")),
         ("max concurrency", hook.max_concurrency),
         ("retries", retries(hook.retry_policy)),
-        ("created", when(hook.create_time)),
-        ("updated", when(hook.update_time)),
+        ("signing", signing(hook)),
     ]
+    if hook.signing_secret:
+        rows.append(("signing secret", Text(hook.signing_secret, style="bold")))
+    if hook.previous_secret_expire_time is not None:
+        rows.append(("previous secret", f"also signs until {when(hook.previous_secret_expire_time)}"))
+    rows += [("created", when(hook.create_time)), ("updated", when(hook.update_time))]
+    return rows
+
+
+def warn_secret_shown_once(env: Env, hook: Hook) -> None:
+    """The server never returns a secret again, so the one chance to keep it must not go unnoticed."""
+    if not hook.signing_secret:
+        return
+    env.out.warn(
+        "The signing secret is shown once: store it now where your receiver can read it."
+        f" If it is lost, `tidings hooks rotate-secret {hook.name}` makes a new one."
+    )
+    if hook.signing_disabled:
+        env.out.note(f"Signing is off for this hook; `tidings hooks update {hook.name} --signing` turns it on.")
 
 
 def print_hook(env: Env, hook: Hook) -> None:
@@ -107,6 +131,8 @@ Examples:
   tidings hooks create --company 8 --url https://erp.example.com/in --format procore.v3 --id erp-sync
   tidings hooks create --project 8/6778 --url https://example.com/in --format procore.v4 \\
       --event 'Submittals:*' --ordering per-resource --retry-window 2h
+  tidings --json hooks create --company 8 --url https://erp.example.com/in --format procore.v3 \\
+      | jq -r .hook.signing_secret      # keep it: it is never shown again
 """
 
 
@@ -130,6 +156,11 @@ Examples:
     "--ordering", type=click.Choice(list(ORDERINGS)), help="per-resource keeps each resource's events in order."
 )
 @click.option("--max-concurrency", type=click.IntRange(1, 64), help="Attempts in flight at once (default 8).")
+@click.option(
+    "--no-signing",
+    is_flag=True,
+    help="Send deliveries without webhook-id, webhook-timestamp and webhook-signature headers.",
+)
 @retry_options
 @pass_env
 def create(
@@ -146,12 +177,16 @@ def create(
     paused: bool,
     ordering: str | None,
     max_concurrency: int | None,
+    no_signing: bool,
     **retry: Any,
 ) -> None:
     """Create a hook, and select its events with --event.
 
     The payload format cannot change later. If an event cannot be selected the hook is
     removed again, so a failed create leaves nothing behind.
+
+    Deliveries are signed (Standard Webhooks) with the secret printed here, and only here:
+    store it for the receiver, which verifies the webhook-signature header with it.
     """
     if (project is None) == (company is None):
         raise click.UsageError("give exactly one of --project COMPANY/PROJECT or --company COMPANY")
@@ -171,6 +206,7 @@ def create(
         retry_policy=retry_policy(RetryPolicy(), retry),
         ordering=ORDERINGS[ordering] if ordering else None,
         max_concurrency=max_concurrency,
+        signing_disabled=no_signing,
     )
     triggers = []
     if events:
@@ -184,11 +220,20 @@ def create(
             raise
     if env.out.as_json:
         env.out.json({"hook": hook, "triggers": triggers})
-        return
-    env.out.print(Text("created ", style="green") + Text(hook.name, style="bold"))
-    env.out.print(fields_table(hook_rows(hook)))
-    if triggers:
-        env.out.print(triggers_table(triggers))
+    else:
+        env.out.print(Text("created ", style="green") + Text(hook.name, style="bold"))
+        env.out.print(fields_table(hook_rows(hook)))
+        if triggers:
+            env.out.print(triggers_table(triggers))
+    warn_secret_shown_once(env, hook)
+
+
+def signing_cell(hook: Hook) -> Text:
+    """On or off, and while a rotation's overlap lasts, until when the previous secret signs too."""
+    cell = signing(hook)
+    if hook.previous_secret_expire_time is not None:
+        cell.append(f" (+previous until {when(hook.previous_secret_expire_time)})", style="")
+    return cell
 
 
 LIST_EXAMPLES = """\b
@@ -228,9 +273,9 @@ def list_(
     if env.out.as_json:
         env.out.json(found)
         return
-    t = table("NAME", "STATUS", "FORMAT", "URL", "DISPLAY NAME")
+    t = table("NAME", "STATUS", "FORMAT", "URL", "SIGNING", "DISPLAY NAME")
     for h in found:
-        t.add_row(h.name, status_text(h.status), h.payload_format, h.destination_url, h.display_name)
+        t.add_row(h.name, status_text(h.status), h.payload_format, h.destination_url, signing_cell(h), h.display_name)
     env.out.print(t)
     env.out.note(f"{len(found)} hook(s)")
 
@@ -239,7 +284,11 @@ def list_(
 @click.argument("hook")
 @pass_env
 def get(env: Env, hook: str) -> None:
-    """Show a hook's settings (the Authorization header masked)."""
+    """Show a hook's settings (the Authorization header masked), whether deliveries are signed
+    and, during a rotation's overlap, until when the previous secret signs too.
+
+    The signing secret itself is never shown again after create and rotate-secret.
+    """
     print_hook(env, env.client().get_hook(hook))
 
 
@@ -293,6 +342,7 @@ Examples:
   tidings hooks update HOOK --auth-header "Bearer new-token"
   tidings hooks update HOOK --no-auth-header --retry-window 1h --retry-statuses 429,500-599
   tidings hooks update HOOK --status disabled      # discards pending deliveries
+  tidings hooks update HOOK --no-signing           # no webhook-signature headers from now on
 
 The payload format never changes: delete the hook and create it again.
 """
@@ -307,6 +357,12 @@ The payload format never changes: delete the hook and create it again.
 @click.option("--status", type=click.Choice(list(STATUSES)), help="active, paused, or disabled.")
 @click.option("--ordering", type=click.Choice(list(ORDERINGS)))
 @click.option("--max-concurrency", type=click.IntRange(1, 64))
+@click.option(
+    "--signing/--no-signing",
+    default=None,
+    help="Sign deliveries with the hook's secret, or stop. A hook made before signing existed"
+    " needs `hooks rotate-secret` first.",
+)
 @retry_options
 @pass_env
 def update(
@@ -320,6 +376,7 @@ def update(
     status: str | None,
     ordering: str | None,
     max_concurrency: int | None,
+    signing: bool | None,
     **retry: Any,
 ) -> None:
     """Change a hook's settings; what is not given stays as it is.
@@ -340,6 +397,7 @@ def update(
         retry_policy=policy,
         ordering=ORDERINGS[ordering] if ordering else None,
         max_concurrency=max_concurrency,
+        signing_disabled=None if signing is None else not signing,
     )
     if changes == HookChanges():
         raise click.UsageError("nothing to change: give at least one option (see --help)")
@@ -380,6 +438,51 @@ def delete(env: Env, hook: str, yes: bool) -> None:
         env.out.json({"deleted": hook})
     else:
         env.out.print(Text("deleted ", style="red") + Text(hook))
+
+
+ROTATE_EXAMPLES = """\b
+Examples:
+  tidings hooks rotate-secret HOOK                 # the old secret signs too for 24h
+  tidings hooks rotate-secret HOOK --overlap 2h --yes
+  tidings hooks rotate-secret HOOK --overlap 0     # the old secret stops at once (it leaked)
+  tidings --json hooks rotate-secret HOOK --yes | jq -r .signing_secret
+"""
+
+
+@hooks.command("rotate-secret", epilog=ROTATE_EXAMPLES)
+@click.argument("hook")
+@click.option(
+    "--overlap",
+    type=params.DURATION,
+    help="How long deliveries carry a signature from the old secret too, 0s to 7d (default 24h).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@pass_env
+def rotate_secret(env: Env, hook: str, overlap: timedelta | None, yes: bool) -> None:
+    """Give a hook a new signing secret and print it, the only time it is shown.
+
+    During the overlap every delivery carries signatures from both secrets, so receivers can
+    switch to the new one without rejecting anything; after it only the new one signs. Asks
+    first unless --yes; without a terminal to ask on, --yes is required.
+    """
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("not rotating without confirmation: add --yes")
+        keeps = "stops at once" if overlap == timedelta(0) else f"keeps signing for {span(overlap or DEFAULT_OVERLAP)}"
+        click.confirm(f"Give {hook} a new signing secret? The current one {keeps}.", abort=True)
+    rotated = env.client().rotate_signing_secret(hook, overlap)
+    if env.out.as_json:
+        env.out.json(rotated)
+    else:
+        env.out.print(Text("rotated ", style="green") + Text(rotated.name, style="bold"))
+        rows: list[tuple[str, Any]] = [("signing secret", Text(rotated.signing_secret, style="bold"))]
+        if rotated.previous_secret_expire_time is not None:
+            rows.append(("previous secret", f"also signs until {when(rotated.previous_secret_expire_time)}"))
+        else:
+            rows.append(("previous secret", "no longer signs"))
+        rows.append(("signing", signing(rotated)))
+        env.out.print(fields_table(rows))
+    warn_secret_shown_once(env, rotated)
 
 
 @hooks.command("test", epilog="\b\nExample:\n  tidings hooks test companies/8/projects/6778/hooks/procore-sync")

@@ -89,6 +89,10 @@ class Output:
         """A remark for the person at the terminal; kept off stdout so JSON stays clean."""
         self.err.print(message, style="dim")
 
+    def warn(self, message: str) -> None:
+        """A remark the person must act on (a secret shown once): off stdout too, but not dimmed."""
+        self.err.print(message, style="bold yellow")
+
 
 def table(*columns: str, title: str | None = None) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
