@@ -1,8 +1,8 @@
 """The ``tidings`` command end to end: a real CLI process against a real ``tidings-server`` process.
 
-Covers what the server answers today: hooks, events (triggers), the catalog and publishing.
-The delivery-history commands are in test_cli_history_e2e.py.pending until the server has
-DeliveryService; test_cli_scripted.py runs them against a scripted DeliveryService meanwhile.
+Covers hooks, events (triggers), the catalog and publishing. The delivery-history commands are
+in test_cli_history_e2e.py, signing secrets in test_cli_signing_e2e.py; test_cli_scripted.py
+covers what a real server cannot be made to do (dropped watch streams, refusals on cue).
 """
 
 from __future__ import annotations

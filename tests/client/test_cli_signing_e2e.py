@@ -8,14 +8,19 @@ admin's receiver would, using exactly what ``hooks create`` and ``hooks rotate-s
 from __future__ import annotations
 
 import itertools
+import os
+import pty
 import re
+import select
+import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.client.cli_run import Cli, assert_one_line_error, server_process
+from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error, server_process
 from tests.http_sink import Request, Sink, running_sink
 
 _projects = itertools.count(7000)
@@ -218,3 +223,53 @@ def test_signing_off_and_on(cli: Cli, project: str, sink: Sink) -> None:
     rotated = cli.ok("hooks", "rotate-secret", name, "--yes")
     assert re.search(r"^signing\s+off\b", rotated.out, re.MULTILINE)
     assert f"hooks update {name} --signing" in rotated.err
+
+
+def answer_in_terminal(cli: Cli, args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the command on a terminal, give ``answer`` once it asks, and return its exit code and screen."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [str(TIDINGS), *args], stdin=terminal, stdout=terminal, stderr=terminal, env=cli.env(COLUMNS="160")
+    )
+    os.close(terminal)
+    screen = b""
+    answered = False
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the command is done
+                break
+            if not chunk:
+                break
+            screen += chunk
+            if not answered and b"[y/N]" in screen:
+                os.write(controller, answer)
+                answered = True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    return proc.wait(10), screen.decode("utf-8", "replace")
+
+
+def test_rotate_secret_asks_on_a_terminal(cli: Cli, project: str) -> None:
+    name = create(cli, project, "http://127.0.0.1:9/in")["name"]
+    assert isinstance(name, str)
+
+    code, screen = answer_in_terminal(cli, ["hooks", "rotate-secret", name, "--overlap", "90m"], b"n\n")
+    assert code == 130  # declining is an abort, as for `hooks delete`
+    assert "aborted" in screen
+    assert f"Give {name} a new signing secret? The current one keeps signing for 1h30m." in screen
+    assert "whsec_" not in screen
+    assert cli.ok("--json", "hooks", "get", name).json()["previous_secret_expire_time"] is None  # nothing rotated
+
+    code, screen = answer_in_terminal(cli, ["hooks", "rotate-secret", name, "--overlap", "0"], b"y\n")
+    assert code == 0
+    assert "The current one stops at once." in screen
+    assert len(SECRET.findall(screen)) == 1
+    assert "shown once" in screen
