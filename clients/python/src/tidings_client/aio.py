@@ -1,0 +1,379 @@
+"""The asyncio client (grpc.aio): the same methods as Client, awaited; lists and watch are async iterators."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import grpc
+
+from tidings.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    deliveries_pb2,
+    deliveries_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+    hooks_pb2,
+    hooks_pb2_grpc,
+)
+from tidings_client import convert, publishing
+from tidings_client import types as t
+from tidings_client.errors import TidingsError, from_rpc_error
+from tidings_client.options import Options, Tls, resumable, retryable
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Item = TypeVar("Item")
+
+
+class AsyncClient:
+    """A connection to one tidings server for asyncio code; see ``Client`` for the semantics.
+
+    >>> async with AsyncClient("127.0.0.1:50051") as client:
+    ...     async for hook in client.list_hooks("companies/8/projects/6778"):
+    ...         print(hook.name)
+
+    Create it inside a running event loop: grpc.aio channels belong to the loop they start on.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        options: Options | None = None,
+        token: str | None = None,
+        tls: Tls | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        opts = options or Options()
+        changes: dict[str, Any] = {}
+        if target is not None:
+            changes["target"] = target
+        if token is not None:
+            changes["token"] = token
+        if tls is not None:
+            changes["tls"] = tls
+        if timeout is not None:
+            changes["timeout"] = timeout
+        self.options = dataclasses.replace(opts, **changes)
+        if self.options.tls is not None:
+            self._channel = grpc.aio.secure_channel(
+                self.options.target, self.options.tls.credentials(), self.options.grpc_options()
+            )
+        else:
+            self._channel = grpc.aio.insecure_channel(self.options.target, self.options.grpc_options())
+        self._metadata = self.options.metadata()
+        self._hooks = hooks_pb2_grpc.HookServiceStub(self._channel)
+        self._catalog = catalog_pb2_grpc.CatalogServiceStub(self._channel)
+        self._events = events_pb2_grpc.EventServiceStub(self._channel)
+        self._deliveries = deliveries_pb2_grpc.DeliveryServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        idempotent: bool,
+        timeout: float | None,
+    ) -> Resp:
+        deadline = self.options.timeout if timeout is None else timeout
+        delays = self.options.retry.delays() if idempotent else iter(())
+        while True:
+            try:
+                return await method(request, timeout=deadline, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                delay = next(delays, None) if retryable(exc.code()) else None
+                if delay is None:
+                    raise from_rpc_error(exc) from None
+            await asyncio.sleep(delay)
+
+    async def _paged(
+        self,
+        fetch: Callable[[str], Awaitable[Resp]],
+        items: Callable[[Resp], Iterable[Item]],
+        next_token: Callable[[Resp], str],
+    ) -> AsyncIterator[Item]:
+        token = ""
+        while True:
+            page = await fetch(token)
+            for item in items(page):
+                yield item
+            token = next_token(page)
+            if not token:
+                return
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    async def create_hook(
+        self,
+        parent: str,
+        destination_url: str,
+        payload_format: str,
+        *,
+        display_name: str = "",
+        authorization_header: str = "",
+        hook_id: str = "",
+        status: t.HookStatus | None = None,
+        retry_policy: t.RetryPolicy | None = None,
+        ordering: t.DeliveryOrdering | None = None,
+        max_concurrency: int | None = None,
+        signing_disabled: bool = False,
+        timeout: float | None = None,
+    ) -> t.Hook:
+        """Create a hook under ``companies/{c}`` or ``companies/{c}/projects/{p}``.
+
+        The returned hook carries its signing secret in ``signing_secret``: this is the only
+        answer that does (besides a rotation), so keep it. ``signing_disabled=True`` creates
+        a hook whose deliveries carry no signature headers.
+        """
+        request = convert.create_hook_request(
+            parent,
+            destination_url,
+            payload_format,
+            display_name=display_name,
+            authorization_header=authorization_header,
+            hook_id=hook_id,
+            status=status,
+            retry_policy=retry_policy,
+            ordering=ordering,
+            max_concurrency=max_concurrency,
+            signing_disabled=signing_disabled,
+        )
+        # Not retried: a lost answer to a create that happened would create a second hook.
+        return convert.hook(await self._call(self._hooks.CreateHook, request, idempotent=False, timeout=timeout))
+
+    async def get_hook(self, name: str, *, timeout: float | None = None) -> t.Hook:
+        request = hooks_pb2.GetHookRequest(name=name)
+        return convert.hook(await self._call(self._hooks.GetHook, request, idempotent=True, timeout=timeout))
+
+    def list_hooks(
+        self, parent: str, *, filter: str = "", page_size: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[t.Hook]:
+        """Every hook under ``parent`` (``companies/{c}/projects/-`` for all projects), page by page."""
+
+        async def fetch(token: str) -> hooks_pb2.ListHooksResponse:
+            request = hooks_pb2.ListHooksRequest(parent=parent, filter=filter, page_size=page_size, page_token=token)
+            return await self._call(self._hooks.ListHooks, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.hook, r.hooks), lambda r: r.next_page_token)
+
+    async def update_hook(self, name: str, changes: t.HookChanges, *, timeout: float | None = None) -> t.Hook:
+        """Change the fields set in ``changes``; the payload format never changes."""
+        request = convert.update_hook_request(name, changes)
+        # Setting fields to given values is safe to repeat.
+        return convert.hook(await self._call(self._hooks.UpdateHook, request, idempotent=True, timeout=timeout))
+
+    async def delete_hook(self, name: str, *, timeout: float | None = None) -> None:
+        # Not retried: a repeat after a lost answer would report NOT_FOUND for a delete that worked.
+        await self._call(
+            self._hooks.DeleteHook, hooks_pb2.DeleteHookRequest(name=name), idempotent=False, timeout=timeout
+        )
+
+    async def rotate_signing_secret(
+        self, name: str, overlap: timedelta | None = None, *, timeout: float | None = None
+    ) -> t.Hook:
+        """Give the hook a new signing secret, returned in ``signing_secret`` (the only time it is).
+
+        For ``overlap`` (24 h when None; 0 to 7 days) deliveries are signed with the previous
+        secret as well, until ``previous_secret_expire_time``, so receivers can switch to the
+        new secret without rejecting a delivery. A hook with signing off stays off: the new
+        secret is what ``HookChanges(signing_disabled=False)`` will then sign with.
+        """
+        request = convert.rotate_signing_secret_request(name, overlap)
+        # Not retried: a repeat after a lost answer would replace the secret that answer carried,
+        # leaving the caller with no copy of the secret deliveries are signed with.
+        return convert.hook(
+            await self._call(self._hooks.RotateSigningSecret, request, idempotent=False, timeout=timeout)
+        )
+
+    async def create_triggers(
+        self, hook: str, pairs: Iterable[tuple[str, str]], *, timeout: float | None = None
+    ) -> list[t.Trigger]:
+        """Select (resource name, event type) pairs, up to 500, all or none; existing ones are kept."""
+        request = hooks_pb2.BatchCreateTriggersRequest(parent=hook, triggers=convert.trigger_messages(pairs))
+        response = await self._call(self._hooks.BatchCreateTriggers, request, idempotent=True, timeout=timeout)
+        return [convert.trigger(m) for m in response.triggers]
+
+    async def delete_triggers(
+        self, hook: str, names: Iterable[str], *, allow_missing: bool = False, timeout: float | None = None
+    ) -> None:
+        """Remove triggers by name, up to 500, all or none."""
+        request = hooks_pb2.BatchDeleteTriggersRequest(parent=hook, names=list(names), allow_missing=allow_missing)
+        # Only repeatable when a trigger already gone is not an error.
+        await self._call(self._hooks.BatchDeleteTriggers, request, idempotent=allow_missing, timeout=timeout)
+
+    def list_triggers(self, hook: str, *, page_size: int = 0, timeout: float | None = None) -> AsyncIterator[t.Trigger]:
+        async def fetch(token: str) -> hooks_pb2.ListTriggersResponse:
+            request = hooks_pb2.ListTriggersRequest(parent=hook, page_size=page_size, page_token=token)
+            return await self._call(self._hooks.ListTriggers, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.trigger, r.triggers), lambda r: r.next_page_token)
+
+    # -- catalog ----------------------------------------------------------------------------------
+
+    def list_resources(
+        self, scope: t.Scope, *, payload_format: str = "", page_size: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[t.CatalogResource]:
+        async def fetch(token: str) -> catalog_pb2.ListResourcesResponse:
+            request = catalog_pb2.ListResourcesRequest(
+                scope=convert.SCOPE[scope],
+                payload_format=payload_format,
+                page_size=page_size,
+                page_token=token,
+            )
+            return await self._call(self._catalog.ListResources, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.catalog_resource, r.resources), lambda r: r.next_page_token)
+
+    def list_payload_formats(
+        self, *, page_size: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[t.PayloadFormat]:
+        async def fetch(token: str) -> catalog_pb2.ListPayloadFormatsResponse:
+            request = catalog_pb2.ListPayloadFormatsRequest(page_size=page_size, page_token=token)
+            return await self._call(self._catalog.ListPayloadFormats, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.payload_format, r.payload_formats), lambda r: r.next_page_token)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    async def publish_events(
+        self, events: Sequence[t.Event], *, timeout: float | None = None
+    ) -> list[t.PublishedEvent]:
+        """One PublishEvents call (1 to 1000 events, all or none).
+
+        Retried on UNAVAILABLE only when every event has an idempotency key, because only then
+        does a repeat not publish twice. ``publish()`` supplies keys and batches for you.
+        """
+        request = events_pb2.PublishEventsRequest(events=[convert.event_message(e) for e in events])
+        safe = all(e.idempotency_key for e in events)
+        response = await self._call(self._events.PublishEvents, request, idempotent=safe, timeout=timeout)
+        return [convert.published(r, e.idempotency_key) for r, e in zip(response.results, events, strict=True)]
+
+    async def publish(
+        self,
+        events: Iterable[t.Event],
+        *,
+        batch_size: int = publishing.MAX_EVENTS_PER_CALL,
+        timeout: float | None = None,
+    ) -> list[t.PublishedEvent]:
+        """Publish any number of events in calls of at most ``batch_size``, in order.
+
+        Events without an idempotency key get a fresh one, which the result reports, so each
+        batch can be retried safely. A failure raises after the batches before it were
+        published; their results are on the exception as ``published``.
+        """
+        results: list[t.PublishedEvent] = []
+        for batch in publishing.batches(events, batch_size):
+            try:
+                results.extend(await self.publish_events(batch, timeout=timeout))
+            except TidingsError as exc:
+                exc.published = tuple(results)
+                raise
+        return results
+
+    # -- deliveries -------------------------------------------------------------------------------
+
+    def list_deliveries(
+        self,
+        parent: str,
+        where: t.DeliveryFilter | None = None,
+        *,
+        view: t.DeliveryView | None = None,
+        page_size: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[t.Delivery]:
+        """Deliveries under a hook, project or company, newest first, matching ``where``."""
+        filters = where or t.DeliveryFilter()
+
+        async def fetch(token: str) -> deliveries_pb2.ListDeliveriesResponse:
+            request = convert.list_deliveries_request(parent, filters, view, page_size)
+            request.page_token = token
+            return await self._call(self._deliveries.ListDeliveries, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.delivery, r.deliveries), lambda r: r.next_page_token)
+
+    async def get_delivery(
+        self, name: str, *, view: t.DeliveryView | None = None, timeout: float | None = None
+    ) -> t.Delivery:
+        """One delivery; FULL view (body and attempts) unless ``view`` says otherwise."""
+        request = deliveries_pb2.GetDeliveryRequest(
+            name=name,
+            view=convert.DELIVERY_VIEW[view] if view else deliveries_pb2.DELIVERY_VIEW_UNSPECIFIED,
+        )
+        return convert.delivery(
+            await self._call(self._deliveries.GetDelivery, request, idempotent=True, timeout=timeout)
+        )
+
+    async def get_hook_overview(self, name: str, *, timeout: float | None = None) -> t.HookOverview:
+        request = deliveries_pb2.GetHookOverviewRequest(name=name)
+        response = await self._call(self._deliveries.GetHookOverview, request, idempotent=True, timeout=timeout)
+        return convert.hook_overview(response)
+
+    async def redeliver(self, name: str, *, timeout: float | None = None) -> t.RedeliverResult:
+        """Queue one delivery again. Not retried: a repeat could send it twice."""
+        request = deliveries_pb2.RedeliverDeliveriesRequest(name=name)
+        response = await self._call(self._deliveries.RedeliverDeliveries, request, idempotent=False, timeout=timeout)
+        return convert.redeliver_result(response)
+
+    async def redeliver_matching(
+        self, parent: str, filter: str = "", *, limit: int = 0, timeout: float | None = None
+    ) -> t.RedeliverResult:
+        """Queue again up to ``limit`` (server default 100) non-pending deliveries matching ``filter``."""
+        request = deliveries_pb2.RedeliverDeliveriesRequest(parent=parent, filter=filter, limit=limit)
+        response = await self._call(self._deliveries.RedeliverDeliveries, request, idempotent=False, timeout=timeout)
+        return convert.redeliver_result(response)
+
+    async def send_test_event(self, name: str, *, timeout: float | None = None) -> t.EndpointTestResult:
+        """Send a test event to the hook's endpoint now and report its answer (nothing is recorded)."""
+        request = deliveries_pb2.SendTestEventRequest(name=name)
+        response = await self._call(self._deliveries.SendTestEvent, request, idempotent=False, timeout=timeout)
+        return convert.endpoint_test_result(response)
+
+    async def watch(
+        self, parent: str, *, statuses: Iterable[t.DeliveryStatus] = (), resume_token: str = ""
+    ) -> AsyncGenerator[t.DeliveryChange]:
+        """Every status change under ``parent`` as it happens, for as long as you iterate.
+
+        A dropped stream (UNAVAILABLE, or RESOURCE_EXHAUSTED for a slow reader) is reopened
+        after a backoff with the last resume token received, so no change is missed or
+        repeated; ``Options.retry.max_attempts`` failed reconnects in a row give up with the
+        error. Before the first change arrives there is no token, so changes made while the
+        first connection was down are not seen. Closing the iterator (``aclose()``) cancels the stream.
+        """
+        wanted = tuple(statuses)
+        token = resume_token
+        failures = 0
+        while True:
+            call = self._deliveries.WatchDeliveries(
+                convert.watch_request(parent, wanted, token), metadata=self._metadata
+            )
+            try:
+                async for message in call:
+                    change = convert.delivery_change(message)
+                    token = change.resume_token or token
+                    failures = 0
+                    yield change
+                return
+            except grpc.RpcError as exc:
+                code: grpc.StatusCode = exc.code()
+                failures += 1
+                if not resumable(code) or failures >= self.options.retry.max_attempts:
+                    raise from_rpc_error(exc) from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(self.options.retry.backoff(failures))

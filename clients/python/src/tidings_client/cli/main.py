@@ -1,0 +1,92 @@
+"""The entry point: assemble the commands, run one, and turn every failure into one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import grpc
+from rich.console import Console
+
+from tidings_client.cli.app import CONTEXT_SETTINGS, root
+from tidings_client.cli.catalog import catalog
+from tidings_client.cli.deliveries import deliveries
+from tidings_client.cli.events import events
+from tidings_client.cli.hooks import hooks
+from tidings_client.cli.publish import publish
+from tidings_client.convert import ProtocolError
+from tidings_client.errors import TidingsError
+
+OK, SERVER_ERROR, USAGE, NOT_FOUND, CONFLICT, UNREACHABLE, DENIED, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 130
+
+EXIT_FOR_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: USAGE,
+    grpc.StatusCode.OUT_OF_RANGE: USAGE,
+    grpc.StatusCode.NOT_FOUND: NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS: CONFLICT,
+    grpc.StatusCode.FAILED_PRECONDITION: CONFLICT,
+    grpc.StatusCode.ABORTED: CONFLICT,
+    grpc.StatusCode.UNAVAILABLE: UNREACHABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: UNREACHABLE,
+    grpc.StatusCode.UNAUTHENTICATED: DENIED,
+    grpc.StatusCode.PERMISSION_DENIED: DENIED,
+}
+
+COMPLETION_HELP = """\b
+Examples:
+  tidings completion bash > ~/.local/share/bash-completion/completions/tidings
+  tidings completion zsh > "${fpath[1]}/_tidings"
+  tidings completion fish > ~/.config/fish/completions/tidings.fish
+"""
+
+
+@click.command(context_settings=CONTEXT_SETTINGS, epilog=COMPLETION_HELP)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (commands, options and choices complete)."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(root, {}, "tidings", "_TIDINGS_COMPLETE").source())
+
+
+for command in (hooks, events, catalog, deliveries, publish, completion):
+    root.add_command(command)
+
+
+def _fail(message: str, code: int) -> int:
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return code
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code; never lets a traceback reach the user."""
+    try:
+        result = root.main(args=list(argv) if argv is not None else None, prog_name="tidings", standalone_mode=False)
+    except TidingsError as exc:
+        return _fail(f"{exc.code.name}: {exc.message}", EXIT_FOR_CODE.get(exc.code, SERVER_ERROR))
+    except ProtocolError as exc:
+        return _fail(str(exc), SERVER_ERROR)
+    except click.exceptions.Abort:
+        return _fail("aborted", INTERRUPTED)
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except click.UsageError as exc:
+        exc.show()  # with the usage line and the pointer to --help
+        return exc.exit_code
+    except click.ClickException as exc:
+        return _fail(exc.format_message(), exc.exit_code)
+    except BrokenPipeError:
+        # `tidings … | head`: the reader left; nothing more to say.
+        sys.stderr.close()
+        return OK
+    return result if isinstance(result, int) else OK
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+__all__ = ["main", "root", "run"]

@@ -1,0 +1,56 @@
+"""Fixtures for the client tests: one real server and one scripted DeliveryService per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+import trustme
+
+from tests.client.scripted import ScriptedServer
+from tests.harness import ServerThread
+from tidings_server.app import Config
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """A real tidings server shared by a module's tests; each test uses its own project ids."""
+    db = tmp_path_factory.mktemp("client") / "tidings.sqlite3"
+    config = Config(listen="127.0.0.1:0", store_url=f"sqlite:///{db}", allow_http=True, allow_private_destinations=True)
+    srv = ServerThread(config).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def scripted_server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def scripted(scripted_server: ScriptedServer) -> ScriptedServer:
+    """The module's scripted server with a fresh script and no recorded requests."""
+    scripted_server.service.reset()
+    return scripted_server
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_server(ca: trustme.CA) -> Iterator[ScriptedServer]:
+    """The scripted service behind mutual TLS: its certificate names tidings.test, and it wants one of ours."""
+    cert = ca.issue_cert("tidings.test")
+    credentials = grpc.ssl_server_credentials(
+        [(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())],
+        root_certificates=ca.cert_pem.bytes(),
+        require_client_auth=True,
+    )
+    srv = ScriptedServer(credentials)
+    yield srv
+    srv.stop()
