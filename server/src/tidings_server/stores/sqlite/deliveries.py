@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
@@ -241,28 +242,20 @@ _RECORD = """
                           last_response_status = ?
     WHERE name = ? AND status IN ('queued', 'retrying')
 """
-# Written before the updates, while the delivery is still pending; the first body is kept.
+# The first body is kept; it is written only with an update that applies (a pending delivery).
 _INSERT_BODY = """
-    INSERT INTO delivery_bodies (delivery_name, content_type, body)
-    SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = ?1 AND status IN ('queued', 'retrying'))
+    INSERT INTO delivery_bodies (delivery_name, content_type, body) VALUES (?, ?, ?)
     ON CONFLICT (delivery_name) DO NOTHING
 """
-# Every stored attempt moves its hook's health on, in record order: a success (2xx) resets the
-# failure streak; the last success and the last failure only ever move forward in time.
-_RECORD_HEALTH = """
-    INSERT INTO hook_health (hook_name, last_success_time, last_failure_time, last_failure_reason,
-                             consecutive_failures)
-    SELECT :hook, CASE WHEN :ok THEN :end END, CASE WHEN :ok THEN NULL ELSE :end END,
-           CASE WHEN :ok THEN '' ELSE :error END, CASE WHEN :ok THEN 0 ELSE 1 END
-    WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = :name)
-    ON CONFLICT (hook_name) DO UPDATE SET
-        last_success_time = CASE WHEN :ok AND (last_success_time IS NULL OR last_success_time < :end) THEN :end
-                                 ELSE last_success_time END,
-        last_failure_reason = CASE WHEN NOT :ok AND (last_failure_time IS NULL OR last_failure_time <= :end)
-                                   THEN :error ELSE last_failure_reason END,
-        last_failure_time = CASE WHEN NOT :ok AND (last_failure_time IS NULL OR last_failure_time <= :end)
-                                 THEN :end ELSE last_failure_time END,
-        consecutive_failures = CASE WHEN :ok THEN 0 ELSE consecutive_failures + 1 END
+_STATUSES = "SELECT name, status FROM deliveries WHERE name IN (SELECT value FROM json_each(?))"
+_HEALTH = """
+    SELECT hook_name, last_success_time, last_failure_time, last_failure_reason, consecutive_failures
+    FROM hook_health WHERE hook_name IN (SELECT value FROM json_each(?))
+"""
+_WRITE_HEALTH = """
+    INSERT OR REPLACE INTO hook_health (hook_name, last_success_time, last_failure_time, last_failure_reason,
+                                        consecutive_failures)
+    VALUES (?, ?, ?, ?, ?)
 """
 
 
@@ -273,12 +266,13 @@ def succeeded(response_status: int | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """Rows for ``record``: attempts, delivery updates, first bodies and health moves, in record order."""
+    """Rows for ``record``, one of each per record, in record order: the attempt, the delivery's
+    update, the rendered body (content type and bytes, or None) and whether the attempt succeeded."""
 
     attempts: list[tuple[object, ...]] = field(default_factory=list)
     updates: list[tuple[object, ...]] = field(default_factory=list)
-    bodies: list[tuple[object, ...]] = field(default_factory=list)
-    health: list[dict[str, object]] = field(default_factory=list)
+    bodies: list[tuple[str, bytes] | None] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
 
 
 def recording(records: Sequence[AttemptRecord]) -> Recording:
@@ -302,45 +296,71 @@ def recording(records: Sequence[AttemptRecord]) -> Recording:
                 record.delivery_name,
             )
         )
-        if record.rendered is not None:
-            out.bodies.append((record.delivery_name, record.rendered.content_type, bytes(record.rendered.body)))
-        out.health.append(
-            {
-                "hook": record.delivery_name.rsplit("/deliveries/", 1)[0],
-                "name": record.delivery_name,
-                "ok": succeeded(attempt.response_status),
-                "end": row[3],
-                "error": attempt.error,
-            }
-        )
+        rendered = record.rendered
+        out.bodies.append(None if rendered is None else (rendered.content_type, bytes(rendered.body)))
+        out.successes.append(succeeded(attempt.response_status))
     return out
 
 
-_STATUSES = "SELECT name, status FROM deliveries WHERE name IN (SELECT value FROM json_each(?))"
+def _hook_of(delivery_name: str) -> str:
+    return delivery_name.rsplit("/deliveries/", 1)[0]
 
 
 def record(conn: sqlite3.Connection, *, recording: Recording) -> None:
     conn.executemany(_INSERT_ATTEMPT, recording.attempts)
-    conn.executemany(_INSERT_BODY, recording.bodies)
-    conn.executemany(_RECORD_HEALTH, recording.health)
-    # Which updates apply follows from the statuses before the batch, in record order; each
-    # applied one is logged as it was right after it, and counted.
+    # What each record does follows from the deliveries' statuses before the batch, taken in
+    # record order: an update applies to a pending delivery (it is logged as it was right after
+    # it, counted, and brings the first body), and every attempt of a delivery that exists
+    # moves its hook's health on.
     names = sorted({str(update[-1]) for update in recording.updates})
     statuses: dict[str, str] = dict(conn.execute(_STATUSES, (json.dumps(names),)).fetchall())
+    hooks = sorted({_hook_of(name) for name in statuses})
+    health = {row[0]: list(row[1:]) for row in conn.execute(_HEALTH, (json.dumps(hooks),))}
     deltas: Counter[tuple[str, str]] = Counter()
-    for update in recording.updates:
+    applied: list[tuple[object, ...]] = []
+    bodies: list[tuple[str, str, bytes]] = []
+    records = zip(recording.attempts, recording.updates, recording.bodies, recording.successes, strict=True)
+    for attempt, update, body, ok in records:
         name = str(update[-1])
         old = statuses.get(name)
+        if old is None:
+            continue  # purged meanwhile
+        hook = _hook_of(name)
+        _move_health(health.setdefault(hook, [None, None, "", 0]), ok, end=attempt[3], error=attempt[8])
         if old not in _PENDING_VALUES:
-            continue  # purged, or no longer pending: the UPDATE would not apply
-        conn.execute(_RECORD, update)
-        history.log_changes(conn, [name])
-        hook = name.rsplit("/deliveries/", 1)[0]
+            continue  # no longer pending: the attempt is history, the status stands
+        applied.append(update)
+        if body is not None:
+            bodies.append((name, *body))
         new = str(update[0])
         deltas[hook, old] -= 1
         deltas[hook, new] += 1
         statuses[name] = new
+    conn.executemany(_INSERT_BODY, bodies)
+    moved = [str(update[-1]) for update in applied]
+    if len(set(moved)) == len(moved):
+        conn.executemany(_RECORD, applied)
+        history.log_changes(conn, moved)
+    else:  # a delivery moved twice in one batch: each change is logged as it was then
+        for update, name in zip(applied, moved, strict=True):
+            conn.execute(_RECORD, update)
+            history.log_changes(conn, [name])
     history.count(conn, deltas)
+    conn.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in health.items()])
+
+
+def _move_health(health: list[Any], ok: bool, *, end: object, error: object) -> None:
+    """In record order: a success resets the failure streak; the last success and the last
+    failure only ever move forward in time. ``health`` is (last success, last failure, its
+    reason, consecutive failures), changed in place."""
+    if ok:
+        if health[0] is None or health[0] < end:
+            health[0] = end
+        health[3] = 0
+    else:
+        if health[1] is None or health[1] <= end:
+            health[1], health[2] = end, error
+        health[3] += 1
 
 
 def release(conn: sqlite3.Connection, *, names: list[str]) -> None:

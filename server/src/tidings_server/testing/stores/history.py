@@ -499,6 +499,34 @@ class HistoryStoreContract:
         assert change.delivery.last_response_status == 200
         assert await store.change_bounds() == (1, 7)
 
+    async def test_a_batch_that_moves_a_delivery_twice_logs_both_changes(self, store: Store) -> None:
+        await _hook(store)
+        await store.publish_events([make_event(n) for n in (1, 2, 3, 4)], T0)
+        one, two, three, four = (_name(HOOK, n) for n in (1, 2, 3, 4))
+        await store.record_attempts(
+            [_record(three, _attempt(1, T0, 503), RETRYING, T1), _record(four, _attempt(1, T0, 400), FAILED)]
+        )
+        await store.record_attempts(
+            [
+                _record(one, _attempt(1, T0, 503), RETRYING, T1),
+                _record(two, _attempt(1, T0, 200), DELIVERED),
+                _record(one, _attempt(2, T1, 200), DELIVERED),
+                _record(two, _attempt(2, T1, 200), DELIVERED),  # no longer pending: no change
+            ]
+        )
+        assert await _watch(store, DeliveryQuery(hook_name=HOOK), after=4) == [
+            (5, three, RETRYING, 1),
+            (6, four, FAILED, 1),
+            (7, one, RETRYING, 1),
+            (8, two, DELIVERED, 1),
+            (9, one, DELIVERED, 2),
+        ]
+        stats = await store.hook_stats(HOOK, latency_sample=10)
+        assert stats.counts == {**dict.fromkeys(DeliveryStatus, 0), DELIVERED: 2, RETRYING: 1, FAILED: 1}
+        # Every stored attempt counts for the hook's health, the late one of 2 included.
+        assert (stats.consecutive_failures, stats.last_success_time) == (0, T1 + timedelta(milliseconds=250))
+        assert [a.number for a in await store.list_attempts(two)] == [1, 2]
+
     async def test_changes_are_listed_by_parent_and_status(self, store: Store) -> None:
         await _scoped(store)
         await store.record_attempts([_record(_name(HOOK, 1), _attempt(1, T0, 500), FAILED)])
