@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import grpc
@@ -16,9 +16,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from tests.harness import Api, ServerThread
 from tests.http_sink import Sink, running_sink
-from tidings.v1 import deliveries_pb2, events_pb2, hooks_pb2
+from tidings.v1 import deliveries_pb2, deliveries_pb2_grpc, events_pb2, hooks_pb2
 from tidings_server.app import Config
-from tidings_server.grpc_api.deliveries import WatchSettings
+from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 
 COMPANY = "companies/8"
 PROJECT = "companies/8/projects/6778"
@@ -372,16 +372,33 @@ def test_test_event_to_a_disabled_hook_is_refused(api: Api, sink: Sink) -> None:
 # -- watching ---------------------------------------------------------------------------------
 
 
+def _servicer(server: ServerThread) -> DeliveryServicer:
+    assert server.running is not None
+    assert server.running.grpc.deliveries is not None
+    return server.running.grpc.deliveries
+
+
+def _until(ready: Callable[[], bool], why: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.005)
+
+
 class Watcher:
     """A WatchDeliveries stream read on a thread, so the test can act while it arrives."""
 
-    def __init__(self, api: Api, **fields: object) -> None:
+    def __init__(self, api: Api, server: ServerThread, **fields: object) -> None:
         self.changes: list[deliveries_pb2.DeliveryChange] = []
         self.error: grpc.RpcError | None = None
         self.cond = threading.Condition()
+        servicer = _servicer(server)
+        before = servicer.watches_started
         self.call = api.deliveries.WatchDeliveries(D.WatchDeliveriesRequest(**fields))  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
+        # Served from here on: its position is fixed, so what happens next is what it sees.
+        _until(lambda: servicer.watches_started > before or self.error is not None, "the watch did not start")
 
     def _read(self) -> None:
         try:
@@ -404,11 +421,12 @@ class Watcher:
         self.thread.join(10)
 
 
-def test_watch_follows_a_delivery_from_queued_through_retrying_to_delivered(api: Api, sink: Sink) -> None:
+def test_watch_follows_a_delivery_from_queued_through_retrying_to_delivered(
+    api: Api, server: ServerThread, sink: Sink
+) -> None:
     sink.answers["/flaky"] = [503, 503, 200]
     hook = make_hook(api, sink.url("/flaky"))
-    watcher = Watcher(api, parent=hook.name)
-    time.sleep(0.2)  # the stream has started: changes from now on
+    watcher = Watcher(api, server, parent=hook.name)
     [event_id] = publish(api, ("RFIs", 1, "update"))
     changes = watcher.wait(4)
     watcher.cancel()
@@ -423,11 +441,10 @@ def test_watch_follows_a_delivery_from_queued_through_retrying_to_delivered(api:
     assert len({c.resume_token for c in changes}) == 4
 
 
-def test_watch_filters_by_status_and_scope(api: Api, sink: Sink) -> None:
+def test_watch_filters_by_status_and_scope(api: Api, server: ServerThread, sink: Sink) -> None:
     hook = make_hook(api, sink.url())
     other = make_hook(api, sink.url(), parent="companies/8/projects/1", pairs=(("RFIs", "update"),))
-    delivered = Watcher(api, parent=PROJECT, statuses=[DELIVERED])
-    time.sleep(0.2)
+    delivered = Watcher(api, server, parent=PROJECT, statuses=[DELIVERED])
     publish(api, ("RFIs", 1, "update"), project_id=1)
     [mine] = publish(api, ("RFIs", 2, "update"))
     changes = delivered.wait(1)
@@ -439,16 +456,15 @@ def test_watch_filters_by_status_and_scope(api: Api, sink: Sink) -> None:
     assert changes[0].delivery.hook == hook.name
 
 
-def test_resuming_a_watch_loses_and_repeats_nothing(api: Api, sink: Sink) -> None:
+def test_resuming_a_watch_loses_and_repeats_nothing(api: Api, server: ServerThread, sink: Sink) -> None:
     hook = make_hook(api, sink.url())
-    first = Watcher(api, parent=hook.name)
-    time.sleep(0.2)
+    first = Watcher(api, server, parent=hook.name)
     ids = publish(api, ("RFIs", 1, "update"), ("RFIs", 2, "update"))
     seen = first.wait(2)[:2]
     first.cancel()
     more = publish(api, ("RFIs", 3, "update"))
     settled(api, hook.name, 3)
-    second = Watcher(api, parent=hook.name, resume_token=seen[-1].resume_token)
+    second = Watcher(api, server, parent=hook.name, resume_token=seen[-1].resume_token)
     rest = second.wait(4)
     time.sleep(0.3)  # nothing further arrives
     second.cancel()
@@ -463,11 +479,8 @@ def test_a_cancelled_watch_ends_on_the_server_at_once(api: Api, server: ServerTh
     assert server.running is not None
     assert server.running.grpc.deliveries is not None
     servicer = server.running.grpc.deliveries
-    watcher = Watcher(api, parent=COMPANY)
-    deadline = time.monotonic() + 5
-    while servicer.active_watches != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    watcher = Watcher(api, server, parent=COMPANY)
+    assert servicer.active_watches == 1
     watcher.cancel()
     deadline = time.monotonic() + 2  # well below the stream's 0.5 s poll + 1 s stall timeout
     while servicer.active_watches:
@@ -484,10 +497,10 @@ def test_a_stuck_watcher_is_dropped_and_does_not_slow_delivery(server: ServerThr
         f"127.0.0.1:{server.port}",
         options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)],
     )
-    from tidings.v1 import deliveries_pb2_grpc
-
     call = deliveries_pb2_grpc.DeliveryServiceStub(stuck).WatchDeliveries(D.WatchDeliveriesRequest(parent=hook.name))
-    time.sleep(0.2)
+    _until(lambda: _servicer(server).active_watches == 1, "the stuck watch did not start")
+    # The rate with and without such watchers is measured by `python -m bench watch`; here,
+    # every delivery arrives while the stuck stream is still open, then it is dropped.
     ids: list[str] = []
     for start in range(0, 1500, 500):
         ids += publish(api, *[("RFIs", i + 1, "update") for i in range(start, start + 500)])
@@ -499,7 +512,7 @@ def test_a_stuck_watcher_is_dropped_and_does_not_slow_delivery(server: ServerThr
     details = dropped.value.details() or ""
     assert "resume_token=" in details
     token = details.rsplit("resume_token=", 1)[1]
-    resumed = Watcher(api, parent=hook.name, resume_token=token)
+    resumed = Watcher(api, server, parent=hook.name, resume_token=token)
     assert resumed.wait(1)[0].delivery.hook == hook.name
     resumed.cancel()
     stuck.close()
@@ -509,8 +522,7 @@ def test_a_stuck_watcher_is_dropped_and_does_not_slow_delivery(server: ServerThr
 def test_shutdown_ends_watch_streams_with_unavailable(server_config: Config) -> None:
     server = ServerThread(server_config).start()
     api = Api.connect(server.port)
-    watcher = Watcher(api, parent=COMPANY)
-    time.sleep(0.2)
+    watcher = Watcher(api, server, parent=COMPANY)
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 5
@@ -521,10 +533,9 @@ def test_shutdown_ends_watch_streams_with_unavailable(server_config: Config) -> 
     api.channel.close()
 
 
-def test_a_resume_token_from_another_watch_is_refused(api: Api, sink: Sink) -> None:
+def test_a_resume_token_from_another_watch_is_refused(api: Api, server: ServerThread, sink: Sink) -> None:
     hook = make_hook(api, sink.url())
-    watcher = Watcher(api, parent=hook.name)
-    time.sleep(0.2)
+    watcher = Watcher(api, server, parent=hook.name)
     publish(api, ("RFIs", 1, "update"))
     token = watcher.wait(1)[0].resume_token
     watcher.cancel()
@@ -532,3 +543,43 @@ def test_a_resume_token_from_another_watch_is_refused(api: Api, sink: Sink) -> N
         next(iter(api.deliveries.WatchDeliveries(D.WatchDeliveriesRequest(parent=PROJECT, resume_token=token))))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "resume_token" in (refused.value.details() or "")
+
+
+def test_redeliver_by_filter_walks_past_deliveries_of_disabled_hooks(
+    api: Api, server: ServerThread, sink: Sink
+) -> None:
+    sink.answers["/refuses"] = [400]
+    older = make_hook(api, sink.url("/refuses"), pairs=(("Submittals", "update"),))
+    newer = make_hook(api, sink.url("/refuses"), pairs=(("RFIs", "update"),))
+    publish(api, ("Submittals", 1, "update"))
+    [kept] = settled(api, older.name, 1)
+    publish(api, *[("RFIs", i, "update") for i in (1, 2, 3)])
+    settled(api, newer.name, 3)
+    api.hooks.UpdateHook(
+        hooks_pb2.UpdateHookRequest(
+            hook=hooks_pb2.Hook(name=newer.name, status=hooks_pb2.HOOK_STATUS_DISABLED),
+            update_mask=field_mask_pb2.FieldMask(paths=["status"]),
+        )
+    )
+    # The three newest failures belong to the disabled hook: skipped, and they do not use up the limit.
+    reply = api.deliveries.RedeliverDeliveries(
+        D.RedeliverDeliveriesRequest(parent=PROJECT, filter='status = "failed"', limit=1)
+    )
+    assert (list(reply.names), reply.more) == ([kept.name], False)
+
+
+def test_redelivering_a_pending_delivery_is_refused(api: Api, sink: Sink) -> None:
+    hook = make_hook(api, sink.url())
+    api.hooks.UpdateHook(
+        hooks_pb2.UpdateHookRequest(
+            hook=hooks_pb2.Hook(name=hook.name, status=hooks_pb2.HOOK_STATUS_PAUSED),
+            update_mask=field_mask_pb2.FieldMask(paths=["status"]),
+        )
+    )
+    [event_id] = publish(api, ("RFIs", 1, "update"))
+    name = f"{hook.name}/deliveries/{event_id}"
+    with pytest.raises(grpc.RpcError) as refused:
+        api.deliveries.RedeliverDeliveries(D.RedeliverDeliveriesRequest(name=name))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "queued" in (refused.value.details() or "")
+    assert api.deliveries.GetDelivery(D.GetDeliveryRequest(name=name)).status == QUEUED

@@ -1,11 +1,4 @@
-"""The delivery-history commands end to end: a real ``tidings`` process against a real server process.
-
-PENDING: pytest does not collect this file (its name ends in .pending) because the server does
-not implement DeliveryService yet. Once it serves every RPC in SERVER_MUST_SUPPORT, rename it to
-test_cli_history_e2e.py; `make test` then lints, type-checks and runs it with the rest.
-Until then test_cli_scripted.py covers the CLI's side of these commands against a scripted
-DeliveryService.
-"""
+"""The delivery-history commands end to end: a real ``tidings`` process against a real server process."""
 
 from __future__ import annotations
 
@@ -181,3 +174,10 @@ def test_failed_deliveries_and_redelivery(cli: Cli, project: str, refusing_url: 
 
     cli.ok("hooks", "update", hook, "--status", "disabled")
     assert_one_line_error(cli("deliveries", "redeliver", failed[0]["name"]), 4, "FAILED_PRECONDITION")
+
+
+def test_a_server_message_echoing_markup_is_printed_as_it_is(cli: Cli, project: str, sink: Sink) -> None:
+    hook = make_hook(cli, project, sink.url(), "RFIs:update")
+    result = cli("deliveries", "list", hook, "--event-type", "[/x]")
+    assert_one_line_error(result, 2, "INVALID_ARGUMENT")
+    assert "[/x]" in result.err

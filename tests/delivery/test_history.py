@@ -3,7 +3,7 @@ exactly as the engine made them."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import trio
@@ -12,9 +12,11 @@ from trio.testing import MockClock
 from tests.delivery.world import ORIGIN, PROJECT, rfi, world
 from tests.receivers import Reply, ScriptedReceiver
 from tidings_server.delivery.engine import EngineConfig
+from tidings_server.domain import history
 from tidings_server.domain.errors import NotFound, Unavailable
 from tidings_server.domain.history import Criteria
-from tidings_server.domain.model import DeliveryStatus
+from tidings_server.domain.hooks import HookInput
+from tidings_server.domain.model import DeliveryStatus, HookStatus
 
 RETENTION = timedelta(days=28)
 SLOW_PURGE = EngineConfig(purge_every=3600.0)  # fewer wake-ups over 28 virtual days
@@ -100,3 +102,33 @@ async def test_test_event_uses_the_hooks_first_trigger_and_records_nothing(
         assert request.body == result.body
         assert b"Submittals" in request.body
         assert await w.deliveries(hook) == []
+
+
+async def test_a_time_range_bounds_the_walk_not_only_the_rows(
+    autojump_clock: MockClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "SCAN_LIMIT", 2)  # two deliveries examined per call
+    async with world() as w:
+        hook = await w.hook("http://127.0.0.1:9/never", triggers=(("RFIs", "update"),))
+        await w.hooks.update_hook(hook.name, HookInput(status=HookStatus.PAUSED), ["status"])
+        ids = []
+        for second in (0, 10, 20, 30, 40):
+            await trio.sleep_until(w.t0 + second)
+            [published] = await w.publish(rfi(second + 1))
+            ids.append(published.event_id)
+
+        async def page(token: str = "", **times: datetime) -> tuple[list[str], str]:
+            found = await w.history.list_deliveries(Criteria(hook.name, **times), 50, token)  # type: ignore[arg-type]
+            return [d.event_id for d, _ in found.items], found.next_page_token
+
+        # Ending at +15 s: the walk starts there instead of spending its budget on +40 and +30.
+        assert await page(end_time=ORIGIN + timedelta(seconds=15)) == ([ids[1], ids[0]], "")
+        # Starting at +25 s: the second call passes +25 s and ends the listing there.
+        first, token = await page(start_time=ORIGIN + timedelta(seconds=25))
+        assert first == [ids[4], ids[3]]
+        assert token
+        assert await page(token, start_time=ORIGIN + timedelta(seconds=25)) == ([], "")
+        # Without a range, the same budget pages on through everything.
+        unbounded = await page()
+        assert unbounded[0] == [ids[4], ids[3]]
+        assert unbounded[1]

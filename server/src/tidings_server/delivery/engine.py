@@ -228,9 +228,10 @@ class DeliveryEngine:
         body, headers = await self._render(hook, event)
         return RenderedBody(body, next((v for k, v in headers if k.lower() == "content-type"), ""))
 
-    async def probe(self, hook: Hook, event: Event) -> Attempt:
+    async def probe(self, hook: Hook, event: Event) -> tuple[Attempt, bytes]:
         """Send ``event`` to ``hook`` once, now, exactly as a delivery would be, recording nothing
-        (SendTestEvent): the admin learns whether the endpoint works before events flow."""
+        (SendTestEvent): the admin learns whether the endpoint works before events flow. Returns
+        the attempt and the body it sent (empty when the format could not render it)."""
         now = self._clock.now()
         delivery = Delivery(
             name=f"{hook.name}/deliveries/{event.id}",
@@ -243,7 +244,7 @@ class DeliveryEngine:
             next_attempt_time=now,
         )
         record, _ = await self._perform(Claim(delivery, event, hook))
-        return record.attempt
+        return record.attempt, record.rendered.body if record.rendered else b""
 
     async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
         """Render in a worker thread within ``render_timeout``; every failure names the plugin.

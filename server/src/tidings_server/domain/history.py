@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import trio
@@ -33,6 +33,7 @@ from tidings_server.domain.pulse import Pulse
 from tidings_server.stores.protocol import (
     DELIVERY_FILTER_SCHEMA,
     Change,
+    DeliveryPage,
     DeliveryQuery,
     Store,
 )
@@ -42,11 +43,13 @@ SCAN_LIMIT: Final = 2000  # deliveries one List call examines at most: keeps a r
 LATENCY_SAMPLE: Final = 1000
 DEFAULT_REDELIVER_LIMIT: Final = 100
 MAX_REDELIVER_LIMIT: Final = 1000
+MAX_REDELIVER_PAGES: Final = 10  # pages of SCAN_LIMIT one RedeliverDeliveries call walks at most
 WATCH_BATCH: Final = 100
 WATCH_SCAN: Final = 2000
 EXCERPT: Final = 1024
 
 _EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DELIVERY_RE = re.compile(rf"(?P<hook>.+)/deliveries/(?P<event>{_EVENT_ID})")
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 PARENT_FORMS: Final = (
@@ -54,7 +57,7 @@ PARENT_FORMS: Final = (
 )
 
 Renderer = Callable[[Hook, Event], Awaitable[RenderedBody]]
-Prober = Callable[[Hook, Event], Awaitable[Attempt]]
+Prober = Callable[[Hook, Event], Awaitable[tuple[Attempt, bytes]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ class HistoryService:
         if after is not None and not after.startswith("companies/"):
             raise InvalidArgument("page_token: not a token this server issued")
         await self._check_parent("parent", query)
-        page = await self._store.query_deliveries(query, after=after, limit=limit, scan_limit=SCAN_LIMIT)
+        page = await self._walk(query, criteria.parent, after, limit)
         next_token = paging.encode_token(page.next_after, *criteria.fingerprint()) if page.next_after else ""
         return paging.Page(page.deliveries, next_token)
 
@@ -256,6 +259,12 @@ class HistoryService:
     async def redeliver_one(self, name: str) -> Redelivered:
         hook_name, _ = parse_delivery_name("name", name)
         delivery = await self._store.get_delivery(name)
+        if delivery.create_time < self._window_start():
+            raise NotFound(f"delivery {name!r} not found")
+        if delivery.status not in states.sources(states.Cause.REDELIVER):
+            raise FailedPrecondition(
+                f"name: {name} is {delivery.status.value}; it is sent anyway, so there is nothing to redeliver"
+            )
         hook = await self._live_hook(hook_name, delivery)
         if hook is None:
             raise FailedPrecondition(f"name: the hook of {name} has been deleted; its deliveries cannot be sent again")
@@ -276,24 +285,21 @@ class HistoryService:
             self._query(Criteria(parent, filter=filter_text)), statuses=states.sources(states.Cause.REDELIVER)
         )
         await self._check_parent("parent", query)
-        found: list[str] = []
+        # Matches whose hook is disabled or deleted are skipped by the store and do not count,
+        # so walk on until ``limit`` deliveries have really moved; a bounded number of pages
+        # keeps one call from holding the store for a whole company's history.
+        moved: list[str] = []
         after: str | None = None
-        more = False
-        while True:
-            page = await self._store.query_deliveries(
-                query, after=after, limit=limit + 1 - len(found), scan_limit=SCAN_LIMIT
-            )
-            found += [d.name for d, _ in page.deliveries]
-            if len(found) > limit:
-                more, found = True, found[:limit]
-                break
-            if page.next_after is None:
-                break
+        for _ in range(MAX_REDELIVER_PAGES):
+            page = await self._walk(query, parent, after, limit - len(moved))
+            if page.deliveries:
+                moved += await self._store.redeliver([d.name for d, _ in page.deliveries], self._now())
             after = page.next_after
-        moved = await self._store.redeliver(found, self._now()) if found else []
+            if after is None or len(moved) >= limit:
+                break
         if moved:
             self._changed()
-        return Redelivered(moved, more)
+        return Redelivered(moved, more=after is not None)
 
     async def send_test(self, name: str) -> TestResult:
         names.parse_hook_name("name", name)
@@ -314,11 +320,27 @@ class HistoryService:
             resource_id=1,
             event_type=event_type,
         )
-        attempt = await self._probe(hook, event)
-        rendered = await self._try_render(hook, event)
-        return TestResult(attempt, rendered.body if rendered else b"")
+        attempt, body = await self._probe(hook, event)
+        return TestResult(attempt, body)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _walk(self, query: DeliveryQuery, parent: str, after: str | None, limit: int) -> DeliveryPage:
+        """One page, with the time range used as bounds of the walk, not only as a check.
+
+        Event ids are ULIDs stamped with the publish time, which is also the delivery's
+        ``create_time``, and the walk goes newest first by event id: a first page of a range
+        that ends in the past starts at the first id that can be in it, and the walk stops
+        (no next page) once it has passed the range's start, instead of paging on through
+        older history page by empty page.
+        """
+        if after is None and query.end_time is not None:
+            after = f"{parent}/deliveries/{_ulid_floor(query.end_time, plus_ms=1)}"
+        page = await self._store.query_deliveries(query, after=after, limit=limit, scan_limit=SCAN_LIMIT)
+        start = query.start_time
+        if page.next_after and start is not None and page.next_after.rsplit("/", 1)[-1] < _ulid_floor(start):
+            return DeliveryPage(page.deliveries, None)
+        return page
 
     def _changed(self) -> None:
         self._on_change()
@@ -414,6 +436,12 @@ def parse_delivery_name(field: str, value: str) -> tuple[str, str]:
         )
     names.parse_hook_name(field, m["hook"])
     return m["hook"], m["event"]
+
+
+def _ulid_floor(when: datetime, plus_ms: int = 0) -> str:
+    """The smallest event id of the millisecond ``when`` falls in (plus ``plus_ms``)."""
+    ms = (when - _EPOCH) // timedelta(milliseconds=1) + plus_ms  # exact: no float rounding
+    return str(ULID.from_int(ms << 80))
 
 
 def percentile(ordered: Sequence[timedelta], fraction: float) -> timedelta | None:

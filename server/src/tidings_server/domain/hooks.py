@@ -244,6 +244,7 @@ class HookService:
         with trio.CancelScope(shield=True):
             await self._store.delete_hook(name)
             await self._store.discard_pending(name, self._now(), "the hook was deleted")
+        self._on_change()
 
     # -- triggers ------------------------------------------------------------------------
 

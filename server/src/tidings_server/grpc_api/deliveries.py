@@ -35,6 +35,7 @@ class DeliveryServicer(_Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         self._history = history
         self._watch = watch
         self.active_watches = 0  # streams being served now; tests check cancelled ones end
+        self.watches_started = 0  # streams that got past their checks and are now followed
 
     async def ListDeliveries(  # noqa: N802 - gRPC method names
         self, request: deliveries_pb2.ListDeliveriesRequest, context: Context
@@ -73,6 +74,7 @@ class DeliveryServicer(_Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         cursor = await self._call(context, self._history.watch_start, request.parent, statuses, request.resume_token)
         resume_from = cursor.resume_token(cursor.after)
         self.active_watches += 1
+        self.watches_started += 1
         try:
             while True:
                 batch = await self._call(context, self._history.watch_next, cursor, self._watch.poll)

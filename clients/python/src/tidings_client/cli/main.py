@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import click
 import grpc
 from rich.console import Console
+from rich.markup import escape
 
 from tidings_client.cli.app import CONTEXT_SETTINGS, root
 from tidings_client.cli.catalog import catalog
@@ -57,7 +58,8 @@ for command in (hooks, events, catalog, deliveries, publish, completion):
 
 
 def _fail(message: str, code: int) -> int:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # The message is the server's text, which may echo input such as "[/x]": never markup.
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return code
 
 
