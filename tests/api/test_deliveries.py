@@ -583,3 +583,32 @@ def test_redelivering_a_pending_delivery_is_refused(api: Api, sink: Sink) -> Non
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "queued" in (refused.value.details() or "")
     assert api.deliveries.GetDelivery(D.GetDeliveryRequest(name=name)).status == QUEUED
+
+
+def test_a_hook_created_again_under_an_old_name_starts_with_no_history(api: Api, sink: Sink) -> None:
+    def create() -> hooks_pb2.Hook:
+        hook = api.hooks.CreateHook(
+            hooks_pb2.CreateHookRequest(
+                parent=PROJECT,
+                hook_id="again",
+                hook=hooks_pb2.Hook(destination_url=sink.url(), payload_format="procore.v4"),
+            )
+        )
+        api.hooks.BatchCreateTriggers(
+            hooks_pb2.BatchCreateTriggersRequest(
+                parent=hook.name, triggers=[hooks_pb2.Trigger(resource_name="RFIs", event_type="update")]
+            )
+        )
+        return hook
+
+    first = create()
+    [old] = publish(api, ("RFIs", 1, "update"))
+    settled(api, first.name, 1)
+    api.hooks.DeleteHook(hooks_pb2.DeleteHookRequest(name=first.name))
+    assert listed(api, parent=first.name) == [old]  # a deleted hook's history stays listed
+    second = create()
+    assert listed(api, parent=second.name) == []
+    assert listed(api, parent=PROJECT) == [old]  # and stays in its project's history
+    [new] = publish(api, ("RFIs", 2, "update"))
+    settled(api, second.name, 1)
+    assert listed(api, parent=second.name) == [new]

@@ -187,6 +187,7 @@ class DeliveryEngine:
             if disable:  # 410 Gone
                 with trio.CancelScope(shield=True):
                     await disable_hook(self._store, flight.hook, self._clock.now(), record.error)
+                self._on_recorded()  # its pending deliveries were discarded: watchers want to know
         finally:
             if flight.cancel.cancelled_caught:
                 log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})

@@ -20,6 +20,7 @@ from ulid import ULID
 from tidings_server.delivery import states
 from tidings_server.domain import filtering, names, paging
 from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
+from tidings_server.domain.hooks import without_expired_secret
 from tidings_server.domain.model import (
     Attempt,
     Delivery,
@@ -180,7 +181,10 @@ class HistoryService:
         after = paging.decode_token(token, *criteria.fingerprint())
         if after is not None and not after.startswith("companies/"):
             raise InvalidArgument("page_token: not a token this server issued")
-        await self._check_parent("parent", query)
+        hook = await self._check_parent("parent", query)
+        if hook is not None and query.start_time is not None and hook.create_time > query.start_time:
+            # A hook re-created under an old name does not show its predecessor's deliveries.
+            query = replace(query, start_time=hook.create_time)
         page = await self._walk(query, criteria.parent, after, limit)
         next_token = paging.encode_token(page.next_after, *criteria.fingerprint()) if page.next_after else ""
         return paging.Page(page.deliveries, next_token)
@@ -199,7 +203,7 @@ class HistoryService:
 
     async def overview(self, name: str) -> Overview:
         names.parse_hook_name("name", name)
-        hook = await self._store.get_hook(name)
+        hook = without_expired_secret(await self._store.get_hook(name), self._now())
         stats = await self._store.hook_stats(name, latency_sample=LATENCY_SAMPLE)
         counts = {status: stats.counts.get(status, 0) for status in DeliveryStatus}
         done = counts[DeliveryStatus.DELIVERED] + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.DISCARDED]
@@ -375,12 +379,13 @@ class HistoryService:
             filter=expr,
         )
 
-    async def _check_parent(self, field: str, query: DeliveryQuery) -> None:
-        """A hook parent must exist, or have history left from before it was deleted."""
+    async def _check_parent(self, field: str, query: DeliveryQuery) -> Hook | None:
+        """A hook parent must exist (it is returned), or have history left from before it was
+        deleted (None)."""
         if query.hook_name is None:
-            return
+            return None
         try:
-            await self._store.get_hook(query.hook_name)
+            return await self._store.get_hook(query.hook_name)
         except NotFound:
             probe = await self._store.query_deliveries(
                 DeliveryQuery(hook_name=query.hook_name, start_time=self._window_start()),
@@ -390,6 +395,7 @@ class HistoryService:
             )
             if not probe.deliveries:
                 raise NotFound(f"{field}: hook {query.hook_name!r} not found and has no delivery history") from None
+            return None
 
     async def _live_hook(self, hook_name: str, delivery: Delivery) -> Hook | None:
         """The hook a delivery belongs to, unless it was deleted (perhaps re-created since)."""

@@ -146,7 +146,7 @@ class HookService:
 
     async def get_hook(self, name: str) -> Hook:
         names.parse_hook_name("name", name)
-        return _without_expired_secret(await self._store.get_hook(name), self._now())
+        return without_expired_secret(await self._store.get_hook(name), self._now())
 
     async def list_hooks(self, parent: str, size: int, token: str, filter_text: str) -> Page[Hook]:
         where = names.parse_parent("parent", parent, allow_any_project=True)
@@ -162,7 +162,7 @@ class HookService:
                 break
             after = batch[-1].name
         now = self._now()
-        found = [_without_expired_secret(h, now) for h in found]
+        found = [without_expired_secret(h, now) for h in found]
         return paging.cut(found, limit, _name, str(where), filter_text)
 
     async def update_hook(self, name: str, given: HookInput, mask: Sequence[str]) -> Hook:
@@ -200,7 +200,7 @@ class HookService:
                     " call RotateSigningSecret first, then enable signing"
                 )
             # An expired previous secret is dropped on the way: it must not outlive its use.
-            return replace(_without_expired_secret(hook, now), update_time=now, **values)  # type: ignore[arg-type]
+            return replace(without_expired_secret(hook, now), update_time=now, **values)  # type: ignore[arg-type]
 
         # Shielded: a caller's deadline must not leave a disabled hook with pending deliveries.
         with trio.CancelScope(shield=True):
@@ -208,7 +208,7 @@ class HookService:
             if hook.status is HookStatus.DISABLED:
                 await self._store.discard_pending(name, now, "the hook was disabled")
         self._on_change()
-        return _without_expired_secret(hook, now)
+        return without_expired_secret(hook, now)
 
     async def rotate_signing_secret(self, name: str, overlap: timedelta | None) -> Hook:
         """Give the hook a new secret; the current one keeps signing too for ``overlap``.
@@ -351,7 +351,7 @@ def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:
     return RetryPolicy(retryable_statuses=statuses, **values)
 
 
-def _without_expired_secret(hook: Hook, now: datetime) -> Hook:
+def without_expired_secret(hook: Hook, now: datetime) -> Hook:
     """Once a rotation's overlap is over, the previous secret signs nothing: it is not shown,
     and the next write of the hook (an update or a rotation) drops the stored copy."""
     expire = hook.previous_secret_expire_time

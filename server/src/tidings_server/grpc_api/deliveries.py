@@ -18,7 +18,7 @@ from tidings.v1 import deliveries_pb2, deliveries_pb2_grpc
 from tidings_server.domain.history import HistoryService
 from tidings_server.grpc_api import convert_history
 from tidings_server.grpc_api.bridge import TrioBridge
-from tidings_server.grpc_api.servicers import Context, _abort, _Servicer
+from tidings_server.grpc_api.servicers import Context, Servicer, abort
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class WatchSettings:
     stall_timeout: float = 10.0  # a watcher that accepts no message for this long is dropped
 
 
-class DeliveryServicer(_Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
+class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
     def __init__(self, bridge: TrioBridge, history: HistoryService, watch: WatchSettings) -> None:
         super().__init__(bridge)
         self._history = history
@@ -84,7 +84,7 @@ class DeliveryServicer(_Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
                     try:
                         await asyncio.wait_for(context.write(message), self._watch.stall_timeout)
                     except TimeoutError:
-                        await _abort(
+                        await abort(
                             context,
                             grpc.StatusCode.RESOURCE_EXHAUSTED,
                             f"the watcher stopped reading for {self._watch.stall_timeout:g} s and was dropped;"
@@ -99,14 +99,14 @@ class DeliveryServicer(_Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         self, request: deliveries_pb2.RedeliverDeliveriesRequest, context: Context
     ) -> deliveries_pb2.RedeliverDeliveriesResponse:
         if bool(request.name) == bool(request.parent):
-            await _abort(
+            await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "name, parent: give exactly one: a delivery's name, or a parent (with a filter) to redeliver many",
             )
         if request.name:
             if request.filter or request.limit:
-                await _abort(
+                await abort(
                     context, grpc.StatusCode.INVALID_ARGUMENT, "filter, limit: only apply with parent, not with name"
                 )
             done = await self._call(context, self._history.redeliver_one, request.name)

@@ -23,7 +23,7 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class _Servicer:
+class Servicer:
     def __init__(self, bridge: TrioBridge) -> None:
         self._bridge = bridge
 
@@ -32,25 +32,25 @@ class _Servicer:
         try:
             return await self._bridge.call(fn, *args)
         except TidingsError as exc:
-            await _abort(context, status_for(exc), str(exc))
+            await abort(context, status_for(exc), str(exc))
         except Exception:
             log.exception("unexpected error in %s", getattr(fn, "__qualname__", fn))
-            await _abort(context, grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 
     async def _decode(self, context: Context, fn: Callable[[], T]) -> T:
         """Decode request fields; a bad value is INVALID_ARGUMENT like any domain check."""
         try:
             return fn()
         except TidingsError as exc:
-            await _abort(context, status_for(exc), str(exc))
+            await abort(context, status_for(exc), str(exc))
 
 
-async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
-class HookServicer(_Servicer, hooks_pb2_grpc.HookServiceServicer):
+class HookServicer(Servicer, hooks_pb2_grpc.HookServiceServicer):
     def __init__(self, bridge: TrioBridge, hooks: HookService) -> None:
         super().__init__(bridge)
         self._hooks = hooks
@@ -121,7 +121,7 @@ class HookServicer(_Servicer, hooks_pb2_grpc.HookServiceServicer):
         return convert.hook(hook, with_secret=True)
 
 
-class CatalogServicer(_Servicer, catalog_pb2_grpc.CatalogServiceServicer):
+class CatalogServicer(Servicer, catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, bridge: TrioBridge, catalog: CatalogService) -> None:
         super().__init__(bridge)
         self._catalog = catalog
@@ -147,7 +147,7 @@ class CatalogServicer(_Servicer, catalog_pb2_grpc.CatalogServiceServicer):
         )
 
 
-class EventServicer(_Servicer, events_pb2_grpc.EventServiceServicer):
+class EventServicer(Servicer, events_pb2_grpc.EventServiceServicer):
     def __init__(self, bridge: TrioBridge, events: EventService) -> None:
         super().__init__(bridge)
         self._events = events

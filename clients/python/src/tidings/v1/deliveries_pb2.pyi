@@ -412,7 +412,9 @@ class HookOverview(_message.Message):
 
     @_builtins.property
     def latency_p50(self) -> _duration_pb2.Duration:
-        """Over the hook's last 1,000 attempts; unset with none."""
+        """Over up to 1,000 attempts of the hook's newest deliveries (newest first, so retries of
+        older deliveries weigh less); unset with none.
+        """
 
     @_builtins.property
     def latency_p95(self) -> _duration_pb2.Duration: ...

@@ -447,8 +447,9 @@ def get_event(conn: sqlite3.Connection, *, event_id: str) -> Event:
 
 # -- purging ---------------------------------------------------------------------------------
 
-# Oldest first. Attempts and bodies go with their delivery (ON DELETE CASCADE), and a trigger
-# takes it off its hook's counters; changes() counts only the deliveries. Events go once no
+# Oldest first. Attempts and bodies go with their delivery (ON DELETE CASCADE); the purge
+# takes each one off its hook's counters from the rows it read; changes() counts only the
+# deliveries. Events go once no
 # delivery refers to them, then old changes, within what is left of the batch.
 _OLD_DELIVERIES = "SELECT rowid, hook_name, status FROM deliveries WHERE create_time < ? ORDER BY create_time LIMIT ?"
 _PURGE_DELIVERIES = "DELETE FROM deliveries WHERE rowid IN (SELECT value FROM json_each(?))"
