@@ -231,6 +231,20 @@ def test_watch_resumes_from_the_last_token(client: Client, scripted: ScriptedSer
     assert all(list(r.statuses) == [DELIVERED, FAILED] for r in requests)  # type: ignore[attr-defined]
 
 
+def test_a_watch_dropped_before_its_first_change_resumes_where_the_server_said(
+    client: Client, scripted: ScriptedServer
+) -> None:
+    scripted.service.script.streams = [
+        Stream([], grpc.StatusCode.RESOURCE_EXHAUSTED, "dropped; resume with resume_token=tok-7"),
+        Stream([change(8, DELIVERED)], None),
+    ]
+    changes = client.watch(HOOK)
+    assert next(changes).resume_token == "tok-8"
+    changes.close()
+    requests = scripted.service.requests("WatchDeliveries")
+    assert [r.resume_token for r in requests] == ["", "tok-7"]  # type: ignore[attr-defined]
+
+
 def test_watch_starts_from_a_given_token_and_gives_up(client: Client, scripted: ScriptedServer) -> None:
     scripted.service.script.streams = [Stream([], grpc.StatusCode.UNAVAILABLE)] * 10
     with pytest.raises(Unavailable):

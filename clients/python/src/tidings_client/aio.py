@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from tidings.v1 import (
 from tidings_client import convert, publishing
 from tidings_client import types as t
 from tidings_client.errors import TidingsError, from_rpc_error
-from tidings_client.options import Options, Tls, resumable, retryable
+from tidings_client.options import HEALTHY_STREAM_SECONDS, Options, Tls, dropped_at, resumable, retryable
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -352,8 +353,9 @@ class AsyncClient:
         A dropped stream (UNAVAILABLE, or RESOURCE_EXHAUSTED for a slow reader) is reopened
         after a backoff with the last resume token received, so no change is missed or
         repeated; ``Options.retry.max_attempts`` failed reconnects in a row give up with the
-        error. Before the first change arrives there is no token, so changes made while the
-        first connection was down are not seen. Closing the iterator (``aclose()``) cancels the stream.
+        error; a stream that had stayed open for a while counts as a working connection, so
+        idle drops of a quiet watch never add up. A slow reader's drop names the token to go
+        on from, which is used if no change had arrived yet. Closing the iterator (``aclose()``) cancels the stream.
         """
         wanted = tuple(statuses)
         token = resume_token
@@ -362,6 +364,7 @@ class AsyncClient:
             call = self._deliveries.WatchDeliveries(
                 convert.watch_request(parent, wanted, token), metadata=self._metadata
             )
+            opened = time.monotonic()
             try:
                 async for message in call:
                     change = convert.delivery_change(message)
@@ -371,6 +374,9 @@ class AsyncClient:
                 return
             except grpc.RpcError as exc:
                 code: grpc.StatusCode = exc.code()
+                token = token or dropped_at(exc.details())
+                if time.monotonic() - opened >= HEALTHY_STREAM_SECONDS:
+                    failures = 0
                 failures += 1
                 if not resumable(code) or failures >= self.options.retry.max_attempts:
                     raise from_rpc_error(exc) from None

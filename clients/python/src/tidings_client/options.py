@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,3 +120,16 @@ def retryable(code: grpc.StatusCode) -> bool:
 def resumable(code: grpc.StatusCode) -> bool:
     """A watch that ended this way can continue from its last resume token."""
     return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+HEALTHY_STREAM_SECONDS = 30.0
+"""A watch stream that lasted this long was a working connection: its end starts the count
+of failed reconnects afresh, so a quiet watch survives any number of idle drops."""
+
+_DROPPED_AT = re.compile(r"resume_token=(\S+)")
+
+
+def dropped_at(details: str | None) -> str:
+    """The resume token a server names when it drops a slow watcher ("" if none)."""
+    found = _DROPPED_AT.search(details or "")
+    return found.group(1) if found else ""
