@@ -197,3 +197,37 @@ async def test_a_hung_format_holds_only_its_own_threads(autojump_clock: MockCloc
             assert [r.time - w.t0 for r in receiver.requests] == [0] * 5
     finally:
         release.set()
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["plugin format", "bundled format"])
+async def test_bundled_formats_render_on_the_engines_thread_and_others_in_a_worker(
+    autojump_clock: MockClock, nursery: trio.Nursery, inline: bool
+) -> None:
+    threads: list[threading.Thread] = []
+
+    def render() -> object:
+        threads.append(threading.current_thread())
+        return RenderedPayload(JSON, b"{}")
+
+    fmt = Misbehaving(render)
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(200)).run)
+    async with world(loaded=loaded(fmt), inline_formats=frozenset({fmt.name}) if inline else frozenset()) as w:
+        hook = await w.hook(receiver.url(), payload_format=fmt.name)
+        await w.publish(rfi())
+        [delivery] = await w.settle(hook)
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert (threads == [threading.main_thread()]) is inline
+
+
+async def test_a_bundled_format_that_breaks_the_contract_still_fails_only_its_delivery(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    fmt = Misbehaving(returns(RenderedPayload(JSON, "not bytes")))  # type: ignore[arg-type]
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(200)).run)
+    async with world(loaded=loaded(fmt), inline_formats=frozenset({fmt.name})) as w:
+        hook = await w.hook(receiver.url(), payload_format=fmt.name)
+        await w.publish(rfi())
+        [delivery] = await w.settle(hook)
+    assert delivery.status is DeliveryStatus.FAILED
+    assert "acme.misbehaving" in delivery.last_error
+    assert "plugin acme" in delivery.last_error

@@ -168,6 +168,7 @@ async def world(
     config: EngineConfig | None = None,
     jitter: Callable[[], float] = lambda: 0.0,
     loaded: Plugins | None = None,
+    inline_formats: frozenset[str] = frozenset(),
 ) -> AsyncIterator[World]:
     """A running engine (with ``loaded`` plugins, or the installed ones); leaving the block
     drains it (grace 0) and closes everything."""
@@ -187,6 +188,7 @@ async def world(
             on_recorded=pulse.fire,
             format_plugins=origins,
             render_limiter=cushioned_limiter,
+            inline_formats=inline_formats,
         )
 
         def changed() -> None:

@@ -173,3 +173,11 @@ def test_catalogs_that_cannot_name_triggers_are_refused(resources: list[Resource
 
     with pytest.raises(PluginError, match=problem):
         Plugins.load(extra=[plugin_module("bad", tidings_resource_catalogs=tidings_resource_catalogs)])
+
+
+def test_formats_shipped_with_the_server_render_inline_and_plugins_do_not() -> None:
+    from tidings_server.app import bundled_formats
+
+    bundled = bundled_formats(Plugins.load())
+    assert {"procore.v4", "standard-webhooks.v1", "cloudevents.binary.v1"} <= bundled
+    assert "slack.v1" not in bundled  # a plugin like any third party's

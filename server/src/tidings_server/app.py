@@ -127,6 +127,15 @@ def build_core(
     )
 
 
+BUNDLED_DISTRIBUTIONS = frozenset({"tidings-server", "tidings-procore"})
+
+
+def bundled_formats(plugins: Plugins) -> frozenset[str]:
+    """Formats shipped with the server itself, which render without a worker thread; every
+    other plugin's format renders in one, within the time bound."""
+    return frozenset(n for n, origin in plugins.format_origin.items() if origin.distribution in BUNDLED_DISTRIBUTIONS)
+
+
 async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
     """Refuse to start when stored hooks use a payload format that no loaded plugin provides.
 
@@ -203,6 +212,7 @@ async def serve(
             config.engine,
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
+            inline_formats=bundled_formats(plugins),
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         async with trio.open_nursery() as nursery:
