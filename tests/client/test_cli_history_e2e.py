@@ -115,27 +115,49 @@ def publish(cli: Cli, project: str, resource: str, resource_id: int, event_type:
 def test_history_search_details_and_overview(cli: Cli, project: str, sink: Sink) -> None:
     hook = make_hook(cli, project, sink.url(), "RFIs:update", "Submittals:update")
     watcher = subprocess.Popen(
-        [str(TIDINGS), "--json", "deliveries", "watch", hook, "--status", "delivered", "--count", "3"],
+        [str(TIDINGS), "--json", "deliveries", "watch", hook, "--status", "delivered"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=cli.env(),
     )
-    time.sleep(1)  # the watch starts from now on: let it connect first
+    lines: list[dict[str, Any]] = []
+    arrived = threading.Condition()
+
+    def read() -> None:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            with arrived:
+                lines.append(json.loads(line))
+                arrived.notify_all()
+
+    threading.Thread(target=read, daemon=True).start()
+    # The watch follows changes from the moment it connects: until it shows one, it may not
+    # have connected yet, so a primer event is published until one shows up.
+    primers = set()
+    with arrived:
+        while not lines:
+            primers.add(publish(cli, project, "RFIs", 1))
+            arrived.wait(1.0)
     ids = [publish(cli, project, "RFIs", 54321), publish(cli, project, "RFIs", 54322)]
     ids.append(publish(cli, project, "Submittals", 777))
-    out, err = watcher.communicate(timeout=30)
-    assert watcher.returncode == 0, err
-    changes = [json.loads(line) for line in out.splitlines()]
-    assert {c["delivery"]["event"]["id"] for c in changes} == set(ids)
-    assert all(c["delivery"]["status"] == "delivered" for c in changes)
+    with arrived:
+        assert arrived.wait_for(lambda: set(ids) <= {c["delivery"]["event"]["id"] for c in lines}, 30)
+    watcher.terminate()
+    watcher.wait(10)
+    assert {c["delivery"]["event"]["id"] for c in lines} <= set(ids) | primers
+    assert all(c["delivery"]["status"] == "delivered" for c in lines)
 
+    eventually(
+        lambda: len(cli.ok("--json", "deliveries", "list", hook, "--status", "delivered").json()) == 3 + len(primers)
+    )
     listed = cli.ok("--json", "deliveries", "list", hook).json()
-    assert [d["event"]["id"] for d in listed] == list(reversed(ids))  # newest first
+    assert [d["event"]["id"] for d in listed][:3] == list(reversed(ids))  # newest first
+    assert {d["event"]["id"] for d in listed[3:]} == primers
     by_id = cli.ok("--json", "deliveries", "list", hook, "--resource-id", "54321").json()
     assert [d["event"]["id"] for d in by_id] == [ids[0]]
     rfis = cli.ok("--json", "deliveries", "list", hook, "--resource-name", "RFIs", "--status", "delivered").json()
-    assert {d["event"]["id"] for d in rfis} == set(ids[:2])
+    assert {d["event"]["id"] for d in rfis} == set(ids[:2]) | primers
     custom = cli.ok("--json", "deliveries", "list", hook, "--filter", 'resource_name = "Submittals"').json()
     assert [d["event"]["id"] for d in custom] == [ids[2]]
     by_project = cli.ok("--json", "deliveries", "list", f"companies/{project.replace('/', '/projects/')}").json()
@@ -148,7 +170,7 @@ def test_history_search_details_and_overview(cli: Cli, project: str, sink: Sink)
     assert "Attempts" in cli.ok("deliveries", "show", listed[0]["name"]).out
 
     overview = cli.ok("--json", "hooks", "show", hook).json()
-    assert overview["delivered_count"] == 3
+    assert overview["delivered_count"] == 3 + len(primers)
     assert overview["success_rate"] == 1.0
     assert "100.0%" in cli.ok("hooks", "show", hook).out
     assert cli.ok("--json", "hooks", "test", hook).json()["response_status"] == 200
