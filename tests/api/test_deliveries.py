@@ -92,15 +92,24 @@ def publish(api: Api, *events: tuple[str, int, str], project_id: int = 6778) -> 
     return [r.event_id for r in reply.results]
 
 
+def _until(ready: Callable[[], bool], why: str, timeout: float = 10.0) -> None:
+    """Poll ``ready`` (the server runs in another thread) until it holds or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.01)
+
+
 def settled(api: Api, parent: str, count: int, timeout: float = 20.0) -> list[deliveries_pb2.Delivery]:
     """Wait until ``count`` deliveries under ``parent`` are no longer pending; newest first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = list(api.deliveries.ListDeliveries(D.ListDeliveriesRequest(parent=parent, page_size=1000)).deliveries)
-        if len(rows) >= count and all(r.status not in (QUEUED, RETRYING) for r in rows):
-            return rows
-        assert time.monotonic() < deadline, f"still pending: {[(r.name, r.status) for r in rows]}"
-        time.sleep(0.05)
+    rows: list[deliveries_pb2.Delivery] = []
+
+    def done() -> bool:
+        rows[:] = api.deliveries.ListDeliveries(D.ListDeliveriesRequest(parent=parent, page_size=1000)).deliveries
+        return len(rows) >= count and all(r.status not in (QUEUED, RETRYING) for r in rows)
+
+    _until(done, f"deliveries under {parent} still pending", timeout)
+    return rows
 
 
 def listed(api: Api, **fields: object) -> list[str]:
@@ -252,13 +261,12 @@ def test_overview_shows_the_next_retry_and_the_failure_streak(api: Api, sink: Si
     sink.answers["/down"] = [503]
     hook = make_hook(api, sink.url("/down"))
     publish(api, ("RFIs", 1, "update"))
-    deadline = time.monotonic() + 10
-    while True:
-        got = api.deliveries.GetHookOverview(D.GetHookOverviewRequest(name=hook.name))
-        if got.consecutive_failures >= 3:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def overview() -> deliveries_pb2.HookOverview:
+        return api.deliveries.GetHookOverview(D.GetHookOverviewRequest(name=hook.name))
+
+    _until(lambda: overview().consecutive_failures >= 3, "fewer than 3 failed attempts")
+    got = overview()
     assert got.retrying_count == 1
     assert "503" in got.last_failure_reason
     assert got.HasField("next_retry_time")
@@ -272,10 +280,12 @@ def test_redeliver_one_sends_again_and_keeps_the_earlier_attempts(api: Api, sink
     reply = api.deliveries.RedeliverDeliveries(D.RedeliverDeliveriesRequest(name=row.name))
     assert (reply.queued_count, list(reply.names), reply.more) == (1, [row.name], False)
     assert sink.wait_until(lambda: [i for i, _ in sink.received].count(event_id) == 2, 10)
-    deadline = time.monotonic() + 10
-    while (got := api.deliveries.GetDelivery(D.GetDeliveryRequest(name=row.name))).attempt_count < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def delivery() -> deliveries_pb2.Delivery:
+        return api.deliveries.GetDelivery(D.GetDeliveryRequest(name=row.name))
+
+    _until(lambda: delivery().attempt_count == 2 and delivery().status == DELIVERED, "not delivered again")
+    got = delivery()
     assert got.status == DELIVERED
     assert [a.number for a in got.attempts] == [1, 2]
 
@@ -378,13 +388,6 @@ def _servicer(server: ServerThread) -> DeliveryServicer:
     return server.running.grpc.deliveries
 
 
-def _until(ready: Callable[[], bool], why: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, why
-        time.sleep(0.005)
-
-
 class Watcher:
     """A WatchDeliveries stream read on a thread, so the test can act while it arrives."""
 
@@ -450,9 +453,14 @@ def test_watch_filters_by_status_and_scope(api: Api, server: ServerThread, sink:
     changes = delivered.wait(1)
     settled(api, other.name, 1)
     settled(api, hook.name, 1)
-    time.sleep(0.3)
+    # A fence: everything committed before it (the other project's delivery too) has been
+    # offered to the watch by the time the fence's own change arrives.
+    [fence] = publish(api, ("RFIs", 3, "update"))
+    delivered.wait(2)
     delivered.cancel()
-    assert [(c.delivery.event.id, c.delivery.status) for c in delivered.changes] == [(mine, DELIVERED)]
+    seen = [(c.delivery.event.id, c.delivery.status) for c in delivered.changes]
+    assert seen[:-1] == [(mine, DELIVERED)]
+    assert seen[-1] == (fence, DELIVERED)
     assert changes[0].delivery.hook == hook.name
 
 
@@ -465,10 +473,14 @@ def test_resuming_a_watch_loses_and_repeats_nothing(api: Api, server: ServerThre
     more = publish(api, ("RFIs", 3, "update"))
     settled(api, hook.name, 3)
     second = Watcher(api, server, parent=hook.name, resume_token=seen[-1].resume_token)
-    rest = second.wait(4)
-    time.sleep(0.3)  # nothing further arrives
+    second.wait(4)
+    # A fence: once its two changes arrive, nothing earlier can still be on its way.
+    [fence] = publish(api, ("RFIs", 4, "update"))
+    after_fence = second.wait(6)
     second.cancel()
-    changes = [(c.delivery.event.id, c.delivery.status) for c in [*seen, *second.changes]]
+    assert [(c.delivery.event.id, c.delivery.status) for c in after_fence[4:]] == [(fence, QUEUED), (fence, DELIVERED)]
+    rest = after_fence[:4]
+    changes = [(c.delivery.event.id, c.delivery.status) for c in [*seen, *rest]]
     assert sorted(changes) == sorted(
         [(i, s) for i in [*ids, *more] for s in (QUEUED, DELIVERED)]
     )  # every change once, none missed, none repeated
@@ -482,10 +494,8 @@ def test_a_cancelled_watch_ends_on_the_server_at_once(api: Api, server: ServerTh
     watcher = Watcher(api, server, parent=COMPANY)
     assert servicer.active_watches == 1
     watcher.cancel()
-    deadline = time.monotonic() + 2  # well below the stream's 0.5 s poll + 1 s stall timeout
-    while servicer.active_watches:
-        assert time.monotonic() < deadline, "the stream kept running after the client cancelled"
-        time.sleep(0.01)
+    # Well within the stream's 0.5 s poll + 1 s stall timeout: ended by the cancel itself.
+    _until(lambda: not servicer.active_watches, "the stream kept running after the client cancelled", 2.0)
 
 
 def test_a_stuck_watcher_is_dropped_and_does_not_slow_delivery(server: ServerThread, sink: Sink) -> None:

@@ -1,15 +1,19 @@
-"""Fixtures for the client tests: one real server and one scripted DeliveryService per module."""
+"""Fixtures for the client tests: one real server (in a thread for the library, as a process for
+the CLI) and one scripted DeliveryService per module."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import grpc
 import pytest
 import trustme
 
+from tests.client.cli_run import Cli, server_process
 from tests.client.scripted import ScriptedServer
 from tests.harness import ServerThread
+from tests.http_sink import Sink, running_sink
 from tidings_server.app import Config
 
 
@@ -54,3 +58,26 @@ def tls_server(ca: trustme.CA) -> Iterator[ScriptedServer]:
     srv = ScriptedServer(credentials)
     yield srv
     srv.stop()
+
+
+_cli_projects = itertools.count(6000)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """The real ``tidings`` command against a real server process shared by a module's tests."""
+    tmp = tmp_path_factory.mktemp("cli")
+    with server_process(tmp) as target:
+        yield Cli(target, tmp / "no-config.toml")
+
+
+@pytest.fixture
+def project() -> str:
+    """COMPANY/PROJECT of the test's own project, so tests sharing the server stay apart."""
+    return f"8/{next(_cli_projects)}"
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    with running_sink() as s:
+        yield s

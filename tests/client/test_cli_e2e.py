@@ -7,36 +7,11 @@ covers what a real server cannot be made to do (dropped watch streams, refusals 
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.client.cli_run import Cli, assert_one_line_error, server_process
-from tests.http_sink import Sink, running_sink
-
-_projects = itertools.count(6000)
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    tmp = tmp_path_factory.mktemp("cli")
-    with server_process(tmp) as target:
-        yield Cli(target, tmp / "no-config.toml")
-
-
-@pytest.fixture
-def project() -> str:
-    """COMPANY/PROJECT of the test's own project, so tests sharing the server stay apart."""
-    return f"8/{next(_projects)}"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with running_sink() as s:
-        yield s
+from tests.client.cli_run import Cli, assert_one_line_error
+from tests.http_sink import Sink
 
 
 def test_create_review_and_remove_events(cli: Cli, project: str) -> None:

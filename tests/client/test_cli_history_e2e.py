@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import threading
@@ -13,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error, server_process
-from tests.http_sink import Sink, running_sink
+from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
+from tests.http_sink import Sink
 
 # What the server must answer for these tests to pass (tidings.v1.DeliveryService).
 SERVER_MUST_SUPPORT = [
@@ -25,26 +24,6 @@ SERVER_MUST_SUPPORT = [
     "DeliveryService.RedeliverDeliveries",
     "DeliveryService.SendTestEvent",
 ]
-
-_projects = itertools.count(7000)
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    tmp = tmp_path_factory.mktemp("history")
-    with server_process(tmp) as target:
-        yield Cli(target, tmp / "no-config.toml")
-
-
-@pytest.fixture
-def project() -> str:
-    return f"8/{next(_projects)}"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with running_sink() as s:
-        yield s
 
 
 @pytest.fixture

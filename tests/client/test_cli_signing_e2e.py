@@ -14,37 +14,15 @@ import re
 import select
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error, server_process
-from tests.http_sink import Request, Sink, running_sink
+from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
+from tests.http_sink import Request, Sink
 
-_projects = itertools.count(7000)
 _resource_ids = itertools.count(80000)
 SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    tmp = tmp_path_factory.mktemp("cli-signing")
-    with server_process(tmp) as target:
-        yield Cli(target, tmp / "no-config.toml")
-
-
-@pytest.fixture
-def project() -> str:
-    """COMPANY/PROJECT of the test's own project, so tests sharing the server stay apart."""
-    return f"8/{next(_projects)}"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with running_sink() as s:
-        yield s
 
 
 def create(cli: Cli, project: str, url: str, *extra: str) -> dict[str, object]:

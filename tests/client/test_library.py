@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.harness import ServerThread
-from tests.http_sink import Sink, running_sink
+from tests.http_sink import Sink
 from tidings_client import (
     AlreadyExists,
     AsyncClient,
@@ -43,12 +43,6 @@ def project() -> str:
 def client(real_server: ServerThread) -> Iterator[Client]:
     with Client(f"127.0.0.1:{real_server.port}") as c:
         yield c
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    with running_sink() as s:
-        yield s
 
 
 def test_hook_lifecycle(client: Client, project: str) -> None:
