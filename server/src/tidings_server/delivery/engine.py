@@ -223,14 +223,12 @@ class DeliveryEngine:
         end = self._clock.now()
         # What went on the wire (Host, Content-Length, User-Agent too), when anything did.
         sent = list(outcome.sent_headers) or headers
-        content_type = next((v for k, v in rendered_headers if k.lower() == "content-type"), "")
-        rendered = RenderedBody(body, content_type)
+        rendered = _rendered_body(body, rendered_headers)
         return self._conclude(claim, number, start, end, sent, outcome.result(end), outcome, rendered)
 
     async def render(self, hook: Hook, event: Event) -> RenderedBody:
         """The body a delivery of ``event`` to ``hook`` is sent with (for history views)."""
-        body, headers = await self._render(hook, event)
-        return RenderedBody(body, next((v for k, v in headers if k.lower() == "content-type"), ""))
+        return _rendered_body(*await self._render(hook, event))
 
     async def probe(self, hook: Hook, event: Event) -> tuple[Attempt, bytes]:
         """Send ``event`` to ``hook`` once, now, exactly as a delivery would be, recording nothing
@@ -364,3 +362,8 @@ def _render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) ->
     except BaseException as exc:  # SystemExit and the like: in a worker thread, always the plugin's
         raise RenderError(f"render() raised {exc!r}") from None
     return check_rendered(rendered)
+
+
+def _rendered_body(body: bytes, headers: list[tuple[str, str]]) -> RenderedBody:
+    """What history keeps of a render: the body and its Content-Type."""
+    return RenderedBody(body, next((v for k, v in headers if k.lower() == "content-type"), ""))

@@ -101,3 +101,8 @@ def order_key(delivery_name: str) -> tuple[str, str]:
     """A delivery's place in history order, from its name ``{hook}/deliveries/{event id}``:
     (event id, name), descending."""
     return delivery_name.rsplit("/", 1)[-1], delivery_name
+
+
+def succeeded(response_status: int | None) -> bool:
+    """Whether an attempt counts as a success for its hook's health: any 2xx answer."""
+    return response_status is not None and 200 <= response_status <= 299

@@ -88,11 +88,6 @@ def _match_key(hook: Hook, trigger: Trigger) -> _MatchKey:
     return (hook.company_id, hook.project_id, trigger.resource_name, trigger.event_type)
 
 
-def _succeeded(response_status: int | None) -> bool:
-    """Whether an attempt counts as a success for its hook's health: any 2xx answer."""
-    return response_status is not None and 200 <= response_status <= 299
-
-
 def _in_scope(query: DeliveryQuery, delivery: Delivery) -> bool:
     """Whether ``delivery`` is under the query's parent (a hook, a project or a company)."""
     if query.hook_name is not None:
@@ -459,7 +454,7 @@ class MemoryStore:
         """In record order: a success resets the failure streak; last times only move forward."""
         health = self._health.setdefault(hook_name, _Health())
         end = attempt.end_time
-        if _succeeded(attempt.response_status):
+        if history.succeeded(attempt.response_status):
             if health.last_success_time is None or health.last_success_time < end:
                 health.last_success_time = end
             health.consecutive_failures = 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
+from tidings_server.stores import history as plans
 from tidings_server.stores.protocol import AttemptRecord, Claim, Published
 from tidings_server.stores.sqlite import history, rows
 
@@ -259,11 +260,6 @@ _WRITE_HEALTH = """
 """
 
 
-def succeeded(response_status: int | None) -> bool:
-    """Whether an attempt counts as a success for its hook's health: any 2xx answer."""
-    return response_status is not None and 200 <= response_status <= 299
-
-
 @dataclass(frozen=True, slots=True)
 class Recording:
     """Rows for ``record``, one of each per record, in record order: the attempt, the delivery's
@@ -298,7 +294,7 @@ def recording(records: Sequence[AttemptRecord]) -> Recording:
         )
         rendered = record.rendered
         out.bodies.append(None if rendered is None else (rendered.content_type, bytes(rendered.body)))
-        out.successes.append(succeeded(attempt.response_status))
+        out.successes.append(plans.succeeded(attempt.response_status))
     return out
 
 
