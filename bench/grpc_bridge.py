@@ -49,6 +49,7 @@ from tidings_server.domain.errors import AlreadyExists, NotFound, TidingsError, 
 from tidings_server.domain.hooks import HookService
 from tidings_server.domain.model import Hook
 from tidings_server.domain.paging import Page
+from tidings_server.domain.ports import Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api import convert
 from tidings_server.grpc_api.bridge import TrioBridge
@@ -58,7 +59,6 @@ from tidings_server.grpc_api.servicers import CatalogServicer, HookServicer
 from tidings_server.plugins.manager import Plugins
 from tidings_server.plugins.spec import StorageBackend, hookimpl
 from tidings_server.stores.memory import MemoryStore
-from tidings_server.stores.protocol import Store
 
 T = TypeVar("T")
 

@@ -32,8 +32,8 @@ from ulid import ULID
 from tidings_server.domain import filtering
 from tidings_server.domain.model import DeliveryStatus, Event, Hook, HookStatus, Trigger
 from tidings_server.domain.names import trigger_name
+from tidings_server.domain.ports import DELIVERY_FILTER_SCHEMA, DeliveryQuery
 from tidings_server.stores import history as plans
-from tidings_server.stores.protocol import DELIVERY_FILTER_SCHEMA, DeliveryQuery
 from tidings_server.stores.sqlite import SqliteBackend, SqliteStore
 from tidings_server.stores.sqlite import history as sqlite_history
 from tidings_server.stores.sqlite.migrate import latest_version, migrate

@@ -27,7 +27,7 @@ from ulid import ULID
 from tidings_server.domain import model
 from tidings_server.domain.model import Attempt, DeliveryStatus, Event, Hook, HookStatus, Trigger
 from tidings_server.domain.names import trigger_name
-from tidings_server.stores.protocol import AttemptRecord
+from tidings_server.domain.ports import AttemptRecord
 from tidings_server.stores.sqlite import SqliteBackend
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

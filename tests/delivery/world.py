@@ -29,10 +29,10 @@ from tidings_server.domain.events import EventDraft, EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookInput, HookService, Lookup, RetryPolicyInput
 from tidings_server.domain.model import Attempt, Delivery, Hook, HookStatus, Ordering
+from tidings_server.domain.ports import Published, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.plugins.manager import Plugins
 from tidings_server.stores.memory import MemoryBackend
-from tidings_server.stores.protocol import Published, Store
 
 ORIGIN = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 PROJECT = "companies/8/projects/6778"

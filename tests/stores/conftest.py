@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tidings_server.domain.ports import Store
 from tidings_server.plugins.spec import StorageBackend
 from tidings_server.stores.memory import MemoryBackend
-from tidings_server.stores.protocol import Store
 from tidings_server.stores.sqlite import SqliteBackend
 
 BackendFactory = Callable[[Path], tuple[StorageBackend, str]]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.stores.conftest import BACKENDS, BackendFactory
-from tidings_server.stores.protocol import Store
+from tidings_server.domain.ports import Store
 from tidings_server.testing.stores import StoreContract
 
 

@@ -10,10 +10,10 @@ from trio.testing import MockClock
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import Attempt, DeliveryStatus, Hook, HookStatus
+from tidings_server.domain.ports import AttemptRecord, DeliveryQuery
 from tidings_server.plugins.spec import StorageBackend
 from tidings_server.stores import memory
 from tidings_server.stores.memory import MemoryBackend, MemoryStore
-from tidings_server.stores.protocol import AttemptRecord, DeliveryQuery
 from tidings_server.testing.stores.samples import make_event, make_trigger
 
 NOW = datetime(2024, 5, 17, 12, 30, 45, 123456, tzinfo=UTC)

@@ -12,8 +12,8 @@ import pytest
 
 from tidings_server.domain import filtering
 from tidings_server.domain.model import DeliveryStatus
+from tidings_server.domain.ports import DELIVERY_FILTER_SCHEMA, DeliveryQuery
 from tidings_server.stores import history as plans
-from tidings_server.stores.protocol import DELIVERY_FILTER_SCHEMA, DeliveryQuery
 from tidings_server.stores.sqlite import SqliteBackend, history
 from tidings_server.stores.sqlite.migrate import latest_version, migrate
 from tidings_server.stores.sqlite.rows import to_micros

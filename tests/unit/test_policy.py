@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tidings_server.delivery.policy import Failure, Result, backoff, decide, parse_retry_after
-from tidings_server.delivery.states import Cause
 from tidings_server.domain.model import RetryPolicy
+from tidings_server.domain.states import Cause
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DEFAULT = RetryPolicy()

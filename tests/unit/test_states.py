@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tidings_server.delivery.states import TRANSITIONS, Cause, IllegalTransition, diagram, sources, transition
 from tidings_server.domain.model import DeliveryStatus as S
+from tidings_server.domain.states import TRANSITIONS, Cause, IllegalTransition, diagram, sources, transition
 
 EXPECTED = {
     (S.QUEUED, Cause.SUCCEEDED): S.DELIVERED,
@@ -45,4 +45,4 @@ def test_table_is_exactly_the_design() -> None:
 
 def test_docs_show_the_table_as_it_is() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
-    assert diagram() in docs, "docs/architecture.md is stale: paste delivery.states.diagram() into it"
+    assert diagram() in docs, "docs/architecture.md is stale: paste domain.states.diagram() into it"

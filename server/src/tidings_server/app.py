@@ -20,11 +20,11 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
+from tidings_server.domain.ports import Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.plugins.manager import PluginError, Plugins
-from tidings_server.stores.protocol import Store
 
 log = logging.getLogger(__name__)
 

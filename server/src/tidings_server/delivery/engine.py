@@ -19,14 +19,15 @@ import trio
 import trio.lowlevel
 
 from tidings_server import __version__
-from tidings_server.delivery import policy, signing, states
+from tidings_server.delivery import policy
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
+from tidings_server.domain import signing, states
 from tidings_server.domain.hooks import disable_hook
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
+from tidings_server.domain.ports import AttemptRecord, Claim, Store
 from tidings_server.domain.secrets import mask
 from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError, check_rendered
-from tidings_server.stores.protocol import AttemptRecord, Claim, Store
 
 log = logging.getLogger(__name__)
 

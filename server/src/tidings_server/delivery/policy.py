@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from tidings_server.delivery.states import Cause
 from tidings_server.domain.model import RetryPolicy
+from tidings_server.domain.states import Cause
 
 JITTER = 0.2
 MAX_RETRY_AFTER_SECONDS = 7 * 86400  # far past any cap; keeps hostile values finite

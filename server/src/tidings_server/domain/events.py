@@ -12,7 +12,7 @@ from ulid import ULID
 from tidings_server.domain.errors import InvalidArgument
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
 from tidings_server.domain.names import MAX_ID
-from tidings_server.stores.protocol import Published, Store
+from tidings_server.domain.ports import Published, Store
 
 MAX_EVENTS_PER_CALL = 1000
 MAX_RELATED_RESOURCES = 100

@@ -17,8 +17,7 @@ from typing import Final
 import trio
 from ulid import ULID
 
-from tidings_server.delivery import states
-from tidings_server.domain import filtering, names, paging
+from tidings_server.domain import filtering, names, paging, states
 from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from tidings_server.domain.hooks import without_expired_secret
 from tidings_server.domain.model import (
@@ -30,14 +29,14 @@ from tidings_server.domain.model import (
     HookStatus,
     RenderedBody,
 )
-from tidings_server.domain.pulse import Pulse
-from tidings_server.stores.protocol import (
+from tidings_server.domain.ports import (
     DELIVERY_FILTER_SCHEMA,
     Change,
     DeliveryPage,
     DeliveryQuery,
     Store,
 )
+from tidings_server.domain.pulse import Pulse
 
 RETENTION: Final = timedelta(days=28)
 SCAN_LIMIT: Final = 2000  # deliveries one List call examines at most: keeps a rare filter under 50 ms at 1M rows

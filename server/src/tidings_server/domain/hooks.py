@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 import trio
 from ulid import ULID
 
-from tidings_server.delivery.signing import new_secret
 from tidings_server.domain import filtering, names, paging
 from tidings_server.domain.destinations import DestinationPolicy, Resolver, check_destination
 from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -26,8 +25,9 @@ from tidings_server.domain.model import (
     Trigger,
 )
 from tidings_server.domain.paging import Page
+from tidings_server.domain.ports import Store
 from tidings_server.domain.secrets import check_authorization_header
-from tidings_server.stores.protocol import Store
+from tidings_server.domain.signing import new_secret
 
 MAX_DISPLAY_NAME = 200
 MAX_TRIGGERS_PER_BATCH = 500

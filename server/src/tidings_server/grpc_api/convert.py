@@ -25,8 +25,8 @@ from tidings_server.domain.model import (
     Scope,
     Trigger,
 )
+from tidings_server.domain.ports import Published
 from tidings_server.domain.secrets import mask
-from tidings_server.stores.protocol import Published
 
 MAX_DURATION_SECONDS = 10 * 365 * 86400  # beyond any limit; keeps datetime arithmetic finite
 MAX_STATUS_RANGES = 50

@@ -9,8 +9,8 @@ from tidings.v1 import deliveries_pb2, events_pb2
 from tidings_server.domain.errors import InvalidArgument
 from tidings_server.domain.history import Criteria, Detail, Overview, TestResult
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event
+from tidings_server.domain.ports import Change
 from tidings_server.grpc_api.convert import duration, hook, timestamp
-from tidings_server.stores.protocol import Change
 
 _STATUS_TO_PROTO = {
     DeliveryStatus.QUEUED: deliveries_pb2.DELIVERY_STATUS_QUEUED,

@@ -28,7 +28,7 @@ import pluggy
 from tidings_server.domain.model import Event, ResourceType
 
 if TYPE_CHECKING:
-    from tidings_server.stores.protocol import Store
+    from tidings_server.domain.ports import Store
 
 PROJECT = "tidings"
 hookspec = pluggy.HookspecMarker(PROJECT)

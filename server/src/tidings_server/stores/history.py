@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tidings_server.domain import filtering
 from tidings_server.domain.model import Delivery, DeliveryStatus
-from tidings_server.stores.protocol import DeliveryQuery, filter_record
+from tidings_server.domain.ports import DeliveryQuery, filter_record
 
 ALL_STATUSES = frozenset(DeliveryStatus)
 

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server.delivery.states import Cause, sources, transition
 from tidings_server.domain.errors import AlreadyExists, NotFound
 from tidings_server.domain.model import (
     PENDING_STATUSES,
@@ -41,9 +40,7 @@ from tidings_server.domain.model import (
     Trigger,
 )
 from tidings_server.domain.names import Parent
-from tidings_server.plugins.spec import StorageBackend, hookimpl
-from tidings_server.stores import history
-from tidings_server.stores.protocol import (
+from tidings_server.domain.ports import (
     AttemptRecord,
     Change,
     ChangePage,
@@ -53,6 +50,9 @@ from tidings_server.stores.protocol import (
     HookStats,
     Published,
 )
+from tidings_server.domain.states import Cause, sources, transition
+from tidings_server.plugins.spec import StorageBackend, hookimpl
+from tidings_server.stores import history
 
 _Named = TypeVar("_Named", Hook, Trigger)
 _MatchKey = tuple[int, int | None, str, str]  # company, project, resource name, event type

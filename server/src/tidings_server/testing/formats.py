@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tidings_server.delivery import signing
+from tidings_server.domain import signing
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource
 from tidings_server.plugins.spec import (
     MAX_BODY_BYTES,

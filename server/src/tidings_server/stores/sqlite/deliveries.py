@@ -18,8 +18,8 @@ from typing import Any
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
+from tidings_server.domain.ports import AttemptRecord, Claim, Published
 from tidings_server.stores import history as plans
-from tidings_server.stores.protocol import AttemptRecord, Claim, Published
 from tidings_server.stores.sqlite import history, rows
 
 # -- publishing ------------------------------------------------------------------------------

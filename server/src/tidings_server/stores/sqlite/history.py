@@ -17,13 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from tidings_server.delivery.states import Cause, sources, transition
 from tidings_server.domain import filtering
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import DeliveryStatus, RenderedBody
+from tidings_server.domain.ports import Change, ChangePage, DeliveryPage, DeliveryQuery, HookStats
+from tidings_server.domain.states import Cause, sources, transition
 from tidings_server.stores import history
 from tidings_server.stores.history import Access, Walk
-from tidings_server.stores.protocol import Change, ChangePage, DeliveryPage, DeliveryQuery, HookStats
 from tidings_server.stores.sqlite import rows
 
 # -- the change log and the counters, written by every path that moves a delivery ------------

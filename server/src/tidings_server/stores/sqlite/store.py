@@ -22,8 +22,7 @@ import trio
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
 from tidings_server.domain.names import Parent
-from tidings_server.stores import history as plans
-from tidings_server.stores.protocol import (
+from tidings_server.domain.ports import (
     AttemptRecord,
     ChangePage,
     Claim,
@@ -32,6 +31,7 @@ from tidings_server.stores.protocol import (
     HookStats,
     Published,
 )
+from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import deliveries, history
 from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
 

@@ -20,7 +20,7 @@ from tidings_server.domain.model import (
     Ordering,
     RelatedResource,
 )
-from tidings_server.stores.protocol import AttemptRecord, Claim, Published, Store
+from tidings_server.domain.ports import AttemptRecord, Claim, Published, Store
 from tidings_server.testing.stores.samples import MICROSECOND, T0, T1, T2, event_id, make_event, make_hook, make_trigger
 
 HOOK = "companies/1/projects/2/hooks/h"

@@ -12,7 +12,7 @@ import pytest
 from tidings_server.domain import filtering
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import Attempt, DeliveryStatus, HookStatus, RenderedBody
-from tidings_server.stores.protocol import DELIVERY_FILTER_SCHEMA, AttemptRecord, DeliveryQuery, Store
+from tidings_server.domain.ports import DELIVERY_FILTER_SCHEMA, AttemptRecord, DeliveryQuery, Store
 from tidings_server.testing.stores.samples import MICROSECOND, T0, T1, T2, event_id, make_event, make_hook, make_trigger
 
 QUEUED, RETRYING, DELIVERED, FAILED, DISCARDED = (

@@ -13,7 +13,7 @@ import trio
 from tidings_server.domain.errors import AlreadyExists, NotFound
 from tidings_server.domain.model import Event, Hook, HookStatus, Ordering, RetryPolicy, Trigger
 from tidings_server.domain.names import Parent
-from tidings_server.stores.protocol import Store
+from tidings_server.domain.ports import Store
 from tidings_server.testing.stores.samples import T0, T1, T2, make_hook, make_trigger
 
 HOOK = "companies/1/hooks/h"
