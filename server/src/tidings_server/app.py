@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from tidings_server import cluster
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -20,7 +21,7 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
-from tidings_server.domain.ports import Store
+from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
@@ -46,6 +47,9 @@ class Config:
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
+    node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
+    reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -162,12 +166,15 @@ async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
 
 @dataclass(slots=True)
 class Running:
-    """A started server: its port, and how to stop it gracefully."""
+    """A started server: its port, its node id, and how to stop it gracefully."""
 
     port: int
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
+    node_id: str = ""
+    delivering: bool = True  # False for role api: the engine only renders and probes
+    background: trio.CancelScope = field(default_factory=trio.CancelScope)  # listening, heartbeats
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -175,7 +182,13 @@ class Running:
         self.pulse.close()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
-            nursery.start_soon(self.engine.drain, grace)
+            if self.delivering:
+                nursery.start_soon(self.engine.drain, grace)
+        self.background.cancel()
+
+
+LEAVE_TIMEOUT = 5.0
+"""How long a stopping node waits for the store to forget it (a store that is away is not waited for)."""
 
 
 async def serve(
@@ -183,8 +196,12 @@ async def serve(
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
     check_listen(config.listen)
+    if config.role not in cluster.ROLES:
+        raise ConfigError(f"--role: {config.role!r} is not one of {', '.join(cluster.ROLES)}")
     plugins = plugins or Plugins.load(blocked=config.blocked_plugins)
     backend = plugins.storage_backend_for(config.store_url)
+    node = cluster.Node(config.node_id or cluster.new_node_id(), config.role)
+    delivering = config.role != "api"
     async with contextlib.AsyncExitStack() as stack:
         try:
             store = await stack.enter_async_context(backend.open(config.store_url))
@@ -213,10 +230,44 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            node_id=node.node_id,
         )
-        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            port = await nursery.start(grpc_server.run)
-            log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine, pulse))
+        core = build_core(store, plugins, config, clock, engine, pulse)
+        grpc_server = GrpcServer(core if config.role != "worker" else None, config.listen, reuse_port=config.reuse_port)
+
+        def heard(notice: Notice) -> None:  # another node (or this one) wrote to the store
+            if notice is Notice.DUE:
+                engine.wake()
+            else:
+                pulse.fire()
+
+        async def listen_and_beat(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            """Until the server stops: notices from the store, and (with no engine to do it) the
+            heartbeat that says the node is alive."""
+            with background:
+                async with trio.open_nursery() as tasks:
+                    await tasks.start(store.listen, heard)
+                    if not delivering:
+                        tasks.start_soon(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0)
+                    task_status.started()
+
+        background = trio.CancelScope()
+        await store.register_node(node.info(clock.now()))
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(listen_and_beat)
+                if delivering:
+                    await nursery.start(engine.run)
+                port = await nursery.start(grpc_server.run)
+                log.info(
+                    "tidings serving",
+                    extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},
+                )
+                running = Running(port, grpc_server, engine, pulse, node.node_id, delivering, background)
+                task_status.started(running)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT):
+                try:
+                    await store.remove_node(node.node_id)
+                except Exception as exc:  # its entry ages out of the live list instead
+                    log.warning("could not leave the cluster", extra={"node": node.node_id, "error": str(exc)})
