@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -25,6 +26,8 @@ from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
+from tidings_server.telemetry.store import observed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Config:
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -168,6 +172,8 @@ class Running:
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
+    metrics_port: int | None = None
+    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -176,6 +182,7 @@ class Running:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
             nursery.start_soon(self.engine.drain, grace)
+        self.sidecars.cancel()
 
 
 async def serve(
@@ -190,6 +197,9 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
+        if metrics is not None:
+            store = observed(store, metrics)
         await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
@@ -215,8 +225,28 @@ async def serve(
             inline_formats=bundled_formats(plugins),
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
+        sidecars = trio.CancelScope()
+
+        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
+            with sidecars:
+                await run(*args)
+
         async with trio.open_nursery() as nursery:
+            metrics_port = None
+            if metrics is not None and config.metrics.listen is not None:
+                metrics.read_gauges(
+                    in_flight=lambda: engine.in_flight,
+                    watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+                )
+                try:
+                    endpoint = serve_metrics(metrics, config.metrics.listen)
+                except OSError as exc:
+                    raise ConfigError(f"--metrics-listen: cannot listen on {config.metrics.listen}: {exc}") from None
+                stack.callback(endpoint.close)
+                metrics_port = endpoint.port
+                nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
+                log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
             await nursery.start(engine.run)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine, pulse))
+            task_status.started(Running(port, grpc_server, engine, pulse, metrics_port, sidecars))

@@ -19,6 +19,7 @@ from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigErro
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import MetricsConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
@@ -116,6 +117,16 @@ def parser() -> argparse.ArgumentParser:
         help="how long a claimed delivery stays reserved; after a crash, unfinished deliveries are retried"
         f" once their lease ends; keep it above twice the longest hook timeout"
         f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+    )
+    run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP on this address, port 0 picks a free one (default: no metrics)",
+    )
+    run.add_argument(
+        "--no-metrics-hook-labels",
+        action="store_true",
+        help="leave hook names out of the metrics' labels, for servers with very many hooks",
     )
     run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
@@ -237,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
         ),
+        metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
     )
     code = 0
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published
+from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import history, rows
 
@@ -216,6 +216,22 @@ _EARLIEST_LEASED = """
       AND max(d.next_attempt_time, d.lease_until) > ?
       AND h.name = d.hook_name AND h.status = 'active'
 """
+
+
+# The backlog for operators: the due, unleased pending rows in due order (so the first is the
+# oldest), counted up to a limit so that a huge backlog costs a bounded walk of one index.
+_QUEUE_DEPTH = """
+    SELECT count(*), min(next_attempt_time) FROM (
+        SELECT next_attempt_time FROM deliveries INDEXED BY deliveries_due
+        WHERE status IN ('queued', 'retrying') AND next_attempt_time <= :now
+          AND (lease_until IS NULL OR lease_until <= :now)
+        ORDER BY next_attempt_time LIMIT :limit)
+"""
+
+
+def queue_depth(conn: sqlite3.Connection, *, now: int, limit: int) -> QueueDepth:
+    due, oldest = conn.execute(_QUEUE_DEPTH, {"now": now, "limit": limit}).fetchone()
+    return QueueDepth(due, None if oldest is None else rows.from_micros(oldest))
 
 
 def next_due_time(conn: sqlite3.Connection, *, after: int) -> datetime | None:
