@@ -4,7 +4,7 @@ what the receiver saw."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import httpx
@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.test_deliveries import PROJECT, make_hook, publish, sink  # noqa: F401 - the sink fixture
+from tests.api.test_deliveries import PROJECT, make_hook, publish
 from tests.harness import Api, ServerThread
 from tests.http_sink import Sink, running_sink
 from tidings.v1 import hooks_pb2
@@ -28,7 +28,8 @@ def server_config(server_config: Config) -> Config:
 
 
 def scrape(server: ServerThread) -> Samples:
-    assert server.running is not None and server.running.metrics_port is not None
+    assert server.running is not None
+    assert server.running.metrics_port is not None
     reply = httpx.get(f"http://127.0.0.1:{server.running.metrics_port}/metrics", timeout=5)
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/plain")
@@ -55,6 +56,12 @@ def until(ready: Callable[[], bool], why: str, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {why}")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    with running_sink() as s:
+        yield s
 
 
 def test_metrics_count_what_the_receiver_saw(server: ServerThread, api: Api) -> None:
@@ -136,6 +143,7 @@ def test_hook_labels_can_be_switched_off(server_config: Config) -> None:
 def test_no_metrics_endpoint_unless_asked(server_config: Config) -> None:
     server = ServerThread(replace(server_config, metrics=MetricsConfig())).start()
     try:
-        assert server.running is not None and server.running.metrics_port is None
+        assert server.running is not None
+        assert server.running.metrics_port is None
     finally:
         server.stop()
