@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from tidings_server import __version__
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -28,6 +29,7 @@ from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
 from tidings_server.telemetry.store import observed
+from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -214,6 +217,13 @@ async def serve(
             )
         )
         pulse = Pulse()
+        attempt_tracer = None
+        if config.tracing.enabled:
+            try:
+                attempt_tracer = tracer(config.tracing, __version__)
+            except TracingUnavailable as exc:
+                raise ConfigError(f"--otlp-endpoint: {exc}") from None
+            stack.callback(attempt_tracer.close)
         engine = DeliveryEngine(
             store,
             plugins.payload_formats,
@@ -223,6 +233,7 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            tracer=attempt_tracer,
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         sidecars = trio.CancelScope()

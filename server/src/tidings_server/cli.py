@@ -20,6 +20,7 @@ from tidings_server.delivery.engine import EngineConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.telemetry.metrics import MetricsConfig
+from tidings_server.telemetry.tracing import TracingConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
@@ -127,6 +128,12 @@ def parser() -> argparse.ArgumentParser:
         "--no-metrics-hook-labels",
         action="store_true",
         help="leave hook names out of the metrics' labels, for servers with very many hooks",
+    )
+    run.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="trace every delivery attempt with OpenTelemetry and export the spans over OTLP/HTTP to this URL"
+        " (for example http://127.0.0.1:4318/v1/traces; needs tidings-server[otel]; default: no tracing)",
     )
     run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
@@ -249,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             retention=timedelta(days=args.retention_days),
         ),
         metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
+        tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
     )
     code = 0
     try:

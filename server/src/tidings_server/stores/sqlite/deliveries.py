@@ -46,8 +46,9 @@ _MATCHING_HOOKS = """
 _INSERT_EVENT = """
     INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
                         resource_id, event_type, source_user_id, source_project_id, source_operation_id,
-                        source_company_id, source_application_id, related_resources, idempotency_key)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        source_company_id, source_application_id, related_resources, idempotency_key,
+                        traceparent)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_DELIVERY = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
@@ -168,7 +169,7 @@ _CLAIMED = """
            h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
            e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
            e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
-           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key
+           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent
     FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
     WHERE d.name = ?
 """
@@ -423,7 +424,7 @@ _LIST_ATTEMPTS = """
 _SELECT_EVENT = """
     SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
            event_type, source_user_id, source_project_id, source_operation_id, source_company_id,
-           source_application_id, related_resources, idempotency_key
+           source_application_id, related_resources, idempotency_key, traceparent
     FROM events WHERE id = ?
 """
 

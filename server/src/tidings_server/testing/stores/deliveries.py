@@ -237,6 +237,7 @@ class DeliveryStoreContract:
             ),
             related_resources=(RelatedResource(5, "Drawings"), RelatedResource(2**63 - 1, 'Spec "Section" ü')),
             idempotency_key="order-17",
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             user_id=2**63 - 1,
             resource_id=2**62,
         )
