@@ -7,11 +7,13 @@ import ipaddress
 import logging
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
-from tidings_server import cluster
+from tidings_server import __version__, cluster
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -26,6 +28,9 @@ from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
+from tidings_server.telemetry.store import observed
+from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class Config:
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
     node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
     reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
@@ -172,9 +179,10 @@ class Running:
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
+    metrics_port: int | None = None
+    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
     node_id: str = ""
     delivering: bool = True  # False for role api: the engine only renders and probes
-    background: trio.CancelScope = field(default_factory=trio.CancelScope)  # listening, heartbeats
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -184,7 +192,7 @@ class Running:
             nursery.start_soon(self.grpc.stop, grace)
             if self.delivering:
                 nursery.start_soon(self.engine.drain, grace)
-        self.background.cancel()
+        self.sidecars.cancel()
 
 
 LEAVE_TIMEOUT = 5.0
@@ -207,6 +215,9 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
+        if metrics is not None:
+            store = observed(store, metrics)
         await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
@@ -221,6 +232,13 @@ async def serve(
             )
         )
         pulse = Pulse()
+        attempt_tracer = None
+        if config.tracing.enabled:
+            try:
+                attempt_tracer = tracer(config.tracing, __version__)
+            except TracingUnavailable as exc:
+                raise ConfigError(f"--otlp-endpoint: {exc}") from None
+            stack.callback(attempt_tracer.close)
         engine = DeliveryEngine(
             store,
             plugins.payload_formats,
@@ -230,10 +248,16 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            tracer=attempt_tracer,
             node_id=node.node_id,
         )
         core = build_core(store, plugins, config, clock, engine, pulse)
         grpc_server = GrpcServer(core if config.role != "worker" else None, config.listen, reuse_port=config.reuse_port)
+        sidecars = trio.CancelScope()
+
+        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
+            with sidecars:
+                await run(*args)
 
         def heard(notice: Notice) -> None:  # another node (or this one) wrote to the store
             if notice is Notice.DUE:
@@ -241,30 +265,39 @@ async def serve(
             else:
                 pulse.fire()
 
-        async def listen_and_beat(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            """Until the server stops: notices from the store, and (with no engine to do it) the
-            heartbeat that says the node is alive."""
-            with background:
-                async with trio.open_nursery() as tasks:
-                    await tasks.start(store.listen, heard)
-                    if not delivering:
-                        tasks.start_soon(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0)
-                    task_status.started()
-
-        background = trio.CancelScope()
         await store.register_node(node.info(clock.now()))
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(listen_and_beat)
+                metrics_port = None
+                if metrics is not None and config.metrics.listen is not None:
+                    metrics.read_gauges(
+                        in_flight=lambda: engine.in_flight,
+                        watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+                    )
+                    try:
+                        endpoint = serve_metrics(metrics, config.metrics.listen)
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"--metrics-listen: cannot listen on {config.metrics.listen}: {exc}"
+                        ) from None
+                    stack.callback(endpoint.close)
+                    metrics_port = endpoint.port
+                    nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
+                    log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
+                nursery.start_soon(sidecar, store.listen, heard)
                 if delivering:
                     await nursery.start(engine.run)
+                else:  # no engine to heartbeat: the node still says it is alive
+                    beat = partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0)
+                    nursery.start_soon(sidecar, beat)
                 port = await nursery.start(grpc_server.run)
                 log.info(
                     "tidings serving",
                     extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},
                 )
-                running = Running(port, grpc_server, engine, pulse, node.node_id, delivering, background)
-                task_status.started(running)
+                task_status.started(
+                    Running(port, grpc_server, engine, pulse, metrics_port, sidecars, node.node_id, delivering)
+                )
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT):
                 try:

@@ -1,25 +1,30 @@
 """The ``tidings-server`` command: ``serve`` runs a server (or several processes of one),
-``status`` lists a store's live nodes, ``plugins`` shows what is loaded."""
+``status`` lists a store's live nodes, ``plugins`` shows what is loaded, ``config show`` prints
+the settings ``serve`` would run with."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, supervisor
+from tidings_server import __version__, cluster, logs, settings, supervisor
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.domain.ports import NodeInfo
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import MetricsConfig
+from tidings_server.telemetry.tracing import TracingConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
@@ -29,6 +34,8 @@ examples:
   tidings-server serve
   tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
   tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server serve --config /etc/tidings/server.toml
+  tidings-server config show --config /etc/tidings/server.toml
   tidings-server serve --store postgresql://tidings@db/tidings --processes 4
   tidings-server serve --store postgresql://tidings@db/tidings --role worker
   tidings-server status --store postgresql://tidings@db/tidings
@@ -59,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
         " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='a TOML file of settings: keys are these options without their dashes (listen = "…");'
+        f" {settings.ENV_PREFIX}<OPTION> environment variables override it and the command line overrides both"
+        f" (default ${settings.CONFIG_ENV})",
     )
     run.add_argument(
         "--listen",
@@ -117,6 +132,22 @@ def parser() -> argparse.ArgumentParser:
         f" deliveries once this has passed (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
     )
     run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP on this address, port 0 picks a free one (default: no metrics)",
+    )
+    run.add_argument(
+        "--no-metrics-hook-labels",
+        action="store_true",
+        help="leave hook names out of the metrics' labels, for servers with very many hooks",
+    )
+    run.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="trace every delivery attempt with OpenTelemetry and export the spans over OTLP/HTTP to this URL"
+        " (for example http://127.0.0.1:4318/v1/traces; needs tidings-server[otel]; default: no tracing)",
+    )
+    run.add_argument(
         "--role",
         choices=cluster.ROLES,
         default="all",
@@ -157,6 +188,15 @@ def parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings of serve",
+        description="Print the settings `tidings-server serve` would run with, as a TOML file with secrets"
+        " masked and each value's source: the command line, the environment, the --config file or the default."
+        " Takes the same options as serve.",
+    )
+    config.add_argument("action", choices=["show"])
+    config.add_argument("serve_args", nargs=argparse.REMAINDER, metavar="SERVE OPTIONS")
     commands.add_parser(
         "plugins",
         help="list loaded plugins, their distributions and what they provide",
@@ -274,12 +314,46 @@ def _single_process_refusal(store_url: str) -> str | None:
     return f"--processes: {why}; run one process on it, or use a postgresql:// store to run several"
 
 
+def _serve_parser(top: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices["serve"]
+            return found
+    raise AssertionError("the serve command is missing")
+
+
+def _parse_serve(top: argparse.ArgumentParser, serve_args: Sequence[str]) -> tuple[argparse.Namespace, str]:
+    """Parse ``serve`` options over the --config file and the environment; also the settings shown."""
+    serve = _serve_parser(top)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config", type=Path)
+    given, _ = early.parse_known_args(serve_args)
+    path = given.config or (Path(os.environ[settings.CONFIG_ENV]) if os.environ.get(settings.CONFIG_ENV) else None)
+    layered = settings.load(serve, path, os.environ)
+    settings.apply(serve, layered)
+    args = top.parse_args(["serve", *serve_args])
+    settings.settle_lists(args, serve, layered)
+    return args, settings.show(args, serve, layered, redact={"store": redact(args.store)})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = top.parse_args(argv)
     if args.command == "plugins":
         return _plugins()
     if args.command == "status":
         return _status(args)
+    try:
+        showing = args.command == "config"
+        serve_args = args.serve_args if showing else argv[argv.index("serve") + 1 :]
+        args, shown = _parse_serve(top, serve_args)
+    except settings.SettingsError as problem:
+        print(f"tidings-server: {problem}", file=sys.stderr)
+        return 2
+    if showing:
+        print(shown, end="")
+        return 0
     if args.processes > 1:
         logs.configure(args.log_level)
         refusal = _single_process_refusal(args.store)
@@ -291,8 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if refusal is not None:
             print(f"tidings-server: {refusal}", file=sys.stderr)
             return 2
-        argv = list(sys.argv[1:] if argv is None else argv)
-        return supervisor.serve_processes(argv, args.listen, args.processes, args.shutdown_grace)
+        return supervisor.serve_processes(serve_args, args.listen, args.processes, args.shutdown_grace)
     node_id = cluster.new_node_id()
     logs.configure(args.log_level, node=node_id)
     config = Config(
@@ -308,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
         ),
+        metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
+        tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
         role=args.role,
         node_id=node_id,
         reuse_port=args.reuse_port,

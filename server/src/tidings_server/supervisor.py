@@ -142,8 +142,9 @@ class Supervisor:
 
 
 def child_argv(argv: Sequence[str], listen: str) -> list[str]:
-    """The command line of one child: this same ``serve``, one process, on the reserved port."""
-    out: list[str] = [sys.executable, "-m", "tidings_server.cli"]
+    """The command line of one child: these same ``serve`` options (``argv``, after ``serve``),
+    one process, on the reserved port."""
+    out: list[str] = [sys.executable, "-m", "tidings_server.cli", "serve"]
     skip = False
     for arg in argv:
         if skip:
@@ -155,7 +156,9 @@ def child_argv(argv: Sequence[str], listen: str) -> list[str]:
         if arg.startswith(("--processes=", "--listen=")):
             continue
         out.append(arg)
-    return [*out, "--listen", listen, "--reuse-port"]
+    # Given on the command line, these win over a --config file or the environment, which the
+    # children read as the supervisor did.
+    return [*out, "--listen", listen, "--processes", "1", "--reuse-port"]
 
 
 def serve_processes(argv: Sequence[str], listen: str, count: int, grace: float) -> int:
