@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
+from psycopg import sql
 
 from tidings_postgresql import changelog, partitions, rows
 from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
@@ -63,11 +64,12 @@ _INSERT_DELIVERY: Final = """
 
 
 def _matching_hooks(conn: psycopg.Connection[Any], event: Event) -> list[str]:
+    args: tuple[object, ...]
     if event.project_id is None:
         query, args = _MATCHING_HOOKS.format(project="t.project_id IS NULL"), (event.company_id,)
     else:
         query, args = _MATCHING_HOOKS.format(project="t.project_id = %s"), (event.company_id, event.project_id)
-    found = conn.execute(query, (*args, event.resource_name, event.event_type)).fetchall()  # type: ignore[call-overload]
+    found = conn.execute(query, (*args, event.resource_name, event.event_type)).fetchall()
     return [row[0] for row in found]
 
 
@@ -542,16 +544,15 @@ def _drop_day(conn: psycopg.Connection[Any], before: datetime) -> int:
     day = partitions.oldest_expired(conn, "deliveries", before)
     if day is not None:
         name = partitions.partition_name("deliveries", day)
-        counts = conn.execute(
-            f'SELECT hook_name, status, count(*) FROM "{name}" GROUP BY hook_name, status'  # noqa: S608
-        ).fetchall()
+        per_status = sql.SQL("SELECT hook_name, status, count(*) FROM {} GROUP BY hook_name, status")
+        counts = conn.execute(per_status.format(sql.Identifier(name))).fetchall()
         changelog.count(conn, {(hook, status): -int(n) for hook, status, n in counts})
         removed += sum(int(n) for _, _, n in counts)
         partitions.drop(conn, "deliveries", day)
     day = partitions.oldest_expired(conn, "events", before)
     if day is not None and day not in partitions.days(conn, "deliveries"):
         name = partitions.partition_name("events", day)
-        row = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()  # noqa: S608
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
         assert row is not None
         removed += int(row[0])
         conn.execute(
@@ -561,7 +562,7 @@ def _drop_day(conn: psycopg.Connection[Any], before: datetime) -> int:
     day = partitions.oldest_expired(conn, "changes", before)
     if day is not None:
         name = partitions.partition_name("changes", day)
-        row = conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()  # noqa: S608
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
         assert row is not None
         removed += int(row[0])
         partitions.drop(conn, "changes", day)

@@ -137,7 +137,7 @@ def walk_statements(query: DeliveryQuery, walk: Walk, after: str | None, scan: i
 
 
 def _merged(conn: psycopg.Connection[Any], statements: list[tuple[str, list[object]]]) -> Iterator[Any]:
-    results = [conn.execute(sql, params).fetchall() for sql, params in statements]  # type: ignore[call-overload]
+    results = [conn.execute(sql, params).fetchall() for sql, params in statements]
     if len(results) == 1:
         return iter(results[0])
     return heapq.merge(*results, key=lambda row: (row[0], row[1]), reverse=True)
@@ -300,7 +300,7 @@ def list_changes(
     found: list[Change] = []
     last = after
     more = False
-    for examined, row in enumerate(conn.execute(sql, params).fetchall()):  # type: ignore[call-overload]
+    for examined, row in enumerate(conn.execute(sql, params).fetchall()):
         if examined == scan_limit or len(found) == limit:
             more = True
             break

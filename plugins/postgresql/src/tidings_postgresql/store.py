@@ -20,7 +20,7 @@ import psycopg
 import psycopg_pool
 import trio
 
-from tidings_postgresql import cluster, deliveries, history, partitions, rows
+from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
@@ -96,7 +96,7 @@ class PostgresStore:
         self._limiter = limiter
         self._where = where
         self._days: dict[str, set[date]] = {family: set() for family in partitions.FAMILIES}
-        self.conninfo = pool.conninfo  # the listener opens its own connection with it
+        self._conninfo = str(pool.conninfo)  # the listener opens its own connection with it
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -110,15 +110,29 @@ class PostgresStore:
     def _transaction(self, fn: Callable[[psycopg.Connection[Any]], T], days: Mapping[str, set[date]]) -> T:
         try:
             with self._pool.connection() as conn:
-                for family, wanted in days.items():
-                    missing = wanted - self._days[family]
-                    if missing:
-                        partitions.ensure(conn, family, missing)
-                        self._days[family] |= missing
+                self._ensure_days(conn, days)
+                try:
+                    with conn.transaction():
+                        return fn(conn)
+                except psycopg.errors.CheckViolation as exc:
+                    if not days or "no partition" not in str(exc):
+                        raise
+                # A day this process knew was dropped meanwhile (retention on another server, or
+                # a write to a day already past it): create it again and retry once.
+                for family in days:
+                    self._days[family] -= days[family]
+                self._ensure_days(conn, days)
                 with conn.transaction():
                     return fn(conn)
         except _CONNECTION_ERRORS as exc:
             raise self._unavailable(exc) from exc
+
+    def _ensure_days(self, conn: psycopg.Connection[Any], days: Mapping[str, set[date]]) -> None:
+        for family, wanted in days.items():
+            missing = wanted - self._days[family]
+            if missing:
+                partitions.ensure(conn, family, missing)
+                self._days[family] |= missing
 
     async def _run(self, fn: Callable[[psycopg.Connection[Any]], T], **days: set[date]) -> T:
         # Not abandoned on cancellation: the transaction commits or rolls back before the
@@ -135,7 +149,7 @@ class PostgresStore:
                 cur.execute(_INSERT_HOOK, row)
                 if cur.rowcount == 0:
                     raise AlreadyExists(f"hook {hook.name} already exists")
-            deliveries.changelog.notify(conn, deliveries.DUE)
+            changelog.notify(conn, deliveries.DUE)
 
         await self._run(run)
 
@@ -177,7 +191,7 @@ class PostgresStore:
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = rows.hook_row(new)
             conn.execute(_UPDATE_HOOK, (*row[3:21], name))
-            deliveries.changelog.notify(conn, deliveries.DUE)
+            changelog.notify(conn, deliveries.DUE)
             return new
 
         return await self._run(run)
@@ -188,7 +202,7 @@ class PostgresStore:
                 cur.execute("DELETE FROM hooks WHERE name = %s", (name,))
                 if cur.rowcount == 0:
                     raise NotFound(f"hook {name} does not exist")
-            deliveries.changelog.notify(conn, deliveries.DUE)
+            changelog.notify(conn, deliveries.DUE)
 
         await self._run(run)
 
@@ -353,4 +367,4 @@ class PostgresStore:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        await cluster.listen(self.conninfo, on_notice, task_status=task_status)
+        await cluster.listen(self._conninfo, on_notice, task_status=task_status)
