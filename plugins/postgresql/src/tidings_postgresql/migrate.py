@@ -41,6 +41,14 @@ class ForeignDatabaseError(SchemaError):
 
 
 @dataclass(frozen=True, slots=True)
+class Migrated:
+    """What ``migrate`` did: the version it found (0 for an empty database) and the one it left."""
+
+    found: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     name: str
@@ -97,8 +105,8 @@ def _check(conn: psycopg.Connection[Any]) -> int:
     return current
 
 
-def migrate(conn: psycopg.Connection[Any], target: int | None = None) -> int:
-    """Bring the database to ``target`` (default: the latest version) and return the version.
+def migrate(conn: psycopg.Connection[Any], target: int | None = None) -> Migrated:
+    """Bring the database to ``target`` (default: the latest version).
 
     Runs in one transaction on ``conn`` (which must not be in one), holding the advisory lock
     from before the version is read until the last step commits.
@@ -111,11 +119,11 @@ def migrate(conn: psycopg.Connection[Any], target: int | None = None) -> int:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         current = _check(conn)
         if current >= goal:
-            return current
+            return Migrated(current, current)
         if current == 0:
             conn.execute("CREATE TABLE IF NOT EXISTS tidings_schema (version integer NOT NULL)")
         for step in steps[current:goal]:
             conn.execute(step.sql.encode())  # bytes: the script is sent as is, no placeholders
         conn.execute("DELETE FROM tidings_schema")
         conn.execute("INSERT INTO tidings_schema (version) VALUES (%s)", (goal,))
-    return goal
+    return Migrated(current, goal)
