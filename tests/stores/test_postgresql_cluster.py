@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import trio
@@ -29,7 +30,7 @@ async def _servers(url: str, n: int) -> AsyncIterator[list[PostgresStore]]:
         yield [await stack.enter_async_context(PostgresBackend().open(url)) for _ in range(n)]
 
 
-async def _hook(store: PostgresStore, **changes: object) -> None:
+async def _hook(store: PostgresStore, **changes: Any) -> None:
     await store.create_hook(make_hook(HOOK, **changes))
     await store.add_triggers(HOOK, [make_trigger(HOOK)])
 
