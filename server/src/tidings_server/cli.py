@@ -100,9 +100,9 @@ def parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=ENGINE_DEFAULTS.lease.total_seconds(),
         metavar="SECONDS",
-        help="how long a claimed delivery stays reserved; after a crash, unfinished deliveries are retried"
-        f" once their lease ends; keep it above twice the longest hook timeout"
-        f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+        help="how long a claimed delivery stays reserved without a heartbeat; the server renews the leases"
+        " of its running attempts every third of it, so when a node dies the others take its unfinished"
+        f" deliveries once this has passed (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
     )
     run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"

@@ -1,16 +1,18 @@
 """The delivery nursery: a dispatcher claims due deliveries, attempts run per hook, results are
 recorded in groups, and old history is purged.
 
-One structured tree owns it all. Claims never exceed a hook's free concurrency, so a hanging
-endpoint holds at most its own ``max_concurrency`` slots and never delays another hook. A
-publish wakes the dispatcher at once; otherwise it sleeps until the next delivery is due.
+One structured tree owns it all. Claims never exceed a hook's free concurrency (counted by the
+store across every node), so a hanging endpoint holds at most its own ``max_concurrency`` slots
+and never delays another hook. Claims are leased to this node, and a heartbeat extends them
+while their attempts run, so a lease can be short: a node that dies holds its work only until
+its leases end. A publish (on any node: the store's notices) wakes the dispatcher at once;
+otherwise it sleeps until the next delivery is due, or ``poll`` at most.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 import trio
 import trio.lowlevel
 
-from tidings_server import __version__
+from tidings_server import __version__, cluster
 from tidings_server.delivery import policy
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
@@ -42,7 +44,12 @@ class EngineConfig:
 
     max_in_flight: int = 512
     claim_batch: int = 128
-    lease: timedelta = timedelta(seconds=130)  # above two of the longest allowed timeouts
+    # How long a claim is held without a heartbeat; this node's heartbeat (every lease / 3)
+    # extends its leases while their attempts run, so only a dead node's leases ever end.
+    lease: timedelta = timedelta(seconds=30)
+    # The longest the dispatcher sleeps without a wake-up, in case a notice from another node
+    # was lost; None: only when woken or when something falls due (a store of one process).
+    poll: float | None = 1.0
     retention: timedelta = timedelta(days=28)
     purge_every: float = 60.0
     purge_batch: int = 500
@@ -75,10 +82,13 @@ class DeliveryEngine:
         format_plugins: Mapping[str, str] = {},
         render_limiter: Callable[[int], trio.CapacityLimiter] = trio.CapacityLimiter,
         inline_formats: Collection[str] = frozenset(),
+        node_id: str = "",
     ) -> None:
         """``format_plugins`` names the plugin behind each format, for the errors renders cause;
         ``render_limiter`` makes each format's thread limiter (tests observe renders with it);
-        ``inline_formats`` render on the engine's own thread (see ``_render``)."""
+        ``inline_formats`` render on the engine's own thread (see ``_render``); ``node_id`` owns
+        the leases (a new one when empty)."""
+        self.node_id = node_id or cluster.new_node_id()
         self._store = store
         self._formats = formats
         self._format_plugins = format_plugins
@@ -93,7 +103,6 @@ class DeliveryEngine:
         self._wake = trio.Event()
         self._stopping = trio.Event()
         self._flights: dict[str, _Flight] = {}
-        self._per_hook: Counter[str] = Counter()
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
         self._idle = trio.Event()
         self._idle.set()
@@ -112,8 +121,8 @@ class DeliveryEngine:
         """Deliver until ``drain()`` finishes (or the caller cancels)."""
         async with trio.open_nursery() as outer:
             outer.start_soon(self._record_loop)
-            purge_scope = trio.CancelScope()
-            outer.start_soon(self._purge_loop, purge_scope)
+            background = trio.CancelScope()
+            outer.start_soon(self._background, background)
             async with self._records_send:
                 async with trio.open_nursery() as attempts:
                     attempts.start_soon(self._dispatch_loop, attempts)
@@ -123,7 +132,7 @@ class DeliveryEngine:
                     with trio.CancelScope(shield=True):
                         await self._store.release(unfinished)
                     log.info("released unfinished deliveries", extra={"count": len(unfinished)})
-            purge_scope.cancel()
+            background.cancel()
         self._stopped.set()
 
     async def drain(self, grace: float) -> None:
@@ -157,21 +166,23 @@ class DeliveryEngine:
                     now,
                     limit=min(free, self._config.claim_batch),
                     lease_until=now + self._config.lease,
-                    in_flight=dict(self._per_hook),
+                    owner=self.node_id,
                 )
                 for claim in claims:
                     if claim.delivery.name in self._flights:  # still running here; its lease ran out
                         continue
                     flight = _Flight(claim.hook.name, claim)
                     self._flights[claim.delivery.name] = flight
-                    self._per_hook[flight.hook] += 1
                     self._idle = trio.Event()
                     attempts.start_soon(self._attempt, flight)
             if claims and len(claims) == min(free, self._config.claim_batch):
                 await trio.lowlevel.checkpoint()
                 continue  # there may be more due right now
             due = await self._store.next_due_time(after=now) if free > 0 else None
-            with trio.move_on_at(self._clock.deadline(due)):
+            deadline = self._clock.deadline(due)
+            if self._config.poll is not None:
+                deadline = min(deadline, trio.current_time() + self._config.poll)
+            with trio.move_on_at(deadline):
                 await self._wake.wait()
 
     # -- one attempt -----------------------------------------------------------------------
@@ -195,9 +206,6 @@ class DeliveryEngine:
         finally:
             if flight.cancel.cancelled_caught:
                 log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
-            self._per_hook[flight.hook] -= 1
-            if not self._per_hook[flight.hook]:
-                del self._per_hook[flight.hook]
             if not self._flights:
                 self._idle.set()
             self.wake()
@@ -342,13 +350,21 @@ class DeliveryEngine:
                 self._on_recorded()
                 self.wake()
 
-    async def _purge_loop(self, scope: trio.CancelScope) -> None:
+    async def _background(self, scope: trio.CancelScope) -> None:
+        """The purger, and the heartbeat that keeps this node's leases while their attempts
+        run, until ``run`` cancels ``scope``."""
         with scope:
-            while True:
-                before = self._clock.now() - self._config.retention
-                while await self._store.purge(before, self._config.purge_batch):
-                    await trio.lowlevel.checkpoint()
-                await trio.sleep(self._config.purge_every)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._purge_loop)
+                in_flight = lambda: len(self._flights)  # noqa: E731 - read at each beat
+                nursery.start_soon(cluster.beat, self._store, self.node_id, self._clock, self._config.lease, in_flight)
+
+    async def _purge_loop(self) -> None:
+        while True:
+            before = self._clock.now() - self._config.retention
+            while await self._store.purge(before, self._config.purge_batch):
+                await trio.lowlevel.checkpoint()
+            await trio.sleep(self._config.purge_every)
 
 
 class _RenderFailed(Exception):
