@@ -16,6 +16,6 @@ class TestBuiltinStores(StoreContract):
     @pytest.fixture(params=BACKENDS)
     async def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
         factory: BackendFactory = request.param
-        backend, url = factory(tmp_path)
-        async with backend.open(url) as opened:
-            yield opened
+        with factory(tmp_path) as (backend, url):
+            async with backend.open(url) as opened:
+                yield opened
