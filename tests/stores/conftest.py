@@ -43,6 +43,9 @@ BACKENDS = [
     pytest.param(_postgresql, id="postgresql"),
 ]
 
+SHARED_BACKENDS = frozenset({_postgresql})
+"""The backends several processes share: their ``listen`` hears the others' notices."""
+
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:

@@ -15,9 +15,9 @@ import pytest
 import trio
 
 from tidings_postgresql.backend import PostgresBackend
-from tidings_postgresql.cluster import NodeInfo, Notice
 from tidings_postgresql.store import PostgresStore
 from tidings_server.domain.model import Ordering
+from tidings_server.domain.ports import NodeInfo, Notice
 from tidings_server.testing.stores.samples import T0, T1, make_event, make_hook, make_trigger
 
 HOOK = "companies/1/projects/2/hooks/h"

@@ -17,8 +17,8 @@ from psycopg import sql
 
 from tests.pg import admin_connect, url_for
 from tidings_postgresql.backend import PostgresBackend
-from tidings_postgresql.cluster import Notice
 from tidings_server.domain.errors import NotFound, Unavailable
+from tidings_server.domain.ports import Notice
 from tidings_server.testing.stores.samples import T0, make_event, make_hook, make_trigger
 
 HOOK = "companies/1/projects/2/hooks/h"

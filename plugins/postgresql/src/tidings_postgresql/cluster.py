@@ -9,11 +9,9 @@ notices are handed on once it is back, since anything may have happened meanwhil
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,26 +19,9 @@ import psycopg
 import trio
 
 from tidings_postgresql.changelog import NOTICE_CHANNEL
+from tidings_server.domain.ports import NodeInfo, Notice
 
 log = logging.getLogger(__name__)
-
-
-class Notice(enum.Enum):
-    """What one process tells the others sharing its store."""
-
-    DUE = "due"
-    CHANGES = "changes"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    node_id: str
-    role: str
-    host: str
-    pid: int
-    start_time: datetime
-    last_seen: datetime
-    in_flight: int
 
 
 _REGISTER: Final = """

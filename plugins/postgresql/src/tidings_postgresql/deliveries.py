@@ -8,7 +8,7 @@ primary key, wherever the create time is known, so PostgreSQL reads one day's pa
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -174,25 +174,20 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
 # One statement. Each ACTIVE hook is locked (FOR NO KEY UPDATE SKIP LOCKED) while it is
 # claimed from, so two servers never count one hook's leases at once: a hook another server is
 # claiming from is skipped this round (that server takes its share). Its room is its
-# max_concurrency less its unexpired leases, across every server (or, for a caller that
-# counts its own attempts, less what it says it has in flight); each hook takes up to its room
-# of its earliest due deliveries through deliveries_due_by_hook, and of all of those the
-# earliest due ``limit`` are leased. A PER_RESOURCE hook only offers a resource's head: the
-# pending delivery with the lowest serial, leased or not. Deliveries older than their hook
-# belong to an earlier hook of the same name and are never claimed.
+# max_concurrency less its unexpired leases, whoever holds them; each hook offers up to its
+# room of its earliest due deliveries through deliveries_due_by_hook, and of all of those the
+# earliest due ``limit`` are leased to the owner. A PER_RESOURCE hook only offers a resource's
+# head: the pending delivery with the lowest serial, leased or not. Deliveries older than their
+# hook belong to an earlier hook of the same name and are never claimed.
 _CLAIM: Final = f"""
     WITH active AS (
         SELECT name, max_concurrency, ordering, create_time FROM hooks
         WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
     ), room AS (
         SELECT a.name, a.ordering, a.create_time,
-               least(%(limit)s, a.max_concurrency - coalesce(
-                   (SELECT sum(f.n)::integer FROM unnest(%(flight_hooks)s::text[], %(flight_counts)s::integer[])
-                        AS f(hook, n) WHERE f.hook = a.name),
-                   CASE WHEN %(count_leases)s THEN
-                       (SELECT count(*)::integer FROM deliveries AS l
-                        WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING})
-                   ELSE 0 END)) AS room
+               least(%(limit)s, a.max_concurrency - (
+                   SELECT count(*)::integer FROM deliveries AS l
+                   WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING})) AS room
         FROM active AS a
     ), candidates AS (
         SELECT c.name, c.create_time, c.next_attempt_time, c.event_serial
@@ -208,7 +203,7 @@ _CLAIM: Final = f"""
             FOR UPDATE OF d SKIP LOCKED
         ) AS c
         WHERE r.room > 0
-        ORDER BY c.next_attempt_time, c.event_serial LIMIT %(limit)s
+        ORDER BY c.next_attempt_time, c.event_serial, c.name LIMIT %(limit)s
     )
     UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s
     FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
@@ -227,26 +222,11 @@ _N_HOOK: Final = 21
 
 
 def claim(
-    conn: psycopg.Connection[Any],
-    *,
-    now: datetime,
-    limit: int,
-    lease_until: datetime,
-    owner: str | None,
-    in_flight: Mapping[str, int] | None,
+    conn: psycopg.Connection[Any], *, now: datetime, limit: int, lease_until: datetime, owner: str
 ) -> list[Claim]:
-    flight = dict(in_flight or {})
-    args = {
-        "now": now,
-        "limit": limit,
-        "lease_until": lease_until,
-        "owner": owner,
-        "flight_hooks": list(flight),
-        "flight_counts": list(flight.values()),
-        "count_leases": in_flight is None,
-    }
+    args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner}
     leased = conn.execute(_CLAIM, args).fetchall()
-    leased.sort(key=lambda row: (row[2], row[3]))  # earliest due first, then publish order
+    leased.sort(key=lambda row: (row[2], row[3], row[0]))  # earliest due first, then publish order, then name
     if not leased:
         return []
     found = conn.execute(_CLAIMED, ([r[0] for r in leased], [r[1] for r in leased])).fetchall()

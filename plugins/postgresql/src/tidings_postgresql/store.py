@@ -32,6 +32,8 @@ from tidings_server.domain.ports import (
     DeliveryPage,
     DeliveryQuery,
     HookStats,
+    NodeInfo,
+    Notice,
     Published,
 )
 from tidings_server.stores import history as plans
@@ -263,21 +265,11 @@ class PostgresStore:
                 continue  # another server stored one of the keys meanwhile: this run finds it
         raise Unavailable("publishing kept racing other servers for the same idempotency keys; try again")
 
-    async def claim_due(
-        self,
-        now: datetime,
-        *,
-        limit: int,
-        lease_until: datetime,
-        owner: str | None = None,
-        in_flight: Mapping[str, int] | None = None,
-    ) -> list[Claim]:
-        """As the port says. ``in_flight`` (the single-process form) caps each hook by what its
-        caller has in flight; without it, by the hook's unexpired leases across every server."""
+    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
         _check_limit(limit)
         rows.aware("now", now)
         rows.aware("lease_until", lease_until)
-        run = partial(deliveries.claim, now=now, limit=limit, lease_until=lease_until, owner=owner, in_flight=in_flight)
+        run = partial(deliveries.claim, now=now, limit=limit, lease_until=lease_until, owner=owner)
         return await self._run(run)
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
@@ -352,10 +344,10 @@ class PostgresStore:
         run = partial(cluster.heartbeat, node_id=node_id, now=now, lease_until=lease_until, in_flight=in_flight)
         return await self._run(run)
 
-    async def register_node(self, node: cluster.NodeInfo) -> None:
+    async def register_node(self, node: NodeInfo) -> None:
         await self._run(partial(cluster.register_node, node=node))
 
-    async def list_nodes(self) -> list[cluster.NodeInfo]:
+    async def list_nodes(self) -> list[NodeInfo]:
         return await self._run(cluster.list_nodes)
 
     async def remove_node(self, node_id: str) -> None:
@@ -363,7 +355,7 @@ class PostgresStore:
 
     async def listen(
         self,
-        on_notice: Callable[[cluster.Notice], None],
+        on_notice: Callable[[Notice], None],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:

@@ -405,6 +405,9 @@ class Store(Protocol):
         made before ``before`` (oldest seq first, up to the first one that is not: a change
         recorded after a newer one waits for it); return how many rows were deleted (0 when
         nothing is left). Small batches keep each transaction short so delivery is never stalled.
+        A backend that keeps these rows in partitions by time may instead drop, per call, the
+        oldest partitions that lie wholly before ``before`` (cheaper than deleting their rows):
+        it counts the rows they held, which may be more than ``limit``.
         """
         ...
 
