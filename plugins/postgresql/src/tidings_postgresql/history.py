@@ -247,8 +247,8 @@ def redeliver(conn: psycopg.Connection[Any], *, names: Sequence[str], now: datet
                 deltas[hook, status] -= 1
                 deltas[hook, REDELIVERED.value] += 1
                 current[name] = (created, hook, REDELIVERED.value)
-    changelog.log_deliveries(conn, keys)
     changelog.count(conn, deltas)
+    changelog.log_deliveries(conn, keys)  # the change log's lock last, as in every write
     if moved:
         changelog.notify(conn, DUE, CHANGES)
     return moved
