@@ -80,6 +80,7 @@ def test_a_node_killed_mid_delivery_loses_nothing_and_breaks_no_promise(postgres
         assert not missing, f"{len(missing)} acknowledged deliveries never arrived"
         with psycopg.connect(postgres_url) as conn:
             deadline = time.monotonic() + 60
+            counts: dict[str, int] = {}
             while time.monotonic() < deadline:
                 counts = dict(conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
                 conn.commit()
