@@ -266,7 +266,10 @@ def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> d
 
 # -- recording -------------------------------------------------------------------------------
 
-_STATUSES: Final = "SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s)"
+# Locked at once: after the change log's lock a transaction must wait for no other (see changelog).
+_STATUSES: Final = """
+    SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE
+"""
 _INSERT_ATTEMPT: Final = """
     INSERT INTO attempts (delivery_name, delivery_create_time, number, start_time, end_time, request_headers,
                           response_status, response_headers, response_body, error)
@@ -382,6 +385,10 @@ def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
             cur.executemany(_INSERT_ATTEMPT, attempts)
         if bodies:
             cur.executemany(_INSERT_BODY, bodies)
+        changelog.count(conn, deltas)
+        if health:
+            cur.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in sorted(health.items())])
+        # Last, the moves and their changes: every row they touch is locked already.
         moved = [(str(u[7]), u[8]) for u in applied]
         if len(set(moved)) == len(moved):
             if applied:
@@ -391,9 +398,6 @@ def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
             for update, key in zip(applied, moved, strict=True):
                 cur.execute(_RECORD, update)
                 changelog.log_deliveries(conn, [key])
-        changelog.count(conn, deltas)
-        if health:
-            cur.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in sorted(health.items())])
     if applied:
         changelog.notify(conn, DUE, CHANGES)
 
@@ -420,11 +424,12 @@ _PENDING_OF_HOOK: Final = f"""
     SELECT name, create_time, status FROM deliveries WHERE hook_name = %s AND {PENDING}
     ORDER BY name FOR UPDATE
 """
-_DISCARD: Final = f"""
-    UPDATE deliveries
+_DISCARD: Final = """
+    UPDATE deliveries AS d
     SET status = 'discarded', next_attempt_time = NULL, last_error = %s, update_time = %s, lease_until = NULL,
         lease_owner = NULL
-    WHERE hook_name = %s AND {PENDING}
+    FROM unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+    WHERE d.name = u.name AND d.create_time = u.created
 """
 
 
@@ -433,11 +438,11 @@ def discard_pending(conn: psycopg.Connection[Any], *, hook_name: str, now: datet
     if not pending:
         return 0
     with conn.cursor() as cur:
-        cur.execute(_DISCARD, (reason, now, hook_name))
+        cur.execute(_DISCARD, (reason, now, [p[0] for p in pending], [p[1] for p in pending]))
         count = cur.rowcount
-    changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])
     deltas = Counter((hook_name, status) for _, _, status in pending)
     changelog.count(conn, {key: -n for key, n in deltas.items()} | {(hook_name, "discarded"): len(pending)})
+    changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])
     changelog.notify(conn, CHANGES)
     return count
 
@@ -485,7 +490,7 @@ def get_event(conn: psycopg.Connection[Any], *, event_id: str) -> Event:
 # the day the cut falls in goes row by row, oldest first, within the batch, as in SQLite.
 _OLD_DELIVERIES: Final = """
     SELECT name, create_time, hook_name, status FROM deliveries WHERE create_time < %s
-    ORDER BY create_time LIMIT %s FOR UPDATE
+    ORDER BY create_time LIMIT %s FOR UPDATE SKIP LOCKED
 """
 _PURGE_DELIVERIES: Final = """
     DELETE FROM deliveries AS d USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
