@@ -7,10 +7,13 @@ import ipaddress
 import logging
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
+from tidings_server import __version__, cluster
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -20,11 +23,14 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
-from tidings_server.domain.ports import Store
+from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
+from tidings_server.telemetry.store import observed
+from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,11 @@ class Config:
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
+    node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
+    reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -162,12 +173,16 @@ async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
 
 @dataclass(slots=True)
 class Running:
-    """A started server: its port, and how to stop it gracefully."""
+    """A started server: its port, its node id, and how to stop it gracefully."""
 
     port: int
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
+    metrics_port: int | None = None
+    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
+    node_id: str = ""
+    delivering: bool = True  # False for role api: the engine only renders and probes
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -175,7 +190,13 @@ class Running:
         self.pulse.close()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
-            nursery.start_soon(self.engine.drain, grace)
+            if self.delivering:
+                nursery.start_soon(self.engine.drain, grace)
+        self.sidecars.cancel()
+
+
+LEAVE_TIMEOUT = 5.0
+"""How long a stopping node waits for the store to forget it (a store that is away is not waited for)."""
 
 
 async def serve(
@@ -183,13 +204,20 @@ async def serve(
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
     check_listen(config.listen)
+    if config.role not in cluster.ROLES:
+        raise ConfigError(f"--role: {config.role!r} is not one of {', '.join(cluster.ROLES)}")
     plugins = plugins or Plugins.load(blocked=config.blocked_plugins)
     backend = plugins.storage_backend_for(config.store_url)
+    node = cluster.Node(config.node_id or cluster.new_node_id(), config.role)
+    delivering = config.role != "api"
     async with contextlib.AsyncExitStack() as stack:
         try:
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
+        if metrics is not None:
+            store = observed(store, metrics)
         await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
@@ -204,6 +232,13 @@ async def serve(
             )
         )
         pulse = Pulse()
+        attempt_tracer = None
+        if config.tracing.enabled:
+            try:
+                attempt_tracer = tracer(config.tracing, __version__)
+            except TracingUnavailable as exc:
+                raise ConfigError(f"--otlp-endpoint: {exc}") from None
+            stack.callback(attempt_tracer.close)
         engine = DeliveryEngine(
             store,
             plugins.payload_formats,
@@ -213,10 +248,59 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            tracer=attempt_tracer,
+            node_id=node.node_id,
         )
-        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            port = await nursery.start(grpc_server.run)
-            log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine, pulse))
+        core = build_core(store, plugins, config, clock, engine, pulse)
+        grpc_server = GrpcServer(core if config.role != "worker" else None, config.listen, reuse_port=config.reuse_port)
+        sidecars = trio.CancelScope()
+
+        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
+            with sidecars:
+                await run(*args)
+
+        def heard(notice: Notice) -> None:  # another node (or this one) wrote to the store
+            if notice is Notice.DUE:
+                engine.wake()
+            else:
+                pulse.fire()
+
+        await store.register_node(node.info(clock.now()))
+        try:
+            async with trio.open_nursery() as nursery:
+                metrics_port = None
+                if metrics is not None and config.metrics.listen is not None:
+                    metrics.read_gauges(
+                        in_flight=lambda: engine.in_flight,
+                        watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+                    )
+                    try:
+                        endpoint = serve_metrics(metrics, config.metrics.listen)
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"--metrics-listen: cannot listen on {config.metrics.listen}: {exc}"
+                        ) from None
+                    stack.callback(endpoint.close)
+                    metrics_port = endpoint.port
+                    nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
+                    log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
+                nursery.start_soon(sidecar, store.listen, heard)
+                if delivering:
+                    await nursery.start(engine.run)
+                else:  # no engine to heartbeat: the node still says it is alive
+                    beat = partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0)
+                    nursery.start_soon(sidecar, beat)
+                port = await nursery.start(grpc_server.run)
+                log.info(
+                    "tidings serving",
+                    extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},
+                )
+                task_status.started(
+                    Running(port, grpc_server, engine, pulse, metrics_port, sidecars, node.node_id, delivering)
+                )
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT):
+                try:
+                    await store.remove_node(node.node_id)
+                except Exception as exc:  # its entry ages out of the live list instead
+                    log.warning("could not leave the cluster", extra={"node": node.node_id, "error": str(exc)})
