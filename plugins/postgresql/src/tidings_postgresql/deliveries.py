@@ -20,7 +20,7 @@ from tidings_postgresql import changelog, partitions, rows
 from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published
+from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
 from tidings_server.stores import history as plans
 
 PENDING: Final = "status IN ('queued', 'retrying')"
@@ -53,7 +53,7 @@ _MATCHING_HOOKS: Final = """
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
 """
-_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 17)})"
+_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 18)})"
 _INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
@@ -238,6 +238,20 @@ def claim(
             hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
         claims.append(Claim(rows.delivery(row[:_N_DELIVERY]), rows.event(row[_N_DELIVERY + _N_HOOK :]), hook))
     return claims
+
+
+_QUEUE_DEPTH: Final = f"""
+    SELECT count(*), min(t) FROM (
+        SELECT next_attempt_time AS t FROM deliveries
+        WHERE {PENDING} AND next_attempt_time <= %(now)s AND (lease_until IS NULL OR lease_until <= %(now)s)
+        ORDER BY next_attempt_time LIMIT %(limit)s) AS due
+"""
+
+
+def queue_depth(conn: psycopg.Connection[Any], *, now: datetime, limit: int) -> QueueDepth:
+    row = conn.execute(_QUEUE_DEPTH, {"now": now, "limit": limit}).fetchone()
+    assert row is not None
+    return QueueDepth(int(row[0]), row[1])
 
 
 _BEFORE_ANY: Final = datetime.min.replace(tzinfo=UTC)
