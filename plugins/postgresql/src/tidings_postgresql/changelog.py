@@ -7,6 +7,11 @@ back) and only then numbers its changes from ``change_log_head``: the next appen
 the lock, so it numbers after, and commits after, every change numbered before it. Writes are
 batched (a publish, a batch of attempts), so the lock is taken once per batch and held for the
 last few statements of its transaction only.
+
+The lock must be the last one a transaction waits for: one that held it and then waited for a
+row (a counter, a delivery) could deadlock with a writer holding that row and waiting for the
+log. So every writer locks its rows and updates the counters first, and appends its changes
+last.
 """
 
 from __future__ import annotations

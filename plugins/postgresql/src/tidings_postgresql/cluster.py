@@ -19,6 +19,7 @@ import psycopg
 import trio
 
 from tidings_postgresql.changelog import NOTICE_CHANNEL
+from tidings_server.domain.errors import Unavailable
 from tidings_server.domain.ports import NodeInfo, Notice
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _listen_blocking(
                         trio.from_thread.run_sync(on_notice, notice)
         except psycopg.OperationalError as exc:
             if first:
-                raise
+                raise Unavailable(f"cannot listen for notices on the PostgreSQL store: {exc}") from exc
             log.warning("the PostgreSQL notice connection broke; reconnecting", extra={"error": str(exc)})
             stop.wait(RECONNECT_DELAY)
         except trio.RunFinishedError:

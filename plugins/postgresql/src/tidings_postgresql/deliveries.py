@@ -20,7 +20,7 @@ from tidings_postgresql import changelog, partitions, rows
 from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published
+from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
 from tidings_server.stores import history as plans
 
 PENDING: Final = "status IN ('queued', 'retrying')"
@@ -53,7 +53,7 @@ _MATCHING_HOOKS: Final = """
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
 """
-_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 17)})"
+_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 18)})"
 _INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
@@ -249,6 +249,20 @@ def claim(
     return claims
 
 
+_QUEUE_DEPTH: Final = f"""
+    SELECT count(*), min(t) FROM (
+        SELECT next_attempt_time AS t FROM deliveries
+        WHERE {PENDING} AND next_attempt_time <= %(now)s AND (lease_until IS NULL OR lease_until <= %(now)s)
+        ORDER BY next_attempt_time LIMIT %(limit)s) AS due
+"""
+
+
+def queue_depth(conn: psycopg.Connection[Any], *, now: datetime, limit: int) -> QueueDepth:
+    row = conn.execute(_QUEUE_DEPTH, {"now": now, "limit": limit}).fetchone()
+    assert row is not None
+    return QueueDepth(int(row[0]), row[1])
+
+
 _BEFORE_ANY: Final = datetime.min.replace(tzinfo=UTC)
 _EARLIEST_UNLEASED: Final = f"""
     SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
@@ -275,7 +289,10 @@ def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> d
 
 # -- recording -------------------------------------------------------------------------------
 
-_STATUSES: Final = "SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s)"
+# Locked at once: after the change log's lock a transaction must wait for no other (see changelog).
+_STATUSES: Final = """
+    SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE
+"""
 _INSERT_ATTEMPT: Final = """
     INSERT INTO attempts (delivery_name, delivery_create_time, number, start_time, end_time, request_headers,
                           response_status, response_headers, response_body, error)
@@ -391,11 +408,10 @@ def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
             cur.executemany(_INSERT_ATTEMPT, attempts)
         if bodies:
             cur.executemany(_INSERT_BODY, bodies)
-        # Counters and health first: the change log's lock comes last in every transaction, so
-        # one holding it never waits for a row another holds while waiting for the lock.
         changelog.count(conn, deltas)
         if health:
             cur.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in sorted(health.items())])
+        # Last, the moves and their changes: every row they touch is locked already.
         moved = [(str(u[7]), u[8]) for u in applied]
         if len(set(moved)) == len(moved):
             if applied:
@@ -431,11 +447,12 @@ _PENDING_OF_HOOK: Final = f"""
     SELECT name, create_time, status FROM deliveries WHERE hook_name = %s AND {PENDING}
     ORDER BY name FOR UPDATE
 """
-_DISCARD: Final = f"""
-    UPDATE deliveries
+_DISCARD: Final = """
+    UPDATE deliveries AS d
     SET status = 'discarded', next_attempt_time = NULL, last_error = %s, update_time = %s, lease_until = NULL,
         lease_owner = NULL
-    WHERE hook_name = %s AND {PENDING}
+    FROM unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+    WHERE d.name = u.name AND d.create_time = u.created
 """
 
 
@@ -444,11 +461,11 @@ def discard_pending(conn: psycopg.Connection[Any], *, hook_name: str, now: datet
     if not pending:
         return 0
     with conn.cursor() as cur:
-        cur.execute(_DISCARD, (reason, now, hook_name))
+        cur.execute(_DISCARD, (reason, now, [p[0] for p in pending], [p[1] for p in pending]))
         count = cur.rowcount
     deltas = Counter((hook_name, status) for _, _, status in pending)
     changelog.count(conn, {key: -n for key, n in deltas.items()} | {(hook_name, "discarded"): len(pending)})
-    changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])  # the lock last
+    changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])
     changelog.notify(conn, CHANGES)
     return count
 
@@ -496,7 +513,7 @@ def get_event(conn: psycopg.Connection[Any], *, event_id: str) -> Event:
 # the day the cut falls in goes row by row, oldest first, within the batch, as in SQLite.
 _OLD_DELIVERIES: Final = """
     SELECT name, create_time, hook_name, status FROM deliveries WHERE create_time < %s
-    ORDER BY create_time LIMIT %s FOR UPDATE
+    ORDER BY create_time LIMIT %s FOR UPDATE SKIP LOCKED
 """
 _PURGE_DELIVERIES: Final = """
     DELETE FROM deliveries AS d USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)

@@ -228,9 +228,8 @@ _REDELIVER: Final = """
 
 
 def redeliver(conn: psycopg.Connection[Any], *, names: Sequence[str], now: datetime) -> list[str]:
-    found = conn.execute(
-        "SELECT name, create_time, hook_name, status FROM deliveries WHERE name = ANY(%s) FOR UPDATE", (list(names),)
-    ).fetchall()
+    lock = "SELECT name, create_time, hook_name, status FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+    found = conn.execute(lock, (list(names),)).fetchall()
     current = {name: (created, hook, status) for name, created, hook, status in found}
     moved: list[str] = []
     keys: list[tuple[str, datetime]] = []
@@ -248,7 +247,7 @@ def redeliver(conn: psycopg.Connection[Any], *, names: Sequence[str], now: datet
                 deltas[hook, REDELIVERED.value] += 1
                 current[name] = (created, hook, REDELIVERED.value)
     changelog.count(conn, deltas)
-    changelog.log_deliveries(conn, keys)  # the change log's lock last, as in every write
+    changelog.log_deliveries(conn, keys)
     if moved:
         changelog.notify(conn, DUE, CHANGES)
     return moved

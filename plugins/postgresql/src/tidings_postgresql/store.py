@@ -35,6 +35,7 @@ from tidings_server.domain.ports import (
     NodeInfo,
     Notice,
     Published,
+    QueueDepth,
 )
 from tidings_server.stores import history as plans
 
@@ -271,6 +272,11 @@ class PostgresStore:
         rows.aware("lease_until", lease_until)
         run = partial(deliveries.claim, now=now, limit=limit, lease_until=lease_until, owner=owner)
         return await self._run(run)
+
+    async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:
+        _check_limit(limit)
+        rows.aware("now", now)
+        return await self._run(partial(deliveries.queue_depth, now=now, limit=limit))
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
         return await self._run(partial(deliveries.next_due_time, after=after))
