@@ -171,7 +171,7 @@ def browser(playwright: Playwright, chromium: Path) -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A fresh browser profile at 1280 px; the test's last page is saved as a screenshot."""
-    viewport: ViewportSize = getattr(request, "param", None) or {"width": 1280, "height": 900}
+    viewport: ViewportSize = getattr(request, "param", None) or ViewportSize(width=1280, height=900)
     context = browser.new_context(viewport=viewport)
     context.set_default_timeout(15_000)
     expect.set_options(timeout=15_000)
