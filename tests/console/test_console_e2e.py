@@ -268,3 +268,27 @@ def test_selected_events_are_removed_and_added(
         ("RFIs", "delete"),
         ("RFIs", "update"),
     }
+
+
+def test_a_company_hook_selects_company_resources(
+    page: Page, console: ConsoleProcess, client: Client, sink: Sink
+) -> None:
+    company = "companies/9"
+    sign_in(page, console, f"/{company}/hooks")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Company 9")
+    page.get_by_role("link", name="Create Hook").click()
+    page.get_by_label("Endpoint URL").fill(sink.url("/company"))
+    page.get_by_label("Payload format").select_option("procore.v4")
+    # The company catalog: company resources, and not the project-only ones.
+    expect(page.get_by_label("Change Types: create")).to_be_visible()
+    expect(page.get_by_label("RFIs: create")).to_have_count(0)
+    page.get_by_label("Change Types: create").check()
+    page.get_by_role("button", name="Create", exact=True).click()
+    expect(page.locator(".flash")).to_contain_text("Created")
+    expect(page.locator(".chip label")).to_have_text(["Change Types · create"])
+    hook = page.url.split("?", 1)[0].split("/", 3)[3]
+    assert hook.startswith(f"{company}/hooks/")
+    expect(page.locator("#live-status")).to_contain_text("Live updates: on")
+    client.publish([Event(9, "Change Types", 31, "create", user_id=1)])
+    expect(page.locator("table.events tbody tr[data-delivery]")).to_have_count(1)
+    expect(page.locator("table.events tbody tr[data-delivery]").first).to_contain_text("Change Types")
