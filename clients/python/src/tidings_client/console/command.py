@@ -46,4 +46,7 @@ def console(env: Env, port: int, browser: bool, parent: str | None) -> None:
     # The same target, TLS and token as every other command, from the same flags and profile.
     options = env.client().options
     options = dataclasses.replace(options, channel_options=(*options.channel_options, *RECONNECT))
-    serve(options, port=port, open_browser=browser, start=parent or env.settings.parent)
+    try:
+        serve(options, port=port, open_browser=browser, start=parent or env.settings.parent)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}") from None
