@@ -292,3 +292,15 @@ def test_a_company_hook_selects_company_resources(
     client.publish([Event(9, "Change Types", 31, "create", user_id=1)])
     expect(page.locator("table.events tbody tr[data-delivery]")).to_have_count(1)
     expect(page.locator("table.events tbody tr[data-delivery]").first).to_contain_text("Change Types")
+
+
+def test_the_hooks_list_follows_deliveries_live(
+    page: Page, console: ConsoleProcess, client: Client, project: str, sink: Sink
+) -> None:
+    make_hook(client, project, sink.url())
+    sign_in(page, console, f"/{project}/hooks")
+    row = page.get_by_role("row", name=re.compile("ERP sync"))
+    expect(row).to_contain_text("none finished yet")
+    expect(page.locator("#live-status")).to_contain_text("Live updates: on")
+    publish(client, project, "RFIs", 1, "update")
+    expect(row).to_contain_text("100.0% of 1 finished")

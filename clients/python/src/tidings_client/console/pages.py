@@ -242,7 +242,9 @@ class Pages:
         hooks = [h async for h in self.client.list_hooks(parent.name)]
         answers = await asyncio.gather(*(self.client.get_hook_overview(h.name) for h in hooks), return_exceptions=True)
         overviews = {h.name: a for h, a in zip(hooks, answers, strict=True) if isinstance(a, HookOverview)}
-        return self.render(request, "hooks.html", parent=parent, hooks=hooks, overviews=overviews)
+        return self.render(
+            request, "hooks.html", parent=parent, hooks=hooks, overviews=overviews, live_parent=parent.name
+        )
 
     async def new_hook(self, request: Request) -> Response:
         parent = _parent(request)
