@@ -130,7 +130,7 @@ class EventQuery:
         return "?" + urlencode(kept) if kept else "?"
 
 
-async def first_page(items: AsyncIterator[T], page: int, size: int) -> tuple[list[T], bool]:
+async def page_of(items: AsyncIterator[T], page: int, size: int) -> tuple[list[T], bool]:
     """Rows of page ``page`` (from 1) and whether a later page has any."""
     skip = (page - 1) * size
     rows: list[T] = []
@@ -323,7 +323,7 @@ class Pages:
             return [], False, "Resource ID: a whole number, for example 54321."
         where = query.delivery_filter(datetime.now(UTC))
         try:
-            rows, more = await first_page(
+            rows, more = await page_of(
                 self.client.list_deliveries(name, where, page_size=min(1000, query.page * PAGE_SIZE + 1)),
                 query.page,
                 PAGE_SIZE,
