@@ -58,6 +58,11 @@ def test_create_hook_through_the_form_then_pause_resume_and_delete(
     page.get_by_label("RFIs: create").check()
     page.get_by_label("RFIs: update").check()
     page.get_by_label("Search resources").fill("submittals")
+    # A row's "All" ticks every event of the resource, and unticks them again.
+    page.get_by_label("Submittals: all events").check()
+    expect(page.get_by_label("Submittals: delete", exact=True)).to_be_checked()
+    page.get_by_label("Submittals: all events").uncheck()
+    expect(page.get_by_label("Submittals: create", exact=True)).not_to_be_checked()
     page.get_by_label("Submittals: update", exact=True).check()
     page.get_by_role("button", name="Create", exact=True).click()
 

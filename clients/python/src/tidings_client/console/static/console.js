@@ -73,11 +73,20 @@
     });
   }
 
-  // -- the event picker: filter its rows by resource name.
+  // -- the event picker: filter its rows by resource name; a row's "All" ticks its events.
   const wireSearch = () => {
     const search = document.getElementById("event-search");
     const count = document.getElementById("event-count");
     if (!search) return;
+    for (const cell of document.querySelectorAll("#event-table .js-only")) cell.hidden = false;
+    for (const row of document.querySelectorAll("#event-table tbody tr[data-resource]")) {
+      const all = row.querySelector("input[data-row-all]");
+      const boxes = Array.from(row.querySelectorAll("input[name=event]"));
+      const sync = () => { all.checked = boxes.length > 0 && boxes.every((b) => b.checked); };
+      all.addEventListener("change", () => { for (const b of boxes) b.checked = all.checked; });
+      for (const b of boxes) b.addEventListener("change", sync);
+      sync();
+    }
     search.addEventListener("input", () => {
       const needle = search.value.trim().toLowerCase();
       let shown = 0;
