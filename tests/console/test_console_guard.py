@@ -97,3 +97,9 @@ def test_a_browser_without_the_secret_sees_a_refusal(page: Page, console: Consol
     sign_in(page, console)
     expect(page).to_have_url(console.base + "/")
     expect(page.get_by_label("Company ID")).to_be_visible()
+
+
+def test_the_secret_redirect_stays_on_the_console(console: ConsoleProcess) -> None:
+    answer = request(console, "GET", "//elsewhere.example/x?" + console.url.split("?", 1)[1] + "&page=2")
+    assert answer.status == 303
+    assert answer.getheader("location") == "/elsewhere.example/x?page=2"

@@ -103,7 +103,8 @@ class Guard:
         if not hmac.compare_digest(token, self.secret) or request.method not in SAFE_METHODS:
             return _refuse("That secret is not this console's. Open the URL `tidings console` printed.")
         rest = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True) if k != "token"]
-        target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+        # One leading slash: `//elsewhere` would send the browser to another site.
+        target = "/" + request.url.path.lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(self.cookie, self.session, httponly=True, samesite="strict", path="/")
         return response
