@@ -309,3 +309,45 @@ def test_the_hooks_list_follows_deliveries_live(
     expect(page.locator("#live-status")).to_contain_text("Live updates: on")
     publish(client, project, "RFIs", 1, "update")
     expect(row).to_contain_text("100.0% of 1 finished")
+
+
+def test_the_endpoint_is_edited_and_the_payload_format_stays(
+    page: Page, console: ConsoleProcess, client: Client, project: str, sink: Sink
+) -> None:
+    hook = make_hook(client, project, sink.url())
+    sign_in(page, console, f"/{hook}")
+    page.get_by_role("link", name="Edit endpoint").click()
+    expect(page.get_by_label("Payload format")).to_have_value("procore.v4")
+    expect(page.get_by_label("Payload format")).not_to_be_editable()
+    page.get_by_label("Endpoint URL").fill("ftp://nowhere")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("INVALID_ARGUMENT")
+    page.get_by_label("Endpoint URL").fill(sink.url("/moved"))
+    page.get_by_label("Name").fill("ERP sync (moved)")
+    page.get_by_label("Remove the Authorization header").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_contain_text("Saved ERP sync (moved)")
+    saved = client.get_hook(hook)
+    assert (saved.destination_url, saved.display_name, saved.authorization_header) == (
+        sink.url("/moved"),
+        "ERP sync (moved)",
+        "",
+    )
+    assert saved.payload_format == "procore.v4"
+
+
+def test_failed_events_are_redelivered_together(
+    page: Page, console: ConsoleProcess, client: Client, project: str, sink: Sink
+) -> None:
+    sink.answers["/down"] = [404, 404, 200]
+    hook = make_hook(client, project, sink.url("/down"))
+    publish(client, project, "RFIs", 1, "update")
+    publish(client, project, "RFIs", 2, "update")
+    wait_status(client, hook, 2, DeliveryStatus.FAILED)
+    sign_in(page, console, f"/{hook}")
+    rows = page.locator("table.events tbody tr[data-delivery]")
+    expect(rows.filter(has_text="Failed")).to_have_count(2)
+    page.get_by_role("button", name="Redeliver failed and discarded events").click()
+    expect(page.locator(".flash")).to_contain_text("Queued 2 event(s) again")
+    expect(rows.filter(has_text="Delivered")).to_have_count(2)
+    expect(page.locator('[data-count="delivered"]')).to_have_text("2")

@@ -92,7 +92,7 @@ def test_pages_read_at_phone_width_and_every_control_is_named(
 ) -> None:
     hook = make_hook(client, project, sink.url())
     publish(client, project, "RFIs", 54321, "update")
-    for path in (f"/{project}/hooks", f"/{project}/hooks:new", f"/{hook}:events", f"/{hook}"):
+    for path in (f"/{project}/hooks", f"/{project}/hooks:new", f"/{hook}:events", f"/{hook}:edit", f"/{hook}"):
         sign_in(page, console, path)
         assert _unnamed_controls(page) == [], path
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

@@ -41,6 +41,7 @@ T = TypeVar("T")
 PAGE_SIZE = 25
 HISTORY = timedelta(days=28)
 TRIGGER_BATCH = 500
+REDELIVER_FAILED = 'status = "failed" OR status = "discarded"'
 ROTATE_OVERLAPS = {"24h": timedelta(hours=24), "2h": timedelta(hours=2), "0": timedelta(0)}
 
 
@@ -308,6 +309,8 @@ class Pages:
         name = f"{parent.name}/hooks/{hook_id}"
         if view == "events":
             return await self.hook_events(request, parent, name)
+        if view == "edit":
+            return await self.hook_edit(request, parent, name)
         if view == "delete":
             hook = await self.client.get_hook(name)
             return self.render(request, "confirm_delete.html", parent=parent, hook=hook)
@@ -389,6 +392,10 @@ class Pages:
                 until = views.utc(hook.previous_secret_expire_time) if overlap else "now"
                 message = f"New signing secret. The previous one stops signing {until}."
                 return self.redirect(back, Flash("ok", message, secret=hook.signing_secret))
+            if action == "redeliver-failed":
+                result = await self.client.redeliver_matching(name, REDELIVER_FAILED)
+                more = " More remain: press again." if result.more else ""
+                return self.redirect(back, Flash("ok", f"Queued {result.queued_count} event(s) again.{more}"))
             if action == "remove-events":
                 names = form.getlist("trigger")
                 if not names:
@@ -399,6 +406,29 @@ class Pages:
         except TidingsError as exc:
             return self.redirect(back, self.problem(exc))
         raise HTTPException(400, f"unknown action {action!r}")
+
+    async def hook_edit(self, request: Request, parent: Parent, name: str) -> Response:
+        """The endpoint's URL, Authorization header and name; the payload format is shown, fixed."""
+        hook = await self.client.get_hook(name)
+        values = {"destination_url": hook.destination_url, "display_name": hook.display_name}
+        error = ""
+        if request.method == "POST":
+            form = await self.form(request)
+            values = {k: form.get(k).strip() for k in values}
+            header = form.get("authorization_header")
+            changes = HookChanges(
+                destination_url=values["destination_url"],
+                display_name=values["display_name"],
+                authorization_header="" if form.get("remove_authorization") else (header or None),
+            )
+            try:
+                hook = await self.client.update_hook(name, changes)
+            except TidingsError as exc:
+                error = f"{exc.code.name}: {exc.message}"
+            else:
+                return self.redirect("/" + name, Flash("ok", f"Saved {hook.display_name or hook.name}."))
+        status = 400 if error else 200
+        return self.render(request, "hook_edit.html", status, parent=parent, hook=hook, values=values, error=error)
 
     async def hook_events(self, request: Request, parent: Parent, name: str) -> Response:
         """Selected events as the catalog grid: tick more to add them, untick to remove."""
