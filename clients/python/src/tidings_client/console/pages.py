@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 from starlette.exceptions import HTTPException
@@ -364,48 +364,70 @@ class Pages:
 
     async def hook_action(self, request: Request, parent: Parent, name: str) -> Response:
         form = await self.form(request)
-        action = form.get("action")
+        action = self.HOOK_ACTIONS.get(form.get("action"))
+        if action is None:
+            raise HTTPException(400, f"unknown action {form.get('action')!r}")
         back = _local(form.get("back"), "/" + name)
         try:
-            if action in ("pause", "resume"):
-                status = HookStatus.PAUSED if action == "pause" else HookStatus.ACTIVE
-                hook = await self.client.update_hook(name, HookChanges(status=status))
-                verb = "Paused" if action == "pause" else "Resumed"
-                return self.redirect(back, Flash("ok", f"{verb} {hook.display_name or hook.name}."))
-            if action == "delete":
-                await self.client.delete_hook(name)
-                return self.redirect(f"/{parent.name}/hooks", Flash("ok", f"Deleted {name}."))
-            if action == "test":
-                result = await self.client.send_test_event(name)
-                outcome = "answered" if result.ok else "did not accept"
-                details = [
-                    ("Response status", str(result.response_status or "none")),
-                    ("Latency", views.span(result.latency)),
-                    ("Error", result.error or "none"),
-                    ("Response excerpt", views.as_text(result.response_excerpt) or "(empty)"),
-                ]
-                kind = "ok" if result.ok else "error"
-                return self.redirect(back, Flash(kind, f"Test event sent: the endpoint {outcome}.", details=details))
-            if action == "rotate":
-                overlap = ROTATE_OVERLAPS.get(form.get("overlap"), ROTATE_OVERLAPS["24h"])
-                hook = await self.client.rotate_signing_secret(name, overlap)
-                until = views.utc(hook.previous_secret_expire_time) if overlap else "now"
-                message = f"New signing secret. The previous one stops signing {until}."
-                return self.redirect(back, Flash("ok", message, secret=hook.signing_secret))
-            if action == "redeliver-failed":
-                result = await self.client.redeliver_matching(name, REDELIVER_FAILED)
-                more = " More remain: press again." if result.more else ""
-                return self.redirect(back, Flash("ok", f"Queued {result.queued_count} event(s) again.{more}"))
-            if action == "remove-events":
-                names = form.getlist("trigger")
-                if not names:
-                    return self.redirect(back, Flash("error", "Select the events to remove first."))
-                for batch in _chunks(names, TRIGGER_BATCH):
-                    await self.client.delete_triggers(name, batch, allow_missing=True)
-                return self.redirect(back, Flash("ok", f"Removed {len(names)} event(s)."))
+            flash = await action(self, name, form)
         except TidingsError as exc:
             return self.redirect(back, self.problem(exc))
-        raise HTTPException(400, f"unknown action {action!r}")
+        if form.get("action") == "delete":
+            back = f"/{parent.name}/hooks"
+        return self.redirect(back, flash)
+
+    async def _pause(self, name: str, form: Form) -> Flash:
+        hook = await self.client.update_hook(name, HookChanges(status=HookStatus.PAUSED))
+        return Flash("ok", f"Paused {hook.display_name or hook.name}.")
+
+    async def _resume(self, name: str, form: Form) -> Flash:
+        hook = await self.client.update_hook(name, HookChanges(status=HookStatus.ACTIVE))
+        return Flash("ok", f"Resumed {hook.display_name or hook.name}.")
+
+    async def _delete(self, name: str, form: Form) -> Flash:
+        await self.client.delete_hook(name)
+        return Flash("ok", f"Deleted {name}.")
+
+    async def _test(self, name: str, form: Form) -> Flash:
+        result = await self.client.send_test_event(name)
+        details = [
+            ("Response status", str(result.response_status or "none")),
+            ("Latency", views.span(result.latency)),
+            ("Error", result.error or "none"),
+            ("Response excerpt", views.as_text(result.response_excerpt) or "(empty)"),
+        ]
+        if result.ok:
+            return Flash("ok", "Test event sent: the endpoint answered.", details=details)
+        return Flash("error", "Test event sent: the endpoint did not accept it.", details=details)
+
+    async def _rotate(self, name: str, form: Form) -> Flash:
+        overlap = ROTATE_OVERLAPS.get(form.get("overlap"), ROTATE_OVERLAPS["24h"])
+        hook = await self.client.rotate_signing_secret(name, overlap)
+        until = views.utc(hook.previous_secret_expire_time) if overlap else "now"
+        return Flash("ok", f"New signing secret. The previous one stops signing {until}.", secret=hook.signing_secret)
+
+    async def _redeliver_failed(self, name: str, form: Form) -> Flash:
+        result = await self.client.redeliver_matching(name, REDELIVER_FAILED)
+        more = " More remain: press again." if result.more else ""
+        return Flash("ok", f"Queued {result.queued_count} event(s) again.{more}")
+
+    async def _remove_events(self, name: str, form: Form) -> Flash:
+        names = form.getlist("trigger")
+        if not names:
+            return Flash("error", "Select the events to remove first.")
+        for batch in _chunks(names, TRIGGER_BATCH):
+            await self.client.delete_triggers(name, batch, allow_missing=True)
+        return Flash("ok", f"Removed {len(names)} event(s).")
+
+    HOOK_ACTIONS: ClassVar[dict[str, Callable[[Pages, str, Form], Awaitable[Flash]]]] = {
+        "pause": _pause,
+        "resume": _resume,
+        "delete": _delete,
+        "test": _test,
+        "rotate": _rotate,
+        "redeliver-failed": _redeliver_failed,
+        "remove-events": _remove_events,
+    }
 
     async def hook_edit(self, request: Request, parent: Parent, name: str) -> Response:
         """The endpoint's URL, Authorization header and name; the payload format is shown, fixed."""
