@@ -102,7 +102,9 @@ class ConsoleProcess:
 
     @property
     def base(self) -> str:
-        return self.url.split("?", 1)[0].rstrip("/")
+        found = re.match(r"http://[^/]+", self.url)
+        assert found
+        return found.group(0)
 
     @property
     def secret(self) -> str:
@@ -113,10 +115,13 @@ class ConsoleProcess:
         self.proc.wait(15)
 
 
-def start_console(tmp: Path, target: str) -> ConsoleProcess:
+def start_console(tmp: Path, target: str | None, config: Path | None = None) -> ConsoleProcess:
+    """The console for ``target``, or for what the config file's default profile names."""
     out = tmp / "console.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    env.update(TIDINGS_TARGET=target, TIDINGS_CONFIG=str(tmp / "no-config.toml"), PYTHONUNBUFFERED="1")
+    env.update(TIDINGS_CONFIG=str(config or tmp / "no-config.toml"), PYTHONUNBUFFERED="1")
+    if target is not None:
+        env["TIDINGS_TARGET"] = target
     with out.open("w") as sink:
         proc = subprocess.Popen(
             [str(BIN / "tidings"), "console", "--no-browser"], stdout=sink, stderr=subprocess.STDOUT, env=env

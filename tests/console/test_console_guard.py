@@ -103,3 +103,17 @@ def test_the_secret_redirect_stays_on_the_console(console: ConsoleProcess) -> No
     answer = request(console, "GET", "//elsewhere.example/x?" + console.url.split("?", 1)[1] + "&page=2")
     assert answer.status == 303
     assert answer.getheader("location") == "/elsewhere.example/x?page=2"
+
+
+def test_the_start_page_leads_to_a_company_or_project(page: Page, console: ConsoleProcess) -> None:
+    sign_in(page, console)
+    page.get_by_label("Company ID").fill("eight")
+    page.get_by_role("button", name="Show webhooks").click()
+    expect(page.get_by_role("alert")).to_contain_text("Company and project are numbers")
+    page.get_by_label("Company ID").fill("8")
+    page.get_by_label("Project ID").fill("6778")
+    page.get_by_role("button", name="Show webhooks").click()
+    expect(page).to_have_url(console.base + "/companies/8/projects/6778/hooks")
+    page.goto(console.base + "/companies/8")
+    expect(page).to_have_url(console.base + "/companies/8/hooks")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Company 8")

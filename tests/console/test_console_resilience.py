@@ -65,6 +65,26 @@ def test_the_console_survives_the_server_going_away_and_coming_back(
     expect(page.locator("table.events tbody tr[data-delivery]")).to_have_count(1)
 
 
+def test_the_console_speaks_as_the_profile_says(
+    page: Page, server: ServerProcess, client: Client, tmp_path: Path, project: str, sink: Sink
+) -> None:
+    """Target and parent come from the admin's profile, as they do for every other command."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'default_profile = "local"\n[profiles.local]\ntarget = "{server.target}"\nparent = "{project}"\n'
+    )
+    make_hook(client, project, sink.url())
+    console = start_console(tmp_path, None, config)
+    try:
+        assert f"/{project}?token=" in console.url
+        page.goto(console.url)
+        expect(page).to_have_url(f"{console.base}/{project}/hooks")
+        expect(page.get_by_role("row", name=re.compile("ERP sync"))).to_be_visible()
+        expect(page.get_by_text(f"server {server.target}")).to_be_visible()
+    finally:
+        console.stop()
+
+
 def test_server_errors_are_shown_with_their_code(page: Page, console: ConsoleProcess, project: str) -> None:
     sign_in(page, console, f"/{project}/hooks/no-such-hook")
     alert = page.get_by_role("alert")

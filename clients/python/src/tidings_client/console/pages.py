@@ -228,12 +228,12 @@ class Pages:
         error = ""
         if company or project:
             if company.isdigit() and (not project or project.isdigit()):
-                return self.redirect(Parent(int(company), int(project) if project else None).name + "/hooks")
+                return self.redirect("/" + Parent(int(company), int(project) if project else None).name + "/hooks")
             error = "Company and project are numbers, for example 8 and 6778."
         return self.render(request, "home.html", error=error, company=company, project=project)
 
     async def parent_home(self, request: Request) -> Response:
-        return self.redirect(_parent(request).name + "/hooks")
+        return self.redirect(f"/{_parent(request).name}/hooks")
 
     async def live(self, request: Request) -> Response:
         return live.stream(self.client, request)
