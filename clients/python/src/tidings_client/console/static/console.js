@@ -61,16 +61,26 @@
       if (timer === null) timer = setTimeout(() => { timer = null; refresh(); }, 250);
     };
 
-    const source = new EventSource("/live?parent=" + encodeURIComponent(liveParent));
-    source.addEventListener("ready", () => { status.textContent = "Live updates: on"; schedule(); });
-    source.addEventListener("change", schedule);
-    source.addEventListener("problem", (e) => {
-      const p = JSON.parse(e.data);
-      status.textContent = `Live updates paused: ${p.code}: ${p.message}. Retrying…`;
+    let source = null;
+    const connect = () => {
+      source = new EventSource("/live?parent=" + encodeURIComponent(liveParent));
+      source.addEventListener("ready", () => { status.textContent = "Live updates: on"; schedule(); });
+      source.addEventListener("change", schedule);
+      source.addEventListener("problem", (e) => {
+        const p = JSON.parse(e.data);
+        status.textContent = `Live updates paused: ${p.code}: ${p.message}. Retrying…`;
+      });
+      source.addEventListener("error", () => {
+        status.textContent = "Live updates: reconnecting…";
+      });
+    };
+    // A browser holds few connections per host: a tab in the background gives its stream back,
+    // and catches up when it is shown again ("ready" refreshes it).
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden && source) { source.close(); source = null; status.textContent = "Live updates: paused while hidden"; }
+      else if (!document.hidden && !source) connect();
     });
-    source.addEventListener("error", () => {
-      status.textContent = "Live updates: reconnecting…";
-    });
+    connect();
   }
 
   // -- the event picker: filter its rows by resource name; a row's "All" ticks its events.
