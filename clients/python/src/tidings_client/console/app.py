@@ -17,12 +17,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from tidings_client import AsyncClient, TidingsError
+from tidings_client import AsyncClient, Options, TidingsError
 from tidings_client.console import views
 from tidings_client.console.pages import Pages
 from tidings_client.console.security import CsrfError, Guard
 from tidings_client.convert import ProtocolError
-from tidings_client.options import Options
 
 log = logging.getLogger("tidings.console")
 

@@ -29,12 +29,12 @@ from tidings_client import (
     HookOverview,
     HookStatus,
     InvalidArgument,
+    Options,
     TidingsError,
 )
 from tidings_client.console import live, views
 from tidings_client.console.security import Guard
 from tidings_client.console.views import Parent
-from tidings_client.options import Options
 
 T = TypeVar("T")
 

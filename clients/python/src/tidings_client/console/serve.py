@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import uvicorn
 
+from tidings_client import Options
 from tidings_client.console.app import build_app
-from tidings_client.options import Options
 
 HOST = "127.0.0.1"
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tidings_client.types import DeliveryStatus, HookStatus, Scope
+from tidings_client import DeliveryStatus, HookStatus, Scope
 
 _PARENT = re.compile(r"companies/(?P<c>\d+)(?:/projects/(?P<p>\d+))?")
 
