@@ -351,3 +351,23 @@ def test_failed_events_are_redelivered_together(
     expect(page.locator(".flash")).to_contain_text("Queued 2 event(s) again")
     expect(rows.filter(has_text="Delivered")).to_have_count(2)
     expect(page.locator('[data-count="delivered"]')).to_have_text("2")
+
+
+def test_another_payload_format_keeps_the_picked_events(
+    page: Page, console: ConsoleProcess, client: Client, project: str
+) -> None:
+    formats = [f.name for f in client.list_payload_formats()]
+    assert {"procore.v2", "procore.v4"} <= set(formats)
+    sign_in(page, console, f"/{project}/hooks:new")
+    expect(page.get_by_label("Payload format")).to_have_value(formats[0])
+    page.get_by_label("Payload format").select_option("procore.v2")
+    page.get_by_label("RFIs: create").check()
+    grid = page.locator("#event-grid")
+    grid.evaluate("g => g.dataset.old = 'yes'")
+    page.get_by_label("Payload format").select_option("procore.v4")
+    expect(page.locator("#event-grid[data-old]")).to_have_count(0)
+    expect(page.get_by_label("RFIs: create")).to_be_checked()
+    expect(page.get_by_label("RFIs: update")).not_to_be_checked()
+    # The new grid's search works too.
+    page.get_by_label("Search resources").fill("rfis")
+    expect(page.locator("#event-table tbody tr:visible")).to_have_count(1)
