@@ -18,7 +18,7 @@ import trio
 from ulid import ULID
 
 from tidings_server.domain import filtering, names, paging, states
-from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
+from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from tidings_server.domain.hooks import without_expired_secret
 from tidings_server.domain.model import (
     Attempt,
@@ -37,6 +37,7 @@ from tidings_server.domain.ports import (
     Store,
 )
 from tidings_server.domain.pulse import Pulse
+from tidings_server.domain.ratelimit import RateLimit
 
 RETENTION: Final = timedelta(days=28)
 SCAN_LIMIT: Final = 2000  # deliveries one List call examines at most: keeps a rare filter under 50 ms at 1M rows
@@ -47,6 +48,9 @@ MAX_REDELIVER_PAGES: Final = 10  # pages of SCAN_LIMIT one RedeliverDeliveries c
 WATCH_BATCH: Final = 100
 WATCH_SCAN: Final = 2000
 EXCERPT: Final = 1024
+# Test sends per hook: enough to try an endpoint by hand, too few to aim a flood with.
+TEST_SENDS_PER_SECOND: Final = 1.0
+TEST_SEND_BURST: Final = 5
 
 _EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -171,6 +175,7 @@ class HistoryService:
         self._probe = probe
         self._retention = retention
         self._on_change = on_change
+        self._test_sends = RateLimit(TEST_SENDS_PER_SECOND, TEST_SEND_BURST)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -309,6 +314,12 @@ class HistoryService:
         hook = await self._store.get_hook(name)
         if hook.status is HookStatus.DISABLED:
             raise FailedPrecondition(f"name: hook {name} is disabled; set it active or paused to test it")
+        wait = self._test_sends.take(name, self._now())
+        if wait:
+            raise ResourceExhausted(
+                f"name: test sends to {name} are limited to {TEST_SEND_BURST} at once and"
+                f" {TEST_SENDS_PER_SECOND:g} per second; retry in {wait:.2f} s"
+            )
         triggers = await self._store.list_triggers(name, after=None, limit=1)
         resource, event_type = (triggers[0].resource_name, triggers[0].event_type) if triggers else ("Test", "test")
         now = self._now()
