@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.quoting import quote
 
 MAX_URL_LENGTH = 2048
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -83,18 +84,18 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
         url = urlsplit(value)
         port = url.port
     except ValueError as exc:
-        raise InvalidArgument(f"{field_name}: {value!r} is not a valid URL: {exc}") from None
+        raise InvalidArgument(f"{field_name}: {quote(value)} is not a valid URL: {exc}") from None
     scheme = url.scheme.lower()
     if scheme not in ("http", "https"):
-        raise InvalidArgument(f"{field_name}: must be an absolute https URL, got scheme {url.scheme or 'none'!r}")
+        raise InvalidArgument(f"{field_name}: must be an absolute https URL, got scheme {quote(url.scheme or 'none')}")
     if scheme == "http" and not policy.allow_http:
         raise InvalidArgument(f"{field_name}: must use https (this server does not allow http destinations)")
     host = (url.hostname or "").lower()
     if not host:
-        raise InvalidArgument(f"{field_name}: {value!r} has no host")
+        raise InvalidArgument(f"{field_name}: {quote(value)} has no host")
     if not is_ip(host) and not _valid_name(host):
         raise InvalidArgument(
-            f"{field_name}: {host!r} is not a valid host name (labels of 1 to 63 letters, digits or hyphens)"
+            f"{field_name}: {quote(host)} is not a valid host name (labels of 1 to 63 letters, digits or hyphens)"
         )
     if url.username is not None or url.password is not None:
         raise InvalidArgument(f"{field_name}: credentials in the URL are not allowed; use authorization_header")
@@ -105,7 +106,7 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
     if not allowed(host, policy):
         reason = forbidden_name(host)
         if reason is not None:
-            raise InvalidArgument(f"{field_name}: host {host!r} is {reason}; such destinations are refused")
+            raise InvalidArgument(f"{field_name}: host {quote(host)} is {reason}; such destinations are refused")
     return url
 
 
@@ -124,7 +125,7 @@ async def check_destination(field_name: str, value: str, policy: DestinationPoli
         reason = forbidden_address(address)
         if reason is not None:
             raise InvalidArgument(
-                f"{field_name}: host {host!r} resolves to {address}, {reason}; such destinations are refused"
+                f"{field_name}: host {quote(host)} resolves to {address}, {reason}; such destinations are refused"
             )
     return value
 

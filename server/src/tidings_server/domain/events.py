@@ -13,6 +13,7 @@ from tidings_server.domain.errors import InvalidArgument
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
 from tidings_server.domain.names import MAX_ID
 from tidings_server.domain.ports import Published, Store
+from tidings_server.domain.quoting import quote
 
 MAX_EVENTS_PER_CALL = 1000
 MAX_RELATED_RESOURCES = 100
@@ -80,22 +81,23 @@ class EventService:
             if self._resource(other, draft.resource_name) is not None:
                 hint = "set project_id" if other is Scope.PROJECT else "leave project_id 0"
                 raise InvalidArgument(
-                    f"{where}.resource_name: {draft.resource_name!r} is a {other.value}-level resource; {hint}"
+                    f"{where}.resource_name: {quote(draft.resource_name)} is a {other.value}-level resource; {hint}"
                 )
             raise InvalidArgument(
-                f"{where}.resource_name: unknown resource {draft.resource_name!r} for {scope.value}-level events"
+                f"{where}.resource_name: unknown resource {quote(draft.resource_name)} for {scope.value}-level events"
             )
         if not draft.event_type:
             raise InvalidArgument(f"{where}.event_type: required")
         if not _EVENT_TYPE.fullmatch(draft.event_type):
             raise InvalidArgument(
-                f"{where}.event_type: {draft.event_type[:80]!r} is not a lowercase word"
+                f"{where}.event_type: {quote(draft.event_type)} is not a lowercase word"
                 " such as create, update or delete"
             )
         if draft.event_type not in resource.event_types:
             known = ", ".join(sorted(resource.event_types))
             raise InvalidArgument(
-                f"{where}.event_type: {draft.resource_name!r} has no event type {draft.event_type!r}; known: {known}"
+                f"{where}.event_type: {quote(draft.resource_name)} has no event type {quote(draft.event_type)};"
+                f" known: {known}"
             )
         if draft.timestamp is not None and draft.timestamp.tzinfo is None:
             raise InvalidArgument(f"{where}.timestamp: must carry a time zone")

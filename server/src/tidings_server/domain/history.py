@@ -37,6 +37,7 @@ from tidings_server.domain.ports import (
     Store,
 )
 from tidings_server.domain.pulse import Pulse
+from tidings_server.domain.quoting import quote
 from tidings_server.domain.ratelimit import RateLimit
 
 RETENTION: Final = timedelta(days=28)
@@ -197,7 +198,7 @@ class HistoryService:
         hook_name, event_id = parse_delivery_name("name", name)
         delivery = await self._store.get_delivery(name)
         if delivery.create_time < self._window_start():
-            raise NotFound(f"delivery {name!r} not found")
+            raise NotFound(f"delivery {quote(name)} not found")
         event = await self._store.get_event(event_id)
         attempts = await self._store.list_attempts(name)
         rendered = await self._store.get_rendered(name)
@@ -268,7 +269,7 @@ class HistoryService:
         hook_name, _ = parse_delivery_name("name", name)
         delivery = await self._store.get_delivery(name)
         if delivery.create_time < self._window_start():
-            raise NotFound(f"delivery {name!r} not found")
+            raise NotFound(f"delivery {quote(name)} not found")
         if delivery.status not in states.sources(states.Cause.REDELIVER):
             raise FailedPrecondition(
                 f"name: {name} is {delivery.status.value}; it is sent anyway, so there is nothing to redeliver"
@@ -371,7 +372,7 @@ class HistoryService:
             raise InvalidArgument("resource_name: longer than the 200 characters a resource name may have")
         if criteria.event_type and not _EVENT_TYPE.fullmatch(criteria.event_type):
             raise InvalidArgument(
-                f"event_type: {criteria.event_type!r} is not an event type; expected lowercase letters, digits"
+                f"event_type: {quote(criteria.event_type)} is not an event type; expected lowercase letters, digits"
                 " and underscores, e.g. 'update'"
             )
         if criteria.start_time and criteria.end_time and criteria.end_time <= criteria.start_time:
@@ -404,7 +405,9 @@ class HistoryService:
                 scan_limit=1,
             )
             if not probe.deliveries:
-                raise NotFound(f"{field}: hook {query.hook_name!r} not found and has no delivery history") from None
+                raise NotFound(
+                    f"{field}: hook {quote(query.hook_name)} not found and has no delivery history"
+                ) from None
             return None
 
     async def _live_hook(self, hook_name: str, delivery: Delivery) -> Hook | None:
@@ -439,7 +442,7 @@ def parse_parent(field: str, value: str) -> DeliveryQuery:
     try:
         parent = names.parse_parent(field, value)
     except InvalidArgument:
-        raise InvalidArgument(f"{field}: {value!r} is not a valid parent; expected {PARENT_FORMS}") from None
+        raise InvalidArgument(f"{field}: {quote(value)} is not a valid parent; expected {PARENT_FORMS}") from None
     return DeliveryQuery(company_id=parent.company_id, project_id=parent.project_id)
 
 
@@ -448,7 +451,7 @@ def parse_delivery_name(field: str, value: str) -> tuple[str, str]:
     m = _DELIVERY_RE.fullmatch(value)
     if m is None:
         raise InvalidArgument(
-            f"{field}: {value!r} is not a valid delivery name; expected {{hook}}/deliveries/{{event id}}"
+            f"{field}: {quote(value)} is not a valid delivery name; expected {{hook}}/deliveries/{{event id}}"
         )
     names.parse_hook_name(field, m["hook"])
     return m["hook"], m["event"]

@@ -7,7 +7,7 @@ Every message that embeds a caller's value goes through ``quote``.
 
 from __future__ import annotations
 
-LIMIT = 64
+LIMIT = 128  # whole for any name a caller means; a prefix of anything longer
 
 
 def quote(value: str, limit: int = LIMIT) -> str:
