@@ -36,6 +36,7 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
 from tidings_server.grpc_api.bridge import TrioBridge
+from tidings_server.grpc_api.decoding import register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
 
@@ -152,13 +153,15 @@ class GrpcServer:
         server = grpc.aio.server(
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         )
-        hooks_pb2_grpc.add_HookServiceServicer_to_server(HookServicer(bridge, self._core.hooks), server)
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(bridge, self._core.catalog), server)
-        events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bridge, self._core.events), server)
+        register(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, self._core.hooks), server)
+        register(
+            catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, self._core.catalog), server
+        )
+        register(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, self._core.events), server)
         self.deliveries = DeliveryServicer(bridge, self._core.history, self._core.watch)
-        deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server(self.deliveries, server)
+        register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
         health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
