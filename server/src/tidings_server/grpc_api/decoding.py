@@ -1,8 +1,12 @@
-"""Request bytes that do not parse are the caller's mistake: INVALID_ARGUMENT, and a warning.
+"""Requests as bytes: what is too large is refused saying the limit, and bytes that do not
+parse are the caller's mistake (INVALID_ARGUMENT and a warning), not the server's.
 
 grpcio deserialises a request before the handler runs and reports a failure as UNKNOWN with a
-traceback logged at error level, as if the server had a defect. So the services are registered
-with raw bytes in, and each handler parses its request itself, first thing.
+traceback logged at error level, as if the server had a defect; and its refusal of a message
+over ``max_receive_message_length`` reads "Received message larger than max (N vs. M)". So the
+services are registered with raw bytes in, and each handler checks the size and parses its
+request itself, first thing. The transport's own limit stays, at twice ours, so that no call
+can make the server buffer an unbounded message.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import grpc
 from google.protobuf.message import DecodeError
 
 log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+"""The most one call may carry: 1,000 events at every field limit take 21.3 MiB (ASCII text)."""
+TRANSPORT_LIMIT_BYTES = 2 * MAX_REQUEST_BYTES
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -50,6 +58,12 @@ def _parsing(method: str, handler: Any) -> Any:
         return handler
 
     async def request(raw: bytes, context: Context) -> Any:
+        if len(raw) > MAX_REQUEST_BYTES:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request: {len(raw):,} bytes is more than the {MAX_REQUEST_BYTES:,} bytes"
+                f" ({MAX_REQUEST_BYTES >> 20} MiB) one call may carry; send fewer events per call",
+            )
         try:
             return parse(raw)
         except DecodeError as exc:

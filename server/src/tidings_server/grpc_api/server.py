@@ -36,7 +36,7 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
 from tidings_server.grpc_api.bridge import TrioBridge
-from tidings_server.grpc_api.decoding import register
+from tidings_server.grpc_api.decoding import TRANSPORT_LIMIT_BYTES, register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
 
@@ -53,8 +53,6 @@ SERVICE_NAMES: Sequence[str] = (
 class ListenError(Exception):
     """The server could not bind its listen address."""
 
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a full PublishEvents batch with related resources fits
 
 Reporter = Callable[[BaseException | None], None]
 """Tells the trio side, from the asyncio thread, that serving started (None) or failed."""
@@ -151,7 +149,7 @@ class GrpcServer:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", TRANSPORT_LIMIT_BYTES)]
         )
         register(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, self._core.hooks), server)
         register(
