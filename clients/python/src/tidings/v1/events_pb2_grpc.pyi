@@ -42,9 +42,9 @@ class EventServiceStub:
     within retention) creates nothing and returns the original event id.
     Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
     non-positive ids, a resource the catalog does not list for the event's scope, an event
-    type the resource does not have, oversize fields; the message names `events[i].field`
-    and the problem), RESOURCE_EXHAUSTED (the request is larger than 32 MiB; the message
-    says so), UNAVAILABLE (shutting down; retry).
+    type the resource does not have, oversize fields, a malformed traceparent; the message
+    names `events[i].field` and the problem), RESOURCE_EXHAUSTED (the request is larger than
+    32 MiB; the message says so), UNAVAILABLE (shutting down; retry).
     """
 
 @_typing.type_check_only
@@ -61,9 +61,9 @@ class EventServiceAsyncStub(EventServiceStub):
     within retention) creates nothing and returns the original event id.
     Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
     non-positive ids, a resource the catalog does not list for the event's scope, an event
-    type the resource does not have, oversize fields; the message names `events[i].field`
-    and the problem), RESOURCE_EXHAUSTED (the request is larger than 32 MiB; the message
-    says so), UNAVAILABLE (shutting down; retry).
+    type the resource does not have, oversize fields, a malformed traceparent; the message
+    names `events[i].field` and the problem), RESOURCE_EXHAUSTED (the request is larger than
+    32 MiB; the message says so), UNAVAILABLE (shutting down; retry).
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,9 +83,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         within retention) creates nothing and returns the original event id.
         Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
         non-positive ids, a resource the catalog does not list for the event's scope, an event
-        type the resource does not have, oversize fields; the message names `events[i].field`
-        and the problem), RESOURCE_EXHAUSTED (the request is larger than 32 MiB; the message
-        says so), UNAVAILABLE (shutting down; retry).
+        type the resource does not have, oversize fields, a malformed traceparent; the message
+        names `events[i].field` and the problem), RESOURCE_EXHAUSTED (the request is larger than
+        32 MiB; the message says so), UNAVAILABLE (shutting down; retry).
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
