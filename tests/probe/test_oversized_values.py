@@ -141,6 +141,7 @@ CASES = [
     P(publish(resource_name=HUGE), "events[0].resource_name:", id="publish-resource"),
     P(publish(event_type=HUGE), "events[0].event_type:", id="publish-event-type"),
     P(publish(idempotency_key=HUGE), "events[0].idempotency_key:", id="publish-key"),
+    P(publish(traceparent=HUGE), "events[0].traceparent:", id="publish-traceparent"),
     P(
         publish(related_resources=[events_pb2.RelatedResource(id=1, name=HUGE)]),
         "events[0].related_resources[0].name:",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -9,10 +11,10 @@ from datetime import datetime
 
 from ulid import ULID
 
-from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.errors import AlreadyExists, InvalidArgument
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
 from tidings_server.domain.names import MAX_ID
-from tidings_server.domain.ports import Published, Store
+from tidings_server.domain.ports import IdempotencyConflict, Published, Store
 from tidings_server.domain.quoting import quote
 
 MAX_EVENTS_PER_CALL = 1000
@@ -77,7 +79,14 @@ class EventService:
         now = self._now()
         batch_trace = parse_traceparent(traceparent) or ""
         events = [self._event(f"events[{i}]", draft, now, batch_trace) for i, draft in enumerate(drafts)]
-        published = await self._store.publish_events(events, now)
+        _check_keys_in_batch(events)
+        try:
+            published = await self._store.publish_events(events, now)
+        except IdempotencyConflict as exc:
+            raise AlreadyExists(
+                f"events[{exc.index}].idempotency_key: {quote(exc.key)} was already used for a different event"
+                f" ({exc.first_id}); a retry must repeat its event unchanged, and a new event needs a new key"
+            ) from None
         if any(p.deliveries for p in published):
             self._on_published()
         return published
@@ -154,7 +163,51 @@ class EventService:
             related_resources=draft.related_resources,
             idempotency_key=key,
             traceparent=trace,
+            idempotency_fingerprint=fingerprint(draft) if key else "",
         )
+
+
+def fingerprint(draft: EventDraft) -> str:
+    """A hash of the event as its publisher sent it, which a retry sends again unchanged.
+
+    The time is the given one (a retry of an event without a time must not differ by when it
+    arrived); the trace context is left out, since a retry may well be a new span.
+    """
+    meta = draft.metadata
+    canonical = [
+        draft.company_id,
+        draft.project_id,
+        draft.resource_name,
+        draft.resource_id,
+        draft.event_type,
+        draft.user_id,
+        draft.timestamp.isoformat() if draft.timestamp is not None else None,
+        [
+            meta.source_user_id,
+            meta.source_project_id,
+            meta.source_operation_id,
+            meta.source_company_id,
+            meta.source_application_id,
+        ],
+        [[r.id, r.name] for r in draft.related_resources],
+    ]
+    text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _check_keys_in_batch(events: Sequence[Event]) -> None:
+    """One key twice in a batch is fine for the same event (a client's own retry merged into a
+    batch) and a mistake for two different ones."""
+    first: dict[tuple[int, str], tuple[int, str]] = {}
+    for i, event in enumerate(events):
+        if not event.idempotency_key:
+            continue
+        seen = first.setdefault((event.company_id, event.idempotency_key), (i, event.idempotency_fingerprint))
+        if seen[1] != event.idempotency_fingerprint:
+            raise InvalidArgument(
+                f"events[{i}].idempotency_key: {quote(event.idempotency_key)} is also the key of events[{seen[0]}],"
+                " a different event; one key names one event"
+            )
 
 
 def _positive(field_name: str, value: int) -> None:
