@@ -74,7 +74,8 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_STORE,
         metavar="URL",
         help="where hooks and history are kept: sqlite:///relative.db, sqlite:////absolute.db, memory:"
-        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE})",
+        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE}). An SQLite commit"
+        " survives a crash of the server process; add ?synchronous=full to survive power loss too",
     )
     run.add_argument("--allow-http", action="store_true", help="accept http:// destination URLs (default: https only)")
     run.add_argument(
