@@ -81,7 +81,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-private-destinations",
         action="store_true",
-        help="accept destinations on loopback, private, link-local and metadata addresses (default: refused)",
+        help="accept destinations on internal addresses (loopback, private, link-local, metadata, multicast,"
+        " reserved, and IPv6 forms of them; default: refused)",
     )
     run.add_argument(
         "--allow-destination-host",
