@@ -319,7 +319,7 @@ class HistoryService:
         if wait:
             raise ResourceExhausted(
                 f"name: test sends to {name} are limited to {TEST_SEND_BURST} at once and"
-                f" {TEST_SENDS_PER_SECOND:g} per second; retry in {wait:.2f} s"
+                f" {TEST_SENDS_PER_SECOND:g} per second; retry in {math.ceil(wait * 100 - 1e-9) / 100:.2f} s"
             )
         triggers = await self._store.list_triggers(name, after=None, limit=1)
         resource, event_type = (triggers[0].resource_name, triggers[0].event_type) if triggers else ("Test", "test")
