@@ -134,3 +134,12 @@ async def test_the_sender_refuses_every_form_a_name_resolves_to() -> None:
             outcome = await sender.post(f"https://{name}/in", [], b"{}", 5.0)
             assert outcome.failure is Failure.REFUSED_DESTINATION, (name, outcome.error)
             assert outcome.error.startswith(f"{name} resolves to {address}, {reason}"), outcome.error
+
+
+async def test_the_sender_refuses_every_literal_form() -> None:
+    """A hook stored while the policy allowed it (or by an older server) is refused when sent."""
+    async with Sender(DestinationPolicy(), USER_AGENT) as sender:
+        for host, reason in INTERNAL.items():
+            outcome = await sender.post(f"https://{host}/in", [], b"{}", 5.0)
+            assert outcome.failure is Failure.REFUSED_DESTINATION, (host, outcome.error)
+            assert outcome.error.startswith(f"{host.strip('[]')} is {reason}"), outcome.error
