@@ -255,9 +255,14 @@ async def serve(
         grpc_server = GrpcServer(core if config.role != "worker" else None, config.listen, reuse_port=config.reuse_port)
         sidecars = trio.CancelScope()
 
-        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
-            with sidecars:
-                await run(*args)
+        async def run_sidecars(
+            tasks: list[Callable[[], Awaitable[None]]], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            with sidecars:  # a scope is entered once: one nursery holds them all
+                async with trio.open_nursery() as side:
+                    for task in tasks:
+                        side.start_soon(task)
+                    task_status.started()
 
         def heard(notice: Notice) -> None:  # another node (or this one) wrote to the store
             if notice is Notice.DUE:
@@ -268,6 +273,7 @@ async def serve(
         await store.register_node(node.info(clock.now()))
         try:
             async with trio.open_nursery() as nursery:
+                side: list[Callable[[], Awaitable[None]]] = []
                 metrics_port = None
                 if metrics is not None and config.metrics.listen is not None:
                     metrics.read_gauges(
@@ -282,14 +288,14 @@ async def serve(
                         ) from None
                     stack.callback(endpoint.close)
                     metrics_port = endpoint.port
-                    nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
+                    side.append(partial(sample_queue, metrics, store, clock, config.metrics.queue_sample_every))
                     log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
-                nursery.start_soon(sidecar, store.listen, heard)
+                side.append(partial(store.listen, heard))
+                if not delivering:  # no engine to heartbeat: the node still says it is alive
+                    side.append(partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0))
+                await nursery.start(run_sidecars, side)
                 if delivering:
                     await nursery.start(engine.run)
-                else:  # no engine to heartbeat: the node still says it is alive
-                    beat = partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0)
-                    nursery.start_soon(sidecar, beat)
                 port = await nursery.start(grpc_server.run)
                 log.info(
                     "tidings serving",

@@ -171,9 +171,12 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
 
 # -- claiming --------------------------------------------------------------------------------
 
-# One statement. Each ACTIVE hook is locked (FOR NO KEY UPDATE SKIP LOCKED) while it is
-# claimed from, so two servers never count one hook's leases at once: a hook another server is
-# claiming from is skipped this round (that server takes its share). Its room is its
+# Two statements. The first locks the ACTIVE hooks (FOR NO KEY UPDATE SKIP LOCKED) for the
+# rest of the transaction, so two servers never count one hook's leases at once: a hook another
+# server is claiming from is skipped this round (that server takes its share). The claim is a
+# second statement because under READ COMMITTED a statement reads the snapshot it started
+# with: had the lock been taken inside it, a claim that committed between its start and the
+# lock would be invisible to its lease count, and the hook would get more than its room. Its room is its
 # max_concurrency less its unexpired leases, whoever holds them; each hook offers up to its
 # room of its earliest due deliveries through deliveries_due_by_hook, and of all of those the
 # earliest due ``limit`` are leased to the owner. A PER_RESOURCE hook only offers a resource's
@@ -182,7 +185,7 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
 _CLAIM: Final = f"""
     WITH active AS (
         SELECT name, max_concurrency, ordering, create_time FROM hooks
-        WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
+        WHERE name = ANY(%(hooks)s) AND status = 'active'
     ), room AS (
         SELECT a.name, a.ordering, a.create_time,
                least(%(limit)s, a.max_concurrency - (
@@ -209,6 +212,9 @@ _CLAIM: Final = f"""
     FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
     RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial
 """
+_LOCK_ACTIVE_HOOKS: Final = """
+    SELECT name FROM hooks WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
+"""
 _CLAIMED: Final = f"""
     SELECT {prefixed(DELIVERY_COLUMNS, "d")}, {prefixed(HOOK_COLUMNS, "h")}, {prefixed(EVENT_COLUMNS, "e")}
     FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
@@ -224,7 +230,10 @@ _N_HOOK: Final = 21
 def claim(
     conn: psycopg.Connection[Any], *, now: datetime, limit: int, lease_until: datetime, owner: str
 ) -> list[Claim]:
-    args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner}
+    hooks_locked = [row[0] for row in conn.execute(_LOCK_ACTIVE_HOOKS).fetchall()]
+    if not hooks_locked:
+        return []
+    args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner, "hooks": hooks_locked}
     leased = conn.execute(_CLAIM, args).fetchall()
     leased.sort(key=lambda row: (row[2], row[3], row[0]))  # earliest due first, then publish order, then name
     if not leased:

@@ -25,6 +25,7 @@ from tidings_server.delivery import policy
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.domain import signing, states
+from tidings_server.domain.errors import Unavailable
 from tidings_server.domain.hooks import disable_hook
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
@@ -35,6 +36,8 @@ from tidings_server.telemetry.tracing import AttemptTracer
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"tidings/{__version__}"
+STORE_RETRY = 1.0
+"""Seconds between tries of a claim or a record while the store is unavailable."""
 DELIVERY_ID_HEADER = "Tidings-Delivery-Id"
 HOOK_HEADER = "Tidings-Hook"
 
@@ -161,33 +164,41 @@ class DeliveryEngine:
 
     async def _dispatch(self, attempts: trio.Nursery) -> None:
         while not self._stopping.is_set():
-            self._wake = trio.Event()
-            free = self._config.max_in_flight - len(self._flights)
-            claims: list[Claim] = []
-            now = self._clock.now()
-            if free > 0:
-                claims = await self._store.claim_due(
-                    now,
-                    limit=min(free, self._config.claim_batch),
-                    lease_until=now + self._config.lease,
-                    owner=self.node_id,
-                )
-                for claim in claims:
-                    if claim.delivery.name in self._flights:  # still running here; its lease ran out
-                        continue
-                    flight = _Flight(claim.hook.name, claim)
-                    self._flights[claim.delivery.name] = flight
-                    self._idle = trio.Event()
-                    attempts.start_soon(self._attempt, flight)
-            if claims and len(claims) == min(free, self._config.claim_batch):
-                await trio.lowlevel.checkpoint()
-                continue  # there may be more due right now
-            due = await self._store.next_due_time(after=now) if free > 0 else None
-            deadline = self._clock.deadline(due)
-            if self._config.poll is not None:
-                deadline = min(deadline, trio.current_time() + self._config.poll)
-            with trio.move_on_at(deadline):
-                await self._wake.wait()
+            try:
+                await self._dispatch_once(attempts)
+            except Unavailable as exc:  # the database is away: keep trying, deliver when it is back
+                log.warning("claiming failed; trying again", extra={"error": str(exc), "in": STORE_RETRY})
+                await trio.sleep(STORE_RETRY)
+
+    async def _dispatch_once(self, attempts: trio.Nursery) -> None:
+        """One claim, then a wait for the next wake-up, due time or poll."""
+        self._wake = trio.Event()
+        free = self._config.max_in_flight - len(self._flights)
+        claims: list[Claim] = []
+        now = self._clock.now()
+        if free > 0:
+            claims = await self._store.claim_due(
+                now,
+                limit=min(free, self._config.claim_batch),
+                lease_until=now + self._config.lease,
+                owner=self.node_id,
+            )
+            for claim in claims:
+                if claim.delivery.name in self._flights:  # still running here; its lease ran out
+                    continue
+                flight = _Flight(claim.hook.name, claim)
+                self._flights[claim.delivery.name] = flight
+                self._idle = trio.Event()
+                attempts.start_soon(self._attempt, flight)
+        if claims and len(claims) == min(free, self._config.claim_batch):
+            await trio.lowlevel.checkpoint()
+            return  # there may be more due right now
+        due = await self._store.next_due_time(after=now) if free > 0 else None
+        deadline = self._clock.deadline(due)
+        if self._config.poll is not None:
+            deadline = min(deadline, trio.current_time() + self._config.poll)
+        with trio.move_on_at(deadline):
+            await self._wake.wait()
 
     # -- one attempt -----------------------------------------------------------------------
 
@@ -362,10 +373,26 @@ class DeliveryEngine:
                         batch.append(self._records_receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                with trio.CancelScope(shield=True):  # a started write always completes
-                    await self._store.record_attempts(batch)
+                await self._record(batch)
                 self._on_recorded()
                 self.wake()
+
+    async def _record(self, batch: list[AttemptRecord]) -> None:
+        """Record a batch, trying again while the database is away; the attempts wait (their
+        leases kept by the heartbeat, once it gets through). Stopping, a batch the database
+        still refuses is given up: those deliveries are sent again (at least once)."""
+        while True:
+            try:
+                with trio.CancelScope(shield=True):  # a started write always completes
+                    await self._store.record_attempts(batch)
+                return
+            except Unavailable as exc:
+                if self._stopping.is_set():
+                    log.error("attempts not recorded before stopping; they will be sent again",
+                              extra={"count": len(batch), "error": str(exc)})  # fmt: skip
+                    return
+                log.warning("recording attempts failed; trying again", extra={"error": str(exc), "in": STORE_RETRY})
+                await trio.sleep(STORE_RETRY)
 
     async def _background(self, scope: trio.CancelScope) -> None:
         """The purger, and the heartbeat that keeps this node's leases while their attempts
@@ -379,8 +406,11 @@ class DeliveryEngine:
     async def _purge_loop(self) -> None:
         while True:
             before = self._clock.now() - self._config.retention
-            while await self._store.purge(before, self._config.purge_batch):
-                await trio.lowlevel.checkpoint()
+            try:
+                while await self._store.purge(before, self._config.purge_batch):
+                    await trio.lowlevel.checkpoint()
+            except Unavailable as exc:  # next round
+                log.warning("purging failed", extra={"error": str(exc)})
             await trio.sleep(self._config.purge_every)
 
 
