@@ -20,7 +20,7 @@ from tidings_postgresql import changelog, partitions, rows
 from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
+from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.stores import history as plans
 
 PENDING: Final = "status IN ('queued', 'retrying')"
@@ -36,15 +36,15 @@ class KeyRace(Exception):
 # -- publishing ------------------------------------------------------------------------------
 
 _FIND_KEYS: Final = """
-    SELECT k.company_id, k.idempotency_key, k.event_id, k.serial FROM idempotency_keys AS k
+    SELECT k.company_id, k.idempotency_key, k.event_id, k.serial, k.fingerprint FROM idempotency_keys AS k
     JOIN unnest(%s::bigint[], %s::text[]) AS u(company_id, idempotency_key)
       ON k.company_id = u.company_id AND k.idempotency_key = u.idempotency_key
 """
 _TAKEN_IDS: Final = "SELECT id FROM events WHERE id = ANY(%s)"
 _SERIALS: Final = "SELECT nextval('event_serials') FROM generate_series(1, %s)"
 _STORE_KEYS: Final = """
-    INSERT INTO idempotency_keys (company_id, idempotency_key, event_id, serial, publish_time)
-    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])
+    INSERT INTO idempotency_keys (company_id, idempotency_key, event_id, serial, fingerprint, publish_time)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[])
     ON CONFLICT DO NOTHING
 """
 _MATCHING_HOOKS: Final = """
@@ -53,7 +53,7 @@ _MATCHING_HOOKS: Final = """
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
 """
-_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 18)})"
+_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 19)})"
 _INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
@@ -75,19 +75,26 @@ def _matching_hooks(conn: psycopg.Connection[Any], event: Event) -> list[str]:
 
 def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: datetime) -> list[Published]:
     keyed = sorted({(e.company_id, e.idempotency_key) for e in events if e.idempotency_key})
-    known: dict[tuple[int, str], tuple[str, int]] = {}
+    # The first use of each key: (event id, serial, fingerprint), stored earlier or in this batch.
+    known: dict[tuple[int, str], tuple[str, int, str]] = {}
     if keyed:
         found = conn.execute(_FIND_KEYS, ([k[0] for k in keyed], [k[1] for k in keyed])).fetchall()
-        known = {(company, key): (event_id, serial) for company, key, event_id, serial in found}
+        known = {(company, key): (event_id, serial, fp) for company, key, event_id, serial, fp in found}
     # Which events are stored: the first use of each key, and every event without one.
     stored: list[Event] = []
-    claimed: set[tuple[int, str]] = set()
-    for event in events:
+    first_in_batch: dict[tuple[int, str], Event] = {}
+    for index, event in enumerate(events):
         key = (event.company_id, event.idempotency_key)
         if event.idempotency_key:
-            if key in known or key in claimed:
+            first = known.get(key)
+            earlier = first_in_batch.get(key)
+            if first is None and earlier is not None:
+                first = (earlier.id, 0, earlier.idempotency_fingerprint)
+            if first is not None:
+                if not same_event(first[2], event.idempotency_fingerprint):
+                    raise IdempotencyConflict(index, event.idempotency_key, first[0])
                 continue
-            claimed.add(key)
+            first_in_batch[key] = event
         stored.append(event)
     ids = [e.id for e in stored]
     taken = {row[0] for row in conn.execute(_TAKEN_IDS, (ids,)).fetchall()} if ids else set()
@@ -98,7 +105,11 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
         seen.add(event_id)
     serials = sorted(int(row[0]) for row in conn.execute(_SERIALS, (len(stored),)).fetchall()) if stored else []
     serial_of = {e.id: s for e, s in zip(stored, serials, strict=True)}
-    new_keys = [(e.company_id, e.idempotency_key, e.id, serial_of[e.id]) for e in stored if e.idempotency_key]
+    new_keys = [
+        (e.company_id, e.idempotency_key, e.id, serial_of[e.id], e.idempotency_fingerprint)
+        for e in stored
+        if e.idempotency_key
+    ]
     if new_keys:
         columns = list(zip(*new_keys, strict=True))
         with conn.cursor() as cur:
@@ -107,7 +118,7 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
                 raise KeyRace
     for e in stored:
         if e.idempotency_key:
-            known[(e.company_id, e.idempotency_key)] = (e.id, serial_of[e.id])
+            known[(e.company_id, e.idempotency_key)] = (e.id, serial_of[e.id], e.idempotency_fingerprint)
     results: list[Published] = []
     event_rows: list[tuple[Any, ...]] = []
     delivery_rows: list[dict[str, Any]] = []
