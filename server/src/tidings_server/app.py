@@ -14,6 +14,7 @@ import trio
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
+from tidings_server.delivery.render_pool import PoolConfig, RenderPool
 from tidings_server.domain.catalog import CatalogEntry, CatalogService, FormatInfo
 from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventService
@@ -24,7 +25,7 @@ from tidings_server.domain.ports import Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
-from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.plugins.manager import IN_PROCESS, PluginError, Plugins
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Config:
     shutdown_grace: float = 10.0
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    render_pool: PoolConfig = field(default_factory=PoolConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
 
     @property
@@ -131,9 +133,21 @@ BUNDLED_DISTRIBUTIONS = frozenset({"tidings-server", "tidings-procore"})
 
 
 def bundled_formats(plugins: Plugins) -> frozenset[str]:
-    """Formats shipped with the server itself, which render without a worker thread; every
-    other plugin's format renders in one, within the time bound."""
+    """Formats shipped with the server itself, which render on the engine's thread; every other
+    installed plugin's format renders in a worker process (``pooled_formats``)."""
     return frozenset(n for n, origin in plugins.format_origin.items() if origin.distribution in BUNDLED_DISTRIBUTIONS)
+
+
+def pooled_formats(plugins: Plugins) -> dict[str, tuple[str, list[str]]]:
+    """The formats of installed third-party distributions, each with its distribution and the
+    plugins a worker of that distribution loads (its entry points that loaded here)."""
+    installed = {i.distribution for i in plugins.infos if i.error is None and i.distribution != IN_PROCESS}
+    loaded = {d: [i.name for i in plugins.infos if i.distribution == d and i.error is None] for d in installed}
+    return {
+        name: (origin.distribution, loaded[origin.distribution])
+        for name, origin in plugins.format_origin.items()
+        if origin.distribution in installed and origin.distribution not in BUNDLED_DISTRIBUTIONS
+    }
 
 
 async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
@@ -203,6 +217,7 @@ async def serve(
                 pool_idle_total=in_flight,
             )
         )
+        pool = await stack.enter_async_context(RenderPool(pooled_formats(plugins), config.render_pool))
         pulse = Pulse()
         engine = DeliveryEngine(
             store,
@@ -213,6 +228,7 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            render_pool=pool,
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         async with trio.open_nursery() as nursery:
