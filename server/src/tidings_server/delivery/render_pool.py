@@ -25,7 +25,7 @@ import trio
 
 from tidings_server.delivery import render_worker as wire
 from tidings_server.domain.model import Event
-from tidings_server.domain.texts import bound_error
+from tidings_server.domain.texts import MAX_QUOTED_CHARS, bound_error
 from tidings_server.plugins.spec import RenderContext, RenderedPayload, RenderError, check_rendered
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class _Lane:
         finally:
             self._slots.release()
         if kind == wire.REFUSED and isinstance(meta, dict):
-            raise RenderFailed(bound_error(str(meta.get("error"))))
+            raise RenderFailed(bound_error(str(meta.get("error")), MAX_QUOTED_CHARS))
         if kind != wire.RENDERED or not isinstance(meta, list):
             raise RenderFailed("its render worker sent a reply the wire does not allow")
         try:  # checked again here: the worker runs foreign code, the reply must still hold
@@ -178,7 +178,7 @@ class _Lane:
         if kind != wire.READY:
             await worker.close()
             error = meta.get("error") if isinstance(meta, dict) else meta
-            raise RenderFailed(f"its render worker could not start: {bound_error(str(error))}")
+            raise RenderFailed(f"its render worker could not start: {bound_error(str(error), MAX_QUOTED_CHARS)}")
         self._live.add(worker)
         log.info("render worker started", extra={"distribution": self.distribution, "pid": process.pid})
         return worker

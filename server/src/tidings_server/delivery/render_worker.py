@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from tidings_server.domain.model import Event
-from tidings_server.domain.texts import bound_error
+from tidings_server.domain.texts import MAX_QUOTED_CHARS, bound_error
 from tidings_server.plugins.spec import MAX_BODY_BYTES, PayloadFormat, RenderContext, RenderError, check_rendered
 
 REQUEST_HEAD = struct.Struct(">I")
@@ -42,7 +42,7 @@ def render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> 
     try:
         rendered = fmt.render(event, context)
     except BaseException as exc:  # SystemExit and the like too: in a render, always the plugin's
-        error = f"render() raised {bound_error(repr(exc))}"
+        error = f"render() raised {bound_error(repr(exc), MAX_QUOTED_CHARS)}"
         traceback.clear_frames(exc.__traceback__)
         exc.__traceback__ = None
         del exc
@@ -54,7 +54,7 @@ def render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> 
             exc.__traceback__ = None
             del exc
         except Exception as exc:  # a hostile Mapping's items() is plugin code as well
-            error = f"render() raised {bound_error(repr(exc))}"
+            error = f"render() raised {bound_error(repr(exc), MAX_QUOTED_CHARS)}"
             traceback.clear_frames(exc.__traceback__)
             exc.__traceback__ = None
             del exc

@@ -5,6 +5,9 @@ page of them would outgrow what a gRPC client accepts (4 MiB by default)."""
 from __future__ import annotations
 
 MAX_ERROR_CHARS = 4096
+# What is left for text from outside (an exception's repr) once our words around it (which
+# format, which plugin, "the retry window is over") are added: its note of what was cut survives.
+MAX_QUOTED_CHARS = MAX_ERROR_CHARS - 512
 
 
 def bound_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
