@@ -25,7 +25,7 @@ from tidings_server.domain.ports import Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
-from tidings_server.plugins.manager import IN_PROCESS, PluginError, Plugins
+from tidings_server.plugins.manager import IN_PROCESS, PluginError, PluginInfo, Plugins
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,16 @@ def pooled_formats(plugins: Plugins) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
-    """Refuse to start when stored hooks use a payload format that no loaded plugin provides.
+async def check_formats_in_use(store: Store, plugins: Plugins, disabled: frozenset[str] = frozenset()) -> None:
+    """Refuse to start when stored hooks use a payload format that no loaded plugin provides,
+    unless plugins were disabled on purpose (``--disable-plugin``).
 
-    A plugin that failed to import (or was disabled) is only fatal here: the server runs
-    without it as long as no hook needs it, and otherwise says which format, hooks and plugin.
+    A plugin that failed to import is only fatal here: the server runs without it as long as no
+    hook needs it, and otherwise says which format is missing, which hooks need it, which broken
+    plugin may be its provider, and how to fix it. A disabled plugin is the operator's choice
+    (a plugin that misbehaves, taken out until it is fixed): the server starts, and those hooks'
+    deliveries are retried on their schedule until the format is back, so none is lost unless
+    the hook's retry window ends first.
     """
     missing = {
         name: use for name, use in (await store.payload_formats_in_use()).items() if name not in plugins.payload_formats
@@ -165,13 +170,39 @@ async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
         f"{name!r} ({count} hook{'s' if count > 1 else ''}, first {first})"
         for name, (count, first) in sorted(missing.items())
     )
-    why = "; ".join(
-        f"plugin {i.name} ({i.distribution} {i.version}) failed to load: {i.error}" for i in plugins.infos if i.error
-    )
+    if disabled:
+        log.warning(
+            "stored hooks use payload formats no loaded plugin provides: %s; with plugins disabled (%s), their"
+            " deliveries are retried on each hook's schedule until the format is back",
+            needed,
+            ", ".join(sorted(disabled)),
+        )
+        return
+    broken = [i for i in plugins.infos if i.error]
+    suspects = [i for i in broken if any(_may_provide(i, name) for name in missing)]
+    if suspects:
+        why = "; ".join(f"plugin {i.name} ({i.distribution} {i.version}) failed to load: {i.error}" for i in suspects)
+        flags = " ".join(f"--disable-plugin {i.name}" for i in suspects)
+        fix = f"repair it, or start with {flags} to run without it (those hooks' deliveries then wait for it)"
+    else:
+        why = "no installed plugin provides it" + (
+            " (failed to load, none of them its likely provider: " + ", ".join(i.name for i in broken) + ")"
+            if broken
+            else ""
+        )
+        fix = "install the distribution that provides it"
     raise PluginError(
-        f"stored hooks use payload formats no loaded plugin provides: {needed}; "
-        + (why or "install the plugin that provides them, or stop disabling it")
+        f"stored hooks use payload formats no loaded plugin provides: {needed}; {why}. To start, {fix},"
+        " or delete those hooks"
     )
+
+
+def _may_provide(info: PluginInfo, format_name: str) -> bool:
+    """Whether a plugin that failed to load looks like the provider of ``format_name``: formats
+    are named ``vendor.…`` and plugins and distributions usually carry the vendor's name."""
+    vendor = format_name.split(".", 1)[0].lower().replace("_", "-")
+    names = (info.name.lower().replace("_", "-"), info.distribution.lower())
+    return any(vendor in name.split("-") or name.startswith(vendor) for name in names)
 
 
 @dataclass(slots=True)
@@ -204,7 +235,7 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
-        await check_formats_in_use(store, plugins)
+        await check_formats_in_use(store, plugins, config.blocked_plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
         # connections instead of closing and reopening them between attempts.
