@@ -142,14 +142,16 @@ def server(db: Path) -> Iterator[Server]:
         proc.wait(30)
 
 
-def make_hooks(channel: grpc.Channel, url: str, count: int, concurrency: int) -> list[str]:
+def make_hooks(
+    channel: grpc.Channel, url: str, count: int, concurrency: int, payload_format: str = "procore.v4"
+) -> list[str]:
     hooks = hooks_pb2_grpc.HookServiceStub(channel)
     names = []
     for _ in range(count):
         hook = hooks.CreateHook(
             hooks_pb2.CreateHookRequest(
                 parent="companies/8/projects/6778",
-                hook=hooks_pb2.Hook(destination_url=url, payload_format="procore.v4", max_concurrency=concurrency),
+                hook=hooks_pb2.Hook(destination_url=url, payload_format=payload_format, max_concurrency=concurrency),
             )
         )
         hooks.BatchCreateTriggers(
@@ -227,6 +229,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs; the median is shown (default 3)")
     parser.add_argument("--rate", type=int, default=1000, help="offered events/s for the latency run (default 1000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run (default 5)")
+    parser.add_argument(
+        "--format",
+        default="procore.v4",
+        help="the hooks' payload format; slack.v1 (tidings-slack) renders in the render pool (default procore.v4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,14 +246,14 @@ def run(args: argparse.Namespace) -> int:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     url = f"http://127.0.0.1:{receiver.port}/in"
-                    make_hooks(channel, url, args.hooks, args.concurrency)
+                    make_hooks(channel, url, args.hooks, args.concurrency, args.format)
                 rates = [
                     throughput(port, db, args.events, args.batch, args.hooks, timeout=300) for _ in range(args.repeats)
                 ]
             with server(Path(tmp) / "latency.sqlite3") as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency)
+                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency, args.format)
                 p50, p99, n = latency(port, receiver, args.rate, args.seconds)
     finally:
         receiver.close()
