@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,6 +110,35 @@ class ReceiverProcess:
         self._process.join(5)
 
 
+# -- a third-party format, to measure the render pool -------------------------------------------
+
+POOLED_PLUGIN = """
+from tidings_procore.formats import ProcoreV4Format
+from tidings_server.plugins.spec import hookimpl
+
+
+class Pooled(ProcoreV4Format):
+    name = "bench.procore.v4"
+
+
+@hookimpl
+def tidings_payload_formats():
+    return [Pooled()]
+"""
+
+
+def pooled_procore(site: Path) -> tuple[str, dict[str, str]]:
+    """procore.v4 renamed, in a distribution of its own written to ``site`` (as pip leaves one),
+    so it renders in the render pool like any installed plugin; the format name and the env."""
+    info = site / "bench_pooled-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-pooled\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tidings]\nbench_pooled = bench_pooled_format\n")
+    (site / "bench_pooled_format.py").write_text(POOLED_PLUGIN)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return "bench.procore.v4", {"PYTHONPATH": path}
+
+
 # -- the server --------------------------------------------------------------------------------
 
 
@@ -120,12 +149,12 @@ class Server:
 
 
 @contextmanager
-def server(db: Path) -> Iterator[Server]:
+def server(db: Path, env: Mapping[str, str] = {}) -> Iterator[Server]:
     binary = Path(sys.executable).parent / "tidings-server"
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{db}", "--allow-http",
          "--allow-private-destinations", "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
     )  # fmt: skip
     assert proc.stderr is not None
     port = 0
@@ -230,9 +259,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=int, default=1000, help="offered events/s for the latency run (default 1000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run (default 5)")
     parser.add_argument(
-        "--format",
-        default="procore.v4",
-        help="the hooks' payload format; slack.v1 (tidings-slack) renders in the render pool (default procore.v4)",
+        "--pooled",
+        action="store_true",
+        help="hooks use procore.v4 as a third-party distribution ships it, rendered in the render pool",
     )
 
 
@@ -242,18 +271,21 @@ def run(args: argparse.Namespace) -> int:
         ceiling = trio.run(http_client.run_raw, f"http://127.0.0.1:{receiver.port}/in", 64, 0.3, 2.0)
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.sqlite3"
-            with server(db) as srv:
+            fmt, env = "procore.v4", {}
+            if args.pooled:
+                fmt, env = pooled_procore(Path(tmp) / "site")
+            with server(db, env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     url = f"http://127.0.0.1:{receiver.port}/in"
-                    make_hooks(channel, url, args.hooks, args.concurrency, args.format)
+                    make_hooks(channel, url, args.hooks, args.concurrency, fmt)
                 rates = [
                     throughput(port, db, args.events, args.batch, args.hooks, timeout=300) for _ in range(args.repeats)
                 ]
-            with server(Path(tmp) / "latency.sqlite3") as srv:
+            with server(Path(tmp) / "latency.sqlite3", env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency, args.format)
+                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency, fmt)
                 p50, p99, n = latency(port, receiver, args.rate, args.seconds)
     finally:
         receiver.close()

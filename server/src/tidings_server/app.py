@@ -213,11 +213,13 @@ class Running:
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
+    warming: trio.CancelScope = field(default_factory=trio.CancelScope)  # render workers starting
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
         Watch streams end at once (UNAVAILABLE): they never finish by themselves."""
         self.pulse.close()
+        self.warming.cancel()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
             nursery.start_soon(self.engine.drain, grace)
@@ -264,6 +266,13 @@ async def serve(
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
+            warming = trio.CancelScope()
+
+            async def warm() -> None:
+                with warming:
+                    await pool.warm()
+
+            nursery.start_soon(warm)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine, pulse))
+            task_status.started(Running(port, grpc_server, engine, pulse, warming))

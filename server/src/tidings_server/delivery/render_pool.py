@@ -121,11 +121,14 @@ class _Lane:
     async def render(
         self, name: str, event: Event, context: RenderContext, *, time_bound: float, wait: float
     ) -> tuple[list[tuple[str, str]], bytes]:
-        with trio.move_on_after(wait) as waiting:
-            await self._slots.acquire()
-        if waiting.cancelled_caught:
-            raise RenderBusy(f"no render worker of {self.distribution} was free within {wait:g} s")
         try:
+            self._slots.acquire_nowait()  # the common case, without a cancel scope's cost
+        except trio.WouldBlock:
+            with trio.move_on_after(wait) as waiting:
+                await self._slots.acquire()
+            if waiting.cancelled_caught:
+                raise RenderBusy(f"no render worker of {self.distribution} was free within {wait:g} s") from None
+        try:  # the exchange below is the checkpoint; the slot is released whatever happens in it
             worker = self._idle.pop() if self._idle else await self._start()
             healthy = False
             try:
@@ -183,6 +186,20 @@ class _Lane:
         log.info("render worker started", extra={"distribution": self.distribution, "pid": process.pid})
         return worker
 
+    async def warm(self) -> None:
+        """Start the lane's workers ahead of its first renders (a cold start is a second or two
+        that a burst of deliveries would otherwise wait through); a failure is left for the
+        render that next needs a worker to report."""
+        for _ in range(self._config.workers):
+            async with self._slots:
+                if len(self._live) >= self._config.workers:
+                    return
+                try:
+                    self._idle.append(await self._start())
+                except Exception as exc:  # the render that needs a worker will say why, per delivery
+                    log.warning("render worker of %s did not start: %s", self.distribution, exc)
+                    return
+
     async def aclose(self) -> None:
         for worker in list(self._live):
             await worker.close()
@@ -209,6 +226,12 @@ class RenderPool:
 
     def serves(self, name: str) -> bool:
         return name in self._lanes
+
+    async def warm(self) -> None:
+        """Start every distribution's workers, one distribution after another (so a server's
+        start-up does not spawn them all at once on a small machine)."""
+        for lane in self._all:
+            await lane.warm()
 
     async def render(
         self, name: str, event: Event, context: RenderContext, *, time_bound: float, wait: float
