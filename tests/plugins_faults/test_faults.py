@@ -215,6 +215,28 @@ def test_a_header_with_crlf(faulty: Faulty) -> None:
 def test_a_50_mb_body(faulty: Faulty) -> None:
     expected = "render() returned 50000000 bytes, more than the 1048576 allowed"
     assert error_of(faulty, "hugebody") == prefix("hugebody") + expected
+    # The body lived in a worker only (the server got the error text), and the worker let it go.
+    peak, now = max(memory(pid) for pid in workers_of("acme_hugebody"))  # the one that rendered
+    assert peak - now > 45_000_000
+
+
+def workers_of(plugin: str) -> list[int]:
+    """The pids of the render workers that load ``plugin``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"tidings_server.delivery.render_worker" in argv and plugin.encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(peak, current) resident bytes of a process."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmHWM"].split()[0]) * 1024, int(fields["VmRSS"].split()[0]) * 1024
 
 
 def test_a_hung_render_is_killed_at_the_bound(faulty: Faulty) -> None:
