@@ -212,6 +212,27 @@ def _may_provide(info: PluginInfo, format_name: str) -> bool:
     return any(vendor in name.split("-") or name.startswith(vendor) for name in names)
 
 
+class Sidecars:
+    """Background tasks that end when the server stops (metrics sampling, render workers
+    starting): each runs in a cancel scope of its own, and ``cancel`` ends them all."""
+
+    def __init__(self) -> None:
+        self._scopes: list[trio.CancelScope] = []
+        self._cancelled = False
+
+    async def run(self, run: Callable[..., Awaitable[None]], *args: object) -> None:
+        with trio.CancelScope() as scope:
+            if self._cancelled:
+                scope.cancel()
+            self._scopes.append(scope)
+            await run(*args)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        for scope in self._scopes:
+            scope.cancel()
+
+
 @dataclass(slots=True)
 class Running:
     """A started server: its port, and how to stop it gracefully."""
@@ -221,7 +242,7 @@ class Running:
     engine: DeliveryEngine
     pulse: Pulse
     metrics_port: int | None = None
-    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
+    sidecars: Sidecars = field(default_factory=lambda: Sidecars())  # tasks that end with the server
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -283,11 +304,8 @@ async def serve(
             tracer=attempt_tracer,
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
-        sidecars = trio.CancelScope()
-
-        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
-            with sidecars:
-                await run(*args)
+        sidecars = Sidecars()
+        sidecar = sidecars.run
 
         async with trio.open_nursery() as nursery:
             metrics_port = None

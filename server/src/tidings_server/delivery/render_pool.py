@@ -72,7 +72,12 @@ class _Worker:
         if meta_size > wire.MAX_META_BYTES or body_size > wire.MAX_BODY:
             await self.close()
             raise _WorkerGone("sent a reply larger than the render contract allows")
-        meta = json.loads(await self._exactly(meta_size))
+        data = await self._exactly(meta_size)
+        try:
+            meta = json.loads(data)
+        except ValueError:
+            await self.close()
+            raise _WorkerGone("sent a reply that is not JSON") from None
         return kind, meta, await self._exactly(body_size)
 
     async def _exactly(self, size: int) -> bytes:
