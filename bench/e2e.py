@@ -127,16 +127,39 @@ def tidings_payload_formats():
 """
 
 
-def pooled_procore(site: Path) -> tuple[str, dict[str, str]]:
-    """procore.v4 renamed, in a distribution of its own written to ``site`` (as pip leaves one),
-    so it renders in the render pool like any installed plugin; the format name and the env."""
-    info = site / "bench_pooled-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-pooled\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[tidings]\nbench_pooled = bench_pooled_format\n")
-    (site / "bench_pooled_format.py").write_text(POOLED_PLUGIN)
-    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-    return "bench.procore.v4", {"PYTHONPATH": path}
+FAULTY_PLUGIN = """
+from tidings_server.plugins.spec import RenderedPayload, hookimpl
+
+
+class HugeBody:
+    name = "bench.hugebody"
+    description = "A 50 MB body every time: refused by the contract, after the work."
+    content_type = "application/json"
+
+    def render(self, event, context):
+        return RenderedPayload({"Content-Type": self.content_type}, b"x" * 50_000_000)
+
+
+@hookimpl
+def tidings_payload_formats():
+    return [HugeBody()]
+"""
+
+
+def plugin_site(site: Path) -> dict[str, str]:
+    """Two third-party distributions written to ``site`` as pip leaves them, so they render in
+    the render pool like any installed plugin: ``bench.procore.v4`` (procore.v4 renamed) and
+    ``bench.hugebody`` (a faulty format); the environment that puts them on the server's path."""
+    for dist, module, source in (
+        ("pooled", "bench_pooled_format", POOLED_PLUGIN),
+        ("faulty", "bench_faulty_format", FAULTY_PLUGIN),
+    ):
+        info = site / f"bench_{dist}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bench-{dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[tidings]\nbench_{dist} = {module}\n")
+        (site / f"{module}.py").write_text(source)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -263,17 +286,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="hooks use procore.v4 as a third-party distribution ships it, rendered in the render pool",
     )
+    parser.add_argument(
+        "--beside",
+        metavar="FORMAT",
+        help="the latency run's events also go to a second hook (its own receiver) with this format, e.g."
+        " bench.hugebody (50 MB bodies, all refused) or procore.v4 (the same work, healthy)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     receiver = ReceiverProcess()
+    beside = ReceiverProcess()  # the second hook's, so its deliveries do not count as the first's
     try:
         ceiling = trio.run(http_client.run_raw, f"http://127.0.0.1:{receiver.port}/in", 64, 0.3, 2.0)
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.sqlite3"
-            fmt, env = "procore.v4", {}
-            if args.pooled:
-                fmt, env = pooled_procore(Path(tmp) / "site")
+            env = plugin_site(Path(tmp) / "site")
+            fmt = "bench.procore.v4" if args.pooled else "procore.v4"
             with server(db, env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -286,9 +315,12 @@ def run(args: argparse.Namespace) -> int:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency, fmt)
+                    if args.beside:
+                        make_hooks(channel, f"http://127.0.0.1:{beside.port}/in", 1, 8, args.beside)
                 p50, p99, n = latency(port, receiver, args.rate, args.seconds)
     finally:
         receiver.close()
+        beside.close()
     print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
     print(
         f"throughput: {args.events} events x {args.hooks} hooks, batches of {args.batch}, SQLite:"

@@ -31,6 +31,7 @@ REPLY_HEAD = struct.Struct(">cII")
 MAX_META_BYTES = 256 * 1024  # 16 headers of 1,024 characters, or a bounded error, fit with room
 MAX_BODY = MAX_BODY_BYTES
 READY, FAILED_TO_START, RENDERED, REFUSED = b"S", b"F", b"R", b"E"
+NICENESS = 10
 
 
 def render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> tuple[list[tuple[str, str]], bytes]:
@@ -125,6 +126,7 @@ def main(argv: Sequence[str]) -> int:
     os.close(devnull)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server ends us
+    os.nice(NICENESS)  # a format that burns CPU must not starve the server's own thread
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from tidings_server.plugins.manager import Plugins  # after the limit: plugins import under it
