@@ -6,8 +6,9 @@ Workers are plain subprocesses (``render_worker``) spoken to over their stdin an
 streams: the trio side waits on pipes, never in a thread, and a hung render is ended by killing
 its process at the bound. multiprocessing was the other way; its pipes are blocking
 connections (a thread per waiting render) and its start methods pickle more of the parent than
-a worker needs. Workers start lazily, at a distribution's first render, and one that dies or
-is killed is replaced at the next render.
+a worker needs. Workers start in the background with the server (``warm``), or at a
+distribution's first render if that comes first; one that dies or is killed is replaced at the
+next render.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tidings_server.domain.texts import MAX_QUOTED_CHARS, bound_error
 from tidings_server.plugins.spec import RenderContext, RenderedPayload, RenderError, check_rendered
 
 log = logging.getLogger(__name__)
+SETTINGS_PREFIX = "TIDINGS_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +169,9 @@ class _Lane:
         if self._config.memory_limit:
             command += ["--memory-limit", str(self._config.memory_limit)]
         # The worker imports what the server imported: the same interpreter and the same path.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # It needs none of the server's settings (keys and tokens among them): they stay here.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         process = await trio.lowlevel.open_process(
             [*command, *self._plugins], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
