@@ -13,16 +13,21 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests.harness import Api, ServerThread
 from tests.http_sink import Sink, running_sink
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
+from tidings_server.delivery.render_pool import PoolConfig, RenderBusy, RenderPool
+from tidings_server.domain.model import Event
 from tidings_server.domain.texts import MAX_ERROR_CHARS
 from tidings_server.plugins.manager import Plugins
+from tidings_server.plugins.spec import RenderContext
 
 FAILED = deliveries_pb2.DELIVERY_STATUS_FAILED
 DELIVERED = deliveries_pb2.DELIVERY_STATUS_DELIVERED
@@ -297,3 +302,29 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_runs(faulty: Fau
     hook, healthy = faulty.hooks("raise")
     faulty.publish(hook)
     faulty.check_healthy(healthy)
+
+
+async def test_the_pool_bounds_the_wait_for_a_worker_apart_from_the_render(faulty: Faulty) -> None:
+    """One worker, two 1.5 s renders at once: the second gives up waiting after 0.5 s (busy, a
+    retryable outcome), while the first, started and rendered within its own bounds, succeeds."""
+    event = Event(
+        "01jkg7hb7v8x0a3r2b4c5d6e7f", 1, datetime(2026, 11, 27, 9, tzinfo=UTC), 8, 6778, 1, "RFIs", 1, "update"
+    )
+    context = RenderContext("companies/8/projects/6778/hooks/h", "acme.slow")
+    outcomes: list[object] = []
+    async with RenderPool({"acme.slow": ("acme-slow", ["acme_slow"])}, PoolConfig(workers=1)) as pool:
+
+        async def render() -> None:
+            try:
+                outcomes.append(await pool.render("acme.slow", event, context, time_bound=2.0, wait=0.5))
+            except RenderBusy as exc:
+                outcomes.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(render)
+            await trio.sleep(0.05)
+            nursery.start_soon(render)
+    assert outcomes == [
+        "no render worker of acme-slow was free within 0.5 s",
+        ([("Content-Type", "application/json")], b"{}"),
+    ]
