@@ -219,9 +219,10 @@ _CLAIM: Final = f"""
         WHERE r.room > 0
         ORDER BY c.next_attempt_time, c.event_serial, c.name LIMIT %(limit)s
     )
-    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s
+    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s,
+        claims_since_attempt = d.claims_since_attempt + 1
     FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
-    RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial
+    RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial, d.claims_since_attempt - 1
 """
 _LOCK_ACTIVE_HOOKS: Final = """
     SELECT name FROM hooks WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
@@ -249,6 +250,8 @@ def claim(
     leased.sort(key=lambda row: (row[2], row[3], row[0]))  # earliest due first, then publish order, then name
     if not leased:
         return []
+    # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+    interrupted = {r[0]: int(r[4]) for r in leased}
     found = conn.execute(_CLAIMED, ([r[0] for r in leased], [r[1] for r in leased])).fetchall()
     hooks: dict[str, Hook] = {}
     claims: list[Claim] = []
@@ -256,7 +259,9 @@ def claim(
         hook = hooks.get(row[1])
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
-        claims.append(Claim(rows.delivery(row[:_N_DELIVERY]), rows.event(row[_N_DELIVERY + _N_HOOK :]), hook))
+        delivery = rows.delivery(row[:_N_DELIVERY])
+        event = rows.event(row[_N_DELIVERY + _N_HOOK :])
+        claims.append(Claim(delivery, event, hook, interrupted=interrupted[delivery.name]))
     return claims
 
 
@@ -313,7 +318,8 @@ _INSERT_ATTEMPT: Final = """
 _RECORD: Final = f"""
     UPDATE deliveries SET status = %s, next_attempt_time = %s, last_error = %s, attempt_count = %s,
                           first_attempt_time = coalesce(first_attempt_time, %s), update_time = %s,
-                          lease_until = NULL, lease_owner = NULL, last_response_status = %s
+                          lease_until = NULL, lease_owner = NULL, last_response_status = %s,
+                          claims_since_attempt = 0
     WHERE name = %s AND create_time = %s AND {PENDING}
 """
 _INSERT_BODY: Final = """
@@ -450,7 +456,12 @@ def _move_health(health: list[Any], ok: bool, *, end: datetime, error: str) -> N
 
 
 def release(conn: psycopg.Connection[Any], *, names: list[str]) -> None:
-    conn.execute("UPDATE deliveries SET lease_until = NULL, lease_owner = NULL WHERE name = ANY(%s)", (names,))
+    # Released, not interrupted: the claim is taken back.
+    conn.execute(
+        "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
+        " claims_since_attempt = greatest(claims_since_attempt - 1, 0) WHERE name = ANY(%s)",
+        (names,),
+    )
     changelog.notify(conn, DUE)
 
 
