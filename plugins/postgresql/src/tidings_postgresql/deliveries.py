@@ -20,7 +20,7 @@ from tidings_postgresql import changelog, partitions, rows
 from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
+from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.stores import history as plans
 
 PENDING: Final = "status IN ('queued', 'retrying')"
@@ -36,15 +36,15 @@ class KeyRace(Exception):
 # -- publishing ------------------------------------------------------------------------------
 
 _FIND_KEYS: Final = """
-    SELECT k.company_id, k.idempotency_key, k.event_id, k.serial FROM idempotency_keys AS k
+    SELECT k.company_id, k.idempotency_key, k.event_id, k.serial, k.fingerprint FROM idempotency_keys AS k
     JOIN unnest(%s::bigint[], %s::text[]) AS u(company_id, idempotency_key)
       ON k.company_id = u.company_id AND k.idempotency_key = u.idempotency_key
 """
 _TAKEN_IDS: Final = "SELECT id FROM events WHERE id = ANY(%s)"
 _SERIALS: Final = "SELECT nextval('event_serials') FROM generate_series(1, %s)"
 _STORE_KEYS: Final = """
-    INSERT INTO idempotency_keys (company_id, idempotency_key, event_id, serial, publish_time)
-    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[])
+    INSERT INTO idempotency_keys (company_id, idempotency_key, event_id, serial, fingerprint, publish_time)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[])
     ON CONFLICT DO NOTHING
 """
 _MATCHING_HOOKS: Final = """
@@ -53,7 +53,7 @@ _MATCHING_HOOKS: Final = """
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
 """
-_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 18)})"
+_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 19)})"
 _INSERT_DELIVERY: Final = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
@@ -75,19 +75,26 @@ def _matching_hooks(conn: psycopg.Connection[Any], event: Event) -> list[str]:
 
 def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: datetime) -> list[Published]:
     keyed = sorted({(e.company_id, e.idempotency_key) for e in events if e.idempotency_key})
-    known: dict[tuple[int, str], tuple[str, int]] = {}
+    # The first use of each key: (event id, serial, fingerprint), stored earlier or in this batch.
+    known: dict[tuple[int, str], tuple[str, int, str]] = {}
     if keyed:
         found = conn.execute(_FIND_KEYS, ([k[0] for k in keyed], [k[1] for k in keyed])).fetchall()
-        known = {(company, key): (event_id, serial) for company, key, event_id, serial in found}
+        known = {(company, key): (event_id, serial, fp) for company, key, event_id, serial, fp in found}
     # Which events are stored: the first use of each key, and every event without one.
     stored: list[Event] = []
-    claimed: set[tuple[int, str]] = set()
-    for event in events:
+    first_in_batch: dict[tuple[int, str], Event] = {}
+    for index, event in enumerate(events):
         key = (event.company_id, event.idempotency_key)
         if event.idempotency_key:
-            if key in known or key in claimed:
+            first = known.get(key)
+            earlier = first_in_batch.get(key)
+            if first is None and earlier is not None:
+                first = (earlier.id, 0, earlier.idempotency_fingerprint)
+            if first is not None:
+                if not same_event(first[2], event.idempotency_fingerprint):
+                    raise IdempotencyConflict(index, event.idempotency_key, first[0])
                 continue
-            claimed.add(key)
+            first_in_batch[key] = event
         stored.append(event)
     ids = [e.id for e in stored]
     taken = {row[0] for row in conn.execute(_TAKEN_IDS, (ids,)).fetchall()} if ids else set()
@@ -98,7 +105,11 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
         seen.add(event_id)
     serials = sorted(int(row[0]) for row in conn.execute(_SERIALS, (len(stored),)).fetchall()) if stored else []
     serial_of = {e.id: s for e, s in zip(stored, serials, strict=True)}
-    new_keys = [(e.company_id, e.idempotency_key, e.id, serial_of[e.id]) for e in stored if e.idempotency_key]
+    new_keys = [
+        (e.company_id, e.idempotency_key, e.id, serial_of[e.id], e.idempotency_fingerprint)
+        for e in stored
+        if e.idempotency_key
+    ]
     if new_keys:
         columns = list(zip(*new_keys, strict=True))
         with conn.cursor() as cur:
@@ -107,7 +118,7 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
                 raise KeyRace
     for e in stored:
         if e.idempotency_key:
-            known[(e.company_id, e.idempotency_key)] = (e.id, serial_of[e.id])
+            known[(e.company_id, e.idempotency_key)] = (e.id, serial_of[e.id], e.idempotency_fingerprint)
     results: list[Published] = []
     event_rows: list[tuple[Any, ...]] = []
     delivery_rows: list[dict[str, Any]] = []
@@ -208,9 +219,10 @@ _CLAIM: Final = f"""
         WHERE r.room > 0
         ORDER BY c.next_attempt_time, c.event_serial, c.name LIMIT %(limit)s
     )
-    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s
+    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s,
+        claims_since_attempt = d.claims_since_attempt + 1
     FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
-    RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial
+    RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial, d.claims_since_attempt - 1
 """
 _LOCK_ACTIVE_HOOKS: Final = """
     SELECT name FROM hooks WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
@@ -238,6 +250,8 @@ def claim(
     leased.sort(key=lambda row: (row[2], row[3], row[0]))  # earliest due first, then publish order, then name
     if not leased:
         return []
+    # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+    interrupted = {r[0]: int(r[4]) for r in leased}
     found = conn.execute(_CLAIMED, ([r[0] for r in leased], [r[1] for r in leased])).fetchall()
     hooks: dict[str, Hook] = {}
     claims: list[Claim] = []
@@ -245,7 +259,9 @@ def claim(
         hook = hooks.get(row[1])
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
-        claims.append(Claim(rows.delivery(row[:_N_DELIVERY]), rows.event(row[_N_DELIVERY + _N_HOOK :]), hook))
+        delivery = rows.delivery(row[:_N_DELIVERY])
+        event = rows.event(row[_N_DELIVERY + _N_HOOK :])
+        claims.append(Claim(delivery, event, hook, interrupted=interrupted[delivery.name]))
     return claims
 
 
@@ -302,7 +318,8 @@ _INSERT_ATTEMPT: Final = """
 _RECORD: Final = f"""
     UPDATE deliveries SET status = %s, next_attempt_time = %s, last_error = %s, attempt_count = %s,
                           first_attempt_time = coalesce(first_attempt_time, %s), update_time = %s,
-                          lease_until = NULL, lease_owner = NULL, last_response_status = %s
+                          lease_until = NULL, lease_owner = NULL, last_response_status = %s,
+                          claims_since_attempt = 0
     WHERE name = %s AND create_time = %s AND {PENDING}
 """
 _INSERT_BODY: Final = """
@@ -439,7 +456,12 @@ def _move_health(health: list[Any], ok: bool, *, end: datetime, error: str) -> N
 
 
 def release(conn: psycopg.Connection[Any], *, names: list[str]) -> None:
-    conn.execute("UPDATE deliveries SET lease_until = NULL, lease_owner = NULL WHERE name = ANY(%s)", (names,))
+    # Released, not interrupted: the claim is taken back.
+    conn.execute(
+        "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
+        " claims_since_attempt = greatest(claims_since_attempt - 1, 0) WHERE name = ANY(%s)",
+        (names,),
+    )
     changelog.notify(conn, DUE)
 
 

@@ -220,7 +220,7 @@ REDELIVERED: Final = _TARGETS.pop()
 _REDELIVER: Final = """
     UPDATE deliveries AS d
     SET status = %s, next_attempt_time = %s, first_attempt_time = NULL, last_error = '', update_time = %s,
-        lease_until = NULL, lease_owner = NULL
+        lease_until = NULL, lease_owner = NULL, claims_since_attempt = 0
     WHERE d.name = %s AND d.create_time = %s AND d.status = ANY(%s)
       AND EXISTS (SELECT 1 FROM hooks AS h
                   WHERE h.name = d.hook_name AND h.status <> 'disabled' AND h.create_time <= d.create_time)

@@ -42,7 +42,8 @@ DELIVERY_COLUMNS: Final = (
 EVENT_COLUMNS: Final = (
     "serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,"
     " event_type, source_user_id, source_project_id, source_operation_id, source_company_id,"
-    " source_application_id, related_resources, idempotency_key, traceparent"
+    " source_application_id, related_resources, idempotency_key, traceparent,"
+    " idempotency_fingerprint"
 )
 ATTEMPT_COLUMNS: Final = (
     "number, start_time, end_time, request_headers, response_status, response_headers, response_body, error"
@@ -177,6 +178,7 @@ def event_row(event: Event, serial: int, publish_time: datetime) -> tuple[Any, .
         related,
         event.idempotency_key,
         event.traceparent,
+        event.idempotency_fingerprint,
     )
 
 
@@ -201,6 +203,7 @@ def event(row: Any) -> Event:
         related,
         idempotency_key,
         traceparent,
+        fingerprint,
     ) = row
     return Event(
         id=event_id,
@@ -222,6 +225,7 @@ def event(row: Any) -> Event:
         related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
         idempotency_key=idempotency_key,
         traceparent=traceparent,
+        idempotency_fingerprint=fingerprint,
     )
 
 

@@ -126,6 +126,7 @@ class _StoredDelivery:
     resource: _ResourceKey
     lease_until: datetime | None = None
     lease_owner: str = ""
+    claims_since_attempt: int = 0  # Claim.interrupted is this before the claim
 
     @property
     def due_key(self) -> _DueKey:
@@ -418,9 +419,14 @@ class MemoryStore:
                 continue
             room[hook.name] = left - 1
             chosen.append((row, hook))
-        for row, _ in chosen:
+        claims: list[Claim] = []
+        for row, hook in chosen:
+            claims.append(
+                Claim(row.delivery, self._events[row.delivery.event_id].event, hook, row.claims_since_attempt)
+            )
             self._lease(row, lease_until, owner)
-        return [Claim(row.delivery, self._events[row.delivery.event_id].event, hook) for row, hook in chosen]
+            row.claims_since_attempt += 1
+        return claims
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
         """As the protocol says, counting only times later than ``after``.
@@ -496,6 +502,7 @@ class MemoryStore:
             )
             self._change(row, new)
             self._unlease(row)
+            row.claims_since_attempt = 0
 
     def _record_health(self, hook_name: str, attempt: Attempt) -> None:
         """In record order: a success resets the failure streak; last times only move forward."""
@@ -517,6 +524,7 @@ class MemoryStore:
             row = self._deliveries.get(name)
             if row is not None:
                 self._unlease(row)
+                row.claims_since_attempt = max(row.claims_since_attempt - 1, 0)
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         await trio.lowlevel.checkpoint()
@@ -645,6 +653,7 @@ class MemoryStore:
             )
             self._change(row, queued)
             self._unlease(row)
+            row.claims_since_attempt = 0
             moved.append(name)
         return moved
 

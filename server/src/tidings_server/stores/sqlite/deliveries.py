@@ -162,7 +162,11 @@ _DUE_OF_ORDERED_HOOK = """
             AND p.event_serial < d.event_serial)
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
-_LEASE = "UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE name = ?"
+# Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+_LEASE = """
+    UPDATE deliveries SET lease_until = ?, lease_owner = ?, claims_since_attempt = claims_since_attempt + 1
+    WHERE name = ?
+"""
 # Every hook's unexpired leases, whoever holds them: the leased rows are few (one per attempt
 # in flight) and all in this partial index.
 _LEASES_HELD = """
@@ -179,7 +183,7 @@ _CLAIMED = """
            e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
            e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
            e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
-           e.idempotency_fingerprint
+           e.idempotency_fingerprint, d.claims_since_attempt
     FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
     WHERE d.name = ?
 """
@@ -205,7 +209,7 @@ def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, o
         hook = hooks.get(row[1])
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[16:33])
-        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:]), hook))
+        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:-1]), hook, row[-1] - 1))
     return claims
 
 
@@ -266,7 +270,7 @@ _INSERT_ATTEMPT = """
 _RECORD = """
     UPDATE deliveries SET status = ?, next_attempt_time = ?, last_error = ?, attempt_count = ?,
                           first_attempt_time = coalesce(first_attempt_time, ?), update_time = ?, lease_until = NULL,
-                          lease_owner = NULL, last_response_status = ?
+                          lease_owner = NULL, last_response_status = ?, claims_since_attempt = 0
     WHERE name = ? AND status IN ('queued', 'retrying')
 """
 # The first body is kept; it is written only with an update that applies (a pending delivery).
@@ -385,7 +389,12 @@ def _move_health(health: list[Any], ok: bool, *, end: object, error: object) -> 
         health[3] += 1
 
 
-_RELEASE = "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL WHERE name = ?"
+# Released, not interrupted: the claim is taken back.
+_RELEASE = """
+    UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,
+        claims_since_attempt = max(claims_since_attempt - 1, 0)
+    WHERE name = ?
+"""
 
 
 def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
