@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:50051
 STORE ?= sqlite:///$(CURDIR)/var/tidings.sqlite3
 PROJECTS := clients/python server $(wildcard plugins/*)
 
-.PHONY: serve test lint typecheck buf proto proto-check pytest bench clean
+.PHONY: serve test lint typecheck buf proto proto-check unasync unasync-check pytest bench clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJECTS))
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ serve: $(STAMP)
 	mkdir -p var
 	$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
 
-## test: lint, type checks, buf lint, generated-code freshness, then the whole test suite.
-test: lint typecheck buf proto-check pytest
+## test: lint, type checks, buf lint, generated-code freshness (proto, blocking client), then the whole test suite.
+test: lint typecheck buf proto-check unasync-check pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +39,13 @@ proto: $(STAMP)
 
 proto-check: $(STAMP)
 	$(BIN)/python .ci/gen_proto.py --check
+
+## unasync: write the blocking client (client.py) from the asyncio one (aio.py), its one source.
+unasync: $(STAMP)
+	$(BIN)/python .ci/unasync.py
+
+unasync-check: $(STAMP)
+	$(BIN)/python .ci/unasync.py --check
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""The asyncio client (grpc.aio): the same methods as Client, awaited; lists and watch are async iterators."""
+"""The asyncio client (grpc.aio): one method per RPC, plain values in and out, errors as TidingsError."""
 
 from __future__ import annotations
 
@@ -32,11 +32,15 @@ Item = TypeVar("Item")
 
 
 class AsyncClient:
-    """A connection to one tidings server for asyncio code; see ``Client`` for the semantics.
+    """A connection to one tidings server.
 
     >>> async with AsyncClient("127.0.0.1:50051") as client:
     ...     async for hook in client.list_hooks("companies/8/projects/6778"):
     ...         print(hook.name)
+
+    Methods that read, and writes that are safe to repeat, retry UNAVAILABLE with backoff
+    (``Options.retry``); the others raise ``Unavailable`` at once, since repeating them could
+    do their work twice. ``timeout`` on a method overrides ``Options.timeout`` for that call.
 
     Create it inside a running event loop: grpc.aio channels belong to the loop they start on.
     """

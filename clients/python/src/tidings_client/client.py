@@ -1,3 +1,4 @@
+# Generated from aio.py by .ci/unasync.py (`make unasync`): edit aio.py, not this file.
 """The blocking client: one method per RPC, plain values in and out, errors as TidingsError."""
 
 from __future__ import annotations
