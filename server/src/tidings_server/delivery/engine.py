@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"tidings/{__version__}"
 DELIVERY_ID_HEADER = "Tidings-Delivery-Id"
 HOOK_HEADER = "Tidings-Hook"
+TEST_HEADER = "Tidings-Test"  # "true" on a test send, whatever the format: a receiver can ignore it
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,16 +203,18 @@ class DeliveryEngine:
                 self._idle.set()
             self.wake()
 
-    async def _perform(self, claim: Claim) -> tuple[AttemptRecord, bool]:
+    async def _perform(self, claim: Claim, *, test: bool = False) -> tuple[AttemptRecord, bool]:
         """Render, POST and decide; returns the record and whether the hook must be disabled."""
         delivery, event, hook = claim.delivery, claim.event, claim.hook
         number = delivery.attempt_count + 1
         start = self._clock.now()
         headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name)]
+        if test:
+            headers.append((TEST_HEADER, "true"))
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
-            body, rendered_headers = await self._render(hook, claim.event)
+            body, rendered_headers = await self._render(hook, claim.event, test=test)
         except _RenderFailed as exc:  # foreign plugin code: any failure is this delivery's, not ours
             result = policy.Result(failure=policy.Failure.RENDER, error=str(exc))
             return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
@@ -234,7 +237,9 @@ class DeliveryEngine:
     async def probe(self, hook: Hook, event: Event) -> tuple[Attempt, bytes]:
         """Send ``event`` to ``hook`` once, now, exactly as a delivery would be, recording nothing
         (SendTestEvent): the admin learns whether the endpoint works before events flow. Returns
-        the attempt and the body it sent (empty when the format could not render it)."""
+        the attempt and the body it sent (empty when the format could not render it). The request
+        says it is a test: a ``Tidings-Test: true`` header, and the format marks the body where
+        its shape allows (``RenderContext.test``)."""
         now = self._clock.now()
         delivery = Delivery(
             name=f"{hook.name}/deliveries/{event.id}",
@@ -246,10 +251,10 @@ class DeliveryEngine:
             update_time=now,
             next_attempt_time=now,
         )
-        record, _ = await self._perform(Claim(delivery, event, hook))
+        record, _ = await self._perform(Claim(delivery, event, hook), test=True)
         return record.attempt, record.rendered.body if record.rendered else b""
 
-    async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
+    async def _render(self, hook: Hook, event: Event, *, test: bool = False) -> tuple[bytes, list[tuple[str, str]]]:
         """Render in a worker thread within ``render_timeout``; every failure names the plugin.
 
         The render and the contract check both run in the thread, so no plugin code (not even
@@ -265,7 +270,7 @@ class DeliveryEngine:
         limiter = self._render_limiters.get(name)
         if limiter is None:
             limiter = self._render_limiters[name] = self._render_limiter(self._config.render_threads_per_format)
-        context = RenderContext(hook.name, name)
+        context = RenderContext(hook.name, name, test=test)
         if name in self._inline_formats:
             # Formats shipped with the server are code of ours, reviewed and tested with it: a
             # thread hop per render cost them a third of the delivery rate (docs/performance.md).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from tidings_server.domain.model import (
     Delivery,
     DeliveryStatus,
     Event,
+    EventMetadata,
     Hook,
     HookStatus,
     RenderedBody,
@@ -46,7 +48,9 @@ MAX_REDELIVER_LIMIT: Final = 1000
 MAX_REDELIVER_PAGES: Final = 10  # pages of SCAN_LIMIT one RedeliverDeliveries call walks at most
 WATCH_BATCH: Final = 100
 WATCH_SCAN: Final = 2000
+WATCH_EVENT_CACHE: Final = 4096  # events kept for watchers: a delivery changes several times, many watch alike
 EXCERPT: Final = 1024
+TEST_APPLICATION_ID: Final = "tidings-test"  # metadata.source_application_id of a test send
 
 _EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -146,7 +150,9 @@ class WatchCursor:
 
 @dataclass(frozen=True, slots=True)
 class WatchBatch:
-    changes: list[Change]
+    """Changes with the events of their deliveries (None for an event already purged)."""
+
+    changes: list[tuple[Change, Event | None]]
     cursor: WatchCursor
 
 
@@ -171,6 +177,8 @@ class HistoryService:
         self._probe = probe
         self._retention = retention
         self._on_change = on_change
+        # Events never change once published, so the watchers of one server share their lookups.
+        self._watch_events: OrderedDict[str, Event] = OrderedDict()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -252,10 +260,26 @@ class HistoryService:
             cursor.query, after=cursor.after, limit=WATCH_BATCH, scan_limit=WATCH_SCAN
         )
         if page.changes or page.last_seq > cursor.after:
-            return WatchBatch(page.changes, replace(cursor, after=page.last_seq))
+            found = [(c, await self._watched_event(c.delivery.event_id)) for c in page.changes]
+            return WatchBatch(found, replace(cursor, after=page.last_seq))
         with trio.move_on_after(wait):
             await self._pulse.wait(token)
         return WatchBatch([], cursor)
+
+    async def _watched_event(self, event_id: str) -> Event | None:
+        """A change carries only its delivery; watchers are shown the whole event, as lists are."""
+        event = self._watch_events.get(event_id)
+        if event is not None:
+            self._watch_events.move_to_end(event_id)
+            return event
+        try:
+            event = await self._store.get_event(event_id)
+        except NotFound:  # purged since the change: the delivery's own summary is what is left
+            return None
+        self._watch_events[event_id] = event
+        if len(self._watch_events) > WATCH_EVENT_CACHE:
+            self._watch_events.popitem(last=False)
+        return event
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -302,6 +326,11 @@ class HistoryService:
                 break
         if moved:
             self._changed()
+        if after is not None and len(moved) >= limit:
+            # A full page says nothing of what follows it: look for one more match, so ``more``
+            # is not set for a caller whose last batch took exactly the last deliveries.
+            peek = await self._walk(query, parent, after, 1)
+            after = after if peek.deliveries else peek.next_after
         return Redelivered(moved, more=after is not None)
 
     async def send_test(self, name: str) -> TestResult:
@@ -318,10 +347,13 @@ class HistoryService:
             timestamp=now,
             company_id=hook.company_id,
             project_id=hook.project_id,
-            user_id=1,
+            # Ids no real user or resource has, and a source naming the test: a receiver that
+            # looks the resource up finds nothing to change (docs/cli.md, "hooks test").
+            user_id=0,
             resource_name=resource,
-            resource_id=1,
+            resource_id=0,
             event_type=event_type,
+            metadata=EventMetadata(source_application_id=TEST_APPLICATION_ID),
         )
         attempt, body = await self._probe(hook, event)
         return TestResult(attempt, body)

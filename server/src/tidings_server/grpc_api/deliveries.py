@@ -78,9 +78,9 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         try:
             while True:
                 batch = await self._call(context, self._history.watch_next, cursor, self._watch.poll)
-                for change in batch.changes:
+                for change, event in batch.changes:
                     token = cursor.resume_token(change.seq)
-                    message = convert_history.change(change, token)
+                    message = convert_history.change(change, event, token)
                     try:
                         await asyncio.wait_for(context.write(message), self._watch.stall_timeout)
                     except TimeoutError:
