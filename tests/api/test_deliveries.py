@@ -315,7 +315,7 @@ def test_redeliver_by_filter_takes_failed_and_discarded_and_leaves_the_rest(api:
     again = settled(api, hook.name, 3)
     # A limit the last matches fill exactly leaves nothing more to ask for.
     exact = api.deliveries.RedeliverDeliveries(
-        D.RedeliverDeliveriesRequest(parent=hook.name, filter='resource_id = 3', limit=1)
+        D.RedeliverDeliveriesRequest(parent=hook.name, filter="resource_id = 3", limit=1)
     )
     assert (list(exact.names), exact.more) == ([rows[0].name], False)
     again = settled(api, hook.name, 3)

@@ -69,6 +69,16 @@ class Env:
 pass_env = click.make_pass_decorator(Env)
 
 
+class Declined(Exception):
+    """The person answered no: nothing was done, which is not an error but not success either."""
+
+
+def confirm(question: str) -> None:
+    """Ask on the terminal; a "no" ends the command with exit 1 and "nothing changed"."""
+    if not click.confirm(question):
+        raise Declined
+
+
 @click.group(context_settings=CONTEXT_SETTINGS, epilog=ROOT_EXAMPLES)
 @click.version_option(package_name="tidings-client", prog_name="tidings")
 @click.option(

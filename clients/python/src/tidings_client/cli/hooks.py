@@ -12,9 +12,9 @@ from rich.console import Group
 from rich.text import Text
 
 from tidings_client.cli import params
-from tidings_client.cli.app import CONTEXT_SETTINGS, Env, pass_env
+from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
 from tidings_client.cli.events import expand_events, triggers_table
-from tidings_client.cli.output import fields_table, joined, span, status_text, table, when
+from tidings_client.cli.output import STATUS_STYLE, fields_table, joined, span, status_text, table, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import DeliveryOrdering, Hook, HookChanges, HookOverview, HookStatus, RetryPolicy
 
@@ -88,6 +88,14 @@ def print_hook(env: Env, hook: Hook) -> None:
         env.out.json(hook)
     else:
         env.out.print(fields_table(hook_rows(hook)))
+
+
+def said(env: Env, hook: Hook, verb: str, what_follows: str) -> None:
+    """One line for a change whose result is the change itself (pause, resume)."""
+    if env.out.as_json:
+        env.out.json(hook)
+    else:
+        env.out.print(Text(f"{verb} ", style=STATUS_STYLE[hook.status]) + Text(hook.name) + Text(f": {what_follows}"))
 
 
 def retry_options(fn: Any) -> Any:
@@ -218,6 +226,10 @@ def create(
             except TidingsError:
                 env.out.note(f"{hook.name} was created without its events; `tidings hooks delete` removes it")
             raise
+    if no_signing:
+        # The server keeps a secret ready, but a hook that signs nothing has no secret to
+        # store: printing one would ask the admin to keep what no receiver checks.
+        hook = replace(hook, signing_secret="")
     if env.out.as_json:
         env.out.json({"hook": hook, "triggers": triggers})
     else:
@@ -225,6 +237,11 @@ def create(
         env.out.print(fields_table(hook_rows(hook)))
         if triggers:
             env.out.print(triggers_table(triggers))
+    if no_signing:
+        env.out.note(
+            f"Signing is off. To sign later: `tidings hooks rotate-secret {hook.name} --overlap 0` prints a"
+            f" secret, then `tidings hooks update {hook.name} --signing`."
+        )
     warn_secret_shown_once(env, hook)
 
 
@@ -409,7 +426,8 @@ def update(
 @pass_env
 def pause(env: Env, hook: str) -> None:
     """Stop delivering; matching events are kept and wait until `hooks resume`."""
-    print_hook(env, env.client().update_hook(hook, HookChanges(status=HookStatus.PAUSED)))
+    changed = env.client().update_hook(hook, HookChanges(status=HookStatus.PAUSED))
+    said(env, changed, "paused", "deliveries wait until `tidings hooks resume`")
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks resume companies/8/projects/6778/hooks/procore-sync")
@@ -417,7 +435,8 @@ def pause(env: Env, hook: str) -> None:
 @pass_env
 def resume(env: Env, hook: str) -> None:
     """Deliver again, starting with what waited while paused."""
-    print_hook(env, env.client().update_hook(hook, HookChanges(status=HookStatus.ACTIVE)))
+    changed = env.client().update_hook(hook, HookChanges(status=HookStatus.ACTIVE))
+    said(env, changed, "resumed", "deliveries go out again")
 
 
 @hooks.command(epilog="\b\nExamples:\n  tidings hooks delete HOOK\n  tidings hooks delete HOOK --yes")
@@ -432,7 +451,7 @@ def delete(env: Env, hook: str, yes: bool) -> None:
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("not deleting without confirmation: add --yes")
-        click.confirm(f"Delete {hook} and discard its pending deliveries?", abort=True)
+        confirm(f"Delete {hook} and discard its pending deliveries?")
     env.client().delete_hook(hook)
     if env.out.as_json:
         env.out.json({"deleted": hook})
@@ -469,7 +488,7 @@ def rotate_secret(env: Env, hook: str, overlap: timedelta | None, yes: bool) -> 
         if not sys.stdin.isatty():
             raise click.UsageError("not rotating without confirmation: add --yes")
         keeps = "stops at once" if overlap == timedelta(0) else f"keeps signing for {span(overlap or DEFAULT_OVERLAP)}"
-        click.confirm(f"Give {hook} a new signing secret? The current one {keeps}.", abort=True)
+        confirm(f"Give {hook} a new signing secret? The current one {keeps}.")
     rotated = env.client().rotate_signing_secret(hook, overlap)
     if env.out.as_json:
         env.out.json(rotated)

@@ -10,7 +10,7 @@ import grpc
 from rich.console import Console
 from rich.markup import escape
 
-from tidings_client.cli.app import CONTEXT_SETTINGS, root
+from tidings_client.cli.app import CONTEXT_SETTINGS, Declined, root
 from tidings_client.cli.catalog import catalog
 from tidings_client.cli.deliveries import deliveries
 from tidings_client.cli.events import events
@@ -71,9 +71,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{exc.code.name}: {exc.message}", EXIT_FOR_CODE.get(exc.code, SERVER_ERROR))
     except ProtocolError as exc:
         return _fail(str(exc), SERVER_ERROR)
-    except click.exceptions.Abort:
-        return _fail("aborted", INTERRUPTED)
-    except KeyboardInterrupt:
+    except Declined:
+        Console(stderr=True, highlight=False).print("nothing changed", markup=False)
+        return SERVER_ERROR
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C (click turns one at a prompt into Abort): the person knows; no error line.
+        sys.stderr.write("\n")
         return INTERRUPTED
     except click.UsageError as exc:
         exc.show()  # with the usage line and the pointer to --help
