@@ -86,7 +86,8 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
         raise InvalidArgument(f"{field_name}: {value!r} is not a valid URL: {exc}") from None
     scheme = url.scheme.lower()
     if scheme not in ("http", "https"):
-        raise InvalidArgument(f"{field_name}: must be an absolute https URL, got scheme {url.scheme or 'none'!r}")
+        wanted = "http or https" if policy.allow_http else "https"
+        raise InvalidArgument(f"{field_name}: must be an absolute {wanted} URL, got scheme {url.scheme or 'none'!r}")
     if scheme == "http" and not policy.allow_http:
         raise InvalidArgument(f"{field_name}: must use https (this server does not allow http destinations)")
     host = (url.hostname or "").lower()

@@ -55,6 +55,7 @@ TEST_APPLICATION_ID: Final = "tidings-test"  # metadata.source_application_id of
 _EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DELIVERY_RE = re.compile(rf"(?P<hook>.+)/deliveries/(?P<event>{_EVENT_ID})")
+_HOOK_NAME = re.compile(r"companies/[^/]+(/projects/[^/]+)?/hooks/[^/]+")
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 PARENT_FORMS: Final = (
     f"a hook ({names.HOOK_FORMS}), companies/{{company}}/projects/{{project}} or companies/{{company}}"
@@ -398,6 +399,7 @@ class HistoryService:
         if criteria.start_time and criteria.end_time and criteria.end_time <= criteria.start_time:
             raise InvalidArgument("end_time: must be later than start_time")
         expr = filtering.parse(criteria.filter, DELIVERY_FILTER_SCHEMA)
+        _check_hook_comparisons(expr, criteria.parent)
         window = self._window_start()
         return replace(
             base,
@@ -448,6 +450,28 @@ class HistoryService:
             return await self._render(hook, event)
         except Exception:  # a broken format shows as "no body"; the delivery itself reports why
             return None
+
+
+def _check_hook_comparisons(expr: filtering.Expr | None, parent: str) -> None:
+    """``hook`` is compared with full hook names: a bare id would match nothing, silently.
+
+    Refused rather than resolved against the parent: under a company the same id can name
+    the company's hook and a hook of each of its projects, and a filter must mean one thing.
+    """
+    if expr is None:
+        return
+    if isinstance(expr, filtering.Compare):
+        value = expr.value
+        if expr.field == "hook" and isinstance(value, str) and not _HOOK_NAME.fullmatch(value):
+            example = f"{parent.split('/hooks/', 1)[0]}/hooks/{value}" if "/" not in value else names.HOOK_FORMS
+            raise InvalidArgument(
+                f"filter: hook {expr.op} {value!r}: hook is compared with a hook's full name, e.g. {example!r}"
+            )
+    elif isinstance(expr, filtering.Not):
+        _check_hook_comparisons(expr.operand, parent)
+    else:
+        for operand in expr.operands:
+            _check_hook_comparisons(operand, parent)
 
 
 def parse_parent(field: str, value: str) -> DeliveryQuery:

@@ -6,7 +6,7 @@ import itertools
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -17,9 +17,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from tidings_client.cli import params
+from tidings_client.cli import names, params
 from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
-from tidings_client.cli.output import fields_table, status_text, table, when
+from tidings_client.cli.output import fields_table, jsonable, status_text, table, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import Delivery, DeliveryChange, DeliveryFilter, DeliveryStatus
 
@@ -73,7 +73,7 @@ Examples:
 
 
 @deliveries.command("list", epilog=LIST_EXAMPLES)
-@click.argument("parent", required=False)
+@click.argument("parent", required=False, type=names.PARENT)
 @click.option("--resource-id", type=click.IntRange(min=1), help="Only events about this resource id.")
 @click.option("--resource-name", default="", help="Only events about this resource, e.g. RFIs.")
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Only this status; repeatable.")
@@ -110,13 +110,16 @@ def list_(
     parent = env.parent(parent)
     page_size = 1000 if everything else min(limit + 1, 1000)
     found = env.client().list_deliveries(parent, where, page_size=page_size)
-    shown = list(found if everything else itertools.islice(found, limit + 1))
-    more = not everything and len(shown) > limit
+    with_hook = "/hooks/" not in parent
+    if everything:
+        list_all(env, found, with_hook=with_hook)
+        return
+    shown = list(itertools.islice(found, limit + 1))
+    more = len(shown) > limit
     shown = shown[:limit] if more else shown
     if env.out.as_json:
         env.out.json(shown)
         return
-    with_hook = "/hooks/" not in parent
     t = table(*delivery_columns(with_hook=with_hook))
     for d in shown:
         t.add_row(*delivery_row(d, with_hook=with_hook))
@@ -124,6 +127,44 @@ def list_(
     env.out.note(
         f"{len(shown)} deliver{'y' if len(shown) == 1 else 'ies'}" + (" (more: --limit N or --all)" if more else "")
     )
+
+
+def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
+    """Every match: streamed as it arrives when piped (a JSON array written item by item,
+    JSON lines, or tab-separated rows), and with a running count on a terminal."""
+    out = env.out
+    if out.mode == "json" and not out.fields:
+        sys.stdout.write("[")
+        count = 0
+        for count, d in enumerate(found, 1):
+            text = json.dumps(jsonable(d), ensure_ascii=False, indent=2)
+            sys.stdout.write(("," if count > 1 else "") + "\n  " + text.replace("\n", "\n  "))
+            sys.stdout.flush()
+        sys.stdout.write("\n]\n" if count else "]\n")
+        return
+    if out.as_json:
+        for d in found:
+            out.json(d, compact=True)
+        return
+    if out.tab_separated:
+        columns = delivery_columns(with_hook=with_hook)
+        sys.stdout.write("\t".join(columns) + "\n")
+        for d in found:
+            sys.stdout.write("\t".join(_plain(c) for c in delivery_row(d, with_hook=with_hook)) + "\n")
+        sys.stdout.flush()
+        return
+    t = table(*delivery_columns(with_hook=with_hook))
+    with Progress(SpinnerColumn(), TextColumn("{task.completed} deliveries"), console=out.err, transient=True) as bar:
+        task = bar.add_task("list")
+        for n, d in enumerate(found, 1):
+            t.add_row(*delivery_row(d, with_hook=with_hook))
+            bar.update(task, completed=n)
+    out.print(t)
+    out.note(f"{t.row_count} deliver{'y' if t.row_count == 1 else 'ies'}")
+
+
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
 
 
 def body_view(body: bytes, content_type: str) -> Syntax | Text:
@@ -202,7 +243,7 @@ Examples:
 
 
 @deliveries.command(epilog=SHOW_EXAMPLES)
-@click.argument("name")
+@click.argument("name", type=names.DELIVERY)
 @pass_env
 def show(env: Env, name: str) -> None:
     """One delivery: its event, every attempt with headers and response, and the body as sent."""
@@ -222,8 +263,10 @@ Examples:
 
 
 @deliveries.command(epilog=REDELIVER_EXAMPLES)
-@click.argument("name", required=False)
-@click.option("--parent", help="Queue again the deliveries under this hook, project or company that match.")
+@click.argument("name", required=False, type=names.DELIVERY)
+@click.option(
+    "--parent", type=names.PARENT, help="Queue again the deliveries under this hook, project or company that match."
+)
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Only this status; repeatable.")
 @click.option("--filter", "expr", default="", help="An AIP-160 filter, as in `deliveries list --filter`.")
 @click.option("--max", "maximum", type=click.IntRange(min=1), help="Queue at most this many in all.")
@@ -355,7 +398,7 @@ Examples:
 
 
 @deliveries.command(epilog=WATCH_EXAMPLES)
-@click.argument("parent", required=False)
+@click.argument("parent", required=False, type=names.PARENT)
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Only changes to this status.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many changes.")
 @click.option("--resume-token", default="", help="Continue after the change that carried this token.")

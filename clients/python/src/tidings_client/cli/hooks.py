@@ -11,9 +11,9 @@ import click
 from rich.console import Group
 from rich.text import Text
 
-from tidings_client.cli import params
+from tidings_client.cli import names, params
 from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
-from tidings_client.cli.events import expand_events, triggers_table
+from tidings_client.cli.events import select_events, triggers_table
 from tidings_client.cli.output import STATUS_STYLE, fields_table, joined, span, status_text, table, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import DeliveryOrdering, Hook, HookChanges, HookOverview, HookStatus, RetryPolicy
@@ -33,7 +33,8 @@ def hooks() -> None:
     """Create, inspect, change, pause, delete and test hooks, and rotate their signing secrets.
 
     A hook is named companies/C/hooks/H (company level) or companies/C/projects/P/hooks/H
-    (project level); every command that takes HOOK wants that full name.
+    (project level). Where HOOK is taken, its id H alone means the hook under the profile's
+    parent; shell completion offers the hooks there.
     """
 
 
@@ -219,7 +220,7 @@ def create(
     triggers = []
     if events:
         try:
-            triggers = client.create_triggers(hook.name, expand_events(client, hook, events))
+            triggers = select_events(client, hook, events)
         except (TidingsError, click.ClickException):
             try:
                 client.delete_hook(hook.name)
@@ -298,7 +299,7 @@ def list_(
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks get companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def get(env: Env, hook: str) -> None:
     """Show a hook's settings (the Authorization header masked), whether deliveries are signed
@@ -341,7 +342,7 @@ Examples:
 
 
 @hooks.command(epilog=SHOW_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def show(env: Env, hook: str) -> None:
     """The hook's Overview: settings, deliveries per status in the last 28 days, success rate,
@@ -366,7 +367,7 @@ The payload format never changes: delete the hook and create it again.
 
 
 @hooks.command(epilog=UPDATE_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.option("--url", help="A new destination URL.")
 @click.option("--auth-header", help="A new Authorization header.")
 @click.option("--no-auth-header", is_flag=True, help="Send no Authorization header from now on.")
@@ -422,7 +423,7 @@ def update(
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks pause companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def pause(env: Env, hook: str) -> None:
     """Stop delivering; matching events are kept and wait until `hooks resume`."""
@@ -431,7 +432,7 @@ def pause(env: Env, hook: str) -> None:
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks resume companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def resume(env: Env, hook: str) -> None:
     """Deliver again, starting with what waited while paused."""
@@ -440,7 +441,7 @@ def resume(env: Env, hook: str) -> None:
 
 
 @hooks.command(epilog="\b\nExamples:\n  tidings hooks delete HOOK\n  tidings hooks delete HOOK --yes")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 @pass_env
 def delete(env: Env, hook: str, yes: bool) -> None:
@@ -469,7 +470,7 @@ Examples:
 
 
 @hooks.command("rotate-secret", epilog=ROTATE_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.option(
     "--overlap",
     type=params.DURATION,
@@ -505,7 +506,7 @@ def rotate_secret(env: Env, hook: str, overlap: timedelta | None, yes: bool) -> 
 
 
 @hooks.command("test", epilog="\b\nExample:\n  tidings hooks test companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def test_(env: Env, hook: str) -> None:
     """Send a test event to the hook's endpoint now and show what it answered.
