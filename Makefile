@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJE
 
 ## serve: start a local server on $(LISTEN) with its SQLite file under var/ (http and local
 ## destinations allowed, since receivers on this machine are what a local server talks to).
+## A taken port is reported in one line; pick another with `make serve LISTEN=127.0.0.1:50052`.
 serve: $(STAMP)
-	mkdir -p var
-	$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
+	@mkdir -p var
+	@$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
 
 ## test: lint, type checks, buf lint, generated-code freshness (proto, blocking client), then the whole test suite.
 test: lint typecheck buf proto-check unasync-check pytest

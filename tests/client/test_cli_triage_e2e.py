@@ -181,3 +181,25 @@ def test_a_watch_gives_up_after_its_reconnect_time(tmp_path: Path) -> None:
     assert watcher.proc.wait(30) == 5
     assert any("reconnecting" in n for n in watcher.notes)
     assert "UNAVAILABLE" in watcher.notes[-1]
+
+
+def test_make_serve_on_a_taken_port_says_so_in_one_line() -> None:
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ["make", "--no-print-directory", "serve", f"LISTEN=127.0.0.1:{port}", "STORE=memory:"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("make: ***")]
+    assert lines == [
+        f"tidings-server: --listen: 127.0.0.1:{port} is already in use (another tidings-server?); pick another"
+        f" address, e.g. --listen 127.0.0.1:{port + 1} (with make: make serve LISTEN=127.0.0.1:{port + 1})"
+    ]
+    assert result.stdout == ""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -186,12 +188,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     try:
         check_listen(config.listen)
+        _check_free(config.listen)
         trio.run(_serve_until_signal, config)
     except* (ConfigError, PluginError, ListenError) as group:
         for exc in _leaves(group):
             print(f"tidings-server: {exc}", file=sys.stderr)
         code = 2
     return code
+
+
+def _check_free(listen: str) -> None:
+    """Say plainly that the address is taken, before gRPC logs a bind failure of its own.
+
+    A probe bind with the options gRPC itself uses (SO_REUSEADDR): what fails here would fail
+    there. A race with another process taking the port after the probe still ends in gRPC's
+    error, reported as a ListenError.
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if port == "0":
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host if host != "localhost" else "127.0.0.1", int(port)))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigError(f"--listen: cannot listen on {listen}: {exc.strerror}") from None
+            raise ConfigError(
+                f"--listen: {listen} is already in use (another tidings-server?); pick another address, e.g."
+                f" --listen {host}:{int(port) + 1} (with make: make serve LISTEN={host}:{int(port) + 1})"
+            ) from None
 
 
 def _leaves(error: BaseException) -> list[BaseException]:
