@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:50051
 STORE ?= sqlite:///$(CURDIR)/var/tidings.sqlite3
 PROJECTS := clients/python server $(wildcard plugins/*)
 
-.PHONY: serve test lint typecheck buf proto proto-check unasync unasync-check pytest bench clean
+.PHONY: serve test lint typecheck buf proto proto-check unasync unasync-check dist pytest bench clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJECTS))
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,14 @@ unasync-check: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## dist: the wheel and sdist of every distribution (server, client, plugins) into dist/.
+dist: $(STAMP)
+	@rm -rf dist
+	@for project in $(PROJECTS); do $(BIN)/python -m build --quiet --outdir dist $$project || exit 1; done
+	@ls dist
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var dist

@@ -163,6 +163,12 @@ def _plugins() -> int:
     print("payload formats:", ", ".join(sorted(plugins.payload_formats)) or "none")
     print("storage backends:", ", ".join(f"{s}:" for s in sorted(plugins.storage_backends)) or "none")
     print("catalog resources:", len(plugins.catalog.resources))
+    if not plugins.catalog.resources:
+        print(
+            "tidings-server: warning: no resource catalog is installed, so hooks can select no events;"
+            " install one (tidings-procore is the Procore catalog) and run this again",
+            file=sys.stderr,
+        )
     return 1 if any(i.error for i in plugins.infos) else 0
 
 
