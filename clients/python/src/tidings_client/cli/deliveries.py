@@ -361,30 +361,39 @@ def hook_id(name: str) -> str:
     return name.rsplit("/hooks/", 1)[-1].split("/", 1)[0]
 
 
-def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool) -> Table:
+def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool, width: int) -> Table:
     """Newest first, one line a change: compact times, short hook ids, and the error cut to
-    what fits, so the rows that matter stay on screen at any width."""
-    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
-    columns = ["CHANGED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT", "TRIES", "HTTP"]
-    for name in columns:
-        t.add_column(name, no_wrap=True, overflow="ellipsis")
-    t.add_column("EVENT ID", no_wrap=True, overflow="ellipsis", min_width=26)
-    t.add_column("ERROR", no_wrap=True, overflow="ellipsis", ratio=1)
+    what is left of ``width`` once the other columns have their whole values, so the rows
+    that matter stay on screen at any width and no column but the error is cut."""
     today = datetime.now(UTC)
+    headers = ["CHANGED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT", "TRIES", "HTTP"]
+    headers.append("EVENT ID")
+    rows: list[list[str | Text]] = []
+    errors: list[str] = []
     for c in latest:
         d, e = c.delivery, c.delivery.event
-        t.add_row(
-            compact_time(c.change_time, today),
-            status_text(d.status),
-            *([hook_id(d.hook)] if with_hook else []),
-            e.resource_name if e else "-",
-            str(e.resource_id) if e else "-",
-            e.event_type if e else "-",
-            str(d.attempt_count),
-            str(d.last_response_status or "-"),
-            d.name.rsplit("/", 1)[-1],
-            d.last_error or "",
+        rows.append(
+            [
+                compact_time(c.change_time, today),
+                status_text(d.status),
+                *([hook_id(d.hook)] if with_hook else []),
+                e.resource_name if e else "-",
+                str(e.resource_id) if e else "-",
+                e.event_type if e else "-",
+                str(d.attempt_count),
+                str(d.last_response_status or "-"),
+                d.name.rsplit("/", 1)[-1],
+            ]
         )
+        errors.append(d.last_error or "")
+    widths = [max([len(h), *(len(_plain(r[i])) for r in rows)]) for i, h in enumerate(headers)]
+    room = max(5, width - sum(widths) - 2 * len(widths))  # two spaces between columns
+    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for h, w in zip(headers, widths, strict=True):
+        t.add_column(h, no_wrap=True, min_width=w)
+    t.add_column("ERROR", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row, error in zip(rows, errors, strict=True):
+        t.add_row(*row, error if len(error) <= room else error[: room - 1] + "…")
     return t
 
 
@@ -436,7 +445,8 @@ def watch(
     latest: OrderedDict[str, DeliveryChange] = OrderedDict()
 
     def screen() -> Table:
-        return watch_table(list(reversed(latest.values())), state["title"], with_hook=with_hook)
+        width = env.out.console.width
+        return watch_table(list(reversed(latest.values())), state["title"], with_hook=with_hook, width=width)
 
     def lost(error: TidingsError, attempt: int, delay: float) -> None:
         message = (
