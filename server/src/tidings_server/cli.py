@@ -1,23 +1,28 @@
-"""The ``tidings-server`` command: ``serve`` runs a server, ``plugins`` shows what is loaded."""
+"""The ``tidings-server`` command: ``serve`` runs a server, ``plugins`` shows what is loaded,
+``config show`` prints the settings ``serve`` would run with."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import trio
 
-from tidings_server import __version__, logs
-from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, serve
+from tidings_server import __version__, logs, settings
+from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import MetricsConfig
+from tidings_server.telemetry.tracing import TracingConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
@@ -27,6 +32,8 @@ examples:
   tidings-server serve
   tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
   tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server serve --config /etc/tidings/server.toml
+  tidings-server config show --config /etc/tidings/server.toml
   tidings-server plugins
 """
 
@@ -51,6 +58,14 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='a TOML file of settings: keys are these options without their dashes (listen = "…");'
+        f" {settings.ENV_PREFIX}<OPTION> environment variables override it and the command line overrides both"
+        f" (default ${settings.CONFIG_ENV})",
+    )
+    run.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
@@ -61,13 +76,15 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_STORE,
         metavar="URL",
         help="where hooks and history are kept: sqlite:///relative.db, sqlite:////absolute.db, memory:"
-        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE})",
+        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE}). An SQLite commit"
+        " survives a crash of the server process; add ?synchronous=full to survive power loss too",
     )
     run.add_argument("--allow-http", action="store_true", help="accept http:// destination URLs (default: https only)")
     run.add_argument(
         "--allow-private-destinations",
         action="store_true",
-        help="accept destinations on loopback, private, link-local and metadata addresses (default: refused)",
+        help="accept destinations on internal addresses (loopback, private, link-local, metadata, multicast,"
+        " reserved, and IPv6 forms of them; default: refused)",
     )
     run.add_argument(
         "--allow-destination-host",
@@ -107,12 +124,37 @@ def parser() -> argparse.ArgumentParser:
         f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
     )
     run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP on this address, port 0 picks a free one (default: no metrics)",
+    )
+    run.add_argument(
+        "--no-metrics-hook-labels",
+        action="store_true",
+        help="leave hook names out of the metrics' labels, for servers with very many hooks",
+    )
+    run.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="trace every delivery attempt with OpenTelemetry and export the spans over OTLP/HTTP to this URL"
+        " (for example http://127.0.0.1:4318/v1/traces; needs tidings-server[otel]; default: no tracing)",
+    )
+    run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
     )
     run.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default info)"
     )
 
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings of serve",
+        description="Print the settings `tidings-server serve` would run with, as a TOML file with secrets"
+        " masked and each value's source: the command line, the environment, the --config file or the default."
+        " Takes the same options as serve.",
+    )
+    config.add_argument("action", choices=["show"])
+    config.add_argument("serve_args", nargs=argparse.REMAINDER, metavar="SERVE OPTIONS")
     commands.add_parser(
         "plugins",
         help="list loaded plugins, their distributions and what they provide",
@@ -172,10 +214,43 @@ def _plugins() -> int:
     return 1 if any(i.error for i in plugins.infos) else 0
 
 
+def _serve_parser(top: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices["serve"]
+            return found
+    raise AssertionError("the serve command is missing")
+
+
+def _parse_serve(top: argparse.ArgumentParser, serve_args: Sequence[str]) -> tuple[argparse.Namespace, str]:
+    """Parse ``serve`` options over the --config file and the environment; also the settings shown."""
+    serve = _serve_parser(top)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config", type=Path)
+    given, _ = early.parse_known_args(serve_args)
+    path = given.config or (Path(os.environ[settings.CONFIG_ENV]) if os.environ.get(settings.CONFIG_ENV) else None)
+    layered = settings.load(serve, path, os.environ)
+    settings.apply(serve, layered)
+    args = top.parse_args(["serve", *serve_args])
+    settings.settle_lists(args, serve, layered)
+    return args, settings.show(args, serve, layered, redact={"store": redact(args.store)})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = top.parse_args(argv)
     if args.command == "plugins":
         return _plugins()
+    try:
+        showing = args.command == "config"
+        args, shown = _parse_serve(top, args.serve_args if showing else argv[argv.index("serve") + 1 :])
+    except settings.SettingsError as problem:
+        print(f"tidings-server: {problem}", file=sys.stderr)
+        return 2
+    if showing:
+        print(shown, end="")
+        return 0
     logs.configure(args.log_level)
     config = Config(
         listen=args.listen,
@@ -190,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
         ),
+        metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
+        tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
     )
     code = 0
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,11 +23,13 @@ from tidings_server.delivery import policy
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.domain import signing, states
+from tidings_server.domain.errors import ResourceExhausted
 from tidings_server.domain.hooks import disable_hook
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
 from tidings_server.domain.secrets import mask
 from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError, check_rendered
+from tidings_server.telemetry.tracing import AttemptTracer
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,12 @@ class DeliveryEngine:
         format_plugins: Mapping[str, str] = {},
         render_limiter: Callable[[int], trio.CapacityLimiter] = trio.CapacityLimiter,
         inline_formats: Collection[str] = frozenset(),
+        tracer: AttemptTracer | None = None,
     ) -> None:
         """``format_plugins`` names the plugin behind each format, for the errors renders cause;
         ``render_limiter`` makes each format's thread limiter (tests observe renders with it);
-        ``inline_formats`` render on the engine's own thread (see ``_render``)."""
+        ``inline_formats`` render on the engine's own thread (see ``_render``); ``tracer`` traces
+        each attempt (None: tracing is off, at no cost)."""
         self._store = store
         self._formats = formats
         self._format_plugins = format_plugins
@@ -87,6 +91,7 @@ class DeliveryEngine:
         self._render_limiters: dict[str, trio.CapacityLimiter] = {}
         self._render_limiter = render_limiter
         self._sender = sender
+        self._tracer = tracer
         self._clock = clock
         self._config = config
         self._jitter = jitter
@@ -95,6 +100,7 @@ class DeliveryEngine:
         self._stopping = trio.Event()
         self._flights: dict[str, _Flight] = {}
         self._per_hook: Counter[str] = Counter()
+        self._probes = 0  # test sends under way: they take slots like deliveries do
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
         self._idle = trio.Event()
         self._idle.set()
@@ -150,7 +156,7 @@ class DeliveryEngine:
     async def _dispatch(self, attempts: trio.Nursery) -> None:
         while not self._stopping.is_set():
             self._wake = trio.Event()
-            free = self._config.max_in_flight - len(self._flights)
+            free = self._config.max_in_flight - len(self._flights) - self._probes
             claims: list[Claim] = []
             now = self._clock.now()
             if free > 0:
@@ -182,7 +188,7 @@ class DeliveryEngine:
         try:
             with flight.cancel:
                 try:
-                    record, disable = await self._perform(flight.claim)
+                    record, disable = await self._traced(flight.claim)
                 except Exception:  # a defect must cost one delivery a lease period, not the server
                     log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
                     del self._flights[flight.claim.delivery.name]
@@ -196,19 +202,32 @@ class DeliveryEngine:
         finally:
             if flight.cancel.cancelled_caught:
                 log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
-            self._per_hook[flight.hook] -= 1
-            if not self._per_hook[flight.hook]:
-                del self._per_hook[flight.hook]
+            self._release_slot(flight.hook)
             if not self._flights:
                 self._idle.set()
             self.wake()
 
-    async def _perform(self, claim: Claim, *, test: bool = False) -> tuple[AttemptRecord, bool]:
+    async def _traced(self, claim: Claim, *, test: bool = False) -> tuple[AttemptRecord, bool]:
+        """``_perform`` inside one client span when tracing is on; the POST carries its context."""
+        if self._tracer is None:
+            return await self._perform(claim, test=test)
+        span = self._tracer.start(claim.event, claim.hook, claim.delivery.attempt_count + 1)
+        try:
+            record, disable = await self._perform(claim, (("traceparent", span.traceparent),), test=test)
+        except BaseException:
+            span.end(None, "the attempt was cut short")
+            raise
+        span.end(record.attempt.response_status, record.error)
+        return record, disable
+
+    async def _perform(
+        self, claim: Claim, trace: Sequence[tuple[str, str]] = (), *, test: bool = False
+    ) -> tuple[AttemptRecord, bool]:
         """Render, POST and decide; returns the record and whether the hook must be disabled."""
         delivery, event, hook = claim.delivery, claim.event, claim.hook
         number = delivery.attempt_count + 1
         start = self._clock.now()
-        headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name)]
+        headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name), *trace]
         if test:
             headers.append((TEST_HEADER, "true"))
         if hook.authorization_header:
@@ -251,8 +270,34 @@ class DeliveryEngine:
             update_time=now,
             next_attempt_time=now,
         )
-        record, _ = await self._perform(Claim(delivery, event, hook), test=True)
+        self._take_probe_slot(hook)
+        try:
+            record, _ = await self._traced(Claim(delivery, event, hook), test=True)
+        finally:
+            self._probes -= 1
+            self._release_slot(hook.name)
+            self.wake()  # a claim held back by this slot may go now
         return record.attempt, record.rendered.body if record.rendered else b""
+
+    def _take_probe_slot(self, hook: Hook) -> None:
+        """Count a test send against the hook's ``max_concurrency`` and the global cap, as a
+        delivery is: otherwise any caller could aim a flood of connections at a destination."""
+        retry = f"retry within {hook.retry_policy.timeout.total_seconds():g} s, when an attempt has finished"
+        if self._per_hook[hook.name] >= hook.max_concurrency:
+            raise ResourceExhausted(
+                f"name: {hook.name} has {self._per_hook[hook.name]} attempts in flight, its max_concurrency; {retry}"
+            )
+        if len(self._flights) + self._probes >= self._config.max_in_flight:
+            raise ResourceExhausted(
+                f"name: the server has {self._config.max_in_flight} attempts in flight, its --max-in-flight; {retry}"
+            )
+        self._probes += 1
+        self._per_hook[hook.name] += 1
+
+    def _release_slot(self, hook_name: str) -> None:
+        self._per_hook[hook_name] -= 1
+        if not self._per_hook[hook_name]:
+            del self._per_hook[hook_name]
 
     async def _render(self, hook: Hook, event: Event, *, test: bool = False) -> tuple[bytes, list[tuple[str, str]]]:
         """Render in a worker thread within ``render_timeout``; every failure names the plugin.

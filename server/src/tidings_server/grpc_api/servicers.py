@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -45,7 +46,13 @@ class Servicer:
             await abort(context, status_for(exc), str(exc))
 
 
+MAX_DETAILS = 4096  # characters; grpc-message travels in trailing metadata, which has a hard limit
+
+
 async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with ``code``; a message is bounded even if some check quoted too much."""
+    if len(message) > MAX_DETAILS:
+        message = message[: MAX_DETAILS - 1] + "…"
     await context.abort(code, message)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
@@ -158,7 +165,8 @@ class EventServicer(Servicer, events_pb2_grpc.EventServiceServicer):
         drafts = await self._decode(
             context, lambda: [convert.event_draft(f"events[{i}]", e) for i, e in enumerate(request.events)]
         )
-        results = await self._call(context, self._events.publish, drafts)
+        trace = next((str(v) for k, v in context.invocation_metadata() or () if k == "traceparent"), "")
+        results = await self._call(context, partial(self._events.publish, traceparent=trace), drafts)
         return events_pb2.PublishEventsResponse(results=[convert.published(p) for p in results])
 
 

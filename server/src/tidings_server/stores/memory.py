@@ -48,7 +48,10 @@ from tidings_server.domain.ports import (
     DeliveryPage,
     DeliveryQuery,
     HookStats,
+    IdempotencyConflict,
     Published,
+    QueueDepth,
+    same_event,
 )
 from tidings_server.domain.states import Cause, sources, transition
 from tidings_server.plugins.spec import StorageBackend, hookimpl
@@ -265,18 +268,20 @@ class MemoryStore:
         # First decide everything (and refuse the batch if anything is wrong), then store it.
         results: list[Published] = []
         planned: list[tuple[Event, list[str]]] = []
-        first_use: dict[tuple[int, str], tuple[str, int]] = {}
+        first_use: dict[tuple[int, str], tuple[str, int, str]] = {}
         new_ids: set[str] = set()
         serial = self._last_serial
-        for event in events:
+        for index, event in enumerate(events):
             key = event.idempotency_key
             if key:
                 company_key = (event.company_id, key)
                 first = first_use.get(company_key)
                 if first is None and company_key in self._keys:
                     stored = self._events[self._keys[company_key]].event
-                    first = (stored.id, stored.serial)
+                    first = (stored.id, stored.serial, stored.idempotency_fingerprint)
                 if first is not None:
+                    if not same_event(first[2], event.idempotency_fingerprint):
+                        raise IdempotencyConflict(index, key, first[0])
                     first_use[company_key] = first
                     results.append(Published(first[0], first[1], 0, True))
                     continue
@@ -286,7 +291,7 @@ class MemoryStore:
             new_ids.add(event.id)
             serial += 1
             if key:
-                first_use[(event.company_id, key)] = (event.id, serial)
+                first_use[(event.company_id, key)] = (event.id, serial, event.idempotency_fingerprint)
             hooks = self._fan_out(event)
             planned.append((replace(event, serial=serial), hooks))
             results.append(Published(event.id, serial, len(hooks), False))
@@ -415,6 +420,23 @@ class MemoryStore:
             if (after is None or start > after) and (best is None or start < best):
                 best = start
         return best
+
+    async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        due = 0
+        oldest: datetime | None = None
+        for when, _, name in self._due:
+            if when > now:
+                break
+            lease = self._deliveries[name].lease_until
+            if lease is not None and lease > now:
+                continue
+            oldest = when if oldest is None else oldest
+            due += 1
+            if due >= limit:
+                break
+        return QueueDepth(due, oldest)
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
         await trio.lowlevel.checkpoint()
