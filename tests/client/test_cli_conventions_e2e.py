@@ -154,9 +154,14 @@ def run_on_terminal(cli: Cli, args: list[str], answer: bytes | None) -> tuple[in
     os.close(terminal)
     screen = b""
     deadline = time.monotonic() + 30
+    interrupted = 0.0
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([controller], [], [], 0.5)
+            if interrupted and proc.poll() is None and time.monotonic() - interrupted > 3:
+                # A second Ctrl-C, as a person gives one that seemed lost on a busy machine.
+                proc.send_signal(signal.SIGINT)
+                interrupted = time.monotonic()
             if not ready:
                 continue
             try:
@@ -169,6 +174,7 @@ def run_on_terminal(cli: Cli, args: list[str], answer: bytes | None) -> tuple[in
             if b"[y/N]" in screen:
                 if answer is None:
                     proc.send_signal(signal.SIGINT)
+                    interrupted = time.monotonic()
                 else:
                     os.write(controller, answer)
                 screen = screen.replace(b"[y/N]", b"[asked]")

@@ -162,7 +162,9 @@ def test_deliveries_verify_with_the_printed_secrets(cli: Cli, project: str, sink
     request = deliver_one(cli, project, sink)
     assert request.header("webhook-signature")
     assert verifies(first, request)
-    name = next(line.split()[1] for line in created.out.splitlines() if line.startswith("name "))
+    name = next(
+        line.split()[1] for line in created.out.splitlines() if line.startswith("name\t")
+    )  # piped: tab-separated
 
     # During the overlap a delivery verifies with either secret, so receivers switch at leisure.
     second = cli.ok("--json", "hooks", "rotate-secret", name, "--overlap", "1h", "--yes").json()["signing_secret"]
