@@ -19,6 +19,7 @@ import trio
 from tidings_server import __version__, logs, settings
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
+from tidings_server.delivery.render_pool import PoolConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.telemetry.metrics import MetricsConfig
@@ -26,6 +27,7 @@ from tidings_server.telemetry.tracing import TracingConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
+POOL_DEFAULTS = PoolConfig()
 
 EXAMPLES = """\
 examples:
@@ -122,6 +124,30 @@ def parser() -> argparse.ArgumentParser:
         help="how long a claimed delivery stays reserved; after a crash, unfinished deliveries are retried"
         f" once their lease ends; keep it above twice the longest hook timeout"
         f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+    )
+    run.add_argument(
+        "--poison-after",
+        type=_positive_int,
+        default=ENGINE_DEFAULTS.poison_after,
+        metavar="N",
+        help="fail a delivery, instead of attempting it again, once more than N of its attempts in a row"
+        f" ended with the server stopping mid-attempt (default {ENGINE_DEFAULTS.poison_after})",
+    )
+    run.add_argument(
+        "--render-workers",
+        type=_positive_int,
+        default=POOL_DEFAULTS.workers,
+        metavar="N",
+        help="worker processes per third-party plugin distribution rendering its payload formats"
+        f" (default {POOL_DEFAULTS.workers})",
+    )
+    run.add_argument(
+        "--render-memory-limit",
+        type=_positive_int,
+        default=POOL_DEFAULTS.memory_limit // 2**20,
+        metavar="MIB",
+        help="address space each render worker may use; a render past it fails"
+        f" (default {POOL_DEFAULTS.memory_limit // 2**20})",
     )
     run.add_argument(
         "--metrics-listen",
@@ -264,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_in_flight=args.max_in_flight,
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
+            poison_after=args.poison_after,
         ),
+        render_pool=PoolConfig(workers=args.render_workers, memory_limit=args.render_memory_limit * 2**20),
         metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
         tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
     )
