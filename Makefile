@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:50051
 STORE ?= sqlite:///$(CURDIR)/var/tidings.sqlite3
 PROJECTS := clients/python server $(wildcard plugins/*)
 
-.PHONY: serve test lint typecheck buf proto proto-check pytest bench clean
+.PHONY: serve test lint typecheck buf proto proto-check unasync unasync-check dist pytest bench clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJECTS))
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJE
 
 ## serve: start a local server on $(LISTEN) with its SQLite file under var/ (http and local
 ## destinations allowed, since receivers on this machine are what a local server talks to).
+## A taken port is reported in one line; pick another with `make serve LISTEN=127.0.0.1:50052`.
 serve: $(STAMP)
-	mkdir -p var
-	$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
+	@mkdir -p var
+	@$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
 
-## test: lint, type checks, buf lint, generated-code freshness, then the whole test suite.
-test: lint typecheck buf proto-check pytest
+## test: lint, type checks, buf lint, generated-code freshness (proto, blocking client), then the whole test suite.
+test: lint typecheck buf proto-check unasync-check pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,11 +41,24 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(BIN)/python .ci/gen_proto.py --check
 
+## unasync: write the blocking client (client.py) from the asyncio one (aio.py), its one source.
+unasync: $(STAMP)
+	$(BIN)/python .ci/unasync.py
+
+unasync-check: $(STAMP)
+	$(BIN)/python .ci/unasync.py --check
+
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## dist: the wheel and sdist of every distribution (server, client, plugins) into dist/.
+dist: $(STAMP)
+	@rm -rf dist
+	@for project in $(PROJECTS); do $(BIN)/python -m build --quiet --outdir dist $$project || exit 1; done
+	@ls dist
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var dist

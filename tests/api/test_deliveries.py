@@ -303,7 +303,7 @@ def test_redeliver_by_filter_takes_failed_and_discarded_and_leaves_the_rest(api:
     nothing = api.deliveries.RedeliverDeliveries(
         D.RedeliverDeliveriesRequest(parent=hook.name, filter='status = "discarded"')
     )
-    assert (nothing.queued_count, list(nothing.names)) == (0, [])
+    assert (nothing.queued_count, list(nothing.names), nothing.more) == (0, [], False)
     one = api.deliveries.RedeliverDeliveries(
         D.RedeliverDeliveriesRequest(parent=hook.name, filter='status = "failed"', limit=1)
     )
@@ -313,8 +313,14 @@ def test_redeliver_by_filter_takes_failed_and_discarded_and_leaves_the_rest(api:
     )
     assert (list(rest.names), rest.more) == ([rows[2].name], False)
     again = settled(api, hook.name, 3)
+    # A limit the last matches fill exactly leaves nothing more to ask for.
+    exact = api.deliveries.RedeliverDeliveries(
+        D.RedeliverDeliveriesRequest(parent=hook.name, filter="resource_id = 3", limit=1)
+    )
+    assert (list(exact.names), exact.more) == ([rows[0].name], False)
+    again = settled(api, hook.name, 3)
     assert [r.status for r in again] == [DELIVERED, DELIVERED, DELIVERED]
-    assert [r.attempt_count for r in again] == [1, 2, 2]
+    assert [r.attempt_count for r in again] == [2, 2, 2]
 
 
 def test_redeliver_brings_back_discarded_deliveries_once_the_hook_is_active(api: Api, sink: Sink) -> None:

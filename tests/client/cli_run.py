@@ -67,16 +67,18 @@ def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
 
 
 @contextmanager
-def server_process(tmp: Path) -> Iterator[str]:
-    """A real ``tidings-server serve`` on a free loopback port with its own SQLite file."""
+def server_process(tmp: Path, listen: str = "127.0.0.1:0") -> Iterator[str]:
+    """A real ``tidings-server serve`` on a free loopback port (or ``listen``) with its own SQLite
+    file; a second one on the same ``tmp`` and ``listen`` is the same server restarted."""
     log = tmp / "server.log"
-    with log.open("w") as sink:
+    with log.open("a") as sink:
+        start = sink.tell()
         proc = subprocess.Popen(
             [
                 str(SERVER),
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--store",
                 f"sqlite:///{tmp / 'tidings.sqlite3'}",
                 "--allow-http",
@@ -89,11 +91,11 @@ def server_process(tmp: Path) -> Iterator[str]:
         deadline = time.monotonic() + 30
         port = None
         while port is None:
-            m = re.search(r"listening on port (\d+)", log.read_text())
+            m = re.search(r"listening on port (\d+)", log.read_text()[start:])
             if m:
                 port = int(m.group(1))
             elif proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {log.read_text()}")
+                raise RuntimeError(f"server did not start: {log.read_text()[start:]}")
             else:
                 time.sleep(0.05)
         yield f"127.0.0.1:{port}"

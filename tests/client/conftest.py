@@ -4,7 +4,9 @@ the CLI) and one scripted DeliveryService per module."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import pytest
@@ -81,3 +83,32 @@ def project() -> str:
 def sink() -> Iterator[Sink]:
     with running_sink() as s:
         yield s
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """An endpoint that answers every POST with 400: its deliveries fail at once, without retries."""
+
+    class Refuse(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            body = b"bad payload"
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/in"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,11 +6,8 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
 from tests.http_sink import Sink
@@ -24,35 +21,6 @@ SERVER_MUST_SUPPORT = [
     "DeliveryService.RedeliverDeliveries",
     "DeliveryService.SendTestEvent",
 ]
-
-
-@pytest.fixture
-def refusing_url() -> Iterator[str]:
-    """An endpoint that answers every POST with 400: its deliveries fail at once, without retries."""
-
-    class Refuse(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            body = b"bad payload"
-            self.send_response(400)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/in"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def eventually(check: Callable[[], Any], timeout: float = 15) -> Any:

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import time
@@ -166,7 +167,12 @@ def test_redeliver_by_filter_in_batches(cli: Cli, scripted: ScriptedServer) -> N
     for r in requests:
         assert isinstance(r, deliveries_pb2.RedeliverDeliveriesRequest)
         assert (r.parent, r.limit) == (HOOK, 2)
-        assert r.filter == '(status = "failed" OR status = "discarded") AND (resource_name = "RFIs")'
+        # One sweep: what it queued again is newer than its start, so not taken twice.
+        assert re.fullmatch(
+            r'\(\(status = "failed" OR status = "discarded"\) AND \(resource_name = "RFIs"\)\)'
+            r' AND update_time < "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z"',
+            r.filter,
+        ), r.filter
 
 
 def test_redeliver_stops_when_the_same_deliveries_come_back(cli: Cli, scripted: ScriptedServer) -> None:
@@ -243,3 +249,52 @@ def test_watch_live_table_in_a_terminal(cli: Cli, scripted: ScriptedServer) -> N
     # One row per delivery: delivery 1 shows only its latest status, newest change first.
     assert final.count("01JDELIVERY000000000000001") == 1
     assert final.index("01JDELIVERY000000000000002") < final.index("01JDELIVERY000000000000001")
+
+
+def test_watch_fits_a_120_column_terminal(cli: Cli, scripted: ScriptedServer) -> None:
+    """30 changes with long errors on a 120×24 terminal: one line each, the newest on screen."""
+    changes = [change(n, FAILED) for n in range(1, 31)]
+    for c in changes:
+        c.delivery.last_error = "connect error: [Errno 111] Connection refused while POSTing to the endpoint " * 2
+    scripted.service.script.streams = [Stream(changes, None)]
+    controller, terminal = pty.openpty()
+    env = cli.env(COLUMNS="120", LINES="24", TERM="xterm-256color")
+    proc = subprocess.Popen(
+        [str(TIDINGS), "deliveries", "watch", "companies/8/projects/6778", "--count", "30", "--rows", "50"],
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+    )
+    os.close(terminal)
+    screen = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    assert proc.wait(10) == 0
+    final = screen.decode("utf-8", "replace").rsplit("Watching", 1)[1]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", final)
+    lines = [line for line in plain.replace("\r", "").split("\n") if line.strip()]
+    assert all(len(line) <= 120 for line in lines), max(lines, key=len)
+    rows = [line for line in lines if "01JDELIVERY" in line]
+    assert len(rows) == 24 - 3  # as many as fit under the title and the header
+    assert "01JDELIVERY000000000000030" in rows[0]  # newest first, on screen
+    # Compact times: 09:30:05 for today, 11-20 09:30 for an earlier day (these changes are older).
+    assert all(re.match(r"11-20 \d\d:\d\d  ", row) for row in rows), rows[0]
+    assert "HOOK" in lines[1]
+    assert all("procore-sync" in row for row in rows)
+    assert all("…" in row for row in rows)  # the long error is cut, not wrapped

@@ -3,6 +3,7 @@ exactly as the engine made them."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -56,7 +57,9 @@ async def test_watch_sees_queued_retrying_delivered_at_the_engines_times(
         while len(seen) < 4:
             batch = await w.history.watch_next(cursor, 60.0)
             cursor = batch.cursor
-            seen += [(c.delivery.status, c.delivery.attempt_count, c.time - ORIGIN) for c in batch.changes]
+            seen += [(c.delivery.status, c.delivery.attempt_count, c.time - ORIGIN) for c, _ in batch.changes]
+            # Each change comes with its delivery's whole event, as published.
+            assert all(e is not None and (e.id, e.user_id) == (c.delivery.event_id, 5447) for c, e in batch.changes)
         assert trio.current_time() - t0 == 3.0  # woken by the last change, not by the 60 s poll
         # Backoff 1 s, then 2 s (no jitter in this world): attempts at 0 s, 1 s and 3 s.
         assert seen == [
@@ -103,6 +106,10 @@ async def test_test_event_uses_the_hooks_first_trigger_and_records_nothing(
         assert request.body == result.body
         assert b"Submittals" in request.body
         assert await w.deliveries(hook) == []
+        # Recognisable as a test: the header, and ids no real user or resource has.
+        assert request.header("Tidings-Test") == "true"
+        body = json.loads(request.body)
+        assert (body["resource_id"], body["user_id"]) == ("0", "0")
 
 
 async def test_a_time_range_bounds_the_walk_not_only_the_rows(

@@ -5,10 +5,12 @@ the settings ``serve`` would run with."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -275,6 +277,12 @@ def _plugins() -> int:
     print("payload formats:", ", ".join(sorted(plugins.payload_formats)) or "none")
     print("storage backends:", ", ".join(f"{s}:" for s in sorted(plugins.storage_backends)) or "none")
     print("catalog resources:", len(plugins.catalog.resources))
+    if not plugins.catalog.resources:
+        print(
+            "tidings-server: warning: no resource catalog is installed, so hooks can select no events;"
+            " install one (tidings-procore is the Procore catalog) and run this again",
+            file=sys.stderr,
+        )
     return 1 if any(i.error for i in plugins.infos) else 0
 
 
@@ -420,12 +428,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     try:
         check_listen(config.listen)
+        if not config.reuse_port:  # a supervised child shares the port its parent holds, by design
+            _check_free(config.listen)
         trio.run(_serve_until_signal, config)
     except* (ConfigError, PluginError, ListenError) as group:
         for exc in _leaves(group):
             print(f"tidings-server: {exc}", file=sys.stderr)
         code = 2
     return code
+
+
+def _check_free(listen: str) -> None:
+    """Say plainly that the address is taken, before gRPC logs a bind failure of its own.
+
+    A probe bind with the options gRPC itself uses (SO_REUSEADDR): what fails here would fail
+    there. A race with another process taking the port after the probe still ends in gRPC's
+    error, reported as a ListenError.
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if port == "0":
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host if host != "localhost" else "127.0.0.1", int(port)))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigError(f"--listen: cannot listen on {listen}: {exc.strerror}") from None
+            raise ConfigError(
+                f"--listen: {listen} is already in use (another tidings-server?); pick another address, e.g."
+                f" --listen {host}:{int(port) + 1} (with make: make serve LISTEN={host}:{int(port) + 1})"
+            ) from None
 
 
 def _leaves(error: BaseException) -> list[BaseException]:

@@ -1,3 +1,4 @@
+# Generated from aio.py by .ci/unasync.py (`make unasync`): edit aio.py, not this file.
 """The blocking client: one method per RPC, plain values in and out, errors as TidingsError."""
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from tidings.v1 import (
 from tidings_client import convert, publishing
 from tidings_client import types as t
 from tidings_client.errors import TidingsError, from_rpc_error
-from tidings_client.options import HEALTHY_STREAM_SECONDS, Options, Tls, dropped_at, resumable, retryable
+from tidings_client.options import (
+    HEALTHY_STREAM_SECONDS,
+    Options,
+    Tls,
+    dropped_at,
+    resumable,
+    retryable,
+    started_at,
+)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -336,26 +345,47 @@ class Client:
         return convert.endpoint_test_result(response)
 
     def watch(
-        self, parent: str, *, statuses: Iterable[t.DeliveryStatus] = (), resume_token: str = ""
+        self,
+        parent: str,
+        *,
+        statuses: Iterable[t.DeliveryStatus] = (),
+        resume_token: str = "",
+        reconnect_for: float | None = None,
+        on_retry: Callable[[TidingsError, int, float], None] | None = None,
+        on_connected: Callable[[int], None] | None = None,
     ) -> Generator[t.DeliveryChange]:
         """Every status change under ``parent`` as it happens, for as long as you iterate.
 
         A dropped stream (UNAVAILABLE, or RESOURCE_EXHAUSTED for a slow reader) is reopened
         after a backoff with the last resume token received, so no change is missed or
-        repeated; ``Options.retry.max_attempts`` failed reconnects in a row give up with the
-        error; a stream that had stayed open for a while counts as a working connection, so
-        idle drops of a quiet watch never add up. A slow reader's drop names the token to go
-        on from, which is used if no change had arrived yet. Closing the iterator cancels the stream.
+        repeated; even before the first change, the stream's start is known (the server names
+        it when the stream opens), so a quiet watch loses nothing either. Reconnecting gives up
+        with the error after ``Options.retry.max_attempts`` failed reconnects in a row, or,
+        with ``reconnect_for``, once that many seconds of failed reconnects have passed (a
+        server restart, a network blip); a stream that had stayed open for a while counts as a
+        working connection, so idle drops of a quiet watch never add up.
+
+        ``on_retry(error, attempt, delay)`` is called before each wait to reconnect, and
+        ``on_connected(retries)`` whenever a stream is open (0 the first time: changes from
+        then on are seen). A slow reader's drop names the token to go on from, which is used
+        if no change had arrived yet. Closing the iterator cancels the stream.
         """
         wanted = tuple(statuses)
         token = resume_token
         failures = 0
+        outage_start = 0.0
         while True:
             call = self._deliveries.WatchDeliveries(
                 convert.watch_request(parent, wanted, token), metadata=self._metadata
             )
             opened = time.monotonic()
             try:
+                started = started_at(call.initial_metadata())
+                if started:
+                    token = token or started
+                    if on_connected is not None:
+                        on_connected(failures)
+                    failures = 0
                 for message in call:
                     change = convert.delivery_change(message)
                     token = change.resume_token or token
@@ -365,11 +395,24 @@ class Client:
             except grpc.RpcError as exc:
                 code: grpc.StatusCode = exc.code()
                 token = token or dropped_at(exc.details())
-                if time.monotonic() - opened >= HEALTHY_STREAM_SECONDS:
+                now = time.monotonic()
+                if now - opened >= HEALTHY_STREAM_SECONDS:
                     failures = 0
+                if failures == 0:
+                    outage_start = now
                 failures += 1
-                if not resumable(code) or failures >= self.options.retry.max_attempts:
+                if reconnect_for is None:
+                    exhausted = failures >= self.options.retry.max_attempts
+                else:
+                    exhausted = now - outage_start >= reconnect_for
+                if not resumable(code) or exhausted:
                     raise from_rpc_error(exc) from None
+                error = from_rpc_error(exc)
             finally:
                 call.cancel()
-            time.sleep(self.options.retry.backoff(failures))
+            delay = self.options.retry.backoff(failures)
+            if reconnect_for is not None:
+                delay = max(0.0, min(delay, outage_start + reconnect_for - time.monotonic()))
+            if on_retry is not None:
+                on_retry(error, failures, delay)
+            time.sleep(delay)

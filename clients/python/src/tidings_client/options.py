@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -126,6 +127,9 @@ HEALTHY_STREAM_SECONDS = 30.0
 """A watch stream that lasted this long was a working connection: its end starts the count
 of failed reconnects afresh, so a quiet watch survives any number of idle drops."""
 
+WATCH_START_METADATA = "tidings-resume-token"
+"""Initial metadata of a watch stream: the resume token of where it starts, before any change."""
+
 _DROPPED_AT = re.compile(r"resume_token=(\S+)")
 
 
@@ -133,3 +137,11 @@ def dropped_at(details: str | None) -> str:
     """The resume token a server names when it drops a slow watcher ("" if none)."""
     found = _DROPPED_AT.search(details or "")
     return found.group(1) if found else ""
+
+
+def started_at(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    """The resume token a watch stream's initial metadata names ("" if none)."""
+    for key, value in metadata or ():
+        if key == WATCH_START_METADATA:
+            return value.decode() if isinstance(value, bytes) else value
+    return ""

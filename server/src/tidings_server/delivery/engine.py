@@ -44,6 +44,7 @@ STORE_RETRY = 1.0
 """Seconds between tries of a claim or a record while the store is unavailable."""
 DELIVERY_ID_HEADER = "Tidings-Delivery-Id"
 HOOK_HEADER = "Tidings-Hook"
+TEST_HEADER = "Tidings-Test"  # "true" on a test send, whatever the format: a receiver can ignore it
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,20 +252,22 @@ class DeliveryEngine:
                 self._idle.set()
             self.wake()
 
-    async def _traced(self, claim: Claim) -> tuple[AttemptRecord, bool]:
+    async def _traced(self, claim: Claim, *, test: bool = False) -> tuple[AttemptRecord, bool]:
         """``_perform`` inside one client span when tracing is on; the POST carries its context."""
         if self._tracer is None:
-            return await self._perform(claim)
+            return await self._perform(claim, test=test)
         span = self._tracer.start(claim.event, claim.hook, claim.delivery.attempt_count + 1)
         try:
-            record, disable = await self._perform(claim, (("traceparent", span.traceparent),))
+            record, disable = await self._perform(claim, (("traceparent", span.traceparent),), test=test)
         except BaseException:
             span.end(None, "the attempt was cut short")
             raise
         span.end(record.attempt.response_status, record.error)
         return record, disable
 
-    async def _perform(self, claim: Claim, trace: Sequence[tuple[str, str]] = ()) -> tuple[AttemptRecord, bool]:
+    async def _perform(
+        self, claim: Claim, trace: Sequence[tuple[str, str]] = (), *, test: bool = False
+    ) -> tuple[AttemptRecord, bool]:
         """Render, POST and decide; returns the record and whether the hook must be disabled."""
         delivery, event, hook = claim.delivery, claim.event, claim.hook
         number = delivery.attempt_count + 1
@@ -272,10 +275,12 @@ class DeliveryEngine:
         if claim.interrupted > self._config.poison_after:
             return self._poisoned(claim, number, start), False
         headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name), *trace]
+        if test:
+            headers.append((TEST_HEADER, "true"))
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
-            body, rendered_headers = await self._render(hook, claim.event)
+            body, rendered_headers = await self._render(hook, claim.event, test=test)
         except _NotRendered as exc:  # foreign plugin code: any failure is this delivery's, not ours
             result = policy.Result(failure=exc.failure, error=str(exc))
             return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
@@ -298,7 +303,9 @@ class DeliveryEngine:
     async def probe(self, hook: Hook, event: Event) -> tuple[Attempt, bytes]:
         """Send ``event`` to ``hook`` once, now, exactly as a delivery would be, recording nothing
         (SendTestEvent): the admin learns whether the endpoint works before events flow. Returns
-        the attempt and the body it sent (empty when the format could not render it)."""
+        the attempt and the body it sent (empty when the format could not render it). The request
+        says it is a test: a ``Tidings-Test: true`` header, and the format marks the body where
+        its shape allows (``RenderContext.test``)."""
         now = self._clock.now()
         delivery = Delivery(
             name=f"{hook.name}/deliveries/{event.id}",
@@ -312,7 +319,7 @@ class DeliveryEngine:
         )
         self._take_probe_slot(hook)
         try:
-            record, _ = await self._traced(Claim(delivery, event, hook))
+            record, _ = await self._traced(Claim(delivery, event, hook), test=True)
         finally:
             self._probes -= 1
             self._release_slot(hook.name)
@@ -339,7 +346,7 @@ class DeliveryEngine:
         if not self._per_hook[hook_name]:
             del self._per_hook[hook_name]
 
-    async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
+    async def _render(self, hook: Hook, event: Event, *, test: bool = False) -> tuple[bytes, list[tuple[str, str]]]:
         """Render ``event`` for ``hook`` in the format's lane; every failure names the plugin.
 
         Three lanes: formats of installed third-party distributions render in the render pool's
@@ -357,7 +364,7 @@ class DeliveryEngine:
                 policy.Failure.FORMAT_UNAVAILABLE,
                 f"{who} is not loaded (its plugin is disabled or not installed); retried until it is back",
             )
-        context = RenderContext(hook.name, name)
+        context = RenderContext(hook.name, name, test=test)
         try:
             if self._render_pool is not None and self._render_pool.serves(name):
                 headers, body = await self._render_pool.render(

@@ -125,7 +125,10 @@ def parse_destination(field_name: str, value: str, policy: DestinationPolicy) ->
         raise InvalidArgument(f"{field_name}: {quote(value)} is not a valid URL: {exc}") from None
     scheme = url.scheme.lower()
     if scheme not in ("http", "https"):
-        raise InvalidArgument(f"{field_name}: must be an absolute https URL, got scheme {quote(url.scheme or 'none')}")
+        wanted = "http or https" if policy.allow_http else "https"
+        raise InvalidArgument(
+            f"{field_name}: must be an absolute {wanted} URL, got scheme {quote(url.scheme or 'none')}"
+        )
     if scheme == "http" and not policy.allow_http:
         raise InvalidArgument(f"{field_name}: must use https (this server does not allow http destinations)")
     host = (url.hostname or "").lower()

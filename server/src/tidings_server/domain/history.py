@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from tidings_server.domain.model import (
     Delivery,
     DeliveryStatus,
     Event,
+    EventMetadata,
     Hook,
     HookStatus,
     RenderedBody,
@@ -48,7 +50,9 @@ MAX_REDELIVER_LIMIT: Final = 1000
 MAX_REDELIVER_PAGES: Final = 10  # pages of SCAN_LIMIT one RedeliverDeliveries call walks at most
 WATCH_BATCH: Final = 100
 WATCH_SCAN: Final = 2000
+WATCH_EVENT_CACHE: Final = 4096  # events kept for watchers: a delivery changes several times, many watch alike
 EXCERPT: Final = 1024
+TEST_APPLICATION_ID: Final = "tidings-test"  # metadata.source_application_id of a test send
 # Test sends per hook: enough to try an endpoint by hand, too few to aim a flood with.
 TEST_SENDS_PER_SECOND: Final = 1.0
 TEST_SEND_BURST: Final = 5
@@ -56,6 +60,7 @@ TEST_SEND_BURST: Final = 5
 _EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DELIVERY_RE = re.compile(rf"(?P<hook>.+)/deliveries/(?P<event>{_EVENT_ID})")
+_HOOK_NAME = re.compile(r"companies/[^/]+(/projects/[^/]+)?/hooks/[^/]+")
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 PARENT_FORMS: Final = (
     f"a hook ({names.HOOK_FORMS}), companies/{{company}}/projects/{{project}} or companies/{{company}}"
@@ -151,7 +156,9 @@ class WatchCursor:
 
 @dataclass(frozen=True, slots=True)
 class WatchBatch:
-    changes: list[Change]
+    """Changes with the events of their deliveries (None for an event already purged)."""
+
+    changes: list[tuple[Change, Event | None]]
     cursor: WatchCursor
 
 
@@ -176,6 +183,8 @@ class HistoryService:
         self._probe = probe
         self._retention = retention
         self._on_change = on_change
+        # Events never change once published, so the watchers of one server share their lookups.
+        self._watch_events: OrderedDict[str, Event] = OrderedDict()
         self._test_sends = RateLimit(TEST_SENDS_PER_SECOND, TEST_SEND_BURST)
 
     # -- reading ---------------------------------------------------------------------------
@@ -258,10 +267,26 @@ class HistoryService:
             cursor.query, after=cursor.after, limit=WATCH_BATCH, scan_limit=WATCH_SCAN
         )
         if page.changes or page.last_seq > cursor.after:
-            return WatchBatch(page.changes, replace(cursor, after=page.last_seq))
+            found = [(c, await self._watched_event(c.delivery.event_id)) for c in page.changes]
+            return WatchBatch(found, replace(cursor, after=page.last_seq))
         with trio.move_on_after(wait):
             await self._pulse.wait(token)
         return WatchBatch([], cursor)
+
+    async def _watched_event(self, event_id: str) -> Event | None:
+        """A change carries only its delivery; watchers are shown the whole event, as lists are."""
+        event = self._watch_events.get(event_id)
+        if event is not None:
+            self._watch_events.move_to_end(event_id)
+            return event
+        try:
+            event = await self._store.get_event(event_id)
+        except NotFound:  # purged since the change: the delivery's own summary is what is left
+            return None
+        self._watch_events[event_id] = event
+        if len(self._watch_events) > WATCH_EVENT_CACHE:
+            self._watch_events.popitem(last=False)
+        return event
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -308,6 +333,11 @@ class HistoryService:
                 break
         if moved:
             self._changed()
+        if after is not None and len(moved) >= limit:
+            # A full page says nothing of what follows it: look for one more match, so ``more``
+            # is not set for a caller whose last batch took exactly the last deliveries.
+            peek = await self._walk(query, parent, after, 1)
+            after = after if peek.deliveries else peek.next_after
         return Redelivered(moved, more=after is not None)
 
     async def send_test(self, name: str) -> TestResult:
@@ -330,10 +360,13 @@ class HistoryService:
             timestamp=now,
             company_id=hook.company_id,
             project_id=hook.project_id,
-            user_id=1,
+            # Ids no real user or resource has, and a source naming the test: a receiver that
+            # looks the resource up finds nothing to change (docs/cli.md, "hooks test").
+            user_id=0,
             resource_name=resource,
-            resource_id=1,
+            resource_id=0,
             event_type=event_type,
+            metadata=EventMetadata(source_application_id=TEST_APPLICATION_ID),
         )
         attempt, body = await self._probe(hook, event)
         return TestResult(attempt, body)
@@ -378,6 +411,7 @@ class HistoryService:
         if criteria.start_time and criteria.end_time and criteria.end_time <= criteria.start_time:
             raise InvalidArgument("end_time: must be later than start_time")
         expr = filtering.parse(criteria.filter, DELIVERY_FILTER_SCHEMA)
+        _check_hook_comparisons(expr, criteria.parent)
         window = self._window_start()
         return replace(
             base,
@@ -430,6 +464,28 @@ class HistoryService:
             return await self._render(hook, event)
         except Exception:  # a broken format shows as "no body"; the delivery itself reports why
             return None
+
+
+def _check_hook_comparisons(expr: filtering.Expr | None, parent: str) -> None:
+    """``hook`` is compared with full hook names: a bare id would match nothing, silently.
+
+    Refused rather than resolved against the parent: under a company the same id can name
+    the company's hook and a hook of each of its projects, and a filter must mean one thing.
+    """
+    if expr is None:
+        return
+    if isinstance(expr, filtering.Compare):
+        value = expr.value
+        if expr.field == "hook" and isinstance(value, str) and not _HOOK_NAME.fullmatch(value):
+            example = f"{parent.split('/hooks/', 1)[0]}/hooks/{value}" if "/" not in value else names.HOOK_FORMS
+            raise InvalidArgument(
+                f"filter: hook {expr.op} {value!r}: hook is compared with a hook's full name, e.g. {example!r}"
+            )
+    elif isinstance(expr, filtering.Not):
+        _check_hook_comparisons(expr.operand, parent)
+    else:
+        for operand in expr.operands:
+            _check_hook_comparisons(operand, parent)
 
 
 def parse_parent(field: str, value: str) -> DeliveryQuery:

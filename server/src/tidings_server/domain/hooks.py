@@ -221,9 +221,7 @@ class HookService:
         if overlap is None:
             overlap = DEFAULT_SIGNING_OVERLAP
         elif not timedelta(0) <= overlap <= MAX_SIGNING_OVERLAP:
-            raise InvalidArgument(
-                f"overlap: {_seconds(overlap)} is outside 0 s to {_seconds(MAX_SIGNING_OVERLAP)} (7 days)"
-            )
+            raise InvalidArgument(f"overlap: {_span(overlap)} is outside 0 to {_span(MAX_SIGNING_OVERLAP)}")
         secret = new_secret()
         now = self._now()
 
@@ -360,6 +358,20 @@ def without_expired_secret(hook: Hook, now: datetime) -> Hook:
     if expire is None or now < expire:
         return hook
     return replace(hook, previous_signing_secret="", previous_secret_expire_time=None)
+
+
+def _span(value: timedelta) -> str:
+    """``30 days``, ``7 days``, ``1 day 12 hours``, ``90 s``: what a person reads a bound in."""
+    seconds = value.total_seconds()
+    days, rest = divmod(seconds, 86400)
+    hours = rest / 3600
+    if days and not rest:
+        return f"{days:g} day{'s' if days != 1 else ''}"
+    if days and not rest % 3600:
+        return f"{days:g} day{'s' if days != 1 else ''} {hours:g} hour{'s' if hours != 1 else ''}"
+    if seconds >= 3600 and not seconds % 3600:
+        return f"{hours:g} hour{'s' if hours != 1 else ''}"
+    return f"{seconds:g} s"
 
 
 def _seconds(value: timedelta) -> str:

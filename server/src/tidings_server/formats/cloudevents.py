@@ -11,7 +11,9 @@ Attributes, the same in both modes:
   resource catalogs are plugins and the same type scheme serves all of them;
 * ``subject``: the resource id, the thing the event is about within the source;
 * ``time``: the event's timestamp, RFC 3339 in UTC with microseconds;
-* ``datacontenttype``: ``application/json``; ``data`` is ``formats.common.data(event)``.
+* ``datacontenttype``: ``application/json``; ``data`` is ``formats.common.data(event)``;
+* ``tidingstest``: ``"true"``, only on a test send (``tidings hooks test``), an extension
+  attribute a receiver can check before acting.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tidings_server.plugins.spec import RenderContext, RenderedPayload
 SPECVERSION = "1.0"
 DATA_CONTENT_TYPE = "application/json"
 TYPE_PREFIX = "tidings."
+TEST_ATTRIBUTE = "tidingstest"
 
 
 def source(event: Event) -> str:
@@ -31,9 +34,10 @@ def source(event: Event) -> str:
     return f"/companies/{event.company_id}/projects/{event.project_id}"
 
 
-def attributes(event: Event) -> dict[str, str]:
-    """The context attributes, in the order they are written."""
-    return {
+def attributes(event: Event, context: RenderContext) -> dict[str, str]:
+    """The context attributes, in the order they are written; a test send adds the extension
+    attribute ``tidingstest`` (CloudEvents extensions are lowercase letters and digits)."""
+    found = {
         "specversion": SPECVERSION,
         "id": event.id,
         "source": source(event),
@@ -42,6 +46,9 @@ def attributes(event: Event) -> dict[str, str]:
         "time": rfc3339(event.timestamp),
         "datacontenttype": DATA_CONTENT_TYPE,
     }
+    if context.test:
+        found[TEST_ATTRIBUTE] = "true"
+    return found
 
 
 class CloudEventsStructured:
@@ -50,7 +57,7 @@ class CloudEventsStructured:
     content_type = "application/cloudevents+json; charset=utf-8"
 
     def render(self, event: Event, context: RenderContext) -> RenderedPayload:
-        body = {**attributes(event), "data": data(event)}
+        body = {**attributes(event, context), "data": data(event)}
         return RenderedPayload({"Content-Type": self.content_type}, dumps(body))
 
 
@@ -63,7 +70,7 @@ class CloudEventsBinary:
         # Every attribute value here is printable ASCII (digits, a ULID, a slug, a time), so
         # none needs the binding's percent-encoding; datacontenttype travels as Content-Type.
         headers = {"Content-Type": self.content_type}
-        for key, value in attributes(event).items():
+        for key, value in attributes(event, context).items():
             if key != "datacontenttype":
                 headers[f"ce-{key}"] = value
         return RenderedPayload(headers, dumps(data(event)))

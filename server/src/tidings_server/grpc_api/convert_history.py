@@ -92,7 +92,7 @@ def event(value: Event) -> events_pb2.Event:
 
 
 def _event_summary(value: Delivery) -> events_pb2.Event:
-    """What a delivery itself knows of its event (a change carries no more)."""
+    """What a delivery itself knows of its event, for one whose event is gone."""
     return events_pb2.Event(
         id=value.event_id,
         company_id=value.company_id,
@@ -174,9 +174,9 @@ def overview(value: Overview) -> deliveries_pb2.HookOverview:
     return message
 
 
-def change(value: Change, resume_token: str) -> deliveries_pb2.DeliveryChange:
+def change(value: Change, of: Event | None, resume_token: str) -> deliveries_pb2.DeliveryChange:
     return deliveries_pb2.DeliveryChange(
-        delivery=delivery(value.delivery, None), change_time=timestamp(value.time), resume_token=resume_token
+        delivery=delivery(value.delivery, of), change_time=timestamp(value.time), resume_token=resume_token
     )
 
 

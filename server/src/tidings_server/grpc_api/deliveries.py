@@ -20,6 +20,8 @@ from tidings_server.grpc_api import convert_history
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.servicers import Context, Servicer, abort
 
+WATCH_START_METADATA = "tidings-resume-token"
+
 
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
@@ -73,14 +75,17 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         statuses = await self._decode(context, lambda: convert_history.statuses("statuses", request.statuses))
         cursor = await self._call(context, self._history.watch_start, request.parent, statuses, request.resume_token)
         resume_from = cursor.resume_token(cursor.after)
+        # Where the stream starts, before any change: a client that loses a quiet stream
+        # resumes from here, so the changes made while it reconnects are not missed.
+        await context.send_initial_metadata(((WATCH_START_METADATA, resume_from),))
         self.active_watches += 1
         self.watches_started += 1
         try:
             while True:
                 batch = await self._call(context, self._history.watch_next, cursor, self._watch.poll)
-                for change in batch.changes:
+                for change, event in batch.changes:
                     token = cursor.resume_token(change.seq)
-                    message = convert_history.change(change, token)
+                    message = convert_history.change(change, event, token)
                     try:
                         await asyncio.wait_for(context.write(message), self._watch.stall_timeout)
                     except TimeoutError:

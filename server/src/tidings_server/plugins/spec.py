@@ -37,10 +37,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @dataclass(frozen=True, slots=True)
 class RenderContext:
-    """What a payload format may know about the hook it renders for."""
+    """What a payload format may know about the hook it renders for.
+
+    ``test`` is True for a test send (``SendTestEvent``, ``tidings hooks test``): nothing real
+    happened, and a format whose shape has room for it marks the body so (docs/plugins.md).
+    """
 
     hook_name: str
     payload_format: str
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
 from tidings_client.cli.config import Settings, resolve
-from tidings_client.cli.output import Output
+from tidings_client.cli.output import Output, parse_mode
 from tidings_client.client import Client
 from tidings_client.options import Options, Tls
 
@@ -22,6 +23,8 @@ Examples:
   tidings catalog resources --scope project --search rfi
   tidings publish --project 8/6778 --resource RFIs --resource-id 54321 --event-type update --user-id 5447
   tidings --json deliveries list companies/8/projects/6778 --status failed
+  tidings deliveries list --status failed -o jsonpath=.name     # options for output go anywhere
+  tidings hooks list --fields name,status,destination_url
   tidings --profile prod deliveries watch companies/8/projects/6778/hooks/procore-sync
 
 \b
@@ -40,6 +43,8 @@ class Env:
     settings: Settings
     out: Output
     _client: Client | None = field(default=None, repr=False)
+    # The server this process talks to, for an error that must name it after the command ended.
+    connected_to: ClassVar[str | None] = None
 
     def client(self) -> Client:
         if self._client is None:
@@ -50,6 +55,7 @@ class Env:
                     tls = Tls.from_files(s.ca_cert, s.client_cert, s.client_key, s.tls_server_name)
                 except OSError as exc:
                     raise click.UsageError(f"cannot read a TLS file: {exc}") from None
+            Env.connected_to = s.target
             self._client = Client(options=Options(target=s.target, tls=tls, token=s.token, timeout=s.timeout))
         return self._client
 
@@ -69,6 +75,16 @@ class Env:
 pass_env = click.make_pass_decorator(Env)
 
 
+class Declined(Exception):
+    """The person answered no: nothing was done, which is not an error but not success either."""
+
+
+def confirm(question: str) -> None:
+    """Ask on the terminal; a "no" ends the command with exit 1 and "nothing changed"."""
+    if not click.confirm(question):
+        raise Declined
+
+
 @click.group(context_settings=CONTEXT_SETTINGS, epilog=ROOT_EXAMPLES)
 @click.version_option(package_name="tidings-client", prog_name="tidings")
 @click.option(
@@ -81,7 +97,15 @@ pass_env = click.make_pass_decorator(Env)
 @click.option(
     "--token", envvar="TIDINGS_TOKEN", show_envvar=True, help="Bearer token sent as `authorization: Bearer …`."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print stable JSON instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON instead of tables (-o json).")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    metavar="FORM",
+    help="table, json, jsonl, tsv, name or jsonpath=.FIELD (e.g. jsonpath=.event.user_id) [default: table].",
+)
+@click.option("--fields", metavar="A,B.C", help="Only these fields (dotted for nested ones), in JSON or as columns.")
 @click.option("--profile", envvar="TIDINGS_PROFILE", show_envvar=True, help="A profile of the config file to use.")
 @click.option(
     "--config",
@@ -105,6 +129,8 @@ def root(
     target: str | None,
     token: str | None,
     as_json: bool,
+    output: str | None,
+    fields: str | None,
     profile: str | None,
     config_path: Path | None,
     tls: bool | None,
@@ -129,6 +155,13 @@ def root(
     # location is optional, like having no config at all.
     named = ctx.get_parameter_source("config_path") == click.core.ParameterSource.COMMANDLINE
     settings = resolve(flags, config_path, profile, must_exist=named)
-    env = Env(settings, Output(as_json))
+    if as_json and output not in (None, "json"):
+        raise click.UsageError(f"--json and -o {output} disagree: give one")
+    try:
+        mode, path = parse_mode(output or ("json" if as_json else "table"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
+    chosen = tuple(f.strip() for f in (fields or "").split(",") if f.strip())
+    env = Env(settings, Output(mode, jsonpath=path, fields=chosen))
     ctx.obj = env
     ctx.call_on_close(env.close)

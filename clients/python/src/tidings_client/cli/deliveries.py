@@ -6,8 +6,8 @@ import itertools
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.console import Group
@@ -17,9 +17,10 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from tidings_client.cli import params
-from tidings_client.cli.app import CONTEXT_SETTINGS, Env, pass_env
-from tidings_client.cli.output import fields_table, status_text, table, when
+from tidings_client.cli import names, params
+from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
+from tidings_client.cli.output import fields_table, jsonable, status_text, table, when
+from tidings_client.errors import TidingsError
 from tidings_client.types import Delivery, DeliveryChange, DeliveryFilter, DeliveryStatus
 
 STATUS_CHOICE = click.Choice([s.value for s in DeliveryStatus])
@@ -38,12 +39,13 @@ def deliveries() -> None:
     """
 
 
-def delivery_row(d: Delivery) -> list[str | Text]:
+def delivery_row(d: Delivery, *, with_hook: bool = False) -> list[str | Text]:
     e = d.event
     return [
         d.name.rsplit("/", 1)[-1],
         when(d.create_time),
         status_text(d.status),
+        *([hook_id(d.hook)] if with_hook else []),
         e.resource_name if e else "-",
         str(e.resource_id) if e else "-",
         e.event_type if e else "-",
@@ -53,7 +55,11 @@ def delivery_row(d: Delivery) -> list[str | Text]:
     ]
 
 
-DELIVERY_COLUMNS = ("EVENT ID", "CREATED", "STATUS", "RESOURCE", "RESOURCE ID", "EVENT", "TRIES", "HTTP", "ERROR")
+def delivery_columns(*, with_hook: bool) -> tuple[str, ...]:
+    """A list under a project or company mixes hooks: HOOK tells apart two rows of one event."""
+    hook = ("HOOK",) if with_hook else ()
+    return ("EVENT ID", "CREATED", "STATUS", *hook, "RESOURCE", "RESOURCE ID", "EVENT", "TRIES", "HTTP", "ERROR")
+
 
 LIST_EXAMPLES = """\b
 Examples:
@@ -67,7 +73,7 @@ Examples:
 
 
 @deliveries.command("list", epilog=LIST_EXAMPLES)
-@click.argument("parent", required=False)
+@click.argument("parent", required=False, type=names.PARENT)
 @click.option("--resource-id", type=click.IntRange(min=1), help="Only events about this resource id.")
 @click.option("--resource-name", default="", help="Only events about this resource, e.g. RFIs.")
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Only this status; repeatable.")
@@ -104,19 +110,61 @@ def list_(
     parent = env.parent(parent)
     page_size = 1000 if everything else min(limit + 1, 1000)
     found = env.client().list_deliveries(parent, where, page_size=page_size)
-    shown = list(found if everything else itertools.islice(found, limit + 1))
-    more = not everything and len(shown) > limit
+    with_hook = "/hooks/" not in parent
+    if everything:
+        list_all(env, found, with_hook=with_hook)
+        return
+    shown = list(itertools.islice(found, limit + 1))
+    more = len(shown) > limit
     shown = shown[:limit] if more else shown
     if env.out.as_json:
         env.out.json(shown)
         return
-    t = table(*DELIVERY_COLUMNS)
+    t = table(*delivery_columns(with_hook=with_hook))
     for d in shown:
-        t.add_row(*delivery_row(d))
+        t.add_row(*delivery_row(d, with_hook=with_hook))
     env.out.print(t)
     env.out.note(
         f"{len(shown)} deliver{'y' if len(shown) == 1 else 'ies'}" + (" (more: --limit N or --all)" if more else "")
     )
+
+
+def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
+    """Every match: streamed as it arrives when piped (a JSON array written item by item,
+    JSON lines, or tab-separated rows), and with a running count on a terminal."""
+    out = env.out
+    if out.mode == "json" and not out.fields:
+        sys.stdout.write("[")
+        count = 0
+        for count, d in enumerate(found, 1):
+            text = json.dumps(jsonable(d), ensure_ascii=False, indent=2)
+            sys.stdout.write(("," if count > 1 else "") + "\n  " + text.replace("\n", "\n  "))
+            sys.stdout.flush()
+        sys.stdout.write("\n]\n" if count else "]\n")
+        return
+    if out.as_json:
+        for d in found:
+            out.json(d, compact=True)
+        return
+    if out.tab_separated:
+        columns = delivery_columns(with_hook=with_hook)
+        sys.stdout.write("\t".join(columns) + "\n")
+        for d in found:
+            sys.stdout.write("\t".join(_plain(c) for c in delivery_row(d, with_hook=with_hook)) + "\n")
+        sys.stdout.flush()
+        return
+    t = table(*delivery_columns(with_hook=with_hook))
+    with Progress(SpinnerColumn(), TextColumn("{task.completed} deliveries"), console=out.err, transient=True) as bar:
+        task = bar.add_task("list")
+        for n, d in enumerate(found, 1):
+            t.add_row(*delivery_row(d, with_hook=with_hook))
+            bar.update(task, completed=n)
+    out.print(t)
+    out.note(f"{t.row_count} deliver{'y' if t.row_count == 1 else 'ies'}")
+
+
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
 
 
 def body_view(body: bytes, content_type: str) -> Syntax | Text:
@@ -195,7 +243,7 @@ Examples:
 
 
 @deliveries.command(epilog=SHOW_EXAMPLES)
-@click.argument("name")
+@click.argument("name", type=names.DELIVERY)
 @pass_env
 def show(env: Env, name: str) -> None:
     """One delivery: its event, every attempt with headers and response, and the body as sent."""
@@ -215,8 +263,10 @@ Examples:
 
 
 @deliveries.command(epilog=REDELIVER_EXAMPLES)
-@click.argument("name", required=False)
-@click.option("--parent", help="Queue again the deliveries under this hook, project or company that match.")
+@click.argument("name", required=False, type=names.DELIVERY)
+@click.option(
+    "--parent", type=names.PARENT, help="Queue again the deliveries under this hook, project or company that match."
+)
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Only this status; repeatable.")
 @click.option("--filter", "expr", default="", help="An AIP-160 filter, as in `deliveries list --filter`.")
 @click.option("--max", "maximum", type=click.IntRange(min=1), help="Queue at most this many in all.")
@@ -259,10 +309,15 @@ def redeliver(
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("not redelivering by filter without confirmation: add --yes")
-        click.confirm(f"Queue again the deliveries under {parent} matching {combined or 'anything'}?", abort=True)
+        confirm(f"Queue again the deliveries under {parent} matching {combined or 'anything'}?")
+    # One sweep through the history: a delivery queued again by this sweep has a newer
+    # update_time, so one that fails again at once is not taken a second time, and the
+    # sweep goes on to the older ones instead of ending on it.
+    sweep = f'update_time < "{datetime.now(UTC).isoformat().replace("+00:00", "Z")}"'
+    bounded = f"({combined}) AND {sweep}" if combined else sweep
     names: list[str] = []
     seen: set[str] = set()
-    more = True
+    more = False
     with Progress(
         SpinnerColumn(),
         TextColumn("queued"),
@@ -274,18 +329,18 @@ def redeliver(
         disable=not env.out.err.is_terminal,
     ) as progress:
         task = progress.add_task("redeliver", total=maximum)
-        while more and (maximum is None or len(names) < maximum):
+        while maximum is None or len(names) < maximum:
             limit = batch if maximum is None else min(batch, maximum - len(names))
-            result = client.redeliver_matching(parent, combined, limit=limit)
+            result = client.redeliver_matching(parent, bounded, limit=limit)
             fresh = [n for n in result.names if n not in seen]
-            # Deliveries redelivered quickly can match again (e.g. status = "delivered"); stop
-            # rather than send them round forever.
-            if not fresh:
-                break
             seen.update(fresh)
             names += fresh
             more = result.more
             progress.update(task, completed=len(names))
+            # No new name means the server is handing back what this sweep already took
+            # (its clock behind ours): stop rather than send them round again.
+            if not result.more or not fresh:
+                break
     if env.out.as_json:
         env.out.json({"queued_count": len(names), "names": names, "more": more})
     else:
@@ -294,10 +349,51 @@ def redeliver(
             env.out.note("more match: run it again, or raise --max")
 
 
-def watch_table(latest: Sequence[DeliveryChange], title: str) -> Table:
-    t = table("CHANGED", *DELIVERY_COLUMNS, title=title)
+def compact_time(value: datetime | None, today: datetime) -> str:
+    """``09:30:05`` today (UTC), ``11-20 09:30`` before: one short column in a live table."""
+    if value is None:
+        return "-"
+    value = value.astimezone(UTC)
+    return value.strftime("%H:%M:%S") if value.date() == today.date() else value.strftime("%m-%d %H:%M")
+
+
+def hook_id(name: str) -> str:
+    return name.rsplit("/hooks/", 1)[-1].split("/", 1)[0]
+
+
+def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool, width: int) -> Table:
+    """Newest first, one line a change: compact times, short hook ids, and the error cut to
+    what is left of ``width`` once the other columns have their whole values, so the rows
+    that matter stay on screen at any width and no column but the error is cut."""
+    today = datetime.now(UTC)
+    headers = ["CHANGED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT", "TRIES", "HTTP"]
+    headers.append("EVENT ID")
+    rows: list[list[str | Text]] = []
+    errors: list[str] = []
     for c in latest:
-        t.add_row(when(c.change_time), *delivery_row(c.delivery))
+        d, e = c.delivery, c.delivery.event
+        rows.append(
+            [
+                compact_time(c.change_time, today),
+                status_text(d.status),
+                *([hook_id(d.hook)] if with_hook else []),
+                e.resource_name if e else "-",
+                str(e.resource_id) if e else "-",
+                e.event_type if e else "-",
+                str(d.attempt_count),
+                str(d.last_response_status or "-"),
+                d.name.rsplit("/", 1)[-1],
+            ]
+        )
+        errors.append(d.last_error or "")
+    widths = [max([len(h), *(len(_plain(r[i])) for r in rows)]) for i, h in enumerate(headers)]
+    room = max(5, width - sum(widths) - 2 * len(widths))  # two spaces between columns
+    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for h, w in zip(headers, widths, strict=True):
+        t.add_column(h, no_wrap=True, min_width=w)
+    t.add_column("ERROR", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row, error in zip(rows, errors, strict=True):
+        t.add_row(*row, error if len(error) <= room else error[: room - 1] + "…")
     return t
 
 
@@ -306,27 +402,80 @@ Examples:
   tidings deliveries watch HOOK
   tidings deliveries watch companies/8/projects/6778 --status failed --status discarded
   tidings --json deliveries watch HOOK --count 10      # one JSON object per line
+  tidings deliveries watch HOOK --reconnect-for 10m    # ride out a longer server restart
 """
 
 
 @deliveries.command(epilog=WATCH_EXAMPLES)
-@click.argument("parent", required=False)
+@click.argument("parent", required=False, type=names.PARENT)
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Only changes to this status.")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many changes.")
 @click.option("--resume-token", default="", help="Continue after the change that carried this token.")
 @click.option("--rows", type=click.IntRange(min=1), default=20, show_default=True, help="Rows in the live table.")
+@click.option(
+    "--reconnect-for",
+    type=params.DURATION,
+    default="1m",
+    show_default=True,
+    help="How long to keep reconnecting after the server goes away (0 to give up at once).",
+)
 @pass_env
 def watch(
-    env: Env, parent: str | None, statuses: tuple[str, ...], count: int | None, resume_token: str, rows: int
+    env: Env,
+    parent: str | None,
+    statuses: tuple[str, ...],
+    count: int | None,
+    resume_token: str,
+    rows: int,
+    reconnect_for: timedelta,
 ) -> None:
     """Deliveries under PARENT as they change, in a live table (newest first) until Ctrl-C.
 
-    A dropped connection is resumed from the last change seen, so nothing is missed. When
-    the output is not a terminal, each change is printed as a line; with --json, as one
-    JSON object per line, whose resume_token can restart a later watch.
+    A dropped connection (a server restart, a network blip) is reopened with backoff for up
+    to --reconnect-for, saying so, and the watch goes on from the last change seen: nothing
+    is missed or shown twice. When the output is not a terminal, each change is printed as a
+    line; with --json, as one JSON object per line, whose resume_token can restart a later watch.
     """
     parent = env.parent(parent)
-    changes = env.client().watch(parent, statuses=[DeliveryStatus(s) for s in statuses], resume_token=resume_token)
+    target = env.settings.target
+    live: Live | None = None
+    state = {"title": f"Watching {parent} (Ctrl-C to stop)"}
+    title = state["title"]
+    with_hook = "/hooks/" not in parent
+    latest: OrderedDict[str, DeliveryChange] = OrderedDict()
+
+    def screen() -> Table:
+        width = env.out.console.width
+        return watch_table(list(reversed(latest.values())), state["title"], with_hook=with_hook, width=width)
+
+    def lost(error: TidingsError, attempt: int, delay: float) -> None:
+        message = (
+            f"lost the connection to {target} ({error.code.name}); reconnecting in {delay:.1f}s"
+            f" (attempt {attempt}, for up to {params.format_duration(reconnect_for)})"
+        )
+        if live is not None:
+            state["title"] = f"{title} — {message}"
+            live.update(screen())
+        else:
+            env.out.note(message)
+
+    def connected(retries: int) -> None:
+        if live is not None:
+            state["title"] = title
+            live.update(screen())
+        elif retries:
+            env.out.note(f"reconnected to {target}; going on from the last change seen")
+        else:
+            env.out.note(f"watching {parent} on {target} (Ctrl-C to stop)")
+
+    changes = env.client().watch(
+        parent,
+        statuses=[DeliveryStatus(s) for s in statuses],
+        resume_token=resume_token,
+        reconnect_for=reconnect_for.total_seconds(),
+        on_retry=lost,
+        on_connected=connected,
+    )
     stream = itertools.islice(changes, count) if count else changes
     try:
         if env.out.as_json:
@@ -334,16 +483,23 @@ def watch(
                 env.out.json(c, compact=True)
         elif not env.out.console.is_terminal:
             for c in stream:
-                env.out.console.print(*(str(x) for x in [when(c.change_time), *delivery_row(c.delivery)]))
+                env.out.console.print(
+                    "\t".join(str(x) for x in [when(c.change_time), *delivery_row(c.delivery, with_hook=with_hook)])
+                )
         else:
-            latest: OrderedDict[str, DeliveryChange] = OrderedDict()
-            title = f"Watching {parent} (Ctrl-C to stop)"
-            with Live(watch_table([], title), console=env.out.console, refresh_per_second=8) as live:
+            # The title, the header and a line to spare: the newest rows always fit the screen.
+            shown = max(1, min(rows, env.out.console.height - 3))
+            with Live(
+                screen(),
+                console=env.out.console,
+                refresh_per_second=8,
+                vertical_overflow="crop",
+            ) as live:
                 for c in stream:
                     latest.pop(c.delivery.name, None)
                     latest[c.delivery.name] = c
-                    while len(latest) > rows:
+                    while len(latest) > shown:
                         latest.popitem(last=False)
-                    live.update(watch_table(list(reversed(latest.values())), title))
+                    live.update(screen())
     finally:
         changes.close()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable, Sequence
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from tidings_client.cli import params
+from tidings_client.cli import names, params
 from tidings_client.cli.app import CONTEXT_SETTINGS, Env, pass_env
 from tidings_client.cli.output import table, when
 from tidings_client.client import Client
+from tidings_client.errors import InvalidArgument, TidingsError
 from tidings_client.types import Hook, Scope, Trigger
 
 
@@ -45,13 +48,46 @@ def expand_events(client: Client, hook: Hook, pairs: Iterable[tuple[str, str]]) 
             continue
         entry = catalog.get(resource.lower())
         if entry is None:
-            raise click.BadParameter(
-                f"{resource!r} is not a {hook_scope(hook.name)} resource for {hook.payload_format}"
-                " (see `tidings catalog resources`)",
-                param_hint="EVENT",
-            )
+            raise unknown_resource(client, hook, resource)
         out.extend((entry.resource_name, t) for t in entry.event_types)
     return list(dict.fromkeys(out))
+
+
+class UnknownResource(click.ClickException):
+    """An event whose resource the catalog does not have: exit 2, as the server's refusal would."""
+
+    exit_code = 2
+
+
+def unknown_resource(client: Client, hook: Hook, resource: str) -> UnknownResource:
+    """A resource the catalog does not have, with the closest ones it has and where to look."""
+    scope = hook_scope(hook.name)
+    try:
+        known = [r.resource_name for r in client.list_resources(scope, payload_format=hook.payload_format)]
+    except TidingsError:
+        known = []
+    close = difflib.get_close_matches(resource, known, n=3, cutoff=0.5) or difflib.get_close_matches(
+        resource.lower(), [k.lower() for k in known], n=3, cutoff=0.5
+    )
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UnknownResource(
+        f"--event: {resource!r} is not a {scope} resource for {hook.payload_format}{hint}"
+        f" See `tidings catalog resources --scope {scope}`"
+    )
+
+
+_UNKNOWN = re.compile(r"unknown resource '([^']+)'")
+
+
+def select_events(client: Client, hook: Hook, pairs: Iterable[tuple[str, str]]) -> list[Trigger]:
+    """Expand wildcards and select the events; an unknown resource gets a suggestion."""
+    try:
+        return client.create_triggers(hook.name, expand_events(client, hook, pairs))
+    except InvalidArgument as exc:
+        found = _UNKNOWN.search(exc.message)
+        if found is None:
+            raise
+        raise unknown_resource(client, hook, found.group(1)) from None
 
 
 def triggers_table(triggers: Sequence[Trigger]) -> Table:
@@ -82,14 +118,13 @@ Examples:
 
 
 @events.command(epilog=ADD_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.argument("event", nargs=-1, required=True, type=params.EVENT)
 @pass_env
 def add(env: Env, hook: str, event: tuple[tuple[str, str], ...]) -> None:
     """Select events for HOOK (all or none; ones already selected are kept)."""
     client = env.client()
-    pairs = expand_events(client, client.get_hook(hook), event) if any(e == "*" for _, e in event) else list(event)
-    added = client.create_triggers(hook, pairs)
+    added = select_events(client, client.get_hook(hook), event)
     if env.out.as_json:
         env.out.json(added)
     else:
@@ -106,7 +141,7 @@ Examples:
 
 
 @events.command(epilog=REMOVE_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.argument("event", nargs=-1, required=True)
 @click.option("--missing-ok", is_flag=True, help="Ignore events the hook does not have.")
 @pass_env
@@ -152,7 +187,7 @@ def match_triggers(selected: Sequence[Trigger], text: str) -> list[Trigger]:
 
 
 @events.command("list", epilog="\b\nExamples:\n  tidings events list HOOK\n  tidings --json events list HOOK")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def list_(env: Env, hook: str) -> None:
     """The events HOOK sends."""

@@ -11,10 +11,10 @@ import click
 from rich.console import Group
 from rich.text import Text
 
-from tidings_client.cli import params
-from tidings_client.cli.app import CONTEXT_SETTINGS, Env, pass_env
-from tidings_client.cli.events import expand_events, triggers_table
-from tidings_client.cli.output import fields_table, joined, span, status_text, table, when
+from tidings_client.cli import names, params
+from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
+from tidings_client.cli.events import select_events, triggers_table
+from tidings_client.cli.output import STATUS_STYLE, fields_table, joined, span, status_text, table, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import DeliveryOrdering, Hook, HookChanges, HookOverview, HookStatus, RetryPolicy
 
@@ -33,7 +33,8 @@ def hooks() -> None:
     """Create, inspect, change, pause, delete and test hooks, and rotate their signing secrets.
 
     A hook is named companies/C/hooks/H (company level) or companies/C/projects/P/hooks/H
-    (project level); every command that takes HOOK wants that full name.
+    (project level). Where HOOK is taken, its id H alone means the hook under the profile's
+    parent; shell completion offers the hooks there.
     """
 
 
@@ -88,6 +89,14 @@ def print_hook(env: Env, hook: Hook) -> None:
         env.out.json(hook)
     else:
         env.out.print(fields_table(hook_rows(hook)))
+
+
+def said(env: Env, hook: Hook, verb: str, what_follows: str) -> None:
+    """One line for a change whose result is the change itself (pause, resume)."""
+    if env.out.as_json:
+        env.out.json(hook)
+    else:
+        env.out.print(Text(f"{verb} ", style=STATUS_STYLE[hook.status]) + Text(hook.name) + Text(f": {what_follows}"))
 
 
 def retry_options(fn: Any) -> Any:
@@ -236,13 +245,17 @@ def create(
     triggers = []
     if events:
         try:
-            triggers = client.create_triggers(hook.name, expand_events(client, hook, events))
+            triggers = select_events(client, hook, events)
         except (TidingsError, click.ClickException):
             try:
                 client.delete_hook(hook.name)
             except TidingsError:
                 env.out.note(f"{hook.name} was created without its events; `tidings hooks delete` removes it")
             raise
+    if no_signing:
+        # The server keeps a secret ready, but a hook that signs nothing has no secret to
+        # store: printing one would ask the admin to keep what no receiver checks.
+        hook = replace(hook, signing_secret="")
     if env.out.as_json:
         env.out.json({"hook": hook, "triggers": triggers})
     else:
@@ -250,6 +263,11 @@ def create(
         env.out.print(fields_table(hook_rows(hook)))
         if triggers:
             env.out.print(triggers_table(triggers))
+    if no_signing:
+        env.out.note(
+            f"Signing is off. To sign later: `tidings hooks rotate-secret {hook.name} --overlap 0` prints a"
+            f" secret, then `tidings hooks update {hook.name} --signing`."
+        )
     warn_secret_shown_once(env, hook)
 
 
@@ -306,7 +324,7 @@ def list_(
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks get companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def get(env: Env, hook: str) -> None:
     """Show a hook's settings (the Authorization header masked), whether deliveries are signed
@@ -349,7 +367,7 @@ Examples:
 
 
 @hooks.command(epilog=SHOW_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def show(env: Env, hook: str) -> None:
     """The hook's Overview: settings, deliveries per status in the last 28 days, success rate,
@@ -374,7 +392,7 @@ The payload format never changes: delete the hook and create it again.
 
 
 @hooks.command(epilog=UPDATE_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.option("--url", help="A new destination URL.")
 @click.option("--auth-header", help="A new Authorization header (--auth-header-file keeps it out of the process list).")
 @click.option(
@@ -437,23 +455,25 @@ def update(
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks pause companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def pause(env: Env, hook: str) -> None:
     """Stop delivering; matching events are kept and wait until `hooks resume`."""
-    print_hook(env, env.client().update_hook(hook, HookChanges(status=HookStatus.PAUSED)))
+    changed = env.client().update_hook(hook, HookChanges(status=HookStatus.PAUSED))
+    said(env, changed, "paused", "deliveries wait until `tidings hooks resume`")
 
 
 @hooks.command(epilog="\b\nExample:\n  tidings hooks resume companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def resume(env: Env, hook: str) -> None:
     """Deliver again, starting with what waited while paused."""
-    print_hook(env, env.client().update_hook(hook, HookChanges(status=HookStatus.ACTIVE)))
+    changed = env.client().update_hook(hook, HookChanges(status=HookStatus.ACTIVE))
+    said(env, changed, "resumed", "deliveries go out again")
 
 
 @hooks.command(epilog="\b\nExamples:\n  tidings hooks delete HOOK\n  tidings hooks delete HOOK --yes")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 @pass_env
 def delete(env: Env, hook: str, yes: bool) -> None:
@@ -464,7 +484,7 @@ def delete(env: Env, hook: str, yes: bool) -> None:
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("not deleting without confirmation: add --yes")
-        click.confirm(f"Delete {hook} and discard its pending deliveries?", abort=True)
+        confirm(f"Delete {hook} and discard its pending deliveries?")
     env.client().delete_hook(hook)
     if env.out.as_json:
         env.out.json({"deleted": hook})
@@ -482,7 +502,7 @@ Examples:
 
 
 @hooks.command("rotate-secret", epilog=ROTATE_EXAMPLES)
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @click.option(
     "--overlap",
     type=params.DURATION,
@@ -501,7 +521,7 @@ def rotate_secret(env: Env, hook: str, overlap: timedelta | None, yes: bool) -> 
         if not sys.stdin.isatty():
             raise click.UsageError("not rotating without confirmation: add --yes")
         keeps = "stops at once" if overlap == timedelta(0) else f"keeps signing for {span(overlap or DEFAULT_OVERLAP)}"
-        click.confirm(f"Give {hook} a new signing secret? The current one {keeps}.", abort=True)
+        confirm(f"Give {hook} a new signing secret? The current one {keeps}.")
     rotated = env.client().rotate_signing_secret(hook, overlap)
     if env.out.as_json:
         env.out.json(rotated)
@@ -518,7 +538,7 @@ def rotate_secret(env: Env, hook: str, overlap: timedelta | None, yes: bool) -> 
 
 
 @hooks.command("test", epilog="\b\nExample:\n  tidings hooks test companies/8/projects/6778/hooks/procore-sync")
-@click.argument("hook")
+@click.argument("hook", type=names.HOOK)
 @pass_env
 def test_(env: Env, hook: str) -> None:
     """Send a test event to the hook's endpoint now and show what it answered.

@@ -10,7 +10,7 @@ import grpc
 from rich.console import Console
 from rich.markup import escape
 
-from tidings_client.cli.app import CONTEXT_SETTINGS, root
+from tidings_client.cli.app import CONTEXT_SETTINGS, Declined, Env, root
 from tidings_client.cli.catalog import catalog
 from tidings_client.cli.deliveries import deliveries
 from tidings_client.cli.events import events
@@ -64,17 +64,55 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+_OUTPUT_FLAGS = ("--output", "-o", "--fields")
+
+
+def hoisted(argv: Sequence[str]) -> list[str]:
+    """The output options moved before the command, so that, as with gh and kubectl, they may
+    follow it too (``tidings hooks list --json``, ``… list -o name``)."""
+    front: list[str] = []
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--json":
+            front.append(arg)
+        elif arg in _OUTPUT_FLAGS and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 1
+        elif arg.startswith(("--output=", "--fields=")) or (arg.startswith("-o") and len(arg) > 2 and arg[2] != "-"):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit code; never lets a traceback reach the user."""
+    args = hoisted(sys.argv[1:] if argv is None else argv)
     try:
-        result = root.main(args=list(argv) if argv is not None else None, prog_name="tidings", standalone_mode=False)
+        result = root.main(args=args, prog_name="tidings", standalone_mode=False)
     except TidingsError as exc:
+        if exc.code == grpc.StatusCode.UNAVAILABLE and Env.connected_to is not None:
+            return _fail(
+                f"UNAVAILABLE: cannot reach the server at {Env.connected_to}; is it running? Choose another"
+                f" with --target HOST:PORT or TIDINGS_TARGET ({exc.message})",
+                UNREACHABLE,
+            )
         return _fail(f"{exc.code.name}: {exc.message}", EXIT_FOR_CODE.get(exc.code, SERVER_ERROR))
     except ProtocolError as exc:
         return _fail(str(exc), SERVER_ERROR)
-    except click.exceptions.Abort:
-        return _fail("aborted", INTERRUPTED)
-    except KeyboardInterrupt:
+    except Declined:
+        Console(stderr=True, highlight=False).print("nothing changed", markup=False)
+        return SERVER_ERROR
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C (click turns one at a prompt into Abort): the person knows; no error line.
+        sys.stderr.write("\n")
         return INTERRUPTED
     except click.UsageError as exc:
         exc.show()  # with the usage line and the pointer to --help

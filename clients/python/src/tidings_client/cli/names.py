@@ -1,0 +1,152 @@
+"""Short names on the command line: a hook or delivery id relative to the profile's parent,
+completed from the server.
+
+With a profile whose parent is ``companies/8/projects/6778``, ``erp-sync`` means
+``companies/8/projects/6778/hooks/erp-sync`` and ``erp-sync/deliveries/01J…`` (or
+``erp-sync/01J…``) that hook's delivery; with a hook as the parent, a bare event id is one
+of its deliveries. A name that starts with ``companies/`` is taken as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+from click.shell_completion import CompletionItem
+
+from tidings_client.cli.app import Env
+from tidings_client.cli.config import Settings, resolve
+from tidings_client.client import Client
+from tidings_client.errors import TidingsError
+from tidings_client.options import Options, Retry
+
+COMPLETION_TIMEOUT = 2.0  # seconds a completion may wait for the server before offering nothing
+_EVENT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def hook_parent(settings: Settings) -> str | None:
+    """Where short hook ids live: the profile's parent, or the parent of its hook."""
+    parent = settings.parent
+    if not parent:
+        return None
+    return parent.split("/hooks/", 1)[0]
+
+
+def full_hook(value: str, settings: Settings) -> str:
+    if value.startswith("companies/"):
+        return value.rstrip("/")
+    base = hook_parent(settings)
+    if base is None:
+        raise ValueError(
+            f"{value!r} is a short hook id: give the full name (companies/C[/projects/P]/hooks/H),"
+            " or set `parent` in the profile"
+        )
+    return f"{base}/hooks/{value}"
+
+
+def full_delivery(value: str, settings: Settings) -> str:
+    if value.startswith("companies/"):
+        return value.rstrip("/")
+    if _EVENT_ID.fullmatch(value) and settings.parent and "/hooks/" in settings.parent:
+        return f"{settings.parent}/deliveries/{value}"
+    hook, _, event = value.rpartition("/")
+    hook = hook.removesuffix("/deliveries")
+    if not hook or not _EVENT_ID.fullmatch(event):
+        raise ValueError(f"{value!r} is not a delivery: give HOOK/deliveries/EVENT_ID (HOOK may be a short id)")
+    return f"{full_hook(hook, settings)}/deliveries/{event}"
+
+
+def _settings(ctx: click.Context) -> Settings:
+    env = ctx.find_object(Env)
+    if env is not None:
+        return env.settings
+    # Completing: the root command has not run, so read its options as it would.
+    root = ctx.find_root().params
+    flags = {k: root.get(k) for k in ("target", "token", "tls", "ca_cert", "client_cert", "client_key", "timeout")}
+    config = root.get("config_path")
+    return resolve(flags, Path(config) if config else None, root.get("profile"), must_exist=False)
+
+
+def _client(settings: Settings) -> Client:
+    return Client(options=Options(target=settings.target, token=settings.token, timeout=COMPLETION_TIMEOUT,
+                                  retry=Retry(max_attempts=1)))  # fmt: skip
+
+
+class _Name(click.ParamType[str]):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def expand(self, value: str, settings: Settings) -> str:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not isinstance(value, str) or ctx is None:
+            return str(value)
+        try:
+            return self.expand(value, _settings(ctx))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class HookName(_Name):
+    """A hook's full name, or its id under the profile's parent; completes from the server."""
+
+    def __init__(self, *, parent_ok: bool = False) -> None:
+        super().__init__("hook")
+        self.parent_ok = parent_ok  # also a project or company (a PARENT argument)
+
+    def expand(self, value: str, settings: Settings) -> str:
+        if self.parent_ok and value.startswith("companies/"):
+            return value.rstrip("/")
+        return full_hook(value, settings)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        try:
+            settings = _settings(ctx)
+            base = hook_parent(settings)
+            if base is None:
+                return []
+            with _client(settings) as client:
+                found = [h.name for h in client.list_hooks(base, page_size=200)]
+        except (TidingsError, click.ClickException, OSError):
+            return []  # no server, no profile: complete nothing rather than fail the shell
+        short = [n.rsplit("/", 1)[-1] for n in found]
+        offered = found if incomplete.startswith("companies/") else short
+        return [CompletionItem(n) for n in offered if n.startswith(incomplete)]
+
+
+class DeliveryName(_Name):
+    """A delivery's full name, or HOOK/deliveries/EVENT_ID with a short hook id."""
+
+    def __init__(self) -> None:
+        super().__init__("delivery")
+
+    def expand(self, value: str, settings: Settings) -> str:
+        return full_delivery(value, settings)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        try:
+            settings = _settings(ctx)
+            hook, _, _ = incomplete.rpartition("/")
+            hook = hook.removesuffix("/deliveries")
+            if hook:
+                parent = full_hook(hook, settings)
+            elif settings.parent:
+                parent = settings.parent
+            else:
+                return []
+            with _client(settings) as client:
+                names = [d.name for _, d in zip(range(50), client.list_deliveries(parent, page_size=50), strict=False)]
+        except (TidingsError, click.ClickException, ValueError, OSError):
+            return []
+        base = hook_parent(settings) or ""
+        relative = [n.removeprefix(f"{base}/hooks/") if base else n for n in names]
+        offered = names if incomplete.startswith("companies/") else relative
+        return [CompletionItem(n) for n in offered if n.startswith(incomplete)]
+
+
+HOOK = HookName()
+PARENT = HookName(parent_ok=True)
+DELIVERY = DeliveryName()

@@ -1,0 +1,211 @@
+"""What a new admin tripped over, end to end: the real ``tidings`` against a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.client.cli_run import TIDINGS, Cli, server_process
+from tests.client.test_cli_history_e2e import eventually, make_hook, publish
+from tests.http_sink import Sink
+from tidings_client import Client
+
+
+class Watcher:
+    """``tidings --json deliveries watch`` in the background, its lines and its notes collected."""
+
+    def __init__(self, cli: Cli, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(TIDINGS), "--json", "deliveries", "watch", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli.env(),
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.arrived = threading.Condition()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines, json.loads), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.notes, str.strip), daemon=True).start()
+
+    def _read(self, pipe: Any, into: list[Any], parse: Any) -> None:
+        for line in pipe:
+            with self.arrived:
+                into.append(parse(line))
+                self.arrived.notify_all()
+
+    def wait(self, ready: Any, timeout: float = 30) -> None:
+        with self.arrived:
+            assert self.arrived.wait_for(ready, timeout), (self.lines, self.notes)
+
+    def seen(self) -> list[tuple[str, str]]:
+        with self.arrived:
+            return [(c["delivery"]["event"]["id"], c["delivery"]["status"]) for c in self.lines]
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(10)
+
+
+def test_watch_shows_the_events_user_and_time(cli: Cli, project: str, sink: Sink) -> None:
+    hook = make_hook(cli, project, sink.url(), "RFIs:update")
+    watcher = Watcher(cli, hook, "--status", "delivered")
+    try:
+        watcher.wait(lambda: any(n.startswith("watching") for n in watcher.notes))
+        event_id = publish(cli, project, "RFIs", 54321)
+        watcher.wait(lambda: len(watcher.lines) >= 1)
+    finally:
+        watcher.stop()
+    [change] = watcher.lines
+    event = change["delivery"]["event"]
+    assert (event["id"], event["user_id"]) == (event_id, 5447)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", event["timestamp"])
+    listed = cli.ok("--json", "deliveries", "list", hook).json()
+    assert listed[0]["event"] == event  # the watch and the list show one event alike
+
+    published: list[str] = []
+    with Client(cli.target) as client:
+        # Published once the stream is open, from inside the watch: the change must follow.
+        changes = client.watch(hook, on_connected=lambda _: published.append(publish(cli, project, "RFIs", 54322)))
+        try:
+            first = next(changes)
+        finally:
+            changes.close()
+    assert first.delivery.event is not None
+    assert [(first.delivery.event.id, first.delivery.event.user_id)] == [(p, 5447) for p in published]
+    assert first.delivery.event.timestamp is not None
+
+
+def test_redeliver_with_nothing_matching_says_no_more(cli: Cli, project: str, sink: Sink) -> None:
+    hook = make_hook(cli, project, sink.url(), "RFIs:update")
+    publish(cli, project, "RFIs", 1)
+    eventually(lambda: cli.ok("--json", "deliveries", "list", hook, "--status", "delivered").json())
+    args = ["deliveries", "redeliver", "--parent", hook, "--status", "failed", "--status", "discarded", "--yes"]
+    assert cli.ok("--json", *args).json() == {"queued_count": 0, "names": [], "more": False}
+    plain = cli.ok(*args)
+    assert "queued 0 deliveries again" in plain.out
+    assert "more" not in plain.err
+
+
+def test_redeliver_in_batches_of_one_goes_through_every_failure(cli: Cli, project: str, refusing_url: str) -> None:
+    hook = make_hook(cli, project, refusing_url, "RFIs:update")
+    ids = {publish(cli, project, "RFIs", n) for n in (1, 2, 3)}
+    eventually(lambda: len(cli.ok("--json", "deliveries", "list", hook, "--status", "failed").json()) == 3)
+    # Each redelivery fails again at once, yet the sweep goes on to the older ones.
+    result = cli.ok(
+        "--json", "deliveries", "redeliver", "--parent", hook, "--status", "failed", "--batch", "1", "--yes"
+    )
+    body = result.json()
+    assert body["more"] is False
+    assert {n.rsplit("/", 1)[-1] for n in body["names"]} == ids
+    assert body["queued_count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("payload_format", "marked"),
+    [
+        ("procore.v4", lambda r, body: (body["resource_id"], body["user_id"]) == ("0", "0")),
+        (
+            "procore.v3",
+            lambda r, body: body["metadata"]["source_application_id"] == "tidings-test" and body["resource_id"] == 0,
+        ),
+        ("standard-webhooks.v1", lambda r, body: body["data"]["metadata"]["source_application_id"] == "tidings-test"),
+        ("cloudevents.structured.v1", lambda r, body: body["tidingstest"] == "true"),
+        ("cloudevents.binary.v1", lambda r, body: r.header("ce-tidingstest") == "true"),
+    ],
+)
+def test_a_test_send_is_recognisable(cli: Cli, project: str, sink: Sink, payload_format: str, marked: Any) -> None:
+    args = ["--json", "hooks", "create", "--project", project, "--url", sink.url("/t"), "--format", payload_format]
+    hook = cli.ok(*args).json()["hook"]["name"]
+    cli.ok("hooks", "test", hook)
+    assert sink.wait_until(lambda: bool(sink.requests), 10)
+    [request] = sink.requests
+    assert request.header("Tidings-Test") == "true"
+    assert marked(request, json.loads(request.body))
+
+
+def test_create_without_signing_prints_no_secret(cli: Cli, project: str) -> None:
+    args = ["hooks", "create", "--project", project, "--url", "http://127.0.0.1:9/in", "--format", "procore.v4"]
+    shown = cli.ok(*args, "--no-signing")
+    assert "whsec_" not in shown.out + shown.err
+    assert "shown once" not in shown.err
+    assert "rotate-secret" in shown.err  # how to start signing later
+    printed = cli.ok("--json", *args, "--no-signing").json()["hook"]
+    assert (printed["signing_secret"], printed["signing_disabled"]) == ("", True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_watch_rides_out_a_server_restart(tmp_path: Path, sink: Sink) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    project = "8/4242"
+    with server_process(tmp_path, listen) as target:
+        cli = Cli(target, tmp_path / "no-config.toml")
+        hook = make_hook(cli, project, sink.url(), "RFIs:update")
+        watcher = Watcher(cli, hook, "--status", "delivered", "--reconnect-for", "30s")
+        watcher.wait(lambda: any(n.startswith("watching") for n in watcher.notes))
+        before = publish(cli, project, "RFIs", 1)
+        watcher.wait(lambda: (before, "delivered") in watcher.seen())
+    # The server is gone: the watch says it is reconnecting instead of giving up.
+    watcher.wait(lambda: any("reconnecting" in n for n in watcher.notes))
+    assert watcher.proc.poll() is None
+    with server_process(tmp_path, listen):
+        watcher.wait(lambda: any("reconnected" in n for n in watcher.notes))
+        after = publish(cli, project, "RFIs", 2)
+        watcher.wait(lambda: (after, "delivered") in watcher.seen())
+        assert watcher.stop() != 0  # terminated by us, still watching
+    # From its token: nothing missed, nothing shown twice.
+    assert watcher.seen() == [(before, "delivered"), (after, "delivered")]
+    lost = next(n for n in watcher.notes if "reconnecting" in n)
+    assert target in lost
+    assert "error" not in " ".join(watcher.notes).lower()
+
+
+def test_a_watch_gives_up_after_its_reconnect_time(tmp_path: Path) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    with server_process(tmp_path, listen) as target:
+        cli = Cli(target, tmp_path / "no-config.toml")
+        watcher = Watcher(cli, "companies/8/projects/1", "--reconnect-for", "2s")
+        watcher.wait(lambda: any(n.startswith("watching") for n in watcher.notes))
+    assert watcher.proc.wait(30) == 5
+    assert any("reconnecting" in n for n in watcher.notes)
+    assert "UNAVAILABLE" in watcher.notes[-1]
+
+
+def test_make_serve_on_a_taken_port_says_so_in_one_line() -> None:
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ["make", "--no-print-directory", "serve", f"LISTEN=127.0.0.1:{port}", "STORE=memory:"],
+            cwd=root,
+            # As typed at a prompt, not as a sub-make of `make test`.
+            env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    # make adds its own "make: *** [serve] Error 2" after the server's line.
+    lines = [
+        line for line in result.stderr.splitlines() if line.strip() and not re.match(r"make(\[\d+\])?: \*\*\*", line)
+    ]
+    assert lines == [
+        f"tidings-server: --listen: 127.0.0.1:{port} is already in use (another tidings-server?); pick another"
+        f" address, e.g. --listen 127.0.0.1:{port + 1} (with make: make serve LISTEN=127.0.0.1:{port + 1})"
+    ]
+    assert result.stdout == ""
