@@ -39,6 +39,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench import http_client
 from tidings.v1 import events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings_server.domain.sealing import encode_key, new_key
+from tidings_server.keys import ENV_VAR
 
 _TIMESTAMP = re.compile(rb'"timestamp":"([^"]+)"')
 
@@ -125,7 +127,7 @@ def server(db: Path) -> Iterator[Server]:
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{db}", "--allow-http",
          "--allow-private-destinations", "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key())},
     )  # fmt: skip
     assert proc.stderr is not None
     port = 0

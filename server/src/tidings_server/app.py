@@ -22,9 +22,12 @@ from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
 from tidings_server.domain.ports import Store
 from tidings_server.domain.pulse import Pulse
+from tidings_server.domain.sealing import Keyring, new_key
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
+from tidings_server.keys import ENV_VAR, KeySource
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.stores.sealed import SealedStore, audit
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,9 @@ class Config:
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    # The keys hooks' secrets are sealed with at rest; None: see ``seal_store``.
+    secrets_key: KeySource | None = None
+    plaintext_secrets: bool = False
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -160,6 +166,42 @@ async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
     )
 
 
+async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
+    """The store behind the sealing decorator, after checking that every stored secret opens.
+
+    Without a key: a ``memory:`` store (nothing at rest) seals under a key made for this run;
+    any other needs ``plaintext_secrets`` said out loud, or the server refuses to start, so
+    secrets are never written unencrypted by accident.
+    """
+    keys = config.secrets_key
+    if keys is None:
+        if scheme == "memory":
+            keys = KeySource(Keyring([new_key()]))
+        elif config.plaintext_secrets:
+            keys = KeySource(Keyring())
+            log.warning("hooks' secrets are stored unencrypted (--plaintext-secrets): for development only")
+        else:
+            raise ConfigError(
+                "--secrets-key-file: no key to encrypt the secrets this store keeps; create one with"
+                " `tidings-server secrets init-key PATH` and pass --secrets-key-file PATH (or set"
+                f" {ENV_VAR}), or pass --plaintext-secrets to keep them unencrypted (development only)"
+            )
+    sealed = SealedStore(store, keys)
+    found = await audit(sealed)
+    if found.unopenable:
+        more = f" (and {len(found.unopenable) - 1} more)" if len(found.unopenable) > 1 else ""
+        raise ConfigError(
+            f"--secrets-key-file: stored secrets do not open with this keyring: {found.unopenable[0]}{more}"
+        )
+    if found.plaintext and keys.keyring.keys:
+        log.warning(
+            "hooks keep secrets unencrypted from before encryption at rest; each is encrypted when next written,"
+            " `tidings-server secrets rotate-key` encrypts them all",
+            extra={"hooks": found.plaintext},
+        )
+    return sealed
+
+
 @dataclass(slots=True)
 class Running:
     """A started server: its port, and how to stop it gracefully."""
@@ -190,6 +232,7 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        store = await seal_store(store, config, backend.scheme)
         await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its

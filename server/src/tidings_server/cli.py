@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import trio
 
-from tidings_server import __version__, logs
+from tidings_server import __version__, logs, secrets_cli
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.grpc_api.server import ListenError
+from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
 
 log = logging.getLogger("tidings_server")
@@ -25,6 +28,8 @@ examples:
   tidings-server serve
   tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
   tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server secrets init-key var/secrets.key
+  tidings-server serve --secrets-key-file var/secrets.key
   tidings-server plugins
 """
 
@@ -105,6 +110,19 @@ def parser() -> argparse.ArgumentParser:
         f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
     )
     run.add_argument(
+        "--secrets-key-file",
+        type=Path,
+        metavar="PATH",
+        help="the keyring that encrypts hooks' Authorization headers and signing secrets at rest (made by"
+        f" `tidings-server secrets init-key PATH`); or set {ENV_VAR} (base64 keys, newest first, comma-separated)."
+        " Needed for any store but memory:",
+    )
+    run.add_argument(
+        "--plaintext-secrets",
+        action="store_true",
+        help="store secrets unencrypted when no key is given (development only; logged as a warning)",
+    )
+    run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
     )
     run.add_argument(
@@ -117,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
         description="List every plugin in the 'tidings' entry-point group with its distribution and version,"
         " and the payload formats, storage backends and catalog resources loaded from them.",
     )
+    secrets_cli.add_commands(commands)
     return top
 
 
@@ -168,7 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "plugins":
         return _plugins()
+    if args.command == "secrets":
+        return secrets_cli.run(args)
     logs.configure(args.log_level)
+    try:
+        keys = secrets_cli.key_source(args.secrets_key_file, os.environ.get(ENV_VAR), option="--secrets-key-file")
+    except (ValueError, OSError) as err:
+        print(f"tidings-server: --secrets-key-file: {err}", file=sys.stderr)
+        return 2
+    if keys is not None and args.plaintext_secrets:
+        print("tidings-server: --plaintext-secrets: a key is given too; give one or the other", file=sys.stderr)
+        return 2
     config = Config(
         listen=args.listen,
         store_url=args.store,
@@ -182,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
         ),
+        secrets_key=keys,
+        plaintext_secrets=args.plaintext_secrets,
     )
     code = 0
     try:
