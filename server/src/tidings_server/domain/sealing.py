@@ -58,10 +58,8 @@ def decode_keys(text: str, *, source: str) -> list[bytes]:
     blank lines and lines starting with ``#`` are ignored. ``source`` names where the text came
     from in errors (never the text itself)."""
     keys: list[bytes] = []
-    for number, line in enumerate(text.replace(",", "\n").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    entries = [e.strip() for line in text.splitlines() if not line.lstrip().startswith("#") for e in line.split(",")]
+    for number, line in enumerate((e for e in entries if e), start=1):
         try:
             key = base64.b64decode(line, validate=True)
         except (binascii.Error, ValueError):
