@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return secrets_cli.run(args)
     logs.configure(args.log_level)
     try:
-        keys = secrets_cli.key_source(args.secrets_key_file, os.environ.get(ENV_VAR), option="--secrets-key-file")
+        keys = secrets_cli.key_source(args.secrets_key_file, os.environ.get(ENV_VAR))
     except (ValueError, OSError) as err:
         print(f"tidings-server: --secrets-key-file: {err}", file=sys.stderr)
         return 2

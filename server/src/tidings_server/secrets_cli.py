@@ -78,10 +78,10 @@ def _init_key(path: Path, *, if_missing: bool) -> int:
     return 0
 
 
-def key_source(path: Path | None, env: str | None, *, option: str) -> KeySource | None:
+def key_source(path: Path | None, env: str | None) -> KeySource | None:
     """The keyring from ``path`` or else from the environment's value; None when neither."""
     if path is not None and env:
-        raise ValueError(f"{option} and {ENV_VAR} are both set; give the keys one way")
+        raise ValueError(f"{ENV_VAR} is set too; give the keys one way")
     if path is not None:
         return KeySource.from_file(path)
     if env:
@@ -97,7 +97,7 @@ async def _rotate(args: argparse.Namespace) -> int:
         raise ValueError("--new-key and --retire-old change the keyring file: give --secrets-key-file")
     if args.new_key and path is not None:
         print(f"added key {add_key(path)} first in {path}")
-    keys = key_source(path, os.environ.get(ENV_VAR), option="--secrets-key-file")
+    keys = key_source(path, os.environ.get(ENV_VAR))
     if keys is None:
         raise ValueError(f"no keyring: give --secrets-key-file or set {ENV_VAR}")
     plugins = Plugins.load()
