@@ -17,7 +17,8 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote, quote_plus
 
@@ -78,8 +79,20 @@ def _signing_forms(secret: str) -> tuple[set[str], set[bytes]]:
     return texts, raw
 
 
+@dataclass(frozen=True, slots=True)
+class Forms:
+    """The spellings to mask, longest first, and the few that detect any of them: those that
+    contain no other (each spelling contains one of them), so clean text costs only those."""
+
+    masked: tuple[bytes, ...]
+    detect: tuple[bytes, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.masked)
+
+
 @functools.lru_cache(maxsize=1024)
-def _forms(authorization: str, secrets: tuple[str, ...]) -> tuple[bytes, ...]:
+def _forms(authorization: str, secrets: tuple[str, ...]) -> Forms:
     texts: set[str] = set()
     raw: set[bytes] = set()
     if authorization:
@@ -90,22 +103,24 @@ def _forms(authorization: str, secrets: tuple[str, ...]) -> tuple[bytes, ...]:
         raw |= keys
     encoded = {form.encode() for text in texts for form in _encodings(text)} | raw
     # Longest first, so a whole value is masked before a part of it could leave the rest showing.
-    return tuple(sorted((f for f in encoded if len(f) >= MIN_FORM), key=len, reverse=True))
+    masked = tuple(sorted((f for f in encoded if len(f) >= MIN_FORM), key=len, reverse=True))
+    return Forms(masked, tuple(f for f in masked if not any(g != f and g in f for g in masked)))
 
 
-def secret_forms(hook: Hook) -> tuple[bytes, ...]:
+def secret_forms(hook: Hook) -> Forms:
     """Every spelling of the hook's secrets a receiver might send back (cached per hook's secrets)."""
     secrets = tuple(s for s in (hook.signing_secret, hook.previous_signing_secret) if s)
     return _forms(hook.authorization_header, secrets)
 
 
-def scrub(data: bytes, forms: Sequence[bytes], *, cut: bool = False) -> bytes:
+def scrub(data: bytes, forms: Forms, *, cut: bool = False) -> bytes:
     """``data`` with every form masked; ``cut``: ``data`` may end inside one, so mask that end."""
-    for form in forms:
-        if form in data:
-            data = data.replace(form, _MASK_BYTES)
+    if any(form in data for form in forms.detect):
+        for form in forms.masked:
+            if form in data:
+                data = data.replace(form, _MASK_BYTES)
     if cut:
-        data = _mask_tail(data, forms)
+        data = _mask_tail(data, forms.masked)
     return data
 
 
@@ -123,7 +138,7 @@ def _mask_tail(data: bytes, forms: Iterable[bytes]) -> bytes:
     return data[:-longest] + _MASK_BYTES if longest else data
 
 
-def scrub_text(text: str, forms: Sequence[bytes]) -> str:
+def scrub_text(text: str, forms: Forms) -> str:
     if not forms or not text:
         return text
     return scrub(text.encode("utf-8", "surrogateescape"), forms).decode("utf-8", "surrogateescape")
