@@ -132,6 +132,27 @@ async def test_a_write_after_the_file_changed_seals_under_the_new_key(tmp_path: 
     assert sealing.sealed_key_id((await inner.get_hook(HOOK)).authorization_header) == new_id
 
 
+async def test_a_hook_altered_in_the_store_keeps_its_deliveries_back(
+    stores: tuple[MemoryStore, SealedStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sealed value moved from another hook does not open: that hook's claims are left leased
+    (and logged) rather than sent with a broken header; other hooks' claims go out."""
+    inner, store = stores
+    other = "companies/1/projects/2/hooks/other"
+    for name in (HOOK, other):
+        await store.create_hook(make_hook(name))
+        await store.add_triggers(name, [make_trigger(name)])
+    moved = (await inner.get_hook(other)).authorization_header
+    await inner.update_hook(HOOK, lambda h: dataclasses.replace(h, authorization_header=moved))
+    await store.publish_events([make_event(1)], T0)
+    claims = await store.claim_due(T1, limit=10, lease_until=T1 + timedelta(seconds=30), in_flight={})
+    assert [c.hook.name for c in claims] == [other]
+    assert claims[0].hook == make_hook(other)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][-1] == "secrets do not open"
+    with pytest.raises(SealingError, match=f"hook {HOOK}, authorization_header: the sealed value does not open"):
+        await store.get_hook(HOOK)
+
+
 async def test_audit_and_reseal_migrate_plaintext_from_before(stores: tuple[MemoryStore, SealedStore]) -> None:
     inner, store = stores
     legacy = [make_hook(f"companies/1/hooks/h{i}", signing_secret=new_secret()) for i in range(5)]

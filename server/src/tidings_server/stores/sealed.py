@@ -59,7 +59,10 @@ class SealedStore:
 
     def __getattr__(self, name: str) -> Any:
         # Every port method without a hook in it (and a backend's own extras, such as SQLite's
-        # publish_commits) is the inner store's.
+        # publish_commits) is the inner store's. Only called for names not found on self; the
+        # guard keeps a half-made copy (no ``inner`` yet) from recursing.
+        if name == "inner":
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     async def _reload(self) -> bool:
