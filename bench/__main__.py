@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "history": "bench.history",
     "watch": "bench.watch",
     "sealing": "bench.sealing",
+    "telemetry": "bench.telemetry",
 }
 
 

@@ -7,10 +7,12 @@ import ipaddress
 import logging
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
 
+from tidings_server import __version__
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -28,6 +30,9 @@ from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
 from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.stores.sealed import SealedStore, audit
+from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
+from tidings_server.telemetry.store import observed
+from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class Config:
     # The keys hooks' secrets are sealed with at rest; None: see ``seal_store``.
     secrets_key: KeySource | None = None
     plaintext_secrets: bool = False
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -210,6 +217,8 @@ class Running:
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
+    metrics_port: int | None = None
+    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -218,6 +227,7 @@ class Running:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
             nursery.start_soon(self.engine.drain, grace)
+        self.sidecars.cancel()
 
 
 async def serve(
@@ -233,6 +243,9 @@ async def serve(
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
         store = await seal_store(store, config, backend.scheme)
+        metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
+        if metrics is not None:
+            store = observed(store, metrics)
         await check_formats_in_use(store, plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
@@ -247,6 +260,13 @@ async def serve(
             )
         )
         pulse = Pulse()
+        attempt_tracer = None
+        if config.tracing.enabled:
+            try:
+                attempt_tracer = tracer(config.tracing, __version__)
+            except TracingUnavailable as exc:
+                raise ConfigError(f"--otlp-endpoint: {exc}") from None
+            stack.callback(attempt_tracer.close)
         engine = DeliveryEngine(
             store,
             plugins.payload_formats,
@@ -256,10 +276,31 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            tracer=attempt_tracer,
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
+        sidecars = trio.CancelScope()
+
+        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
+            with sidecars:
+                await run(*args)
+
         async with trio.open_nursery() as nursery:
+            metrics_port = None
+            if metrics is not None and config.metrics.listen is not None:
+                metrics.read_gauges(
+                    in_flight=lambda: engine.in_flight,
+                    watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+                )
+                try:
+                    endpoint = serve_metrics(metrics, config.metrics.listen)
+                except OSError as exc:
+                    raise ConfigError(f"--metrics-listen: cannot listen on {config.metrics.listen}: {exc}") from None
+                stack.callback(endpoint.close)
+                metrics_port = endpoint.port
+                nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
+                log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
             await nursery.start(engine.run)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine, pulse))
+            task_status.started(Running(port, grpc_server, engine, pulse, metrics_port, sidecars))

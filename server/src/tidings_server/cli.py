@@ -1,4 +1,5 @@
-"""The ``tidings-server`` command: ``serve`` runs a server, ``plugins`` shows what is loaded."""
+"""The ``tidings-server`` command: ``serve`` runs a server, ``plugins`` shows what is loaded,
+``config show`` prints the settings ``serve`` would run with."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import trio
 
-from tidings_server import __version__, logs, secrets_cli
-from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, serve
+from tidings_server import __version__, logs, secrets_cli, settings
+from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.telemetry.metrics import MetricsConfig
+from tidings_server.telemetry.tracing import TracingConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
@@ -30,6 +33,8 @@ examples:
   tidings-server serve --store memory: --allow-http --allow-private-destinations
   tidings-server secrets init-key var/secrets.key
   tidings-server serve --secrets-key-file var/secrets.key
+  tidings-server serve --config /etc/tidings/server.toml
+  tidings-server config show --config /etc/tidings/server.toml
   tidings-server plugins
 """
 
@@ -52,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
         " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='a TOML file of settings: keys are these options without their dashes (listen = "…");'
+        f" {settings.ENV_PREFIX}<OPTION> environment variables override it and the command line overrides both"
+        f" (default ${settings.CONFIG_ENV})",
     )
     run.add_argument(
         "--listen",
@@ -123,12 +136,37 @@ def parser() -> argparse.ArgumentParser:
         help="store secrets unencrypted when no key is given (development only; logged as a warning)",
     )
     run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP on this address, port 0 picks a free one (default: no metrics)",
+    )
+    run.add_argument(
+        "--no-metrics-hook-labels",
+        action="store_true",
+        help="leave hook names out of the metrics' labels, for servers with very many hooks",
+    )
+    run.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="trace every delivery attempt with OpenTelemetry and export the spans over OTLP/HTTP to this URL"
+        " (for example http://127.0.0.1:4318/v1/traces; needs tidings-server[otel]; default: no tracing)",
+    )
+    run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
     )
     run.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default info)"
     )
 
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings of serve",
+        description="Print the settings `tidings-server serve` would run with, as a TOML file with secrets"
+        " masked and each value's source: the command line, the environment, the --config file or the default."
+        " Takes the same options as serve.",
+    )
+    config.add_argument("action", choices=["show"])
+    config.add_argument("serve_args", nargs=argparse.REMAINDER, metavar="SERVE OPTIONS")
     commands.add_parser(
         "plugins",
         help="list loaded plugins, their distributions and what they provide",
@@ -183,12 +221,45 @@ def _plugins() -> int:
     return 1 if any(i.error for i in plugins.infos) else 0
 
 
+def _serve_parser(top: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices["serve"]
+            return found
+    raise AssertionError("the serve command is missing")
+
+
+def _parse_serve(top: argparse.ArgumentParser, serve_args: Sequence[str]) -> tuple[argparse.Namespace, str]:
+    """Parse ``serve`` options over the --config file and the environment; also the settings shown."""
+    serve = _serve_parser(top)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config", type=Path)
+    given, _ = early.parse_known_args(serve_args)
+    path = given.config or (Path(os.environ[settings.CONFIG_ENV]) if os.environ.get(settings.CONFIG_ENV) else None)
+    layered = settings.load(serve, path, os.environ)
+    settings.apply(serve, layered)
+    args = top.parse_args(["serve", *serve_args])
+    settings.settle_lists(args, serve, layered)
+    return args, settings.show(args, serve, layered, redact={"store": redact(args.store)})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = top.parse_args(argv)
     if args.command == "plugins":
         return _plugins()
     if args.command == "secrets":
         return secrets_cli.run(args)
+    try:
+        showing = args.command == "config"
+        args, shown = _parse_serve(top, args.serve_args if showing else argv[argv.index("serve") + 1 :])
+    except settings.SettingsError as problem:
+        print(f"tidings-server: {problem}", file=sys.stderr)
+        return 2
+    if showing:
+        print(shown, end="")
+        return 0
     logs.configure(args.log_level)
     try:
         keys = secrets_cli.key_source(args.secrets_key_file, os.environ.get(ENV_VAR))
@@ -213,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         secrets_key=keys,
         plaintext_secrets=args.plaintext_secrets,
+        metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
+        tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
     )
     code = 0
     try:

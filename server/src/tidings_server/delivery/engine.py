@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +29,7 @@ from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
 from tidings_server.domain.secrets import mask
 from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError, check_rendered
+from tidings_server.telemetry.tracing import AttemptTracer
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,12 @@ class DeliveryEngine:
         format_plugins: Mapping[str, str] = {},
         render_limiter: Callable[[int], trio.CapacityLimiter] = trio.CapacityLimiter,
         inline_formats: Collection[str] = frozenset(),
+        tracer: AttemptTracer | None = None,
     ) -> None:
         """``format_plugins`` names the plugin behind each format, for the errors renders cause;
         ``render_limiter`` makes each format's thread limiter (tests observe renders with it);
-        ``inline_formats`` render on the engine's own thread (see ``_render``)."""
+        ``inline_formats`` render on the engine's own thread (see ``_render``); ``tracer`` traces
+        each attempt (None: tracing is off, at no cost)."""
         self._store = store
         self._formats = formats
         self._format_plugins = format_plugins
@@ -87,6 +90,7 @@ class DeliveryEngine:
         self._render_limiters: dict[str, trio.CapacityLimiter] = {}
         self._render_limiter = render_limiter
         self._sender = sender
+        self._tracer = tracer
         self._clock = clock
         self._config = config
         self._jitter = jitter
@@ -182,7 +186,7 @@ class DeliveryEngine:
         try:
             with flight.cancel:
                 try:
-                    record, disable = await self._perform(flight.claim)
+                    record, disable = await self._traced(flight.claim)
                 except Exception:  # a defect must cost one delivery a lease period, not the server
                     log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
                     del self._flights[flight.claim.delivery.name]
@@ -203,12 +207,25 @@ class DeliveryEngine:
                 self._idle.set()
             self.wake()
 
-    async def _perform(self, claim: Claim) -> tuple[AttemptRecord, bool]:
+    async def _traced(self, claim: Claim) -> tuple[AttemptRecord, bool]:
+        """``_perform`` inside one client span when tracing is on; the POST carries its context."""
+        if self._tracer is None:
+            return await self._perform(claim)
+        span = self._tracer.start(claim.event, claim.hook, claim.delivery.attempt_count + 1)
+        try:
+            record, disable = await self._perform(claim, (("traceparent", span.traceparent),))
+        except BaseException:
+            span.end(None, "the attempt was cut short")
+            raise
+        span.end(record.attempt.response_status, record.error)
+        return record, disable
+
+    async def _perform(self, claim: Claim, trace: Sequence[tuple[str, str]] = ()) -> tuple[AttemptRecord, bool]:
         """Render, POST and decide; returns the record and whether the hook must be disabled."""
         delivery, event, hook = claim.delivery, claim.event, claim.hook
         number = delivery.attempt_count + 1
         start = self._clock.now()
-        headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name)]
+        headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name), *trace]
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
@@ -247,7 +264,7 @@ class DeliveryEngine:
             update_time=now,
             next_attempt_time=now,
         )
-        record, _ = await self._perform(Claim(delivery, event, hook))
+        record, _ = await self._traced(Claim(delivery, event, hook))
         return record.attempt, record.rendered.body if record.rendered else b""
 
     async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:

@@ -18,6 +18,20 @@ MAX_EVENTS_PER_CALL = 1000
 MAX_RELATED_RESOURCES = 100
 MAX_TEXT = 200
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# W3C Trace Context: version-traceid-parentid-flags; a later version may append fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
+def parse_traceparent(text: str) -> str | None:
+    """The W3C ``traceparent`` in ``text`` (its first four fields), or None if it is not one.
+
+    Version ``ff``, an all-zero trace or parent id, and a version-00 value with more fields are
+    invalid, as the W3C recommendation says; a receiver of an invalid one starts a new trace.
+    """
+    m = _TRACEPARENT.fullmatch(text)
+    if m is None or m[1] == "ff" or m[2] == "0" * 32 or m[3] == "0" * 16 or (m[1] == "00" and m[5]):
+        return None
+    return text[:55]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +48,7 @@ class EventDraft:
     metadata: EventMetadata = field(default_factory=EventMetadata)
     related_resources: tuple[RelatedResource, ...] = ()
     idempotency_key: str = ""
+    traceparent: str = ""
 
 
 class EventService:
@@ -51,19 +66,22 @@ class EventService:
         self._now = now
         self._on_published = on_published
 
-    async def publish(self, drafts: Sequence[EventDraft]) -> list[Published]:
+    async def publish(self, drafts: Sequence[EventDraft], *, traceparent: str = "") -> list[Published]:
+        """Validate and store ``drafts``. ``traceparent`` is the caller's trace context, given to
+        every event that carries none of its own; an invalid one is ignored, as W3C asks."""
         if not drafts:
             raise InvalidArgument("events: at least one event is required")
         if len(drafts) > MAX_EVENTS_PER_CALL:
             raise InvalidArgument(f"events: {len(drafts)} is more than the {MAX_EVENTS_PER_CALL} allowed per call")
         now = self._now()
-        events = [self._event(f"events[{i}]", draft, now) for i, draft in enumerate(drafts)]
+        batch_trace = parse_traceparent(traceparent) or ""
+        events = [self._event(f"events[{i}]", draft, now, batch_trace) for i, draft in enumerate(drafts)]
         published = await self._store.publish_events(events, now)
         if any(p.deliveries for p in published):
             self._on_published()
         return published
 
-    def _event(self, where: str, draft: EventDraft, now: datetime) -> Event:
+    def _event(self, where: str, draft: EventDraft, now: datetime, batch_trace: str) -> Event:
         _positive(f"{where}.company_id", draft.company_id)
         if draft.project_id < 0 or draft.project_id > MAX_ID:
             raise InvalidArgument(f"{where}.project_id: must be positive, or 0 for a company-level event")
@@ -112,6 +130,14 @@ class EventService:
         key = draft.idempotency_key
         if len(key) > MAX_TEXT or any(not 0x21 <= ord(c) <= 0x7E for c in key):
             raise InvalidArgument(f"{where}.idempotency_key: at most {MAX_TEXT} printable ASCII characters, no spaces")
+        trace = batch_trace
+        if draft.traceparent:
+            trace = parse_traceparent(draft.traceparent) or ""
+            if not trace:
+                raise InvalidArgument(
+                    f"{where}.traceparent: {draft.traceparent[:60]!r} is not a W3C traceparent"
+                    " (00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)"
+                )
         return Event(
             id=str(ULID.from_datetime(now)),
             serial=0,
@@ -125,6 +151,7 @@ class EventService:
             metadata=draft.metadata,
             related_resources=draft.related_resources,
             idempotency_key=key,
+            traceparent=trace,
         )
 
 

@@ -143,6 +143,7 @@ class Event:
     metadata: EventMetadata = field(default_factory=EventMetadata)
     related_resources: tuple[RelatedResource, ...] = ()
     idempotency_key: str = ""
+    traceparent: str = ""  # W3C trace context of the publisher, which delivery attempts continue
 
     @property
     def scope(self) -> Scope:

@@ -46,6 +46,19 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """How much delivery work is waiting: what operators graph first.
+
+    ``due`` counts pending deliveries due now and not leased, up to the ``limit`` asked for
+    (a backlog larger than that reads as the limit); ``oldest_due_time`` is the earliest due
+    time among all of them, or None when nothing is due.
+    """
+
+    due: int
+    oldest_due_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One finished attempt and the delivery state it leads to (decided by the state machine).
 
@@ -259,6 +272,12 @@ class Store(Protocol):
         attempt finishing, which wakes the dispatcher anyway; counting it would make the
         dispatcher wake at once, again and again.
         """
+        ...
+
+    async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:
+        """The QUEUED or RETRYING deliveries with ``next_attempt_time <= now`` whose lease is
+        unset or ended, whatever their hook's status: their count (at most ``limit``) and the
+        earliest due time among them. Reads an index of pending deliveries, never the history."""
         ...
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:

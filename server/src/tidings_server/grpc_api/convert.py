@@ -251,6 +251,7 @@ def event_draft(where: str, message: events_pb2.Event) -> EventDraft:
         ),
         related_resources=tuple(RelatedResource(r.id, r.name) for r in message.related_resources),
         idempotency_key=message.idempotency_key,
+        traceparent=message.traceparent,
     )
 
 

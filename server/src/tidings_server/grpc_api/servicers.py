@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -158,7 +159,8 @@ class EventServicer(Servicer, events_pb2_grpc.EventServiceServicer):
         drafts = await self._decode(
             context, lambda: [convert.event_draft(f"events[{i}]", e) for i, e in enumerate(request.events)]
         )
-        results = await self._call(context, self._events.publish, drafts)
+        trace = next((str(v) for k, v in context.invocation_metadata() or () if k == "traceparent"), "")
+        results = await self._call(context, partial(self._events.publish, traceparent=trace), drafts)
         return events_pb2.PublishEventsResponse(results=[convert.published(p) for p in results])
 
 

@@ -49,6 +49,7 @@ from tidings_server.domain.ports import (
     DeliveryQuery,
     HookStats,
     Published,
+    QueueDepth,
 )
 from tidings_server.domain.states import Cause, sources, transition
 from tidings_server.plugins.spec import StorageBackend, hookimpl
@@ -420,6 +421,23 @@ class MemoryStore:
             if (after is None or start > after) and (best is None or start < best):
                 best = start
         return best
+
+    async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        due = 0
+        oldest: datetime | None = None
+        for when, _, name in self._due:
+            if when > now:
+                break
+            lease = self._deliveries[name].lease_until
+            if lease is not None and lease > now:
+                continue
+            oldest = when if oldest is None else oldest
+            due += 1
+            if due >= limit:
+                break
+        return QueueDepth(due, oldest)
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
         await trio.lowlevel.checkpoint()

@@ -112,6 +112,7 @@ class Event(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     RELATED_RESOURCES_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only: a ULID assigned at publish time; receivers de-duplicate on it."""
     company_id: _builtins.int
@@ -131,6 +132,12 @@ class Event(_message.Message):
     idempotency_key: _builtins.str
     """Optional, at most 200 printable ASCII characters without spaces, unique per company:
     publishing the same key again returns the first event instead of creating another.
+    """
+    traceparent: _builtins.str
+    """Optional: the W3C trace context (`traceparent`) the change was made under. Each delivery
+    attempt of the event is traced as a child of it, and the POST carries a `traceparent` of
+    its own, so the receiver's trace joins the publisher's. When unset, a `traceparent` in the
+    call's metadata applies to every event of the batch (an invalid one there is ignored).
     """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
@@ -156,10 +163,11 @@ class Event(_message.Message):
         metadata: Global___EventMetadata | None = ...,
         related_resources: _abc.Iterable[Global___RelatedResource] | None = ...,
         idempotency_key: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["company_id", b"company_id", "event_type", b"event_type", "id", b"id", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "project_id", b"project_id", "related_resources", b"related_resources", "resource_id", b"resource_id", "resource_name", b"resource_name", "timestamp", b"timestamp", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["company_id", b"company_id", "event_type", b"event_type", "id", b"id", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "project_id", b"project_id", "related_resources", b"related_resources", "resource_id", b"resource_id", "resource_name", b"resource_name", "timestamp", b"timestamp", "traceparent", b"traceparent", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

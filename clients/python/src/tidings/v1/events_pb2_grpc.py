@@ -54,7 +54,8 @@ class EventServiceServicer:
         within retention) creates nothing and returns the original event id.
         Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
         non-positive ids, a resource the catalog does not list for the event's scope, an event
-        type the resource does not have, oversize fields; the message names `events[i].field`
+        type the resource does not have, oversize fields, a malformed traceparent; the message
+        names `events[i].field`
         and the problem), UNAVAILABLE (shutting down; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

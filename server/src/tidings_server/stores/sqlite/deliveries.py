@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published
+from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import history, rows
 
@@ -46,8 +46,9 @@ _MATCHING_HOOKS = """
 _INSERT_EVENT = """
     INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
                         resource_id, event_type, source_user_id, source_project_id, source_operation_id,
-                        source_company_id, source_application_id, related_resources, idempotency_key)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        source_company_id, source_application_id, related_resources, idempotency_key,
+                        traceparent)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_DELIVERY = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
@@ -168,7 +169,7 @@ _CLAIMED = """
            h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
            e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
            e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
-           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key
+           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent
     FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
     WHERE d.name = ?
 """
@@ -216,6 +217,22 @@ _EARLIEST_LEASED = """
       AND max(d.next_attempt_time, d.lease_until) > ?
       AND h.name = d.hook_name AND h.status = 'active'
 """
+
+
+# The backlog for operators: the due, unleased pending rows in due order (so the first is the
+# oldest), counted up to a limit so that a huge backlog costs a bounded walk of one index.
+_QUEUE_DEPTH = """
+    SELECT count(*), min(next_attempt_time) FROM (
+        SELECT next_attempt_time FROM deliveries INDEXED BY deliveries_due
+        WHERE status IN ('queued', 'retrying') AND next_attempt_time <= :now
+          AND (lease_until IS NULL OR lease_until <= :now)
+        ORDER BY next_attempt_time LIMIT :limit)
+"""
+
+
+def queue_depth(conn: sqlite3.Connection, *, now: int, limit: int) -> QueueDepth:
+    due, oldest = conn.execute(_QUEUE_DEPTH, {"now": now, "limit": limit}).fetchone()
+    return QueueDepth(due, None if oldest is None else rows.from_micros(oldest))
 
 
 def next_due_time(conn: sqlite3.Connection, *, after: int) -> datetime | None:
@@ -407,7 +424,7 @@ _LIST_ATTEMPTS = """
 _SELECT_EVENT = """
     SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
            event_type, source_user_id, source_project_id, source_operation_id, source_company_id,
-           source_application_id, related_resources, idempotency_key
+           source_application_id, related_resources, idempotency_key, traceparent
     FROM events WHERE id = ?
 """
 

@@ -198,13 +198,14 @@ def event_row(event: Event, serial: int, publish_time: int) -> tuple[object, ...
         meta.source_application_id,
         related,
         event.idempotency_key,
+        event.traceparent,
     )
 
 
 def event(row: Any) -> Event:
     """Read serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
     resource_id, event_type, source_user_id, source_project_id, source_operation_id,
-    source_company_id, source_application_id, related_resources, idempotency_key."""
+    source_company_id, source_application_id, related_resources, idempotency_key, traceparent."""
     (
         serial,
         event_id,
@@ -223,6 +224,7 @@ def event(row: Any) -> Event:
         source_application_id,
         related,
         idempotency_key,
+        traceparent,
     ) = row
     return Event(
         id=event_id,
@@ -243,6 +245,7 @@ def event(row: Any) -> Event:
         ),
         related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
         idempotency_key=idempotency_key,
+        traceparent=traceparent,
     )
 
 

@@ -30,6 +30,7 @@ from tidings_server.domain.ports import (
     DeliveryQuery,
     HookStats,
     Published,
+    QueueDepth,
 )
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import deliveries, history
@@ -356,6 +357,10 @@ class SqliteStore:
         """
         bound = _BEFORE_ANY if after is None else to_micros("after", after)
         return await self._run(partial(deliveries.next_due_time, after=bound), write=False)
+
+    async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:
+        bound = to_micros("now", now)
+        return await self._run(partial(deliveries.queue_depth, now=bound, limit=limit), write=False)
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
         recording = deliveries.recording(records)

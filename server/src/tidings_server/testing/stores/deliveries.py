@@ -20,7 +20,7 @@ from tidings_server.domain.model import (
     Ordering,
     RelatedResource,
 )
-from tidings_server.domain.ports import AttemptRecord, Claim, Published, Store
+from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth, Store
 from tidings_server.testing.stores.samples import MICROSECOND, T0, T1, T2, event_id, make_event, make_hook, make_trigger
 
 HOOK = "companies/1/projects/2/hooks/h"
@@ -237,6 +237,7 @@ class DeliveryStoreContract:
             ),
             related_resources=(RelatedResource(5, "Drawings"), RelatedResource(2**63 - 1, 'Spec "Section" ü')),
             idempotency_key="order-17",
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             user_id=2**63 - 1,
             resource_id=2**62,
         )
@@ -435,6 +436,26 @@ class DeliveryStoreContract:
         await store.release([_delivery_name(HOOK, 2), _delivery_name(HOOK, 9), "companies/1/hooks/x/deliveries/y"])
         assert await _claim(store) == [_delivery_name(HOOK, 2)]
         await store.release([])
+
+    async def test_queue_depth_counts_due_unleased_pending_deliveries_and_the_oldest(self, store: Store) -> None:
+        assert await store.queue_depth(T2, limit=100) == QueueDepth(0, None)
+        await _hook(store)
+        await store.publish_events([make_event(1)], T0)
+        await store.publish_events([make_event(2), make_event(3)], T1)
+        await store.publish_events([make_event(4)], T2)
+        assert await store.queue_depth(T0 - MICROSECOND, limit=100) == QueueDepth(0, None)
+        assert await store.queue_depth(T1, limit=100) == QueueDepth(3, T0)
+        assert await store.queue_depth(T2, limit=2) == QueueDepth(2, T0), "the count stops at the limit"
+        assert await _claim(store, T1, limit=1, lease_until=T2) == [_delivery_name(HOOK, 1)]
+        assert await store.queue_depth(T1, limit=100) == QueueDepth(2, T1), "a leased delivery is in flight"
+        assert await store.queue_depth(T2, limit=100) == QueueDepth(4, T0), "an ended lease is due again"
+        await store.record_attempts([_record(_delivery_name(HOOK, 1), _attempt(1, T1))])
+        assert await store.queue_depth(T2, limit=100) == QueueDepth(3, T1), "a delivered one is not pending"
+
+    async def test_queue_depth_counts_paused_hooks_backlog_too(self, store: Store) -> None:
+        await _hook(store, status=HookStatus.PAUSED)
+        await store.publish_events([make_event(1)], T0)
+        assert await store.queue_depth(T1, limit=100) == QueueDepth(1, T0)
 
     async def test_next_due_time_is_none_without_pending_deliveries(self, store: Store) -> None:
         assert await store.next_due_time() is None
