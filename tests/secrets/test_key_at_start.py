@@ -51,7 +51,7 @@ def test_a_persistent_store_without_a_key_is_refused(tmp_path: Path) -> None:
 
 def test_memory_needs_no_key_and_plaintext_mode_must_be_asked_for(tmp_path: Path) -> None:
     with serving("memory:") as (port, _):
-        assert _create_hook(port).authorization_header.endswith("ecret")
+        assert _create_hook(port).authorization_header.endswith("cret")
     db = tmp_path / "db.sqlite3"
     with serving(f"sqlite:///{db}", "--plaintext-secrets") as (port, lines):
         _create_hook(port)

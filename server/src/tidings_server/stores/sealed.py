@@ -14,10 +14,10 @@ batch after batch, so what they open is cached by the sealed values (docs/securi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -37,6 +37,8 @@ from tidings_server.keys import KeySource
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+U = TypeVar("U")
 _CACHE_LIMIT: Final = 4096
 _Sealed = tuple[str, str, str, str]  # hook name and its three secret fields as stored
 
@@ -90,7 +92,7 @@ class SealedStore:
             hook, authorization_header=authorization, signing_secret=secret, previous_signing_secret=previous
         )
 
-    async def _opening(self, read: Callable[[], Any], open_: Callable[[Any], Any]) -> Any:
+    async def _opening(self, read: Callable[[], Awaitable[T]], open_: Callable[[T], U]) -> U:
         """``open_(await read())``, reading again once after a key reload when a value is sealed
         under a key this keyring does not hold yet."""
         result = await read()
@@ -107,21 +109,17 @@ class SealedStore:
         await self._reload()
         await self.inner.create_hook(seal_hook(self._keys.keyring, hook))
 
+    def _open_all(self, hooks: list[Hook]) -> list[Hook]:
+        return [self._open(h) for h in hooks]
+
     async def get_hook(self, name: str) -> Hook:
-        hook: Hook = await self._opening(lambda: self.inner.get_hook(name), self._open)
-        return hook
+        return await self._opening(lambda: self.inner.get_hook(name), self._open)
 
     async def list_hooks(self, parent: Parent, *, after: str | None, limit: int) -> list[Hook]:
-        hooks: list[Hook] = await self._opening(
-            lambda: self.inner.list_hooks(parent, after=after, limit=limit), lambda hs: [self._open(h) for h in hs]
-        )
-        return hooks
+        return await self._opening(lambda: self.inner.list_hooks(parent, after=after, limit=limit), self._open_all)
 
     async def list_all_hooks(self, *, after: str | None, limit: int) -> list[Hook]:
-        hooks: list[Hook] = await self._opening(
-            lambda: self.inner.list_all_hooks(after=after, limit=limit), lambda hs: [self._open(h) for h in hs]
-        )
-        return hooks
+        return await self._opening(lambda: self.inner.list_all_hooks(after=after, limit=limit), self._open_all)
 
     async def update_hook(self, name: str, change: Callable[[Hook], Hook]) -> Hook:
         await self._reload()
