@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import secrets as random
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
@@ -111,3 +113,42 @@ def test_the_scan_finds_what_plaintext_mode_leaves_in_the_files(server_config: C
     plain = dataclasses.replace(server_config, secrets_key=None, plaintext_secrets=True)
     ever, running, _ = _set_every_secret(plain, sink)
     assert {entry.split(" in ")[0] for entry in running} == {f"secret #{i}" for i in range(len(ever))}
+
+
+def test_a_secret_altered_in_the_database_is_data_loss_naming_the_hook(server_config: Config) -> None:
+    """A sealed value copied from another hook's row does not open under this hook's name: the
+    API says so (DATA_LOSS) instead of sending one hook's credential to another's endpoint."""
+    db = Path(server_config.store_url.removeprefix("sqlite:///"))
+    server = ServerThread(server_config).start()
+    api = Api.connect(server.port)
+    try:
+        names = [
+            api.hooks.CreateHook(
+                hooks_pb2.CreateHookRequest(
+                    parent=PROJECT,
+                    hook_id=hook_id,
+                    hook=hooks_pb2.Hook(
+                        destination_url="http://127.0.0.1:9/in",
+                        payload_format="procore.v4",
+                        authorization_header=f"Bearer {random.token_hex(16)}",
+                    ),
+                )
+            ).name
+            for hook_id in ("victim", "other")
+        ]
+        with sqlite3.connect(db, isolation_level=None) as conn:
+            conn.execute(
+                "UPDATE hooks SET authorization_header = (SELECT authorization_header FROM hooks WHERE name = ?)"
+                " WHERE name = ?",
+                (names[1], names[0]),
+            )
+        with pytest.raises(grpc.RpcError) as caught:
+            api.hooks.GetHook(hooks_pb2.GetHookRequest(name=names[0]))
+        assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+        assert caught.value.details() == (
+            f"hook {names[0]}, authorization_header: the sealed value does not open (altered, or moved here)"
+        )
+        assert api.hooks.GetHook(hooks_pb2.GetHookRequest(name=names[1])).name == names[1]
+    finally:
+        api.channel.close()
+        server.stop()

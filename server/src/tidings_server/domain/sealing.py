@@ -26,6 +26,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tidings_server.domain.errors import DataLoss
 from tidings_server.domain.model import Hook
 
 PREFIX: Final = "§sealed:v1:"
@@ -34,7 +35,7 @@ NONCE_BYTES: Final = 12  # random per seal: 2**32 seals per key keep the collisi
 SECRET_FIELDS: Final = ("authorization_header", "signing_secret", "previous_signing_secret")
 
 
-class SealingError(Exception):
+class SealingError(DataLoss):
     """A sealed value cannot be opened (unknown key, or altered); the message names the hook
     and the field, never the value."""
 
