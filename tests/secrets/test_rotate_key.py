@@ -168,3 +168,38 @@ def test_plaintext_from_before_is_sealed_by_rotate_key_and_leaves_the_files(tmp_
     # The plaintext rows were overwritten in place and their old space zeroed; once the WAL is
     # checkpointed away, nothing of them is left in the files.
     assert found_in([p for p in (db, db.with_name(db.name + "-wal")) if p.exists()], secrets) == []
+
+
+def test_rotate_key_refuses_what_it_cannot_do_in_one_line(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    keyfile = tmp_path / "secrets.key"
+
+    def refused(*args: str, extra_env: dict[str, str] | None = None) -> str:
+        result = run("secrets", "rotate-key", "--store", store, *args, extra_env=extra_env)
+        assert result.returncode == 2, result
+        [line] = result.stderr.splitlines()
+        return line
+
+    assert refused() == "tidings-server secrets: no keyring: give --secrets-key-file or set TIDINGS_SECRETS_KEY"
+    assert refused("--new-key", extra_env={"TIDINGS_SECRETS_KEY": "x"}) == (
+        "tidings-server secrets: --new-key and --retire-old change the keyring file: give --secrets-key-file"
+    )
+    assert refused("--secrets-key-file", str(keyfile)).startswith("tidings-server secrets: [Errno 2] No such file")
+    init_key(keyfile)
+    assert refused("--secrets-key-file", str(keyfile), "--batch-size", "0") == (
+        "tidings-server secrets: --batch-size must be at least 1, got 0"
+    )
+    other = tmp_path / "other.key"
+    init_key(other)
+    with serving(store, "--secrets-key-file", str(other)) as (port, _):
+        api = Api.connect(port)
+        hook = api.hooks.CreateHook(
+            hooks_pb2.CreateHookRequest(
+                parent=PROJECT, hook=hooks_pb2.Hook(destination_url="http://127.0.0.1:9/", payload_format="procore.v4")
+            )
+        )
+        api.channel.close()
+    before = keyfile.read_text()
+    line = refused("--secrets-key-file", str(keyfile), "--retire-old")
+    assert line.startswith(f"tidings-server secrets: stored secrets do not open with this keyring: hook {hook.name}")
+    assert keyfile.read_text() == before
