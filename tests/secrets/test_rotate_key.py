@@ -159,11 +159,27 @@ def test_plaintext_from_before_is_sealed_by_rotate_key_and_leaves_the_files(tmp_
         api = Api.connect(port)
         assert api.hooks.GetHook(hooks_pb2.GetHookRequest(name=names[7])).authorization_header.endswith("0123")
         api.channel.close()
+        status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
+        assert (status.returncode, status.stdout.splitlines()) == (
+            1,
+            [
+                f"{HOOKS} hooks; keyring {kid} (the first encrypts)",
+                "  0 with every secret under the newest key",
+                "  0 with a secret under an older key",
+                f"  {HOOKS} with a secret unencrypted (from before encryption at rest)",
+                "  0 with a secret no key of the keyring opens",
+            ],
+        )
         result = run("secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile))
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
             f"{HOOKS} of {HOOKS} hooks re-encrypted; every secret is now under key {kid}"
         ]
+        status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
+        assert (status.returncode, status.stdout.splitlines()[1]) == (
+            0,
+            f"  {HOOKS} with every secret under the newest key",
+        )
     assert {part.split(":")[2] for _, a, s in _stored(db) for part in (a, s)} == {kid}
     # The plaintext rows were overwritten in place and their old space zeroed; once the WAL is
     # checkpointed away, nothing of them is left in the files.

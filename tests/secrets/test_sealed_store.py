@@ -160,10 +160,10 @@ async def test_audit_and_reseal_migrate_plaintext_from_before(stores: tuple[Memo
         await inner.create_hook(hook)  # as a store written before sealing holds them
     await inner.create_hook(make_hook("companies/1/hooks/none", authorization_header=""))
     found = await audit(store)
-    assert (found.hooks, found.plaintext, found.stale, found.unopenable) == (6, 5, 0, ())
+    assert (found.hooks, found.current, found.plaintext, found.stale, found.unopenable) == (6, 1, 5, 0, ())
     assert [await store.get_hook(h.name) for h in legacy] == legacy  # plaintext reads as it is
     assert await reseal(store, batch=2) == 5
-    assert await audit(store) == type(found)(hooks=6)
+    assert await audit(store) == type(found)(hooks=6, current=6)
     for hook in legacy:
         assert all(sealing.is_sealed(v) for v in _plain(await inner.get_hook(hook.name)))
         assert await store.get_hook(hook.name) == hook  # unchanged, update_time included

@@ -55,12 +55,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--retire-old", action="store_true", help="after a walk that leaves nothing under older keys, drop them"
     )
     rotate.add_argument("--batch-size", type=int, default=100, metavar="N", help="hooks per page (default 100)")
+    status = sub.add_parser(
+        "status",
+        help="count the store's hooks by how their secrets are kept: under the newest key, an older one, or plaintext",
+        description="Walk every hook and check its secrets against the keyring, changing nothing. Exits 1 when"
+        " any secret is not under the newest key (rotate-key fixes that) and 2 when one does not open.",
+    )
+    status.add_argument("--store", required=True, metavar="URL", help="the store servers use")
+    status.add_argument("--secrets-key-file", type=Path, metavar="PATH", help=f"the keyring file (default: {ENV_VAR})")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.secrets_command == "init-key":
             return _init_key(args.path, if_missing=args.if_missing)
+        if args.secrets_command == "status":
+            return trio.run(_status, args)
         return trio.run(_rotate, args)
     except (ValueError, OSError, PluginError) as exc:
         print(f"tidings-server secrets: {exc}", file=sys.stderr)
@@ -87,6 +97,25 @@ def key_source(path: Path | None, env: str | None) -> KeySource | None:
     if env:
         return KeySource.from_env(env)
     return None
+
+
+async def _status(args: argparse.Namespace) -> int:
+    keys = key_source(args.secrets_key_file, os.environ.get(ENV_VAR))
+    if keys is None:
+        raise ValueError(f"no keyring: give --secrets-key-file or set {ENV_VAR}")
+    backend = Plugins.load().storage_backend_for(args.store)
+    async with backend.open(args.store) as inner:
+        found = await audit(SealedStore(inner, keys))
+    print(f"{found.hooks} hooks; keyring {', '.join(keys.keyring.ids)} (the first encrypts)")
+    print(f"  {found.current} with every secret under the newest key")
+    print(f"  {found.stale} with a secret under an older key")
+    print(f"  {found.plaintext} with a secret unencrypted (from before encryption at rest)")
+    print(f"  {len(found.unopenable)} with a secret no key of the keyring opens")
+    for problem in found.unopenable:
+        print(f"    {problem}")
+    if found.unopenable:
+        return 2
+    return 1 if found.stale or found.plaintext else 0
 
 
 async def _rotate(args: argparse.Namespace) -> int:

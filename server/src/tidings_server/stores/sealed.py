@@ -166,21 +166,23 @@ class Audit:
     """What a walk over every stored hook found about its secrets."""
 
     hooks: int = 0
+    current: int = 0  # hooks whose every secret is sealed under the newest key (or that have none)
     plaintext: int = 0  # hooks with a secret stored unsealed (from before sealing)
-    stale: int = 0  # hooks with a secret sealed under a key other than the newest
+    stale: int = 0  # hooks with a secret sealed under a key other than the newest (known or not)
     unopenable: tuple[str, ...] = ()  # "hook: why", for secrets no key of the keyring opens
 
 
 async def audit(store: SealedStore, *, batch: int = 500) -> Audit:
     """Walk every hook as stored and check each secret against the keyring (about 10 µs a hook)."""
     keyring = store.keyring
-    hooks = plaintext = stale = 0
+    hooks = current = plaintext = stale = 0
     unopenable: list[str] = []
     after: str | None = None
     while page := await store.inner.list_all_hooks(after=after, limit=batch):
         for hook in page:
             hooks += 1
             fields = stale_fields(keyring, hook)
+            current += not fields
             if any(v and not is_sealed(v) for v in fields):
                 plaintext += 1
             if any(is_sealed(v) for v in fields):
@@ -190,7 +192,7 @@ async def audit(store: SealedStore, *, batch: int = 500) -> Audit:
             except SealingError as exc:
                 unopenable.append(str(exc))
         after = page[-1].name
-    return Audit(hooks, plaintext, stale, tuple(unopenable))
+    return Audit(hooks, current, plaintext, stale, tuple(unopenable))
 
 
 async def reseal(store: SealedStore, *, batch: int = 100, pause: float = 0.0) -> int:
