@@ -12,7 +12,7 @@ PROJECTS := clients/python server $(wildcard plugins/*)
 $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJECTS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt --group dev $(addprefix -e ,$(PROJECTS))
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt --group dev $(addprefix -e ,$(patsubst clients/python,'clients/python[console]',$(PROJECTS)))
 	touch $(STAMP)
 
 ## serve: start a local server on $(LISTEN) with its SQLite file under var/ (http and local
