@@ -37,6 +37,8 @@ class Sink:
     # path -> statuses to answer in turn; the last one repeats. Paths not listed get 200.
     answers: dict[str, list[int]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
+    open_connections: int = 0
+    peak_connections: int = 0  # the most connections open at once
 
     def answer(self, path: str) -> int:
         """The status for the next request to ``path`` (called with the sink locked)."""
@@ -73,6 +75,16 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def handle(self) -> None:
+            with sink.arrived:
+                sink.open_connections += 1
+                sink.peak_connections = max(sink.peak_connections, sink.open_connections)
+            try:
+                super().handle()
+            finally:
+                with sink.arrived:
+                    sink.open_connections -= 1
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

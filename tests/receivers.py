@@ -89,6 +89,8 @@ class ScriptedReceiver:
         self.ssl_context = ssl_context
         self.requests: list[Received] = []
         self.connections = 0
+        self.open_connections = 0
+        self.peak_connections = 0  # the most connections open at once
         self.port = 0
 
     def url(self, path: str = "/") -> str:
@@ -113,6 +115,8 @@ class ScriptedReceiver:
 
     async def _serve(self, tcp: trio.SocketStream) -> None:
         self.connections += 1
+        self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
         number = self.connections
         stream: trio.abc.Stream = tcp
         if self.ssl_context is not None:
@@ -140,6 +144,7 @@ class ScriptedReceiver:
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             return  # the client went away, which several tests make it do
         finally:
+            self.open_connections -= 1
             tcp.socket.close()
 
     async def _receive(self, stream: trio.abc.Stream, conn: h11.Connection, number: int) -> Received | None:

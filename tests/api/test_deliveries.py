@@ -203,7 +203,7 @@ def test_get_delivery_shows_the_body_as_sent_and_every_attempt(api: Api, sink: S
     assert "503" in got.attempts[0].error
     assert got.attempts[1].error == ""
     sent = {h.name.lower(): h.value for h in got.attempts[0].request_headers}
-    assert sent["authorization"] == "••••••bcdef"  # masked, never the secret
+    assert sent["authorization"] == "••••••cdef"  # masked, never the secret
     assert sent["tidings-delivery-id"] == event_id
     assert got.attempts[0].end_time.ToDatetime() >= got.attempts[0].start_time.ToDatetime()
     assert got.event.id == event_id
@@ -356,7 +356,7 @@ def test_send_test_event_answers_with_what_the_endpoint_said(api: Api, sink: Sin
     assert reply.latency.ToTimedelta().total_seconds() > 0
     assert json.loads(reply.body)["resource_type"] == "RFIs"
     headers = {h.name.lower(): h.value for h in reply.request_headers}
-    assert headers["authorization"] == "••••••ghijk"
+    assert headers["authorization"] == "••••••"  # a short token shows nothing
     with sink.arrived:
         assert sink.received[-1] == (headers["tidings-delivery-id"], reply.body)
     # Nothing is recorded: the history of the hook stays empty.

@@ -51,7 +51,7 @@ def test_create_get_and_mask_authorization(api: Api) -> None:
     created = new_hook(api, authorization_header=AUTH)
     assert created.name.startswith(f"{PROJECT}/hooks/")
     assert created.status == hooks_pb2.HOOK_STATUS_ACTIVE
-    assert created.authorization_header == "••••••" + AUTH[-5:]
+    assert created.authorization_header == "••••••" + AUTH[-4:]
     assert created.create_time == created.update_time
     assert created.create_time.seconds > 0
     fetched = api.hooks.GetHook(hooks_pb2.GetHookRequest(name=created.name))
@@ -102,7 +102,7 @@ def test_update_fields_and_status_filter(api: Api) -> None:
         "https://other.example.com/in",
         hooks_pb2.HOOK_STATUS_PAUSED,
     )
-    assert updated.authorization_header == "••••••56789"
+    assert updated.authorization_header == "••••••6789"
     assert updated.payload_format == "procore.v4"
     assert updated.create_time == hook.create_time
     assert updated.update_time.ToDatetime() >= hook.update_time.ToDatetime()
@@ -115,7 +115,7 @@ def test_update_fields_and_status_filter(api: Api) -> None:
     assert (only_name.display_name, only_name.status, only_name.authorization_header) == (
         "again",
         hooks_pb2.HOOK_STATUS_PAUSED,
-        "••••••56789",
+        "••••••6789",
     )
     paused = [h.name for h in all_hooks(api, PROJECT, filter="status = PAUSED")]
     active = [h.name for h in all_hooks(api, PROJECT, filter="status = ACTIVE")]

@@ -46,7 +46,7 @@ async def test_delivers_the_rendered_event_with_its_headers(autojump_clock: Mock
         assert attempt.response_status == 200
         assert attempt.response_body == b"thanks"
         sent = dict(attempt.request_headers)
-        assert sent["Authorization"] == "••••••4e94b"
+        assert sent["Authorization"] == "••••••e94b"
         assert AUTH not in repr(attempt)
 
 

@@ -22,7 +22,7 @@ STRICT = DestinationPolicy()
         ("https://172.16.5.4/", "private address"),
         ("https://169.254.169.254/latest/meta-data", "link-local"),
         ("https://[fe80::1]/", "link-local"),
-        ("https://100.64.0.1/", "not a public address"),
+        ("https://100.64.0.1/", "shared (carrier-grade NAT) address"),
         ("https://0.0.0.0/", "unspecified address"),
         ("https://localhost/", "loopback name"),
         ("https://localhost./", "loopback name"),

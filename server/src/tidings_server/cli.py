@@ -77,13 +77,15 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_STORE,
         metavar="URL",
         help="where hooks and history are kept: sqlite:///relative.db, sqlite:////absolute.db, memory:"
-        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE})",
+        f" (nothing kept), or a URL a storage plugin handles (default {DEFAULT_STORE}). An SQLite commit"
+        " survives a crash of the server process; add ?synchronous=full to survive power loss too",
     )
     run.add_argument("--allow-http", action="store_true", help="accept http:// destination URLs (default: https only)")
     run.add_argument(
         "--allow-private-destinations",
         action="store_true",
-        help="accept destinations on loopback, private, link-local and metadata addresses (default: refused)",
+        help="accept destinations on internal addresses (loopback, private, link-local, metadata, multicast,"
+        " reserved, and IPv6 forms of them; default: refused)",
     )
     run.add_argument(
         "--allow-destination-host",

@@ -24,6 +24,7 @@ from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.delivery.scrub import scrub_attempt
 from tidings_server.domain import signing, states
+from tidings_server.domain.errors import ResourceExhausted
 from tidings_server.domain.hooks import disable_hook
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
@@ -99,6 +100,7 @@ class DeliveryEngine:
         self._stopping = trio.Event()
         self._flights: dict[str, _Flight] = {}
         self._per_hook: Counter[str] = Counter()
+        self._probes = 0  # test sends under way: they take slots like deliveries do
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
         self._idle = trio.Event()
         self._idle.set()
@@ -154,7 +156,7 @@ class DeliveryEngine:
     async def _dispatch(self, attempts: trio.Nursery) -> None:
         while not self._stopping.is_set():
             self._wake = trio.Event()
-            free = self._config.max_in_flight - len(self._flights)
+            free = self._config.max_in_flight - len(self._flights) - self._probes
             claims: list[Claim] = []
             now = self._clock.now()
             if free > 0:
@@ -200,9 +202,7 @@ class DeliveryEngine:
         finally:
             if flight.cancel.cancelled_caught:
                 log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
-            self._per_hook[flight.hook] -= 1
-            if not self._per_hook[flight.hook]:
-                del self._per_hook[flight.hook]
+            self._release_slot(flight.hook)
             if not self._flights:
                 self._idle.set()
             self.wake()
@@ -264,8 +264,34 @@ class DeliveryEngine:
             update_time=now,
             next_attempt_time=now,
         )
-        record, _ = await self._traced(Claim(delivery, event, hook))
+        self._take_probe_slot(hook)
+        try:
+            record, _ = await self._traced(Claim(delivery, event, hook))
+        finally:
+            self._probes -= 1
+            self._release_slot(hook.name)
+            self.wake()  # a claim held back by this slot may go now
         return record.attempt, record.rendered.body if record.rendered else b""
+
+    def _take_probe_slot(self, hook: Hook) -> None:
+        """Count a test send against the hook's ``max_concurrency`` and the global cap, as a
+        delivery is: otherwise any caller could aim a flood of connections at a destination."""
+        retry = f"retry within {hook.retry_policy.timeout.total_seconds():g} s, when an attempt has finished"
+        if self._per_hook[hook.name] >= hook.max_concurrency:
+            raise ResourceExhausted(
+                f"name: {hook.name} has {self._per_hook[hook.name]} attempts in flight, its max_concurrency; {retry}"
+            )
+        if len(self._flights) + self._probes >= self._config.max_in_flight:
+            raise ResourceExhausted(
+                f"name: the server has {self._config.max_in_flight} attempts in flight, its --max-in-flight; {retry}"
+            )
+        self._probes += 1
+        self._per_hook[hook.name] += 1
+
+    def _release_slot(self, hook_name: str) -> None:
+        self._per_hook[hook_name] -= 1
+        if not self._per_hook[hook_name]:
+            del self._per_hook[hook_name]
 
     async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
         """Render in a worker thread within ``render_timeout``; every failure names the plugin.

@@ -10,6 +10,7 @@ from tidings_server.domain import paging
 from tidings_server.domain.errors import InvalidArgument
 from tidings_server.domain.model import ResourceType, Scope
 from tidings_server.domain.paging import Page
+from tidings_server.domain.quoting import quote
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ class CatalogService:
             raise InvalidArgument("scope: required; SCOPE_COMPANY or SCOPE_PROJECT")
         if payload_format and payload_format not in {f.name for f in self._formats}:
             known = ", ".join(f.name for f in self._formats)
-            raise InvalidArgument(f"payload_format: unknown payload format {payload_format!r}; known: {known}")
+            raise InvalidArgument(f"payload_format: unknown payload format {quote(payload_format)}; known: {known}")
         return _page(
             list(self._resources(scope, payload_format or None)),
             lambda e: e.resource.name,

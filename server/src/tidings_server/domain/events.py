@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -9,10 +10,11 @@ from datetime import datetime
 
 from ulid import ULID
 
-from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.errors import AlreadyExists, InvalidArgument
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
 from tidings_server.domain.names import MAX_ID
-from tidings_server.domain.ports import Published, Store
+from tidings_server.domain.ports import IdempotencyConflict, Published, Store
+from tidings_server.domain.quoting import quote
 
 MAX_EVENTS_PER_CALL = 1000
 MAX_RELATED_RESOURCES = 100
@@ -76,7 +78,14 @@ class EventService:
         now = self._now()
         batch_trace = parse_traceparent(traceparent) or ""
         events = [self._event(f"events[{i}]", draft, now, batch_trace) for i, draft in enumerate(drafts)]
-        published = await self._store.publish_events(events, now)
+        _check_keys_in_batch(events)
+        try:
+            published = await self._store.publish_events(events, now)
+        except IdempotencyConflict as exc:
+            raise AlreadyExists(
+                f"events[{exc.index}].idempotency_key: {quote(exc.key)} was already used for a different event"
+                f" ({exc.first_id}); a retry must repeat its event unchanged, and a new event needs a new key"
+            ) from None
         if any(p.deliveries for p in published):
             self._on_published()
         return published
@@ -98,22 +107,23 @@ class EventService:
             if self._resource(other, draft.resource_name) is not None:
                 hint = "set project_id" if other is Scope.PROJECT else "leave project_id 0"
                 raise InvalidArgument(
-                    f"{where}.resource_name: {draft.resource_name!r} is a {other.value}-level resource; {hint}"
+                    f"{where}.resource_name: {quote(draft.resource_name)} is a {other.value}-level resource; {hint}"
                 )
             raise InvalidArgument(
-                f"{where}.resource_name: unknown resource {draft.resource_name!r} for {scope.value}-level events"
+                f"{where}.resource_name: unknown resource {quote(draft.resource_name)} for {scope.value}-level events"
             )
         if not draft.event_type:
             raise InvalidArgument(f"{where}.event_type: required")
         if not _EVENT_TYPE.fullmatch(draft.event_type):
             raise InvalidArgument(
-                f"{where}.event_type: {draft.event_type[:80]!r} is not a lowercase word"
+                f"{where}.event_type: {quote(draft.event_type)} is not a lowercase word"
                 " such as create, update or delete"
             )
         if draft.event_type not in resource.event_types:
             known = ", ".join(sorted(resource.event_types))
             raise InvalidArgument(
-                f"{where}.event_type: {draft.resource_name!r} has no event type {draft.event_type!r}; known: {known}"
+                f"{where}.event_type: {quote(draft.resource_name)} has no event type {quote(draft.event_type)};"
+                f" known: {known}"
             )
         if draft.timestamp is not None and draft.timestamp.tzinfo is None:
             raise InvalidArgument(f"{where}.timestamp: must carry a time zone")
@@ -135,7 +145,7 @@ class EventService:
             trace = parse_traceparent(draft.traceparent) or ""
             if not trace:
                 raise InvalidArgument(
-                    f"{where}.traceparent: {draft.traceparent[:60]!r} is not a W3C traceparent"
+                    f"{where}.traceparent: {quote(draft.traceparent)} is not a W3C traceparent"
                     " (00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)"
                 )
         return Event(
@@ -152,7 +162,52 @@ class EventService:
             related_resources=draft.related_resources,
             idempotency_key=key,
             traceparent=trace,
+            idempotency_fingerprint=fingerprint(draft) if key else "",
         )
+
+
+def fingerprint(draft: EventDraft) -> str:
+    """A hash of the event as its publisher sent it, which a retry sends again unchanged.
+
+    The time is the given one (a retry of an event without a time must not differ by when it
+    arrived); the trace context is left out, since a retry may well be a new span. The text
+    hashed is the ``repr`` of a tuple of ints, strings and None, which is stable across Python
+    versions; BLAKE2b costs a fifth of SHA-256 here, and 128 bits are plenty.
+    """
+    meta = draft.metadata
+    canonical = (
+        draft.company_id,
+        draft.project_id,
+        draft.resource_name,
+        draft.resource_id,
+        draft.event_type,
+        draft.user_id,
+        draft.timestamp.isoformat() if draft.timestamp is not None else None,
+        (
+            meta.source_user_id,
+            meta.source_project_id,
+            meta.source_operation_id,
+            meta.source_company_id,
+            meta.source_application_id,
+        ),
+        tuple((r.id, r.name) for r in draft.related_resources),
+    )
+    return hashlib.blake2b(repr(canonical).encode(), digest_size=16).hexdigest()
+
+
+def _check_keys_in_batch(events: Sequence[Event]) -> None:
+    """One key twice in a batch is fine for the same event (a client's own retry merged into a
+    batch) and a mistake for two different ones."""
+    first: dict[tuple[int, str], tuple[int, str]] = {}
+    for i, event in enumerate(events):
+        if not event.idempotency_key:
+            continue
+        seen = first.setdefault((event.company_id, event.idempotency_key), (i, event.idempotency_fingerprint))
+        if seen[1] != event.idempotency_fingerprint:
+            raise InvalidArgument(
+                f"events[{i}].idempotency_key: {quote(event.idempotency_key)} is also the key of events[{seen[0]}],"
+                " a different event; one key names one event"
+            )
 
 
 def _positive(field_name: str, value: int) -> None:

@@ -43,6 +43,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Final, Literal, TypeAlias, assert_never
 
 from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.quoting import quote
 
 MAX_LENGTH: Final = 2000
 MAX_COMPARISONS: Final = 50
@@ -226,13 +227,13 @@ class _Parser:
         ftype = self.schema.get(name)
         if ftype is None:
             known = ", ".join(sorted(self.schema))
-            raise self.error(start, f"unknown field {_quote(name)}{_case_hint(name)}; known fields: {known}")
+            raise self.error(start, f"unknown field {quote(name)}{_case_hint(name)}; known fields: {known}")
         self.skip_space()
         op_at = self.i
         match = _OPERATOR.match(self.text, op_at)
         if match is None:
             found = "" if op_at == len(self.text) else f", found {self.found()}"
-            raise self.error(op_at, f"expected an operator ({_OPERATORS_TEXT}) after {_quote(name)}{found}")
+            raise self.error(op_at, f"expected an operator ({_OPERATORS_TEXT}) after {quote(name)}{found}")
         op = match[0]
         self.check_operator(op_at, op, name, ftype)
         self.i = match.end()
@@ -244,15 +245,15 @@ class _Parser:
     def check_operator(self, at: int, op: str, name: str, ftype: FieldType) -> None:
         kind = "enum" if isinstance(ftype, Enum) else ftype.value
         if op in _ORDERING and ftype not in (STRING, INT, TIMESTAMP):
-            raise self.error(at, f"operator {_quote(op)} is not allowed on {kind} field {_quote(name)}; use = or !=")
+            raise self.error(at, f"operator {quote(op)} is not allowed on {kind} field {quote(name)}; use = or !=")
         if op == ":" and ftype is not STRING and not isinstance(ftype, Enum):
-            raise self.error(at, f"operator ':' is not allowed on {kind} field {_quote(name)}; use =")
+            raise self.error(at, f"operator ':' is not allowed on {kind} field {quote(name)}; use =")
 
     def convert(self, at: int, raw: str, quoted: bool, name: str, ftype: FieldType) -> Value:
         """Give a value its field's type; quoting matters only to timestamps."""
 
         def invalid(expected: str) -> InvalidArgument:
-            return self.error(at, f"{_quote(raw)} is not a valid {name}; expected {expected}")
+            return self.error(at, f"{quote(raw)} is not a valid {name}; expected {expected}")
 
         if isinstance(ftype, Enum):
             canonical = ftype.canonical(raw)
@@ -285,12 +286,10 @@ class _Parser:
         match = _BARE_VALUE.match(self.text, at)
         if match is None:
             found = "" if at == len(self.text) else f", found {self.found()}"
-            raise self.error(at, f"expected a value after {_quote(op)}{found}")
+            raise self.error(at, f"expected a value after {quote(op)}{found}")
         word = match[0]
         if word in _KEYWORDS:
-            raise self.error(
-                at, f"expected a value after {_quote(op)}, found {_quote(word)}; quote it to mean the word"
-            )
+            raise self.error(at, f"expected a value after {quote(op)}, found {quote(word)}; quote it to mean the word")
         if "*" in word:
             raise self.error(at, "wildcards are not supported; quote the value to match '*' literally")
         self.i = match.end()
@@ -342,12 +341,12 @@ class _Parser:
             return "the end of the filter"
         match = _WORD.match(self.text, self.i)
         if match is not None:
-            return _quote(match[0]) + _case_hint(match[0])
+            return quote(match[0]) + _case_hint(match[0])
         char = self.text[self.i]
         if char in "\"'":
             return "a quoted string"
         operator_match = _OPERATOR.match(self.text, self.i)
-        return _quote(operator_match[0] if operator_match else char)
+        return quote(operator_match[0] if operator_match else char)
 
     def error(self, at: int, problem: str) -> InvalidArgument:
         return InvalidArgument(f"filter: at position {at + 1}: {problem}")
@@ -368,10 +367,6 @@ def _timestamp(raw: str, invalid: Callable[[str], InvalidArgument]) -> datetime:
         return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, timezone(offset))
     except ValueError as e:
         raise invalid(f"a real date and time ({e})") from None
-
-
-def _quote(text: str, limit: int = 40) -> str:
-    return "'" + (text if len(text) <= limit else text[: limit - 1] + "…") + "'"
 
 
 def _case_hint(word: str) -> str:

@@ -18,7 +18,7 @@ import trio
 from ulid import ULID
 
 from tidings_server.domain import filtering, names, paging, states
-from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
+from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from tidings_server.domain.hooks import without_expired_secret
 from tidings_server.domain.model import (
     Attempt,
@@ -37,6 +37,8 @@ from tidings_server.domain.ports import (
     Store,
 )
 from tidings_server.domain.pulse import Pulse
+from tidings_server.domain.quoting import quote
+from tidings_server.domain.ratelimit import RateLimit
 
 RETENTION: Final = timedelta(days=28)
 SCAN_LIMIT: Final = 2000  # deliveries one List call examines at most: keeps a rare filter under 50 ms at 1M rows
@@ -47,6 +49,9 @@ MAX_REDELIVER_PAGES: Final = 10  # pages of SCAN_LIMIT one RedeliverDeliveries c
 WATCH_BATCH: Final = 100
 WATCH_SCAN: Final = 2000
 EXCERPT: Final = 1024
+# Test sends per hook: enough to try an endpoint by hand, too few to aim a flood with.
+TEST_SENDS_PER_SECOND: Final = 1.0
+TEST_SEND_BURST: Final = 5
 
 _EVENT_ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -171,6 +176,7 @@ class HistoryService:
         self._probe = probe
         self._retention = retention
         self._on_change = on_change
+        self._test_sends = RateLimit(TEST_SENDS_PER_SECOND, TEST_SEND_BURST)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -192,7 +198,7 @@ class HistoryService:
         hook_name, event_id = parse_delivery_name("name", name)
         delivery = await self._store.get_delivery(name)
         if delivery.create_time < self._window_start():
-            raise NotFound(f"delivery {name!r} not found")
+            raise NotFound(f"delivery {quote(name)} not found")
         event = await self._store.get_event(event_id)
         attempts = await self._store.list_attempts(name)
         rendered = await self._store.get_rendered(name)
@@ -263,7 +269,7 @@ class HistoryService:
         hook_name, _ = parse_delivery_name("name", name)
         delivery = await self._store.get_delivery(name)
         if delivery.create_time < self._window_start():
-            raise NotFound(f"delivery {name!r} not found")
+            raise NotFound(f"delivery {quote(name)} not found")
         if delivery.status not in states.sources(states.Cause.REDELIVER):
             raise FailedPrecondition(
                 f"name: {name} is {delivery.status.value}; it is sent anyway, so there is nothing to redeliver"
@@ -309,6 +315,12 @@ class HistoryService:
         hook = await self._store.get_hook(name)
         if hook.status is HookStatus.DISABLED:
             raise FailedPrecondition(f"name: hook {name} is disabled; set it active or paused to test it")
+        wait = self._test_sends.take(name, self._now())
+        if wait:
+            raise ResourceExhausted(
+                f"name: test sends to {name} are limited to {TEST_SEND_BURST} at once and"
+                f" {TEST_SENDS_PER_SECOND:g} per second; retry in {math.ceil(wait * 100 - 1e-9) / 100:.2f} s"
+            )
         triggers = await self._store.list_triggers(name, after=None, limit=1)
         resource, event_type = (triggers[0].resource_name, triggers[0].event_type) if triggers else ("Test", "test")
         now = self._now()
@@ -360,7 +372,7 @@ class HistoryService:
             raise InvalidArgument("resource_name: longer than the 200 characters a resource name may have")
         if criteria.event_type and not _EVENT_TYPE.fullmatch(criteria.event_type):
             raise InvalidArgument(
-                f"event_type: {criteria.event_type!r} is not an event type; expected lowercase letters, digits"
+                f"event_type: {quote(criteria.event_type)} is not an event type; expected lowercase letters, digits"
                 " and underscores, e.g. 'update'"
             )
         if criteria.start_time and criteria.end_time and criteria.end_time <= criteria.start_time:
@@ -393,7 +405,9 @@ class HistoryService:
                 scan_limit=1,
             )
             if not probe.deliveries:
-                raise NotFound(f"{field}: hook {query.hook_name!r} not found and has no delivery history") from None
+                raise NotFound(
+                    f"{field}: hook {quote(query.hook_name)} not found and has no delivery history"
+                ) from None
             return None
 
     async def _live_hook(self, hook_name: str, delivery: Delivery) -> Hook | None:
@@ -428,7 +442,7 @@ def parse_parent(field: str, value: str) -> DeliveryQuery:
     try:
         parent = names.parse_parent(field, value)
     except InvalidArgument:
-        raise InvalidArgument(f"{field}: {value!r} is not a valid parent; expected {PARENT_FORMS}") from None
+        raise InvalidArgument(f"{field}: {quote(value)} is not a valid parent; expected {PARENT_FORMS}") from None
     return DeliveryQuery(company_id=parent.company_id, project_id=parent.project_id)
 
 
@@ -437,7 +451,7 @@ def parse_delivery_name(field: str, value: str) -> tuple[str, str]:
     m = _DELIVERY_RE.fullmatch(value)
     if m is None:
         raise InvalidArgument(
-            f"{field}: {value!r} is not a valid delivery name; expected {{hook}}/deliveries/{{event id}}"
+            f"{field}: {quote(value)} is not a valid delivery name; expected {{hook}}/deliveries/{{event id}}"
         )
     names.parse_hook_name(field, m["hook"])
     return m["hook"], m["event"]

@@ -26,6 +26,7 @@ from tidings_server.domain.model import (
 )
 from tidings_server.domain.paging import Page
 from tidings_server.domain.ports import Store
+from tidings_server.domain.quoting import quote
 from tidings_server.domain.secrets import check_authorization_header
 from tidings_server.domain.signing import new_secret
 
@@ -280,11 +281,11 @@ class HookService:
             raise InvalidArgument(f"{field}: required; see CatalogService.ListPayloadFormats")
         if name not in self._lookup.payload_formats:
             known = ", ".join(sorted(self._lookup.payload_formats)) or "none loaded"
-            raise InvalidArgument(f"{field}: unknown payload format {name!r}; known: {known}")
+            raise InvalidArgument(f"{field}: unknown payload format {quote(name)}; known: {known}")
 
     def _check_pair(self, hook: Hook, index: int, pair: tuple[str, str]) -> tuple[str, str]:
         resource_name, event_type = pair
-        where = f"triggers[{index}] ({resource_name!r}, {event_type!r})"
+        where = f"triggers[{index}] ({quote(resource_name)}, {quote(event_type)})"
         if not resource_name:
             raise InvalidArgument(f"triggers[{index}].resource_name: required")
         if not event_type:
@@ -294,21 +295,22 @@ class HookService:
             other = Scope.PROJECT if hook.scope is Scope.COMPANY else Scope.COMPANY
             if self._lookup.resource(other, resource_name) is not None:
                 raise InvalidArgument(
-                    f"{where}: {resource_name!r} is a {other.value}-level resource;"
+                    f"{where}: {quote(resource_name)} is a {other.value}-level resource;"
                     f" {hook.scope.value} hooks cannot select it"
                 )
             raise InvalidArgument(
-                f"{where}: unknown resource {resource_name!r} for {hook.scope.value} hooks;"
+                f"{where}: unknown resource {quote(resource_name)} for {hook.scope.value} hooks;"
                 " see CatalogService.ListResources"
             )
         if event_type not in resource.event_types:
             supported = ", ".join(sorted(resource.event_types))
             raise InvalidArgument(
-                f"{where}: {resource_name!r} does not support event type {event_type!r}; supported: {supported}"
+                f"{where}: {quote(resource_name)} does not support event type {quote(event_type)};"
+                f" supported: {supported}"
             )
         if resource.payload_formats is not None and hook.payload_format not in resource.payload_formats:
             raise InvalidArgument(
-                f"{where}: {resource_name!r} is not available in payload format {hook.payload_format!r}"
+                f"{where}: {quote(resource_name)} is not available in payload format {quote(hook.payload_format)}"
             )
         return pair
 
@@ -391,9 +393,9 @@ def _check_mask(mask: Sequence[str]) -> set[str]:
         )
     for path in mask:
         if path in OUTPUT_ONLY_FIELDS:
-            raise InvalidArgument(f"update_mask: {path!r} is output only and cannot be updated")
+            raise InvalidArgument(f"update_mask: {quote(path)} is output only and cannot be updated")
         if path not in MUTABLE_FIELDS:
-            raise InvalidArgument(f"update_mask: unknown field {path!r}; updatable: {', '.join(MUTABLE_FIELDS)}")
+            raise InvalidArgument(f"update_mask: unknown field {quote(path)}; updatable: {', '.join(MUTABLE_FIELDS)}")
     return paths
 
 

@@ -144,6 +144,9 @@ class Event:
     related_resources: tuple[RelatedResource, ...] = ()
     idempotency_key: str = ""
     traceparent: str = ""  # W3C trace context of the publisher, which delivery attempts continue
+    # A hash of the event as its publisher sent it, kept with its idempotency key, so a key
+    # reused for a different event is told apart from a retry (domain/events.py makes it).
+    idempotency_fingerprint: str = ""
 
     @property
     def scope(self) -> Scope:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from tidings_server.domain.errors import InvalidArgument
+from tidings_server.domain.quoting import quote
 
 _INT = r"[1-9][0-9]{0,18}"
 _HOOK_ID = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -50,7 +51,7 @@ def parse_parent(field: str, value: str, *, allow_any_project: bool = False) -> 
     """Parse a hook collection's parent; ``-`` as project id is accepted only for listing."""
     m = _PARENT_RE.fullmatch(value)
     if m is None:
-        raise InvalidArgument(f"{field}: {value!r} is not a valid parent; expected {PARENT_FORMS}")
+        raise InvalidArgument(f"{field}: {quote(value)} is not a valid parent; expected {PARENT_FORMS}")
     company = _id(m["c"], field)
     if m["p"] == "-":
         if not allow_any_project:
@@ -63,7 +64,7 @@ def parse_hook_name(field: str, value: str) -> tuple[Parent, str]:
     """Split a hook name into its parent and hook id."""
     m = _HOOK_RE.fullmatch(value)
     if m is None:
-        raise InvalidArgument(f"{field}: {value!r} is not a valid hook name; expected {HOOK_FORMS}")
+        raise InvalidArgument(f"{field}: {quote(value)} is not a valid hook name; expected {HOOK_FORMS}")
     parent = Parent(_id(m["c"], field), None if m["p"] is None else _id(m["p"], field))
     return parent, m["h"]
 
@@ -71,7 +72,7 @@ def parse_hook_name(field: str, value: str) -> tuple[Parent, str]:
 def check_hook_id(field: str, value: str) -> str:
     if not _HOOK_ID_RE.fullmatch(value):
         raise InvalidArgument(
-            f"{field}: {value!r} is not a valid hook id; use 1 to 63 lowercase letters, digits"
+            f"{field}: {quote(value)} is not a valid hook id; use 1 to 63 lowercase letters, digits"
             " and hyphens, starting and ending with a letter or digit"
         )
     return value
@@ -99,9 +100,9 @@ def check_trigger_name(field: str, value: str, hook: str) -> str:
     """Accept only a well-formed trigger name under ``hook``."""
     prefix = f"{hook}/triggers/"
     if not value.startswith(prefix):
-        raise InvalidArgument(f"{field}: {value!r} is not a trigger of {hook}; expected {prefix}{{trigger}}")
+        raise InvalidArgument(f"{field}: {quote(value)} is not a trigger of {hook}; expected {prefix}{{trigger}}")
     if not _TRIGGER_ID_RE.fullmatch(value[len(prefix) :]):
         raise InvalidArgument(
-            f"{field}: {value!r} is not a valid trigger name; expected {prefix}{{resource}}.{{event_type}}"
+            f"{field}: {quote(value)} is not a valid trigger name; expected {prefix}{{resource}}.{{event_type}}"
         )
     return value

@@ -36,6 +36,23 @@ class Published:
     duplicate: bool
 
 
+class IdempotencyConflict(Exception):
+    """``publish_events``: the event at ``index`` reuses a key its company used for a different
+    event, ``first_id`` (stored earlier, or earlier in the same batch)."""
+
+    def __init__(self, index: int, key: str, first_id: str) -> None:
+        super().__init__(f"events[{index}]: idempotency key already used by event {first_id}")
+        self.index = index
+        self.key = key
+        self.first_id = first_id
+
+
+def same_event(first_fingerprint: str, again: str) -> bool:
+    """Whether a reused key names the event it was first used for (unknown counts as the
+    same: events stored before fingerprints were kept have none)."""
+    return not first_fingerprint or not again or first_fingerprint == again
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A delivery claimed for an attempt, with what the attempt needs."""
@@ -238,7 +255,11 @@ class Store(Protocol):
 
         An event whose non-empty ``idempotency_key`` its company already used (earlier, or
         earlier in this batch) is not stored: its result carries the first event's id and
-        serial, ``deliveries=0`` and ``duplicate=True``. Otherwise the event is stored with the
+        serial, ``deliveries=0`` and ``duplicate=True`` — provided it is the same event: when
+        both carry an ``idempotency_fingerprint`` and the two differ, ``IdempotencyConflict``
+        is raised for the first such event of the batch and nothing of the batch is stored.
+        The fingerprint is stored with the event (one column; the key lookup a publish does
+        anyway reads it) and read back with it. Otherwise the event is stored with the
         next serial (ignoring ``event.serial``; serials increase in publish order) and
         ``now`` as its publish time, and one QUEUED delivery due at ``now`` is created for every
         ACTIVE or PAUSED hook of the same company and the same project (company hooks only for

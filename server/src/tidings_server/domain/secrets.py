@@ -6,7 +6,8 @@ from tidings_server.domain.errors import InvalidArgument
 
 MAX_AUTHORIZATION_HEADER = 1024
 MASK = "••••••"
-_SHOWN = 5
+SHOWN = 4  # characters of a token's end a read shows
+MIN_SHOWN_LENGTH = 16  # a shorter token shows none: four characters would be too much of it
 
 
 def check_authorization_header(field_name: str, value: str) -> str:
@@ -26,9 +27,11 @@ def check_authorization_header(field_name: str, value: str) -> str:
 
 
 def mask(secret: str) -> str:
-    """Show only the last 5 characters, and none of a secret too short to hide the rest."""
+    """Show at most the last 4 characters of the token part (after a scheme such as ``Bearer``),
+    and none of a token shorter than 16 characters, so a read never gives much of it away."""
     if not secret:
         return ""
-    if len(secret) <= 2 * _SHOWN:
+    token = secret.split(" ", 1)[1].strip() if " " in secret else secret
+    if len(token) < MIN_SHOWN_LENGTH:
         return MASK
-    return MASK + secret[-_SHOWN:]
+    return MASK + token[-SHOWN:]

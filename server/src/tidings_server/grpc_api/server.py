@@ -36,6 +36,7 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
 from tidings_server.grpc_api.bridge import TrioBridge
+from tidings_server.grpc_api.decoding import TRANSPORT_LIMIT_BYTES, register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
 
@@ -52,8 +53,6 @@ SERVICE_NAMES: Sequence[str] = (
 class ListenError(Exception):
     """The server could not bind its listen address."""
 
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a full PublishEvents batch with related resources fits
 
 Reporter = Callable[[BaseException | None], None]
 """Tells the trio side, from the asyncio thread, that serving started (None) or failed."""
@@ -150,15 +149,17 @@ class GrpcServer:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", TRANSPORT_LIMIT_BYTES)]
         )
-        hooks_pb2_grpc.add_HookServiceServicer_to_server(HookServicer(bridge, self._core.hooks), server)
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(bridge, self._core.catalog), server)
-        events_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(bridge, self._core.events), server)
+        register(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, self._core.hooks), server)
+        register(
+            catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, self._core.catalog), server
+        )
+        register(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, self._core.events), server)
         self.deliveries = DeliveryServicer(bridge, self._core.history, self._core.watch)
-        deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server(self.deliveries, server)
+        register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
         health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,

@@ -46,7 +46,13 @@ class Servicer:
             await abort(context, status_for(exc), str(exc))
 
 
+MAX_DETAILS = 4096  # characters; grpc-message travels in trailing metadata, which has a hard limit
+
+
 async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with ``code``; a message is bounded even if some check quoted too much."""
+    if len(message) > MAX_DETAILS:
+        message = message[: MAX_DETAILS - 1] + "…"
     await context.abort(code, message)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 

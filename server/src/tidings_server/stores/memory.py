@@ -48,8 +48,10 @@ from tidings_server.domain.ports import (
     DeliveryPage,
     DeliveryQuery,
     HookStats,
+    IdempotencyConflict,
     Published,
     QueueDepth,
+    same_event,
 )
 from tidings_server.domain.states import Cause, sources, transition
 from tidings_server.plugins.spec import StorageBackend, hookimpl
@@ -271,18 +273,20 @@ class MemoryStore:
         # First decide everything (and refuse the batch if anything is wrong), then store it.
         results: list[Published] = []
         planned: list[tuple[Event, list[str]]] = []
-        first_use: dict[tuple[int, str], tuple[str, int]] = {}
+        first_use: dict[tuple[int, str], tuple[str, int, str]] = {}
         new_ids: set[str] = set()
         serial = self._last_serial
-        for event in events:
+        for index, event in enumerate(events):
             key = event.idempotency_key
             if key:
                 company_key = (event.company_id, key)
                 first = first_use.get(company_key)
                 if first is None and company_key in self._keys:
                     stored = self._events[self._keys[company_key]].event
-                    first = (stored.id, stored.serial)
+                    first = (stored.id, stored.serial, stored.idempotency_fingerprint)
                 if first is not None:
+                    if not same_event(first[2], event.idempotency_fingerprint):
+                        raise IdempotencyConflict(index, key, first[0])
                     first_use[company_key] = first
                     results.append(Published(first[0], first[1], 0, True))
                     continue
@@ -292,7 +296,7 @@ class MemoryStore:
             new_ids.add(event.id)
             serial += 1
             if key:
-                first_use[(event.company_id, key)] = (event.id, serial)
+                first_use[(event.company_id, key)] = (event.id, serial, event.idempotency_fingerprint)
             hooks = self._fan_out(event)
             planned.append((replace(event, serial=serial), hooks))
             results.append(Published(event.id, serial, len(hooks), False))

@@ -150,8 +150,11 @@ class DeliveryServiceServicer:
     def SendTestEvent(self, request, context):
         """Sends a test event to a hook now, outside the queue and its retries, and returns what
         the endpoint answered. Nothing is recorded in the history. Works for paused hooks too.
+        A test send takes one of the hook's `max_concurrency` slots like a delivery does, and
+        test sends per hook are rate-limited (a burst of 5, then 1 per second).
         Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND, FAILED_PRECONDITION (the hook is
-        disabled).
+        disabled), RESOURCE_EXHAUSTED (the hook's or the server's attempts are all in flight, or
+        the rate limit is reached; the message says when to retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -83,8 +83,11 @@ class DeliveryServiceStub:
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_deliveries_pb2.SendTestEventRequest, _deliveries_pb2.SendTestEventResponse]
     """Sends a test event to a hook now, outside the queue and its retries, and returns what
     the endpoint answered. Nothing is recorded in the history. Works for paused hooks too.
+    A test send takes one of the hook's `max_concurrency` slots like a delivery does, and
+    test sends per hook are rate-limited (a burst of 5, then 1 per second).
     Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND, FAILED_PRECONDITION (the hook is
-    disabled).
+    disabled), RESOURCE_EXHAUSTED (the hook's or the server's attempts are all in flight, or
+    the rate limit is reached; the message says when to retry).
     """
 
 @_typing.type_check_only
@@ -142,8 +145,11 @@ class DeliveryServiceAsyncStub(DeliveryServiceStub):
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_deliveries_pb2.SendTestEventRequest, _deliveries_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Sends a test event to a hook now, outside the queue and its retries, and returns what
     the endpoint answered. Nothing is recorded in the history. Works for paused hooks too.
+    A test send takes one of the hook's `max_concurrency` slots like a delivery does, and
+    test sends per hook are rate-limited (a burst of 5, then 1 per second).
     Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND, FAILED_PRECONDITION (the hook is
-    disabled).
+    disabled), RESOURCE_EXHAUSTED (the hook's or the server's attempts are all in flight, or
+    the rate limit is reached; the message says when to retry).
     """
 
 class DeliveryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -234,8 +240,11 @@ class DeliveryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_deliveries_pb2.SendTestEventResponse, _abc.Awaitable[_deliveries_pb2.SendTestEventResponse]]:
         """Sends a test event to a hook now, outside the queue and its retries, and returns what
         the endpoint answered. Nothing is recorded in the history. Works for paused hooks too.
+        A test send takes one of the hook's `max_concurrency` slots like a delivery does, and
+        test sends per hook are rate-limited (a burst of 5, then 1 per second).
         Errors: INVALID_ARGUMENT (malformed name), NOT_FOUND, FAILED_PRECONDITION (the hook is
-        disabled).
+        disabled), RESOURCE_EXHAUSTED (the hook's or the server's attempts are all in flight, or
+        the rate limit is reached; the message says when to retry).
         """
 
 def add_DeliveryServiceServicer_to_server(servicer: DeliveryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

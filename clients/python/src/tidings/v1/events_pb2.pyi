@@ -131,7 +131,8 @@ class Event(_message.Message):
     """Required, positive: who made the change."""
     idempotency_key: _builtins.str
     """Optional, at most 200 printable ASCII characters without spaces, unique per company:
-    publishing the same key again returns the first event instead of creating another.
+    publishing the same event with the same key again returns the first event instead of
+    creating another; the key with a different event is refused (ALREADY_EXISTS).
     """
     traceparent: _builtins.str
     """Optional: the W3C trace context (`traceparent`) the change was made under. Each delivery

@@ -49,14 +49,19 @@ class EventServiceServicer:
     """
 
     def PublishEvents(self, request, context):
-        """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
+        """Publishes 1 to 1000 events, all or none, in at most 32 MiB (1000 events with every field
+        at its limit take about 21 MiB in ASCII). Returns after the events and their deliveries
         are durably stored. An event whose idempotency_key was already published (and is still
-        within retention) creates nothing and returns the original event id.
-        Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
-        non-positive ids, a resource the catalog does not list for the event's scope, an event
-        type the resource does not have, oversize fields, a malformed traceparent; the message
-        names `events[i].field`
-        and the problem), UNAVAILABLE (shutting down; retry).
+        within retention) creates nothing and returns the original event id, if it is the same
+        event (every field but the traceparent equal; a time left unset matches).
+        Errors: INVALID_ARGUMENT (no events, more than 1000, one idempotency_key for two different
+        events of the batch, or an invalid event: missing or non-positive ids, a resource the
+        catalog does not list for the event's scope, an event type the resource does not have,
+        oversize fields, a malformed traceparent; the message names `events[i].field` and the
+        problem), RESOURCE_EXHAUSTED (the request is larger than
+        32 MiB; the message says so), ALREADY_EXISTS (an idempotency_key already used for a
+        different event; the message names the key, `events[i]` and the first event's id; nothing
+        of the batch is stored), UNAVAILABLE (shutting down; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,14 +36,19 @@ class EventServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
     PublishEvents: _grpc.UnaryUnaryMultiCallable[_events_pb2.PublishEventsRequest, _events_pb2.PublishEventsResponse]
-    """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
+    """Publishes 1 to 1000 events, all or none, in at most 32 MiB (1000 events with every field
+    at its limit take about 21 MiB in ASCII). Returns after the events and their deliveries
     are durably stored. An event whose idempotency_key was already published (and is still
-    within retention) creates nothing and returns the original event id.
-    Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
-    non-positive ids, a resource the catalog does not list for the event's scope, an event
-    type the resource does not have, oversize fields, a malformed traceparent; the message
-    names `events[i].field`
-    and the problem), UNAVAILABLE (shutting down; retry).
+    within retention) creates nothing and returns the original event id, if it is the same
+    event (every field but the traceparent equal; a time left unset matches).
+    Errors: INVALID_ARGUMENT (no events, more than 1000, one idempotency_key for two different
+    events of the batch, or an invalid event: missing or non-positive ids, a resource the
+    catalog does not list for the event's scope, an event type the resource does not have,
+    oversize fields, a malformed traceparent; the message names `events[i].field` and the
+    problem), RESOURCE_EXHAUSTED (the request is larger than
+    32 MiB; the message says so), ALREADY_EXISTS (an idempotency_key already used for a
+    different event; the message names the key, `events[i]` and the first event's id; nothing
+    of the batch is stored), UNAVAILABLE (shutting down; retry).
     """
 
 @_typing.type_check_only
@@ -54,14 +59,19 @@ class EventServiceAsyncStub(EventServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PublishEvents: _aio.UnaryUnaryMultiCallable[_events_pb2.PublishEventsRequest, _events_pb2.PublishEventsResponse]  # type: ignore[assignment]
-    """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
+    """Publishes 1 to 1000 events, all or none, in at most 32 MiB (1000 events with every field
+    at its limit take about 21 MiB in ASCII). Returns after the events and their deliveries
     are durably stored. An event whose idempotency_key was already published (and is still
-    within retention) creates nothing and returns the original event id.
-    Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
-    non-positive ids, a resource the catalog does not list for the event's scope, an event
-    type the resource does not have, oversize fields, a malformed traceparent; the message
-    names `events[i].field`
-    and the problem), UNAVAILABLE (shutting down; retry).
+    within retention) creates nothing and returns the original event id, if it is the same
+    event (every field but the traceparent equal; a time left unset matches).
+    Errors: INVALID_ARGUMENT (no events, more than 1000, one idempotency_key for two different
+    events of the batch, or an invalid event: missing or non-positive ids, a resource the
+    catalog does not list for the event's scope, an event type the resource does not have,
+    oversize fields, a malformed traceparent; the message names `events[i].field` and the
+    problem), RESOURCE_EXHAUSTED (the request is larger than
+    32 MiB; the message says so), ALREADY_EXISTS (an idempotency_key already used for a
+    different event; the message names the key, `events[i]` and the first event's id; nothing
+    of the batch is stored), UNAVAILABLE (shutting down; retry).
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -75,14 +85,19 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_pb2.PublishEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.PublishEventsResponse, _abc.Awaitable[_events_pb2.PublishEventsResponse]]:
-        """Publishes 1 to 1000 events, all or none. Returns after the events and their deliveries
+        """Publishes 1 to 1000 events, all or none, in at most 32 MiB (1000 events with every field
+        at its limit take about 21 MiB in ASCII). Returns after the events and their deliveries
         are durably stored. An event whose idempotency_key was already published (and is still
-        within retention) creates nothing and returns the original event id.
-        Errors: INVALID_ARGUMENT (no events, more than 1000, or an invalid event: missing or
-        non-positive ids, a resource the catalog does not list for the event's scope, an event
-        type the resource does not have, oversize fields, a malformed traceparent; the message
-        names `events[i].field`
-        and the problem), UNAVAILABLE (shutting down; retry).
+        within retention) creates nothing and returns the original event id, if it is the same
+        event (every field but the traceparent equal; a time left unset matches).
+        Errors: INVALID_ARGUMENT (no events, more than 1000, one idempotency_key for two different
+        events of the batch, or an invalid event: missing or non-positive ids, a resource the
+        catalog does not list for the event's scope, an event type the resource does not have,
+        oversize fields, a malformed traceparent; the message names `events[i].field` and the
+        problem), RESOURCE_EXHAUSTED (the request is larger than
+        32 MiB; the message says so), ALREADY_EXISTS (an idempotency_key already used for a
+        different event; the message names the key, `events[i]` and the first event's id; nothing
+        of the batch is stored), UNAVAILABLE (shutting down; retry).
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

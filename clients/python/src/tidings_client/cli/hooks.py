@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from rich.console import Group
@@ -124,10 +124,24 @@ def retry_policy(base: RetryPolicy, given: dict[str, Any]) -> RetryPolicy | None
     return replace(base, **changes) if changes else None
 
 
+def read_auth_header(given: str | None, file: TextIO | None) -> str | None:
+    """The header from --auth-header or --auth-header-file (a file's end of line is not part of it)."""
+    if file is None:
+        return given
+    if given is not None:
+        raise click.UsageError("give --auth-header or --auth-header-file, not both")
+    value = file.read().strip()
+    if not value:
+        raise click.BadParameter(f"{file.name} holds no header", param_hint="--auth-header-file")
+    return value
+
+
 CREATE_EXAMPLES = """\b
 Examples:
   tidings hooks create --project 8/6778 --url https://erp.example.com/procore \\
-      --auth-header "Bearer 3f9c…" --format procore.v4 --event RFIs:create --event RFIs:update
+      --auth-header-file erp-token.txt --format procore.v4 --event RFIs:create --event RFIs:update
+  vault read -field=header secret/erp | tidings hooks create --project 8/6778 \\
+      --url https://erp.example.com/procore --format procore.v4 --auth-header-file -
   tidings hooks create --company 8 --url https://erp.example.com/in --format procore.v3 --id erp-sync
   tidings hooks create --project 8/6778 --url https://example.com/in --format procore.v4 \\
       --event 'Submittals:*' --ordering per-resource --retry-window 2h
@@ -141,7 +155,16 @@ Examples:
 @click.option("--company", type=params.COMPANY, help="A company-level hook of COMPANY, e.g. 8.")
 @click.option("--url", required=True, help="Where deliveries are POSTed.")
 @click.option("--format", "payload_format", required=True, help="Payload format (see `tidings catalog formats`).")
-@click.option("--auth-header", default="", help="Authorization header sent with every delivery (write-only).")
+@click.option(
+    "--auth-header",
+    help="Authorization header sent with every delivery (write-only); --auth-header-file keeps it out of"
+    " the process list.",
+)
+@click.option(
+    "--auth-header-file",
+    type=click.File("r"),
+    help="Read the Authorization header from PATH, or from stdin with -, so that it never shows in a process list.",
+)
 @click.option("--name", "display_name", default="", help="A label for people.")
 @click.option("--id", "hook_id", default="", help="The hook's id (lowercase, digits, hyphens); generated if unset.")
 @click.option(
@@ -170,7 +193,8 @@ def create(
     company: str | None,
     url: str,
     payload_format: str,
-    auth_header: str,
+    auth_header: str | None,
+    auth_header_file: TextIO | None,
     display_name: str,
     hook_id: str,
     events: tuple[tuple[str, str], ...],
@@ -194,13 +218,14 @@ def create(
     assert parent is not None
     if parent.endswith("/-"):
         raise click.UsageError("--project needs one project, not '-'")
+    auth_header = read_auth_header(auth_header, auth_header_file)
     client = env.client()
     hook = client.create_hook(
         parent,
         url,
         payload_format,
         display_name=display_name,
-        authorization_header=auth_header,
+        authorization_header=auth_header or "",
         hook_id=hook_id,
         status=HookStatus.PAUSED if paused else None,
         retry_policy=retry_policy(RetryPolicy(), retry),
@@ -339,7 +364,7 @@ def show(env: Env, hook: str) -> None:
 UPDATE_EXAMPLES = """\b
 Examples:
   tidings hooks update HOOK --url https://erp.example.com/v2/procore
-  tidings hooks update HOOK --auth-header "Bearer new-token"
+  tidings hooks update HOOK --auth-header-file new-token.txt
   tidings hooks update HOOK --no-auth-header --retry-window 1h --retry-statuses 429,500-599
   tidings hooks update HOOK --status disabled      # discards pending deliveries
   tidings hooks update HOOK --no-signing           # no webhook-signature headers from now on
@@ -351,7 +376,12 @@ The payload format never changes: delete the hook and create it again.
 @hooks.command(epilog=UPDATE_EXAMPLES)
 @click.argument("hook")
 @click.option("--url", help="A new destination URL.")
-@click.option("--auth-header", help="A new Authorization header.")
+@click.option("--auth-header", help="A new Authorization header (--auth-header-file keeps it out of the process list).")
+@click.option(
+    "--auth-header-file",
+    type=click.File("r"),
+    help="Read the Authorization header from PATH, or from stdin with -, so that it never shows in a process list.",
+)
 @click.option("--no-auth-header", is_flag=True, help="Send no Authorization header from now on.")
 @click.option("--name", "display_name", help="A new label.")
 @click.option("--status", type=click.Choice(list(STATUSES)), help="active, paused, or disabled.")
@@ -371,6 +401,7 @@ def update(
     hook: str,
     url: str | None,
     auth_header: str | None,
+    auth_header_file: TextIO | None,
     no_auth_header: bool,
     display_name: str | None,
     status: str | None,
@@ -383,8 +414,9 @@ def update(
 
     Retry options change only the fields given: the rest of the hook's policy is kept.
     """
+    auth_header = read_auth_header(auth_header, auth_header_file)
     if auth_header is not None and no_auth_header:
-        raise click.UsageError("give --auth-header or --no-auth-header, not both")
+        raise click.UsageError("give --auth-header (or --auth-header-file) or --no-auth-header, not both")
     client = env.client()
     policy = None
     if any(v is not None for v in retry.values()):

@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
-from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth
+from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import history, rows
 
@@ -33,7 +33,8 @@ _LAST_SERIAL = """
 """
 # Repeats the partial index's condition (idempotency_key != '') so that SQLite uses it.
 _FIND_KEY = """
-    SELECT id, serial FROM events WHERE company_id = ? AND idempotency_key = ? AND idempotency_key != ''
+    SELECT id, serial, idempotency_fingerprint FROM events
+    WHERE company_id = ? AND idempotency_key = ? AND idempotency_key != ''
 """
 # One index range of triggers_by_event per (company, project, resource, event type); a
 # company-level event has project_id NULL, which IS matches and the index serves.
@@ -47,8 +48,8 @@ _INSERT_EVENT = """
     INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
                         resource_id, event_type, source_user_id, source_project_id, source_operation_id,
                         source_company_id, source_application_id, related_resources, idempotency_key,
-                        traceparent)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        traceparent, idempotency_fingerprint)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _INSERT_DELIVERY = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
@@ -66,23 +67,25 @@ def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> l
     results: list[Published] = []
     event_rows: list[tuple[object, ...]] = []
     delivery_rows: list[tuple[str, str, str, int, str, int, int, int, int | None, str]] = []
-    first_use: dict[tuple[int, str], tuple[str, int]] = {}
+    first_use: dict[tuple[int, str], tuple[str, int, str]] = {}
     hooks_for: dict[_MatchKey, list[str]] = {}
-    for event in events:
+    for index, event in enumerate(events):
         key = event.idempotency_key
         if key:
             company_key = (event.company_id, key)
             first = first_use.get(company_key)
             if first is None:
                 found = conn.execute(_FIND_KEY, company_key).fetchone()
-                first = None if found is None else (found[0], found[1])
+                first = None if found is None else (found[0], found[1], found[2])
             if first is not None:
+                if not same_event(first[2], event.idempotency_fingerprint):
+                    raise IdempotencyConflict(index, key, first[0])
                 first_use[company_key] = first
                 results.append(Published(first[0], first[1], 0, True))
                 continue
         serial += 1
         if key:
-            first_use[(event.company_id, key)] = (event.id, serial)
+            first_use[(event.company_id, key)] = (event.id, serial, event.idempotency_fingerprint)
         match = (event.company_id, event.project_id, event.resource_name, event.event_type)
         hooks = hooks_for.get(match)
         if hooks is None:
@@ -169,7 +172,8 @@ _CLAIMED = """
            h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
            e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
            e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
-           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent
+           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
+           e.idempotency_fingerprint
     FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
     WHERE d.name = ?
 """
@@ -424,7 +428,8 @@ _LIST_ATTEMPTS = """
 _SELECT_EVENT = """
     SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
            event_type, source_user_id, source_project_id, source_operation_id, source_company_id,
-           source_application_id, related_resources, idempotency_key, traceparent
+           source_application_id, related_resources, idempotency_key, traceparent,
+           idempotency_fingerprint
     FROM events WHERE id = ?
 """
 

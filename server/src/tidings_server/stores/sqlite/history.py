@@ -157,7 +157,8 @@ _SELECT_FOUND: Final = """
            d.resource_name, d.resource_id, d.event_type, d.last_response_status,
            e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
            e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
-           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent
+           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
+           e.idempotency_fingerprint
     FROM deliveries AS d JOIN events AS e ON e.serial = d.event_serial
     WHERE d.rowid IN (SELECT value FROM json_each(?))
 """

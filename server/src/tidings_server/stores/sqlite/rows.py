@@ -199,13 +199,15 @@ def event_row(event: Event, serial: int, publish_time: int) -> tuple[object, ...
         related,
         event.idempotency_key,
         event.traceparent,
+        event.idempotency_fingerprint,
     )
 
 
 def event(row: Any) -> Event:
     """Read serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
     resource_id, event_type, source_user_id, source_project_id, source_operation_id,
-    source_company_id, source_application_id, related_resources, idempotency_key, traceparent."""
+    source_company_id, source_application_id, related_resources, idempotency_key, traceparent,
+    idempotency_fingerprint."""
     (
         serial,
         event_id,
@@ -225,6 +227,7 @@ def event(row: Any) -> Event:
         related,
         idempotency_key,
         traceparent,
+        idempotency_fingerprint,
     ) = row
     return Event(
         id=event_id,
@@ -246,6 +249,7 @@ def event(row: Any) -> Event:
         related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
         idempotency_key=idempotency_key,
         traceparent=traceparent,
+        idempotency_fingerprint=idempotency_fingerprint,
     )
 
 

@@ -20,7 +20,7 @@ from tidings_server.domain.model import (
     Ordering,
     RelatedResource,
 )
-from tidings_server.domain.ports import AttemptRecord, Claim, Published, QueueDepth, Store
+from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, Store
 from tidings_server.testing.stores.samples import MICROSECOND, T0, T1, T2, event_id, make_event, make_hook, make_trigger
 
 HOOK = "companies/1/projects/2/hooks/h"
@@ -237,6 +237,7 @@ class DeliveryStoreContract:
             ),
             related_resources=(RelatedResource(5, "Drawings"), RelatedResource(2**63 - 1, 'Spec "Section" ü')),
             idempotency_key="order-17",
+            idempotency_fingerprint="0f9a" * 8,
             traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             user_id=2**63 - 1,
             resource_id=2**62,
@@ -285,6 +286,48 @@ class DeliveryStoreContract:
         assert results == [Published(event_id(1), 1, 1, False), Published(event_id(2), 2, 1, False)]
         [third] = await store.publish_events([make_event(3, company=3, idempotency_key="k")], T0)
         assert third == Published(event_id(2), 2, 0, True)
+
+    async def test_a_key_reused_for_a_different_event_refuses_the_batch(self, store: Store) -> None:
+        await _hook(store)
+        await store.publish_events([make_event(1, idempotency_key="k", idempotency_fingerprint="a")], T0)
+        batch = [make_event(2), make_event(3, idempotency_key="k", idempotency_fingerprint="b")]
+        with pytest.raises(IdempotencyConflict) as conflict:
+            await store.publish_events(batch, T1)
+        assert (conflict.value.index, conflict.value.key, conflict.value.first_id) == (1, "k", event_id(1))
+        for n in (2, 3):
+            with pytest.raises(NotFound):
+                await store.get_event(event_id(n))
+        assert await _delivered_to(store, HOOK) == [event_id(1)]
+        # The same event again is a retry: the original id, nothing new.
+        [again] = await store.publish_events([make_event(4, idempotency_key="k", idempotency_fingerprint="a")], T1)
+        assert again == Published(event_id(1), 1, 0, True)
+        assert (await store.get_event(event_id(1))).idempotency_fingerprint == "a"
+
+    async def test_a_key_reused_in_one_batch_for_a_different_event_refuses_it(self, store: Store) -> None:
+        await _hook(store)
+        batch = [
+            make_event(1, idempotency_key="k", idempotency_fingerprint="a"),
+            make_event(2, idempotency_key="k", idempotency_fingerprint="a"),
+            make_event(3, idempotency_key="k", idempotency_fingerprint="b"),
+        ]
+        with pytest.raises(IdempotencyConflict) as conflict:
+            await store.publish_events(batch, T0)
+        assert (conflict.value.index, conflict.value.first_id) == (2, event_id(1))
+        assert await _delivered_to(store, HOOK) == []
+        [first, repeat] = await store.publish_events(batch[:2], T0)
+        assert (first, repeat) == (Published(event_id(1), 1, 1, False), Published(event_id(1), 1, 0, True))
+
+    async def test_a_key_without_a_fingerprint_on_either_side_is_a_retry(self, store: Store) -> None:
+        await store.publish_events([make_event(1, idempotency_key="old")], T0)  # stored before fingerprints
+        await store.publish_events([make_event(2, idempotency_key="new", idempotency_fingerprint="a")], T0)
+        results = await store.publish_events(
+            [
+                make_event(3, idempotency_key="old", idempotency_fingerprint="x"),
+                make_event(4, idempotency_key="new"),
+            ],
+            T1,
+        )
+        assert results == [Published(event_id(1), 1, 0, True), Published(event_id(2), 2, 0, True)]
 
     async def test_events_without_an_idempotency_key_are_never_duplicates(self, store: Store) -> None:
         results = await store.publish_events([make_event(1), make_event(2)], T0)
