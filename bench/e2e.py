@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,6 +112,58 @@ class ReceiverProcess:
         self._process.join(5)
 
 
+# -- a third-party format, to measure the render pool -------------------------------------------
+
+POOLED_PLUGIN = """
+from tidings_procore.formats import ProcoreV4Format
+from tidings_server.plugins.spec import hookimpl
+
+
+class Pooled(ProcoreV4Format):
+    name = "bench.procore.v4"
+
+
+@hookimpl
+def tidings_payload_formats():
+    return [Pooled()]
+"""
+
+
+FAULTY_PLUGIN = """
+from tidings_server.plugins.spec import RenderedPayload, hookimpl
+
+
+class HugeBody:
+    name = "bench.hugebody"
+    description = "A 50 MB body every time: refused by the contract, after the work."
+    content_type = "application/json"
+
+    def render(self, event, context):
+        return RenderedPayload({"Content-Type": self.content_type}, b"x" * 50_000_000)
+
+
+@hookimpl
+def tidings_payload_formats():
+    return [HugeBody()]
+"""
+
+
+def plugin_site(site: Path) -> dict[str, str]:
+    """Two third-party distributions written to ``site`` as pip leaves them, so they render in
+    the render pool like any installed plugin: ``bench.procore.v4`` (procore.v4 renamed) and
+    ``bench.hugebody`` (a faulty format); the environment that puts them on the server's path."""
+    for dist, module, source in (
+        ("pooled", "bench_pooled_format", POOLED_PLUGIN),
+        ("faulty", "bench_faulty_format", FAULTY_PLUGIN),
+    ):
+        info = site / f"bench_{dist}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bench-{dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[tidings]\nbench_{dist} = {module}\n")
+        (site / f"{module}.py").write_text(source)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 # -- the server --------------------------------------------------------------------------------
 
 
@@ -122,12 +174,13 @@ class Server:
 
 
 @contextmanager
-def server(db: Path) -> Iterator[Server]:
+def server(db: Path, env: Mapping[str, str] = {}) -> Iterator[Server]:
     binary = Path(sys.executable).parent / "tidings-server"
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{db}", "--allow-http",
          "--allow-private-destinations", "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key())},
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key()), **env},
     )  # fmt: skip
     assert proc.stderr is not None
     port = 0
@@ -144,14 +197,16 @@ def server(db: Path) -> Iterator[Server]:
         proc.wait(30)
 
 
-def make_hooks(channel: grpc.Channel, url: str, count: int, concurrency: int) -> list[str]:
+def make_hooks(
+    channel: grpc.Channel, url: str, count: int, concurrency: int, payload_format: str = "procore.v4"
+) -> list[str]:
     hooks = hooks_pb2_grpc.HookServiceStub(channel)
     names = []
     for _ in range(count):
         hook = hooks.CreateHook(
             hooks_pb2.CreateHookRequest(
                 parent="companies/8/projects/6778",
-                hook=hooks_pb2.Hook(destination_url=url, payload_format="procore.v4", max_concurrency=concurrency),
+                hook=hooks_pb2.Hook(destination_url=url, payload_format=payload_format, max_concurrency=concurrency),
             )
         )
         hooks.BatchCreateTriggers(
@@ -229,29 +284,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs; the median is shown (default 3)")
     parser.add_argument("--rate", type=int, default=1000, help="offered events/s for the latency run (default 1000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run (default 5)")
+    parser.add_argument(
+        "--pooled",
+        action="store_true",
+        help="hooks use procore.v4 as a third-party distribution ships it, rendered in the render pool",
+    )
+    parser.add_argument(
+        "--beside",
+        metavar="FORMAT",
+        help="the latency run's events also go to a second hook (its own receiver) with this format, e.g."
+        " bench.hugebody (50 MB bodies, all refused) or procore.v4 (the same work, healthy)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     receiver = ReceiverProcess()
+    beside = ReceiverProcess()  # the second hook's, so its deliveries do not count as the first's
     try:
         ceiling = trio.run(http_client.run_raw, f"http://127.0.0.1:{receiver.port}/in", 64, 0.3, 2.0)
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "bench.sqlite3"
-            with server(db) as srv:
+            env = plugin_site(Path(tmp) / "site")
+            fmt = "bench.procore.v4" if args.pooled else "procore.v4"
+            with server(db, env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     url = f"http://127.0.0.1:{receiver.port}/in"
-                    make_hooks(channel, url, args.hooks, args.concurrency)
+                    make_hooks(channel, url, args.hooks, args.concurrency, fmt)
                 rates = [
                     throughput(port, db, args.events, args.batch, args.hooks, timeout=300) for _ in range(args.repeats)
                 ]
-            with server(Path(tmp) / "latency.sqlite3") as srv:
+            with server(Path(tmp) / "latency.sqlite3", env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency)
+                    make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency, fmt)
+                    if args.beside:
+                        make_hooks(channel, f"http://127.0.0.1:{beside.port}/in", 1, 8, args.beside)
                 p50, p99, n = latency(port, receiver, args.rate, args.seconds)
     finally:
         receiver.close()
+        beside.close()
     print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
     print(
         f"throughput: {args.events} events x {args.hooks} hooks, batches of {args.batch}, SQLite:"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Api, ServerThread
-from tidings.v1 import catalog_pb2, hooks_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
 from tidings_server.plugins.manager import PluginError, Plugins
 
@@ -120,17 +121,62 @@ def test_a_stored_hook_needing_the_broken_plugin_stops_the_start(acme: Path, ser
     with pytest.raises(BaseException) as err:  # noqa: PT011 - the message is what is checked
         ServerThread(server_config).start()
     assert failure_text(err.value) == (
-        f"stored hooks use payload formats no loaded plugin provides: 'acme.text' (1 hook, first {name}); {FAILURE}"
+        f"stored hooks use payload formats no loaded plugin provides: 'acme.text' (1 hook, first {name}); {FAILURE}."
+        " To start, repair it, or start with --disable-plugin acme to run without it (those hooks' deliveries"
+        " then wait for it), or delete those hooks"
     )
     assert isinstance(err.value, PluginError) or err.group_contains(PluginError)
 
 
-def test_a_disabled_plugin_a_hook_needs_stops_the_start(acme: Path, server_config: Config) -> None:
+def test_a_refusal_does_not_blame_an_unrelated_broken_plugin(acme: Path, server_config: Config, tmp_path: Path) -> None:
+    """The hook needs a format nobody installed; the broken acme plugin is not its provider."""
     install(acme, WORKING)
     name = create_hook_using_acme(server_config)
+    install(acme, BROKEN)
+    info = tmp_path / "site" / "acme_text-1.0.dist-info" / "METADATA"
+    info.write_text("Metadata-Version: 2.1\nName: other-text\nVersion: 1.0\n")
+    (tmp_path / "site" / "acme_text-1.0.dist-info" / "entry_points.txt").write_text(f"[tidings]\nother = {MODULE}\n")
     with pytest.raises(BaseException) as err:  # noqa: PT011
-        ServerThread(replace(server_config, blocked_plugins=frozenset({"acme"}))).start()
+        ServerThread(server_config).start()
     assert failure_text(err.value) == (
         f"stored hooks use payload formats no loaded plugin provides: 'acme.text' (1 hook, first {name});"
-        " install the plugin that provides them, or stop disabling it"
+        " no installed plugin provides it (failed to load, none of them its likely provider: other)."
+        " To start, install the distribution that provides it, or delete those hooks"
     )
+
+
+def test_a_disabled_plugin_a_hook_needs_lets_the_server_start_and_its_deliveries_wait(
+    acme: Path, server_config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(acme, WORKING)
+    name = create_hook_using_acme(server_config)
+    with caplog.at_level(logging.WARNING, logger="tidings_server.app"):
+        server = ServerThread(replace(server_config, blocked_plugins=frozenset({"acme"}))).start()
+    try:
+        assert any(
+            f"'acme.text' (1 hook, first {name})" in r.getMessage() and "plugins disabled (acme)" in r.getMessage()
+            for r in caplog.records
+        )
+        api = Api.connect(server.port)
+        api.hooks.BatchCreateTriggers(
+            hooks_pb2.BatchCreateTriggersRequest(
+                parent=name, triggers=[hooks_pb2.Trigger(resource_name="RFIs", event_type="update")]
+            )
+        )
+        event = events_pb2.Event(
+            company_id=8, project_id=6778, resource_name="RFIs", resource_id=1, event_type="update", user_id=1
+        )
+        api.events.PublishEvents(events_pb2.PublishEventsRequest(events=[event]))
+        deadline = time.monotonic() + 30
+        while True:
+            [delivery] = api.deliveries.ListDeliveries(deliveries_pb2.ListDeliveriesRequest(parent=name)).deliveries
+            if delivery.attempt_count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert delivery.status == deliveries_pb2.DELIVERY_STATUS_RETRYING
+        assert delivery.last_error == (
+            "payload format acme.text is not loaded (its plugin is disabled or not installed); retried until it is back"
+        )
+        api.channel.close()
+    finally:
+        server.stop()

@@ -4,7 +4,9 @@ another hook's delivery goes out at the same moment as if nothing had happened."
 
 from __future__ import annotations
 
+import gc
 import threading
+import tracemalloc
 import types
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
@@ -175,7 +177,9 @@ async def test_a_render_past_the_bound_is_abandoned_at_exactly_the_bound(
 
 
 async def test_a_hung_format_holds_only_its_own_threads(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
-    """Abandoned renders keep their threads; they use up their format's slots, not the others'."""
+    """Abandoned renders keep their threads; they use up their format's slots, not the others'.
+    A render that waits for a slot past ``render_wait`` is not the format's failure: it is
+    retried on the hook's schedule, and delivered once the format has threads again."""
     release = threading.Event()
 
     def hang() -> object:
@@ -183,20 +187,55 @@ async def test_a_hung_format_holds_only_its_own_threads(autojump_clock: MockCloc
         return RenderedPayload(JSON, b"{}")
 
     receiver = await nursery.start(ScriptedReceiver(default=Reply(200)).run)
-    config = EngineConfig(render_timeout=1.0, render_threads_per_format=2)
+    config = EngineConfig(render_timeout=1.0, render_wait=0.5, render_threads_per_format=2)
     try:
         async with world(config, loaded=loaded(Misbehaving(hang))) as w:
             slow = await w.hook(receiver.url("/slow"), payload_format="acme.misbehaving")
             healthy = await w.hook(receiver.url("/healthy"))
             await w.publish(*[rfi(i) for i in range(1, 6)])
-            done = await w.settle(slow, 5)
-            assert {d.status for d in done} == {DeliveryStatus.FAILED}
-            assert {d.last_error for d in done} == {PREFIX + "render() took longer than 1 s"}
             delivered = await w.settle(healthy, 5)
             assert {d.status for d in delivered} == {DeliveryStatus.DELIVERED}
             assert [r.time - w.t0 for r in receiver.requests] == [0] * 5
+            done = await w.settle(slow, 2)
+            failed = [d for d in done if d.status is DeliveryStatus.FAILED]
+            assert [d.last_error for d in failed] == [PREFIX + "render() took longer than 1 s"] * 2
+            waiting = [d for d in done if d.status is not DeliveryStatus.FAILED]
+            assert {d.status for d in waiting} == {DeliveryStatus.RETRYING}
+            for delivery in waiting:
+                first = (await w.attempts(delivery))[0]
+                assert (first.start_time, first.end_time) == (ORIGIN, ORIGIN + timedelta(seconds=0.5))
+                assert first.error == PREFIX + "no render thread was free within 0.5 s"
+            release.set()  # the hung renders return: their threads, and slots, are free again
+            done = await w.settle(slow, 5)
+            assert sorted(d.status.value for d in done) == ["delivered"] * 3 + ["failed"] * 2
     finally:
         release.set()
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["plugin format", "bundled format"])
+async def test_a_rejected_50_mb_body_is_released_at_once(
+    autojump_clock: MockClock, nursery: trio.Nursery, inline: bool
+) -> None:
+    """No reference cycle keeps a rejected render alive (through its error's traceback): with
+    the garbage collector off, the memory is back as soon as the delivery has failed."""
+    fmt = Misbehaving(lambda: RenderedPayload(JSON, b"x" * 50_000_000))
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(200)).run)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        async with world(loaded=loaded(fmt), inline_formats=frozenset({fmt.name}) if inline else frozenset()) as w:
+            hook = await w.hook(receiver.url(), payload_format=fmt.name)
+            before = tracemalloc.get_traced_memory()[0]
+            await w.publish(rfi())
+            [delivery] = await w.settle(hook)
+            current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert delivery.status is DeliveryStatus.FAILED
+    assert peak - before > 50_000_000  # it was made
+    assert current - before < 5_000_000  # and is gone
 
 
 @pytest.mark.parametrize("inline", [False, True], ids=["plugin format", "bundled format"])

@@ -16,6 +16,7 @@ from tidings_server import __version__
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
+from tidings_server.delivery.render_pool import PoolConfig, RenderPool
 from tidings_server.domain.catalog import CatalogEntry, CatalogService, FormatInfo
 from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventService
@@ -28,7 +29,7 @@ from tidings_server.domain.sealing import Keyring, new_key
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
-from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.plugins.manager import IN_PROCESS, PluginError, PluginInfo, Plugins
 from tidings_server.stores.sealed import SealedStore, audit
 from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
 from tidings_server.telemetry.store import observed
@@ -53,6 +54,7 @@ class Config:
     shutdown_grace: float = 10.0
     blocked_plugins: frozenset[str] = field(default_factory=frozenset)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    render_pool: PoolConfig = field(default_factory=PoolConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
     # The keys hooks' secrets are sealed with at rest; None: see ``seal_store``.
     secrets_key: KeySource | None = None
@@ -144,16 +146,33 @@ BUNDLED_DISTRIBUTIONS = frozenset({"tidings-server", "tidings-procore"})
 
 
 def bundled_formats(plugins: Plugins) -> frozenset[str]:
-    """Formats shipped with the server itself, which render without a worker thread; every
-    other plugin's format renders in one, within the time bound."""
+    """Formats shipped with the server itself, which render on the engine's thread; every other
+    installed plugin's format renders in a worker process (``pooled_formats``)."""
     return frozenset(n for n, origin in plugins.format_origin.items() if origin.distribution in BUNDLED_DISTRIBUTIONS)
 
 
-async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
-    """Refuse to start when stored hooks use a payload format that no loaded plugin provides.
+def pooled_formats(plugins: Plugins) -> dict[str, tuple[str, list[str]]]:
+    """The formats of installed third-party distributions, each with its distribution and the
+    plugins a worker of that distribution loads (its entry points that loaded here)."""
+    installed = {i.distribution for i in plugins.infos if i.error is None and i.distribution != IN_PROCESS}
+    loaded = {d: [i.name for i in plugins.infos if i.distribution == d and i.error is None] for d in installed}
+    return {
+        name: (origin.distribution, loaded[origin.distribution])
+        for name, origin in plugins.format_origin.items()
+        if origin.distribution in installed and origin.distribution not in BUNDLED_DISTRIBUTIONS
+    }
 
-    A plugin that failed to import (or was disabled) is only fatal here: the server runs
-    without it as long as no hook needs it, and otherwise says which format, hooks and plugin.
+
+async def check_formats_in_use(store: Store, plugins: Plugins, disabled: frozenset[str] = frozenset()) -> None:
+    """Refuse to start when stored hooks use a payload format that no loaded plugin provides,
+    unless plugins were disabled on purpose (``--disable-plugin``).
+
+    A plugin that failed to import is only fatal here: the server runs without it as long as no
+    hook needs it, and otherwise says which format is missing, which hooks need it, which broken
+    plugin may be its provider, and how to fix it. A disabled plugin is the operator's choice
+    (a plugin that misbehaves, taken out until it is fixed): the server starts, and those hooks'
+    deliveries are retried on their schedule until the format is back, so none is lost unless
+    the hook's retry window ends first.
     """
     missing = {
         name: use for name, use in (await store.payload_formats_in_use()).items() if name not in plugins.payload_formats
@@ -164,12 +183,30 @@ async def check_formats_in_use(store: Store, plugins: Plugins) -> None:
         f"{name!r} ({count} hook{'s' if count > 1 else ''}, first {first})"
         for name, (count, first) in sorted(missing.items())
     )
-    why = "; ".join(
-        f"plugin {i.name} ({i.distribution} {i.version}) failed to load: {i.error}" for i in plugins.infos if i.error
-    )
+    if disabled:
+        log.warning(
+            "stored hooks use payload formats no loaded plugin provides: %s; with plugins disabled (%s), their"
+            " deliveries are retried on each hook's schedule until the format is back",
+            needed,
+            ", ".join(sorted(disabled)),
+        )
+        return
+    broken = [i for i in plugins.infos if i.error]
+    suspects = [i for i in broken if any(_may_provide(i, name) for name in missing)]
+    if suspects:
+        why = "; ".join(f"plugin {i.name} ({i.distribution} {i.version}) failed to load: {i.error}" for i in suspects)
+        flags = " ".join(f"--disable-plugin {i.name}" for i in suspects)
+        fix = f"repair it, or start with {flags} to run without it (those hooks' deliveries then wait for it)"
+    else:
+        why = "no installed plugin provides it" + (
+            " (failed to load, none of them its likely provider: " + ", ".join(i.name for i in broken) + ")"
+            if broken
+            else ""
+        )
+        fix = "install the distribution that provides it"
     raise PluginError(
-        f"stored hooks use payload formats no loaded plugin provides: {needed}; "
-        + (why or "install the plugin that provides them, or stop disabling it")
+        f"stored hooks use payload formats no loaded plugin provides: {needed}; {why}. To start, {fix},"
+        " or delete those hooks"
     )
 
 
@@ -209,6 +246,35 @@ async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
     return sealed
 
 
+def _may_provide(info: PluginInfo, format_name: str) -> bool:
+    """Whether a plugin that failed to load looks like the provider of ``format_name``: formats
+    are named ``vendor.…`` and plugins and distributions usually carry the vendor's name."""
+    vendor = format_name.split(".", 1)[0].lower().replace("_", "-")
+    names = (info.name.lower().replace("_", "-"), info.distribution.lower())
+    return any(vendor in name.split("-") or name.startswith(vendor) for name in names)
+
+
+class Sidecars:
+    """Background tasks that end when the server stops (metrics sampling, render workers
+    starting): each runs in a cancel scope of its own, and ``cancel`` ends them all."""
+
+    def __init__(self) -> None:
+        self._scopes: list[trio.CancelScope] = []
+        self._cancelled = False
+
+    async def run(self, run: Callable[..., Awaitable[None]], *args: object) -> None:
+        with trio.CancelScope() as scope:
+            if self._cancelled:
+                scope.cancel()
+            self._scopes.append(scope)
+            await run(*args)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        for scope in self._scopes:
+            scope.cancel()
+
+
 @dataclass(slots=True)
 class Running:
     """A started server: its port, and how to stop it gracefully."""
@@ -218,7 +284,7 @@ class Running:
     engine: DeliveryEngine
     pulse: Pulse
     metrics_port: int | None = None
-    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
+    sidecars: Sidecars = field(default_factory=lambda: Sidecars())  # tasks that end with the server
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -246,7 +312,7 @@ async def serve(
         metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
         if metrics is not None:
             store = observed(store, metrics)
-        await check_formats_in_use(store, plugins)
+        await check_formats_in_use(store, plugins, config.blocked_plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
         # connections instead of closing and reopening them between attempts.
@@ -259,6 +325,7 @@ async def serve(
                 pool_idle_total=in_flight,
             )
         )
+        pool = await stack.enter_async_context(RenderPool(pooled_formats(plugins), config.render_pool))
         pulse = Pulse()
         attempt_tracer = None
         if config.tracing.enabled:
@@ -276,14 +343,12 @@ async def serve(
             on_recorded=pulse.fire,
             format_plugins={name: origin.plugin for name, origin in plugins.format_origin.items()},
             inline_formats=bundled_formats(plugins),
+            render_pool=pool,
             tracer=attempt_tracer,
         )
         grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
-        sidecars = trio.CancelScope()
-
-        async def sidecar(run: Callable[..., Awaitable[None]], *args: object) -> None:
-            with sidecars:
-                await run(*args)
+        sidecars = Sidecars()
+        sidecar = sidecars.run
 
         async with trio.open_nursery() as nursery:
             metrics_port = None
@@ -301,6 +366,7 @@ async def serve(
                 nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
                 log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
             await nursery.start(engine.run)
+            nursery.start_soon(sidecar, pool.warm)
             port = await nursery.start(grpc_server.run)
             log.info("tidings serving", extra={"port": port, "store": backend.scheme})
             task_status.started(Running(port, grpc_server, engine, pulse, metrics_port, sidecars))

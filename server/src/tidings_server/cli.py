@@ -17,6 +17,7 @@ import trio
 from tidings_server import __version__, logs, secrets_cli, settings
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
+from tidings_server.delivery.render_pool import PoolConfig
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
@@ -25,6 +26,7 @@ from tidings_server.telemetry.tracing import TracingConfig
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
+POOL_DEFAULTS = PoolConfig()
 
 EXAMPLES = """\
 examples:
@@ -136,6 +138,30 @@ def parser() -> argparse.ArgumentParser:
         "--plaintext-secrets",
         action="store_true",
         help="store secrets unencrypted when no key is given (development only; logged as a warning)",
+    )
+    run.add_argument(
+        "--poison-after",
+        type=_positive_int,
+        default=ENGINE_DEFAULTS.poison_after,
+        metavar="N",
+        help="fail a delivery, instead of attempting it again, once more than N of its attempts in a row"
+        f" ended with the server stopping mid-attempt (default {ENGINE_DEFAULTS.poison_after})",
+    )
+    run.add_argument(
+        "--render-workers",
+        type=_positive_int,
+        default=POOL_DEFAULTS.workers,
+        metavar="N",
+        help="worker processes per third-party plugin distribution rendering its payload formats"
+        f" (default {POOL_DEFAULTS.workers})",
+    )
+    run.add_argument(
+        "--render-memory-limit",
+        type=_positive_int,
+        default=POOL_DEFAULTS.memory_limit // 2**20,
+        metavar="MIB",
+        help="address space each render worker may use; a render past it fails"
+        f" (default {POOL_DEFAULTS.memory_limit // 2**20})",
     )
     run.add_argument(
         "--metrics-listen",
@@ -283,9 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_in_flight=args.max_in_flight,
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
+            poison_after=args.poison_after,
         ),
         secrets_key=keys,
         plaintext_secrets=args.plaintext_secrets,
+        render_pool=PoolConfig(workers=args.render_workers, memory_limit=args.render_memory_limit * 2**20),
         metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
         tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
     )

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import trio
 import trio.lowlevel
@@ -22,6 +23,8 @@ from tidings_server import __version__
 from tidings_server.delivery import policy
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
+from tidings_server.delivery.render_pool import RenderBusy, RenderFailed, RenderPool
+from tidings_server.delivery.render_worker import render_checked
 from tidings_server.delivery.scrub import scrub_attempt
 from tidings_server.domain import signing, states
 from tidings_server.domain.errors import ResourceExhausted
@@ -29,7 +32,7 @@ from tidings_server.domain.hooks import disable_hook
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
 from tidings_server.domain.secrets import mask
-from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError, check_rendered
+from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError
 from tidings_server.telemetry.tracing import AttemptTracer
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,17 @@ class EngineConfig:
     purge_every: float = 60.0
     purge_batch: int = 500
     record_batch: int = 256
-    # A render is plugin code: bounded in time, and each format gets its own few worker threads
-    # so one that hangs (its abandoned threads hold their slots) cannot starve another format.
+    # A render is plugin code: the call is bounded in time (a failure past it), and so, apart,
+    # is the wait for a free worker (retried later past it: the format is busy, not broken).
+    # In-process plugins get a few worker threads per format, so one that hangs (its abandoned
+    # threads hold their slots) cannot starve another format.
     render_timeout: float = 2.0
+    render_wait: float = 10.0
     render_threads_per_format: int = 4
+    # A delivery whose attempts were cut short by its server's death more than this many times
+    # in a row is failed instead of attempted again: whatever kills the server (a render, a
+    # response) must not do so on every restart.
+    poison_after: int = 3
 
 
 @dataclass(slots=True)
@@ -78,12 +88,15 @@ class DeliveryEngine:
         format_plugins: Mapping[str, str] = {},
         render_limiter: Callable[[int], trio.CapacityLimiter] = trio.CapacityLimiter,
         inline_formats: Collection[str] = frozenset(),
+        render_pool: RenderPool | None = None,
         tracer: AttemptTracer | None = None,
     ) -> None:
         """``format_plugins`` names the plugin behind each format, for the errors renders cause;
         ``render_limiter`` makes each format's thread limiter (tests observe renders with it);
-        ``inline_formats`` render on the engine's own thread (see ``_render``); ``tracer`` traces
-        each attempt (None: tracing is off, at no cost)."""
+        ``inline_formats`` render on the engine's own thread and the formats ``render_pool``
+        serves in its worker processes (see ``_render``); ``tracer`` traces each attempt (None:
+        tracing is off, at no cost)."""
+        self._render_pool = render_pool
         self._store = store
         self._formats = formats
         self._format_plugins = format_plugins
@@ -225,13 +238,15 @@ class DeliveryEngine:
         delivery, event, hook = claim.delivery, claim.event, claim.hook
         number = delivery.attempt_count + 1
         start = self._clock.now()
+        if claim.interrupted > self._config.poison_after:
+            return self._poisoned(claim, number, start), False
         headers = [(DELIVERY_ID_HEADER, event.id), (HOOK_HEADER, hook.name), *trace]
         if hook.authorization_header:
             headers.append(("Authorization", hook.authorization_header))
         try:
             body, rendered_headers = await self._render(hook, claim.event)
-        except _RenderFailed as exc:  # foreign plugin code: any failure is this delivery's, not ours
-            result = policy.Result(failure=policy.Failure.RENDER, error=str(exc))
+        except _NotRendered as exc:  # foreign plugin code: any failure is this delivery's, not ours
+            result = policy.Result(failure=exc.failure, error=str(exc))
             return self._conclude(claim, number, start, self._clock.now(), headers, result, None)
         # Signed over the exact bytes sent, at this attempt's time: a retry is signed afresh.
         signed = signing.headers(hook.signing_secrets(start), event.id, start, body)
@@ -294,45 +309,85 @@ class DeliveryEngine:
             del self._per_hook[hook_name]
 
     async def _render(self, hook: Hook, event: Event) -> tuple[bytes, list[tuple[str, str]]]:
-        """Render in a worker thread within ``render_timeout``; every failure names the plugin.
+        """Render ``event`` for ``hook`` in the format's lane; every failure names the plugin.
 
-        The render and the contract check both run in the thread, so no plugin code (not even
-        a hostile Mapping's ``items``) ever runs on the trio thread. A render past the bound is
-        abandoned: its thread finishes (or not) on its own, holding one of its format's slots.
+        Three lanes: formats of installed third-party distributions render in the render pool's
+        worker processes; formats shipped with the server render on the engine's thread; plugin
+        objects registered in this process (no distribution to start a worker from) render in a
+        few worker threads per format. Outside the engine's thread, ``render_wait`` bounds the
+        wait for a free worker (running out is retryable) and ``render_timeout`` the call alone.
         """
         name = hook.payload_format
         plugin = self._format_plugins.get(name)
         who = f"payload format {name}" + (f" (plugin {plugin})" if plugin else "")
         fmt = self._formats.get(name)
         if fmt is None:
-            raise _RenderFailed(f"{who} is not loaded")
-        limiter = self._render_limiters.get(name)
-        if limiter is None:
-            limiter = self._render_limiters[name] = self._render_limiter(self._config.render_threads_per_format)
+            raise _NotRendered(
+                policy.Failure.FORMAT_UNAVAILABLE,
+                f"{who} is not loaded (its plugin is disabled or not installed); retried until it is back",
+            )
         context = RenderContext(hook.name, name)
-        if name in self._inline_formats:
-            # Formats shipped with the server are code of ours, reviewed and tested with it: a
-            # thread hop per render cost them a third of the delivery rate (docs/performance.md).
-            # They still go through the same contract check; only the time bound is not needed.
-            try:
-                headers, body = _render_checked(fmt, event, context)
-            except RenderError as exc:
-                raise _RenderFailed(f"{who}: {exc}") from None
-            except Exception as exc:
-                raise _RenderFailed(f"{who}: render() raised {exc!r}") from None
-            return body, headers
-        with trio.move_on_after(self._config.render_timeout) as bound:
-            try:
-                headers, body = await trio.to_thread.run_sync(
-                    _render_checked, fmt, event, context, abandon_on_cancel=True, limiter=limiter
+        try:
+            if self._render_pool is not None and self._render_pool.serves(name):
+                headers, body = await self._render_pool.render(
+                    name, event, context, time_bound=self._config.render_timeout, wait=self._config.render_wait
                 )
-            except RenderError as exc:
-                raise _RenderFailed(f"{who}: {exc}") from None
-            except Exception as exc:
-                raise _RenderFailed(f"{who}: render() raised {exc!r}") from None
+            elif name in self._inline_formats:
+                # Formats shipped with the server are code of ours, reviewed and tested with it: a
+                # thread hop per render cost them a third of the delivery rate (docs/performance.md).
+                # They still go through the same contract check; only the time bound is not needed.
+                headers, body = render_checked(fmt, event, context)
+            else:
+                headers, body = await self._render_in_thread(fmt, event, context)
+        except RenderBusy as exc:
+            failure, error = policy.Failure.RENDER_BUSY, f"{who}: {exc}"
+        except (RenderFailed, RenderError) as exc:
+            failure, error = policy.Failure.RENDER, f"{who}: {exc}"
+        else:
             return body, headers
-        assert bound.cancelled_caught
-        raise _RenderFailed(f"{who}: render() took longer than {self._config.render_timeout:g} s")
+        # Raised here, outside the handlers, so the new error carries no context chain back to
+        # the render's frames (and the rejected body they hold).
+        raise _NotRendered(failure, error)
+
+    async def _render_in_thread(
+        self, fmt: PayloadFormat, event: Event, context: RenderContext
+    ) -> tuple[list[tuple[str, str]], bytes]:
+        """A render abandoned at the bound keeps its thread, and its slot, until it returns."""
+        limiter = self._render_limiters.get(fmt.name)
+        if limiter is None:
+            limiter = self._render_limiters[fmt.name] = self._render_limiter(self._config.render_threads_per_format)
+        ticket = object()
+        with trio.move_on_after(self._config.render_wait) as waiting:
+            await limiter.acquire_on_behalf_of(ticket)
+        if waiting.cancelled_caught:
+            raise RenderBusy(f"no render thread was free within {self._config.render_wait:g} s")
+        slot = _HeldSlot(limiter, ticket)
+        try:
+            with trio.move_on_after(self._config.render_timeout):
+                # Duck-typed: to_thread uses only the limiter's two methods (CapacityLimiter is final).
+                return await trio.to_thread.run_sync(
+                    render_checked,
+                    fmt,
+                    event,
+                    context,
+                    abandon_on_cancel=True,
+                    limiter=cast(trio.CapacityLimiter, slot),
+                )
+        finally:
+            slot.release_unless_taken()
+        raise RenderFailed(f"render() took longer than {self._config.render_timeout:g} s")
+
+    def _poisoned(self, claim: Claim, number: int, now: datetime) -> AttemptRecord:
+        """Fail a delivery that was in flight at too many server deaths, without attempting it."""
+        error = (
+            f"not attempted again: {claim.interrupted} attempts of this delivery in a row ended with"
+            f" the server stopping mid-attempt (more than {self._config.poison_after} allowed); its render or"
+            " its send may be what stops the server"
+        )
+        status = states.transition(claim.delivery.status, states.Cause.POISONED)
+        attempt = Attempt(number, now, now, (), None, (), b"", error)
+        log.error("delivery poisoned", extra={"delivery": claim.delivery.name, "interrupted": claim.interrupted})
+        return AttemptRecord(claim.delivery.name, attempt, status, None, error)
 
     def _conclude(
         self,
@@ -402,18 +457,36 @@ class DeliveryEngine:
                 await trio.sleep(self._config.purge_every)
 
 
-class _RenderFailed(Exception):
-    """This delivery cannot be rendered; the message names the format and its plugin."""
+class _NotRendered(Exception):
+    """This delivery was not rendered; the message names the format and its plugin, ``failure``
+    says whether that is the render's fault (permanent) or a busy or missing format (retryable)."""
+
+    def __init__(self, failure: policy.Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
-def _render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> tuple[list[tuple[str, str]], bytes]:
-    try:
-        rendered = fmt.render(event, context)
-    except Exception:
-        raise
-    except BaseException as exc:  # SystemExit and the like: in a worker thread, always the plugin's
-        raise RenderError(f"render() raised {exc!r}") from None
-    return check_rendered(rendered)
+class _HeldSlot:
+    """A render thread's slot, taken before ``to_thread.run_sync`` so that the wait for it is
+    bounded apart from the render; handed to it as its limiter, which releases the slot when the
+    thread finishes (an abandoned thread keeps it until then)."""
+
+    def __init__(self, limiter: trio.CapacityLimiter, ticket: object) -> None:
+        self._limiter = limiter
+        self._ticket = ticket
+        self._taken = False
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        self._taken = True  # already held: no checkpoint, so nothing can cancel between
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self._limiter.release_on_behalf_of(self._ticket)
+
+    def release_unless_taken(self) -> None:
+        """Cancelled before the thread started: nobody else will release the slot."""
+        if not self._taken:
+            self._taken = True
+            self._limiter.release_on_behalf_of(self._ticket)
 
 
 def _rendered_body(body: bytes, headers: list[tuple[str, str]]) -> RenderedBody:

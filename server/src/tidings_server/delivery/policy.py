@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 
 from tidings_server.domain.model import RetryPolicy
 from tidings_server.domain.states import Cause
+from tidings_server.domain.texts import bound_error
 
 JITTER = 0.2
 MAX_RETRY_AFTER_SECONDS = 7 * 86400  # far past any cap; keeps hostile values finite
@@ -28,9 +29,13 @@ class Failure(enum.Enum):
     NETWORK = "network"  # the connection broke mid-exchange
     REFUSED_DESTINATION = "refused_destination"  # the address is not allowed (checked at connect time)
     RENDER = "render"  # the payload format could not render the event
+    RENDER_BUSY = "render_busy"  # no render worker was free in time: the format is busy, not broken
+    FORMAT_UNAVAILABLE = "format_unavailable"  # its plugin is not loaded (disabled); it may come back
 
 
-RETRYABLE_FAILURES = frozenset({Failure.CONNECT, Failure.TIMEOUT, Failure.NETWORK})
+RETRYABLE_FAILURES = frozenset(
+    {Failure.CONNECT, Failure.TIMEOUT, Failure.NETWORK, Failure.RENDER_BUSY, Failure.FORMAT_UNAVAILABLE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,8 @@ def decide(
     """Turn one attempt's result into the cause to apply and the next due time, if any."""
     if result.status is not None and 200 <= result.status < 300:
         return Decision(Cause.SUCCEEDED, None, False, "")
-    error = result.error or _describe(result)
+    # Every error an attempt records passes here: bounded once, whatever produced it.
+    error = bound_error(result.error or _describe(result))
     if result.status == 410:
         return Decision(Cause.PERMANENT_FAILURE, None, True, error + "; the hook is disabled")
     retryable = (

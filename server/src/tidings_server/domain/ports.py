@@ -55,11 +55,17 @@ def same_event(first_fingerprint: str, again: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A delivery claimed for an attempt, with what the attempt needs."""
+    """A delivery claimed for an attempt, with what the attempt needs.
+
+    ``interrupted`` counts the earlier claims of the delivery, since its last recorded attempt
+    or redelivery, that ended with no attempt recorded: the server holding it died mid-attempt.
+    A delivery that keeps killing its server (a render, a response) is failed, not retried.
+    """
 
     delivery: Delivery
     event: Event
     hook: Hook
+    interrupted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +286,10 @@ class Store(Protocol):
         is never claimed. At most ``hook.max_concurrency - in_flight.get(hook.name, 0)`` deliveries
         of one hook are claimed, so a slow hook never takes another's share of ``limit``.
         Claimed rows are leased until ``lease_until``; ties are broken by serial.
+
+        Every claim is counted per delivery: ``Claim.interrupted`` is the count of claims before
+        this one since the delivery's last recorded attempt (``record_attempts``) or redelivery
+        (``redeliver``), which reset it; ``release`` takes back the claim it releases.
         """
         ...
 
@@ -315,7 +325,8 @@ class Store(Protocol):
         """
 
     async def release(self, delivery_names: Sequence[str]) -> None:
-        """Clear the leases of these deliveries so they can be claimed again at once."""
+        """Clear the leases of these deliveries so they can be claimed again at once; their
+        claims were not interrupted, so each one's claim count goes down by one (not below 0)."""
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         """Discard every QUEUED or RETRYING delivery of a hook; return how many.
@@ -376,7 +387,7 @@ class Store(Protocol):
         Only deliveries in a status REDELIVER applies to, whose hook exists, is not DISABLED
         and was created before the delivery, are moved: to QUEUED, due at ``now``, with
         ``first_attempt_time`` None (the retry window starts again), ``last_error`` '',
-        ``update_time`` = ``now`` and no lease. Attempts and ``attempt_count`` are kept.
+        ``update_time`` = ``now``, no lease and no claims counted. Attempts and ``attempt_count`` are kept.
         Unknown names are skipped.
         """
         ...

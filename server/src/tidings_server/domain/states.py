@@ -31,6 +31,7 @@ class Cause(enum.Enum):
     WINDOW_EXHAUSTED = "retryable failure, window exhausted"
     PERMANENT_FAILURE = "permanent failure"
     HOOK_GONE = "hook disabled or deleted"
+    POISONED = "in flight at too many server deaths"
     REDELIVER = "redeliver"
 
 
@@ -54,6 +55,8 @@ TRANSITIONS: Mapping[tuple[DeliveryStatus, Cause], DeliveryStatus] = {
     (RETRYING, Cause.PERMANENT_FAILURE): FAILED,
     (QUEUED, Cause.HOOK_GONE): DISCARDED,
     (RETRYING, Cause.HOOK_GONE): DISCARDED,
+    (QUEUED, Cause.POISONED): FAILED,
+    (RETRYING, Cause.POISONED): FAILED,
     (DELIVERED, Cause.REDELIVER): QUEUED,
     (FAILED, Cause.REDELIVER): QUEUED,
     (DISCARDED, Cause.REDELIVER): QUEUED,

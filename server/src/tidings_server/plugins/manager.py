@@ -23,6 +23,9 @@ from tidings_server.plugins.spec import PayloadFormat, ResourceCatalog, StorageB
 log = logging.getLogger(__name__)
 
 
+IN_PROCESS = "(in process)"  # the distribution of plugin objects registered by the embedding code
+
+
 class PluginError(Exception):
     """A plugin is broken or two plugins conflict; the message names them."""
 
@@ -120,8 +123,11 @@ class Plugins:
         self._collect()
 
     @classmethod
-    def load(cls, *, blocked: Iterable[str] = (), extra: Iterable[object] = ()) -> Plugins:
-        """Load every ``tidings`` entry point except ``blocked`` ones, plus ``extra`` plugin objects.
+    def load(
+        cls, *, blocked: Iterable[str] = (), extra: Iterable[object] = (), only: Iterable[str] | None = None
+    ) -> Plugins:
+        """Load every ``tidings`` entry point except ``blocked`` ones, plus ``extra`` plugin objects;
+        with ``only``, just those entry points (a render worker loads one distribution's).
 
         An entry point that fails to import is recorded in ``infos`` with its error, not raised:
         the server decides whether it can run without it.
@@ -129,8 +135,11 @@ class Plugins:
         pm = pluggy.PluginManager(spec.PROJECT)
         pm.add_hookspecs(spec)
         blocked = set(blocked)
+        wanted = None if only is None else set(only)
         infos: list[PluginInfo] = []
         for ep in sorted(entry_points(group=spec.PROJECT), key=lambda e: e.name):
+            if wanted is not None and ep.name not in wanted:
+                continue
             dist: Distribution | None = ep.dist
             dist_name = dist.metadata["Name"] if dist is not None else "?"
             dist_version = dist.version if dist is not None else "?"
@@ -148,7 +157,7 @@ class Plugins:
         for i, plugin in enumerate(extra):
             name = getattr(plugin, "__name__", None) or f"extra-{i}"
             pm.register(plugin, name=name)
-            infos.append(PluginInfo(name, "(in process)", "-"))
+            infos.append(PluginInfo(name, IN_PROCESS, "-"))
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:

@@ -127,10 +127,11 @@ class PayloadFormat(Protocol):
 
     ``name`` is what hooks select (``vendor.version``, e.g. ``procore.v4``); it must be unique
     across all loaded plugins. ``render`` must be deterministic for the same event and context,
-    must not do I/O and must return what ``check_rendered`` accepts. It runs in worker threads,
-    several at once, so it must keep no mutable state, and with a time bound: a render that
-    raises, breaks the contract or takes too long fails that one delivery (the error names the
-    plugin), never the server or another hook.
+    must not do I/O and must return what ``check_rendered`` accepts. It runs in worker
+    processes of its distribution (several at once, each loading the plugin afresh, so it must
+    keep no state between renders) and with a time bound: a render that raises, breaks the
+    contract, takes too long or even ends its process fails that one delivery (the error
+    names the plugin), never the server or another hook.
     """
 
     name: str

@@ -123,6 +123,7 @@ class _StoredDelivery:
     serial: int
     resource: _ResourceKey
     lease_until: datetime | None = None
+    claims_since_attempt: int = 0  # Claim.interrupted is this before the claim
 
     @property
     def due_key(self) -> _DueKey:
@@ -398,9 +399,14 @@ class MemoryStore:
                 continue
             room[hook.name] = left - 1
             chosen.append((row, hook))
-        for row, _ in chosen:
+        claims: list[Claim] = []
+        for row, hook in chosen:
             row.lease_until = lease_until
-        return [Claim(row.delivery, self._events[row.delivery.event_id].event, hook) for row, hook in chosen]
+            claims.append(
+                Claim(row.delivery, self._events[row.delivery.event_id].event, hook, row.claims_since_attempt)
+            )
+            row.claims_since_attempt += 1
+        return claims
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
         """As the protocol says, counting only times later than ``after``.
@@ -476,6 +482,7 @@ class MemoryStore:
             )
             self._change(row, new)
             row.lease_until = None
+            row.claims_since_attempt = 0
 
     def _record_health(self, hook_name: str, attempt: Attempt) -> None:
         """In record order: a success resets the failure streak; last times only move forward."""
@@ -497,6 +504,7 @@ class MemoryStore:
             row = self._deliveries.get(name)
             if row is not None:
                 row.lease_until = None
+                row.claims_since_attempt = max(row.claims_since_attempt - 1, 0)
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         await trio.lowlevel.checkpoint()
@@ -625,6 +633,7 @@ class MemoryStore:
             )
             self._change(row, queued)
             row.lease_until = None
+            row.claims_since_attempt = 0
             moved.append(name)
         return moved
 

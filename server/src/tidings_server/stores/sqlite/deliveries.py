@@ -162,7 +162,8 @@ _DUE_OF_ORDERED_HOOK = """
             AND p.event_serial < d.event_serial)
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
-_LEASE = "UPDATE deliveries SET lease_until = ? WHERE name = ?"
+# Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+_LEASE = "UPDATE deliveries SET lease_until = ?, claims_since_attempt = claims_since_attempt + 1 WHERE name = ?"
 _CLAIMED = """
     SELECT d.name, d.hook_name, d.event_id, d.status, d.attempt_count, d.create_time, d.update_time,
            d.next_attempt_time, d.first_attempt_time, d.last_error, d.company_id, d.project_id,
@@ -173,7 +174,7 @@ _CLAIMED = """
            e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
            e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
            e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
-           e.idempotency_fingerprint
+           e.idempotency_fingerprint, d.claims_since_attempt
     FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
     WHERE d.name = ?
 """
@@ -200,7 +201,7 @@ def claim(
         hook = hooks.get(row[1])
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[16:33])
-        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:]), hook))
+        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:-1]), hook, row[-1] - 1))
     return claims
 
 
@@ -261,7 +262,7 @@ _INSERT_ATTEMPT = """
 _RECORD = """
     UPDATE deliveries SET status = ?, next_attempt_time = ?, last_error = ?, attempt_count = ?,
                           first_attempt_time = coalesce(first_attempt_time, ?), update_time = ?, lease_until = NULL,
-                          last_response_status = ?
+                          last_response_status = ?, claims_since_attempt = 0
     WHERE name = ? AND status IN ('queued', 'retrying')
 """
 # The first body is kept; it is written only with an update that applies (a pending delivery).
@@ -381,7 +382,11 @@ def _move_health(health: list[Any], ok: bool, *, end: object, error: object) -> 
 
 
 def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
-    conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE name = ?", [(name,) for name in names])
+    conn.executemany(
+        "UPDATE deliveries SET lease_until = NULL, claims_since_attempt = max(claims_since_attempt - 1, 0)"
+        " WHERE name = ?",
+        [(name,) for name in names],
+    )
 
 
 # INDEXED BY: only the hook's pending rows are read, never its whole history.

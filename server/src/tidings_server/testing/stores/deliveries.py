@@ -480,6 +480,45 @@ class DeliveryStoreContract:
         assert await _claim(store) == [_delivery_name(HOOK, 2)]
         await store.release([])
 
+    async def test_claims_are_counted_until_an_attempt_is_recorded(self, store: Store) -> None:
+        await _hook(store)
+        await store.publish_events([make_event(1)], T0)
+        name = _delivery_name(HOOK, 1)
+        interrupted = []
+        for n in range(3):  # each lease runs out with no attempt: its server died mid-attempt
+            now = T0 + n * (LEASE - T0)
+            [claim] = await store.claim_due(now, limit=10, lease_until=now + (LEASE - T0), in_flight={})
+            interrupted.append(claim.interrupted)
+        assert interrupted == [0, 1, 2]
+        retry = T0 + timedelta(hours=2)
+        await store.record_attempts([_record(name, _attempt(1, LATER, status=503), DeliveryStatus.RETRYING, retry)])
+        [claim] = await store.claim_due(retry, limit=10, lease_until=retry + timedelta(minutes=2), in_flight={})
+        assert claim.interrupted == 0
+
+    async def test_a_released_claim_is_not_counted_as_interrupted(self, store: Store) -> None:
+        await _hook(store)
+        await store.publish_events([make_event(1)], T0)
+        await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        await store.release([_delivery_name(HOOK, 1)])
+        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        assert claim.interrupted == 0
+        await store.release([_delivery_name(HOOK, 1)])
+        await store.release([_delivery_name(HOOK, 1)])  # never below none
+        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        assert claim.interrupted == 0
+
+    async def test_redelivering_forgets_interrupted_claims(self, store: Store) -> None:
+        await _hook(store)
+        await store.publish_events([make_event(1)], T0)
+        name = _delivery_name(HOOK, 1)
+        await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        await store.claim_due(LEASE, limit=10, lease_until=LATER, in_flight={})
+        await store.record_attempts([_record(name, _attempt(1, LATER, status=404), DeliveryStatus.FAILED)])
+        later = LATER + timedelta(minutes=1)
+        assert await store.redeliver([name], later) == [name]
+        [claim] = await store.claim_due(later, limit=10, lease_until=later + timedelta(minutes=2), in_flight={})
+        assert claim.interrupted == 0
+
     async def test_queue_depth_counts_due_unleased_pending_deliveries_and_the_oldest(self, store: Store) -> None:
         assert await store.queue_depth(T2, limit=100) == QueueDepth(0, None)
         await _hook(store)

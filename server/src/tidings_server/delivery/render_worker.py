@@ -1,0 +1,150 @@
+"""A render worker process, and the wire both its ends speak: the engine's render pool starts
+``python -m tidings_server.delivery.render_worker PLUGIN…``, which loads those plugins exactly
+as the server did and renders one request at a time, so a format that exits, crashes, hangs or
+exhausts memory takes down this process only.
+
+Frames are length-prefixed. A request is a pickle of (format name, Event, RenderContext): our
+own types, unpickled only by the worker. A reply is never unpickled: a 9-byte head (kind,
+metadata length, body length), JSON metadata, then the body's raw bytes, so the server reads
+a bounded amount of plain data from a process that runs foreign code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import resource
+import signal
+import struct
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from tidings_server.domain.model import Event
+from tidings_server.domain.texts import MAX_QUOTED_CHARS, bound_error
+from tidings_server.plugins.spec import MAX_BODY_BYTES, PayloadFormat, RenderContext, RenderError, check_rendered
+
+REQUEST_HEAD = struct.Struct(">I")
+REPLY_HEAD = struct.Struct(">cII")
+MAX_META_BYTES = 256 * 1024  # 16 headers of 1,024 characters, or a bounded error, fit with room
+MAX_BODY = MAX_BODY_BYTES
+READY, FAILED_TO_START, RENDERED, REFUSED = b"S", b"F", b"R", b"E"
+NICENESS = 10
+
+
+def render_checked(fmt: PayloadFormat, event: Event, context: RenderContext) -> tuple[list[tuple[str, str]], bytes]:
+    """Render and check against the contract; RenderError says what went wrong.
+
+    Raised exceptions become RenderError here, their tracebacks dropped, so nothing keeps the
+    frames of a rejected render (and the body they hold) alive once its error text is made.
+    """
+    try:
+        rendered = fmt.render(event, context)
+    except BaseException as exc:  # SystemExit and the like too: in a render, always the plugin's
+        error = f"render() raised {bound_error(repr(exc), MAX_QUOTED_CHARS)}"
+        traceback.clear_frames(exc.__traceback__)
+        exc.__traceback__ = None
+        del exc
+    else:
+        try:
+            return check_rendered(rendered)
+        except RenderError as exc:
+            error = str(exc)
+            exc.__traceback__ = None
+            del exc
+        except Exception as exc:  # a hostile Mapping's items() is plugin code as well
+            error = f"render() raised {bound_error(repr(exc), MAX_QUOTED_CHARS)}"
+            traceback.clear_frames(exc.__traceback__)
+            exc.__traceback__ = None
+            del exc
+        finally:
+            del rendered
+    raise RenderError(error)
+
+
+def reply(kind: bytes, meta: object, body: bytes = b"") -> bytes:
+    data = json.dumps(meta, separators=(",", ":")).encode()
+    return REPLY_HEAD.pack(kind, len(data), len(body)) + data + body
+
+
+def request(format_name: str, event: Event, context: RenderContext) -> bytes:
+    data = pickle.dumps((format_name, event, context), protocol=pickle.HIGHEST_PROTOCOL)
+    return REQUEST_HEAD.pack(len(data)) + data
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _serve(requests: BinaryIO, replies: BinaryIO, formats: dict[str, PayloadFormat]) -> None:
+    while True:
+        head = _read_exactly(requests, REQUEST_HEAD.size)
+        if head is None:
+            return  # the server closed the pipe (or is gone): nothing more to do
+        data = _read_exactly(requests, REQUEST_HEAD.unpack(head)[0])
+        if data is None:
+            return
+        name, event, context = pickle.loads(data)  # noqa: S301 - written by the server only
+        del data
+        fmt = formats.get(name)
+        if fmt is None:
+            out = reply(REFUSED, {"error": "is not provided by this worker's plugins"})
+        else:
+            try:
+                headers, body = render_checked(fmt, event, context)
+            except RenderError as exc:
+                out = reply(REFUSED, {"error": str(exc)})
+            else:
+                out = reply(RENDERED, headers, body)
+                del body
+        replies.write(out)
+        replies.flush()
+        del out
+
+
+def main(argv: Sequence[str]) -> int:
+    """``render_worker [--memory-limit BYTES] PLUGIN…``: serve renders on stdin/stdout until EOF."""
+    args = list(argv)
+    limit = 0
+    if args[:1] == ["--memory-limit"]:
+        limit, args = int(args[1]), args[2:]
+    # The pipes are ours alone: a plugin that prints writes to stderr, and reads nothing.
+    replies = os.fdopen(os.dup(1), "wb")
+    requests = os.fdopen(os.dup(0), "rb")
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server ends us
+    os.nice(NICENESS)  # a format that burns CPU must not starve the server's own thread
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from tidings_server.plugins.manager import Plugins  # after the limit: plugins import under it
+
+    try:
+        plugins = Plugins.load(only=args)
+        failed = [f"plugin {i.name} failed to load: {i.error}" for i in plugins.infos if i.error]
+        if failed:
+            raise RuntimeError("; ".join(failed))
+    except Exception as exc:
+        replies.write(reply(FAILED_TO_START, {"error": bound_error(str(exc))}))
+        replies.flush()
+        return 1
+    replies.write(reply(READY, sorted(plugins.payload_formats)))
+    replies.flush()
+    _serve(requests, replies, plugins.payload_formats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
