@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "watch": "bench.watch",
     "sealing": "bench.sealing",
     "telemetry": "bench.telemetry",
+    "pg": "bench.pg_calls",
     "render": "bench.render",
 }
 

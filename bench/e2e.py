@@ -1,15 +1,20 @@
 """End to end: events published over gRPC, fanned out, POSTed to a local receiver, recorded.
 
-Two measurements against a real server process on SQLite:
+Two measurements against a real server (``--processes`` of them on one store, ``--store``
+sqlite or postgresql, a fresh file or database for each run):
 
 * throughput: EVENTS events published in batches as fast as the server takes them, fanned out
   to HOOKS hooks; deliveries/s from the first publish until the store has every delivery
-  recorded as delivered (read from the SQLite file);
+  recorded as delivered (read from the SQLite file or the database), with the CPU time per
+  delivery of the server processes and of the PostgreSQL backends serving the bench database
+  (utime + stime from /proc; PostgreSQL's own background processes are not counted);
 * latency: events offered at a fixed rate to one hook; publish → received at the receiver,
   p50/p99 (the event's timestamp is its publish time; both ends read this machine's clock).
 
 The receiver runs in its own process and its ceiling is measured in the same run, so the
-figures say whether it, rather than the server, was the limit.
+figures say whether it, rather than the server, was the limit. ``--compare`` runs several
+store × processes configurations interleaved, one throughput run of each per repeat, so the
+machine's background load falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from datetime import datetime
 from pathlib import Path
 
 import grpc
+import psycopg
 import trio
 from google.protobuf.timestamp_pb2 import Timestamp
+from psycopg import sql
 
 from bench import http_client
 from tidings.v1 import events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
@@ -167,6 +174,99 @@ def plugin_site(site: Path) -> dict[str, str]:
 # -- the server --------------------------------------------------------------------------------
 
 
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where one run keeps its data: a SQLite file, or a PostgreSQL database made for it."""
+
+    url: str
+    db: Path | None = None  # the SQLite file
+    database: str = ""  # the PostgreSQL database
+
+    def delivered(self) -> int:
+        if self.db is not None:
+            return delivered(self.db)
+        with psycopg.connect(self.url) as conn:
+            row = conn.execute("SELECT count(*) FROM deliveries WHERE status = 'delivered'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+@contextmanager
+def store(kind: str, tmp: Path, name: str, admin: str = POSTGRES_ADMIN) -> Iterator[Store]:
+    if kind == "sqlite":
+        yield Store(f"sqlite:///{tmp / (name + '.sqlite3')}", db=tmp / (name + ".sqlite3"))
+        return
+    database = f"tidings_bench_{os.getpid()}_{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        yield Store(f"{admin.rsplit('/', 1)[0]}/{database}", database=database)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _descendants(pid: int) -> set[int]:
+    found = {pid}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            if ppid == pid:
+                found |= _descendants(int(entry.name))
+    return found
+
+
+def _backends(database: str) -> set[int]:
+    """The PostgreSQL backend processes serving ``database`` (their command line names it)."""
+    found: set[int] = set()
+    if not database:
+        return found
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("postgres:") and f" {database} " in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds so far of the server processes and of the database's backends."""
+
+    server: dict[int, float]
+    database: dict[int, float]
+
+    @classmethod
+    def now(cls, server_pid: int, database: str) -> Cpu:
+        return cls(
+            {p: _cpu_seconds(p) for p in _descendants(server_pid)},
+            {p: _cpu_seconds(p) for p in _backends(database)},
+        )
+
+    def since(self, before: Cpu) -> tuple[float, float]:
+        def spent(now: dict[int, float], then: dict[int, float]) -> float:
+            return sum(t - then.get(p, 0.0) for p, t in now.items())
+
+        return spent(self.server, before.server), spent(self.database, before.database)
+
+
 @dataclass(frozen=True)
 class Server:
     port: int
@@ -174,11 +274,12 @@ class Server:
 
 
 @contextmanager
-def server(db: Path, env: Mapping[str, str] = {}) -> Iterator[Server]:
+def server(db: Path | Store, processes: int = 1, env: Mapping[str, str] = {}) -> Iterator[Server]:
+    url = db.url if isinstance(db, Store) else f"sqlite:///{db}"
     binary = Path(sys.executable).parent / "tidings-server"
     proc = subprocess.Popen(
-        [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{db}", "--allow-http",
-         "--allow-private-destinations", "--log-level", "warning"],
+        [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", url, "--allow-http",
+         "--allow-private-destinations", "--log-level", "warning", "--processes", str(processes)],
         stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key()), **env},
     )  # fmt: skip
@@ -236,8 +337,9 @@ def delivered(db: Path) -> int:
     return int(n)
 
 
-def throughput(port: int, db: Path, total_events: int, batch: int, hooks: int, timeout: float) -> float:
-    base = delivered(db)
+def throughput(port: int, db: Path | Store, total_events: int, batch: int, hooks: int, timeout: float) -> float:
+    count = db.delivered if isinstance(db, Store) else (lambda: delivered(db))
+    base = count()
     want = base + total_events * hooks
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         publish = events_pb2_grpc.EventServiceStub(channel).PublishEvents
@@ -245,7 +347,7 @@ def throughput(port: int, db: Path, total_events: int, batch: int, hooks: int, t
         for n in range(0, total_events, batch):
             publish(events_pb2.PublishEventsRequest(events=events(min(batch, total_events - n), n + 1)))
         deadline = started + timeout
-        while (got := delivered(db)) < want and time.perf_counter() < deadline:
+        while (got := count()) < want and time.perf_counter() < deadline:
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
     if got < want:
@@ -284,6 +386,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs; the median is shown (default 3)")
     parser.add_argument("--rate", type=int, default=1000, help="offered events/s for the latency run (default 1000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run (default 5)")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite", help="(default sqlite)")
+    parser.add_argument("--processes", type=int, default=1, help="server processes on the store (default 1)")
+    parser.add_argument(
+        "--compare",
+        metavar="STORE:N,…",
+        help="instead, run these configurations interleaved, e.g. sqlite:1,postgresql:1,postgresql:2",
+    )
+    parser.add_argument(
+        "--postgres-admin", default=POSTGRES_ADMIN, help=f"where bench databases are made (default {POSTGRES_ADMIN})"
+    )
+
     parser.add_argument(
         "--pooled",
         action="store_true",
@@ -297,7 +410,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass
+class Figures:
+    """What the runs of one configuration measured."""
+
+    rates: list[float] = field(default_factory=list)
+    server_us: list[float] = field(default_factory=list)  # CPU µs per delivery
+    database_us: list[float] = field(default_factory=list)
+    latency: tuple[float, float, int] = (0.0, 0.0, 0)
+
+
+def _one_throughput(args: argparse.Namespace, kind: str, processes: int, tmp: Path, name: str, url: str) -> Figures:
+    figures = Figures()
+    with store(kind, tmp, name, args.postgres_admin) as where, server(where, processes) as srv:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            make_hooks(channel, url, args.hooks, args.concurrency)
+        before = Cpu.now(srv.pid, where.database)
+        rate = throughput(srv.port, where, args.events, args.batch, args.hooks, timeout=300)
+        spent_server, spent_database = Cpu.now(srv.pid, where.database).since(before)
+    deliveries = args.events * args.hooks
+    figures.rates.append(rate)
+    figures.server_us.append(spent_server / deliveries * 1e6)
+    figures.database_us.append(spent_database / deliveries * 1e6)
+    return figures
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Each configuration once per repeat, in turn; then a latency run of each."""
+    configs = []
+    for item in args.compare.split(","):
+        kind, _, count = item.partition(":")
+        if kind not in ("sqlite", "postgresql") or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--compare: {item!r} is not STORE:N with STORE sqlite or postgresql")
+        configs.append((kind, int(count)))
+    receiver = ReceiverProcess()
+    results = {config: Figures() for config in configs}
+    url = f"http://127.0.0.1:{receiver.port}/in"
+    try:
+        ceiling = trio.run(http_client.run_raw, url, 64, 0.3, 2.0)
+        with tempfile.TemporaryDirectory() as tmp:
+            for repeat in range(args.repeats):
+                for kind, processes in configs:
+                    one = _one_throughput(args, kind, processes, Path(tmp), f"r{repeat}_{kind}_{processes}", url)
+                    got = results[(kind, processes)]
+                    got.rates += one.rates
+                    got.server_us += one.server_us
+                    got.database_us += one.database_us
+            for kind, processes in configs:
+                name = f"lat_{kind}_{processes}"
+                with store(kind, Path(tmp), name, args.postgres_admin) as where, server(where, processes) as srv:
+                    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+                        make_hooks(channel, url, 1, args.concurrency)
+                    results[(kind, processes)].latency = latency(srv.port, receiver, args.rate, args.seconds)
+    finally:
+        receiver.close()
+    print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
+    print(
+        f"{args.events} events x {args.hooks} hooks, batches of {args.batch}, median of {args.repeats} interleaved"
+        f" runs; latency at {args.rate} events/s for {args.seconds:g} s, 1 hook"
+    )
+    header = ("store", "procs", "deliveries/s", "runs", "tidings µs/d", "pg µs/d", "p50 ms", "p99 ms")
+    print("{:<11} {:>5} {:>13} {:<24} {:>12} {:>8} {:>7} {:>7}".format(*header))
+    for (kind, processes), got in results.items():
+        runs = ", ".join(f"{r:,.0f}" for r in got.rates)
+        p50, p99, _ = got.latency
+        print(
+            f"{kind:<11} {processes:>5} {statistics.median(got.rates):>13,.0f} {runs:<24}"
+            f" {statistics.median(got.server_us):>12,.0f} {statistics.median(got.database_us):>8,.0f}"
+            f" {p50:>7.1f} {p99:>7.1f}"
+        )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return compare(args)
+    if (args.store, args.processes) != ("sqlite", 1):
+        args.compare = f"{args.store}:{args.processes}"
+        return compare(args)
     receiver = ReceiverProcess()
     beside = ReceiverProcess()  # the second hook's, so its deliveries do not count as the first's
     try:
@@ -306,7 +496,7 @@ def run(args: argparse.Namespace) -> int:
             db = Path(tmp) / "bench.sqlite3"
             env = plugin_site(Path(tmp) / "site")
             fmt = "bench.procore.v4" if args.pooled else "procore.v4"
-            with server(db, env) as srv:
+            with server(db, env=env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     url = f"http://127.0.0.1:{receiver.port}/in"
@@ -314,7 +504,7 @@ def run(args: argparse.Namespace) -> int:
                 rates = [
                     throughput(port, db, args.events, args.batch, args.hooks, timeout=300) for _ in range(args.repeats)
                 ]
-            with server(Path(tmp) / "latency.sqlite3", env) as srv:
+            with server(Path(tmp) / "latency.sqlite3", env=env) as srv:
                 port = srv.port
                 with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                     make_hooks(channel, f"http://127.0.0.1:{receiver.port}/in", 1, args.concurrency, fmt)

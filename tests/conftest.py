@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Api, ServerThread, secrets_key
+from tests.pg import temporary_database
 from tidings_server.app import Config
 
 
@@ -35,3 +36,13 @@ def api(server: ServerThread) -> Iterator[Api]:
     client = Api.connect(server.port)
     yield client
     client.channel.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test.
+
+    Fails (never skips) when PostgreSQL is not reachable: see tests/pg.py.
+    """
+    with temporary_database() as url:
+        yield url

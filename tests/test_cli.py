@@ -118,7 +118,8 @@ def test_plugins_lists_distributions_and_versions() -> None:
     assert re.search(r"^procore\s+tidings-procore 0\.1\.0\s+loaded$", result.stdout, re.M)
     assert re.search(r"^sqlite\s+tidings-server 0\.1\.0\s+loaded$", result.stdout, re.M)
     assert "procore.v2, procore.v3, procore.v4" in result.stdout
-    assert "memory:, sqlite:" in result.stdout
+    assert re.search(r"^postgresql\s+tidings-postgresql 0\.1\.0\s+loaded$", result.stdout, re.M)
+    assert "storage backends: memory:, postgres:, postgresql:, sqlite:" in result.stdout
 
 
 @pytest.mark.parametrize("grace", ["nan", "inf", "-1", "0"])

@@ -19,7 +19,8 @@ from tidings_server.domain.hooks import HookInput
 from tidings_server.domain.model import DeliveryStatus, HookStatus
 
 RETENTION = timedelta(days=28)
-SLOW_PURGE = EngineConfig(purge_every=3600.0)  # fewer wake-ups over 28 virtual days
+# Fewer wake-ups over 28 virtual days: purges and heartbeats hourly, no polls.
+SLOW_PURGE = EngineConfig(purge_every=3600.0, lease=timedelta(hours=3), poll=None)
 
 
 async def test_a_delivery_stays_listed_for_exactly_28_days(autojump_clock: MockClock, nursery: trio.Nursery) -> None:

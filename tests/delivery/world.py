@@ -176,7 +176,7 @@ async def world(
     async with MemoryBackend().open("memory:") as store, Sender(LOOPBACK, USER_AGENT) as sender:
         clock = Clock(ORIGIN)
         pulse = Pulse()
-        config = config or EngineConfig()
+        config = config or EngineConfig(poll=None)  # one process, woken in memory: no polls
         origins = {name: origin.plugin for name, origin in found.format_origin.items()}
         engine = DeliveryEngine(
             store,

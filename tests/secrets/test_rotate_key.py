@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from google.protobuf import field_mask_pb2
 
@@ -33,10 +34,17 @@ def _auth(i: int) -> str:
     return f"Bearer hook-{i:04d}-0123456789abcdef0123"
 
 
+_STORED = "SELECT name, authorization_header, signing_secret FROM hooks ORDER BY name"
+
+
 def _stored(db: Path) -> list[tuple[str, str, str]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        query = "SELECT name, authorization_header, signing_secret FROM hooks ORDER BY name"
-        return [(str(a), str(b), str(c)) for a, b, c in conn.execute(query)]
+        return [(str(a), str(b), str(c)) for a, b, c in conn.execute(_STORED)]
+
+
+def _stored_pg(url: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(url) as conn:
+        return [(str(a), str(b), str(c)) for a, b, c in conn.execute(_STORED).fetchall()]
 
 
 def _create_hooks(api: Api, sink: Sink) -> list[str]:
@@ -87,17 +95,17 @@ def _deliver(api: Api, sink: Sink, resource_id: int) -> dict[str, str | None]:
         }
 
 
-def test_rotate_key_while_the_server_runs(tmp_path: Path, sink: Sink) -> None:
+def test_rotate_key_while_the_server_runs(tmp_path: Path, sink: Sink, postgres_url: str) -> None:
+    """On PostgreSQL, the store servers share (a SQLite file has one process at a time)."""
     keyfile = tmp_path / "secrets.key"
     old = init_key(keyfile)
-    db = tmp_path / "db.sqlite3"
-    store = f"sqlite:///{db}"
+    store = postgres_url
     expected = {f"{PROJECT}/hooks/h{i:04d}": _auth(i) for i in range(TRIGGERED)}
     with serving(store, "--secrets-key-file", str(keyfile)) as (port, _):
         api = Api.connect(port)
         try:
             names = _create_hooks(api, sink)
-            assert {sealed.split(":")[2] for _, sealed, _ in _stored(db)} == {old}
+            assert {sealed.split(":")[2] for _, sealed, _ in _stored_pg(store)} == {old}
             rotating = subprocess.Popen(
                 [str(SERVER), "secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile),
                  "--new-key", "--retire-old", "--batch-size", "16"],
@@ -120,7 +128,7 @@ def test_rotate_key_while_the_server_runs(tmp_path: Path, sink: Sink) -> None:
             assert done == f"{HOOKS} of {HOOKS} hooks re-encrypted; every secret is now under key {new}"
             assert removed == f"removed 1 older key(s) from {keyfile}: {old}"
             assert read_keyring(keyfile).ids == (new,)
-            assert {part.split(":")[2] for _, a, s in _stored(db) for part in (a, s)} == {new}
+            assert {part.split(":")[2] for _, a, s in _stored_pg(store) for part in (a, s)} == {new}
 
             # Still serving: the server learnt the new key when it first met it.
             assert _deliver(api, sink, resource + 1) == expected
@@ -132,7 +140,7 @@ def test_rotate_key_while_the_server_runs(tmp_path: Path, sink: Sink) -> None:
                 )
             )
             assert _deliver(api, sink, resource + 2) == {**expected, names[0]: changed}
-            assert _stored(db)[0][1].split(":")[2] == new
+            assert _stored_pg(store)[0][1].split(":")[2] == new
         finally:
             api.channel.close()
     with serving(store, "--secrets-key-file", str(keyfile)) as (port, _):
@@ -159,27 +167,26 @@ def test_plaintext_from_before_is_sealed_by_rotate_key_and_leaves_the_files(tmp_
         api = Api.connect(port)
         assert api.hooks.GetHook(hooks_pb2.GetHookRequest(name=names[7])).authorization_header.endswith("0123")
         api.channel.close()
-        status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
-        assert (status.returncode, status.stdout.splitlines()) == (
-            1,
-            [
-                f"{HOOKS} hooks; keyring {kid} (the first encrypts)",
-                "  0 with every secret under the newest key",
-                "  0 with a secret under an older key",
-                f"  {HOOKS} with a secret unencrypted (from before encryption at rest)",
-                "  0 with a secret no key of the keyring opens",
-            ],
-        )
-        result = run("secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile))
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines() == [
-            f"{HOOKS} of {HOOKS} hooks re-encrypted; every secret is now under key {kid}"
-        ]
-        status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
-        assert (status.returncode, status.stdout.splitlines()[1]) == (
-            0,
-            f"  {HOOKS} with every secret under the newest key",
-        )
+    # A SQLite store has one process at a time: rotate-key runs with its server stopped.
+    status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
+    assert (status.returncode, status.stdout.splitlines()) == (
+        1,
+        [
+            f"{HOOKS} hooks; keyring {kid} (the first encrypts)",
+            "  0 with every secret under the newest key",
+            "  0 with a secret under an older key",
+            f"  {HOOKS} with a secret unencrypted (from before encryption at rest)",
+            "  0 with a secret no key of the keyring opens",
+        ],
+    )
+    result = run("secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{HOOKS} of {HOOKS} hooks re-encrypted; every secret is now under key {kid}"]
+    status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
+    assert (status.returncode, status.stdout.splitlines()[1]) == (
+        0,
+        f"  {HOOKS} with every secret under the newest key",
+    )
     assert {part.split(":")[2] for _, a, s in _stored(db) for part in (a, s)} == {kid}
     # The plaintext rows were overwritten in place and their old space zeroed; once the WAL is
     # checkpointed away, nothing of them is left in the files.

@@ -34,9 +34,9 @@ class TestSealedStores(StoreContract):
     @pytest.fixture(params=BACKENDS)
     async def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
         factory: BackendFactory = request.param
-        backend, url = factory(tmp_path)
-        async with backend.open(url) as opened:
-            yield SealedStore(opened, KeySource(Keyring([new_key()])))
+        with factory(tmp_path) as (backend, url):
+            async with backend.open(url) as opened:
+                yield SealedStore(opened, KeySource(Keyring([new_key()])))
 
 
 def _carries_hooks(method: object) -> bool:
@@ -95,7 +95,7 @@ async def test_claims_carry_the_opened_hook(stores: tuple[MemoryStore, SealedSto
     await store.create_hook(hook)
     await store.add_triggers(HOOK, [make_trigger(HOOK)])
     await store.publish_events([make_event(1), make_event(2, resource_id=101)], T0)
-    claims = await store.claim_due(T1, limit=10, lease_until=T1 + timedelta(seconds=30), in_flight={})
+    claims = await store.claim_due(T1, limit=10, lease_until=T1 + timedelta(seconds=30), owner="node-1")
     assert [c.hook for c in claims] == [hook, hook]
 
 
@@ -145,7 +145,7 @@ async def test_a_hook_altered_in_the_store_keeps_its_deliveries_back(
     moved = (await inner.get_hook(other)).authorization_header
     await inner.update_hook(HOOK, lambda h: dataclasses.replace(h, authorization_header=moved))
     await store.publish_events([make_event(1)], T0)
-    claims = await store.claim_due(T1, limit=10, lease_until=T1 + timedelta(seconds=30), in_flight={})
+    claims = await store.claim_due(T1, limit=10, lease_until=T1 + timedelta(seconds=30), owner="node-1")
     assert [c.hook.name for c in claims] == [other]
     assert claims[0].hook == make_hook(other)
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][-1] == "secrets do not open"

@@ -66,7 +66,7 @@ async def test_never_uses_a_thread_nor_lets_time_pass(
         await store.create_hook(HOOK)
         await store.add_triggers(HOOK.name, [make_trigger(HOOK.name)])
         [published] = await store.publish_events([make_event(1, project=None)], NOW)
-        [claim] = await store.claim_due(NOW, limit=10, lease_until=NOW + timedelta(minutes=1), in_flight={})
+        [claim] = await store.claim_due(NOW, limit=10, lease_until=NOW + timedelta(minutes=1), owner="node-a")
         assert await store.next_due_time() == NOW + timedelta(minutes=1)
         attempt = Attempt(1, NOW, NOW, (), 200, (), b"", "")
         await store.record_attempts([AttemptRecord(claim.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "")])

@@ -112,7 +112,7 @@ def test_wrong_return_values_are_named() -> None:
 
 
 def test_unknown_store_scheme_lists_known_ones() -> None:
-    with pytest.raises(PluginError, match=r"no storage backend for 'redis'.*memory, sqlite"):
+    with pytest.raises(PluginError, match=r"no storage backend for 'redis'.*memory, (postgres, postgresql, )?sqlite"):
         Plugins.load().storage_backend_for("redis://127.0.0.1")
 
 

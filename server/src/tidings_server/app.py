@@ -9,10 +9,11 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
-from tidings_server import __version__
+from tidings_server import __version__, cluster
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -23,7 +24,7 @@ from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
-from tidings_server.domain.ports import Store
+from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.domain.sealing import Keyring, new_key
 from tidings_server.grpc_api.deliveries import WatchSettings
@@ -61,6 +62,9 @@ class Config:
     plaintext_secrets: bool = False
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
+    node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
+    reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -254,37 +258,18 @@ def _may_provide(info: PluginInfo, format_name: str) -> bool:
     return any(vendor in name.split("-") or name.startswith(vendor) for name in names)
 
 
-class Sidecars:
-    """Background tasks that end when the server stops (metrics sampling, render workers
-    starting): each runs in a cancel scope of its own, and ``cancel`` ends them all."""
-
-    def __init__(self) -> None:
-        self._scopes: list[trio.CancelScope] = []
-        self._cancelled = False
-
-    async def run(self, run: Callable[..., Awaitable[None]], *args: object) -> None:
-        with trio.CancelScope() as scope:
-            if self._cancelled:
-                scope.cancel()
-            self._scopes.append(scope)
-            await run(*args)
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        for scope in self._scopes:
-            scope.cancel()
-
-
 @dataclass(slots=True)
 class Running:
-    """A started server: its port, and how to stop it gracefully."""
+    """A started server: its port, its node id, and how to stop it gracefully."""
 
     port: int
     grpc: GrpcServer
     engine: DeliveryEngine
     pulse: Pulse
     metrics_port: int | None = None
-    sidecars: Sidecars = field(default_factory=lambda: Sidecars())  # tasks that end with the server
+    sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
+    node_id: str = ""
+    delivering: bool = True  # False for role api: the engine only renders and probes
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -292,8 +277,13 @@ class Running:
         self.pulse.close()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.grpc.stop, grace)
-            nursery.start_soon(self.engine.drain, grace)
+            if self.delivering:
+                nursery.start_soon(self.engine.drain, grace)
         self.sidecars.cancel()
+
+
+LEAVE_TIMEOUT = 5.0
+"""How long a stopping node waits for the store to forget it (a store that is away is not waited for)."""
 
 
 async def serve(
@@ -301,8 +291,12 @@ async def serve(
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
     check_listen(config.listen)
+    if config.role not in cluster.ROLES:
+        raise ConfigError(f"--role: {config.role!r} is not one of {', '.join(cluster.ROLES)}")
     plugins = plugins or Plugins.load(blocked=config.blocked_plugins)
     backend = plugins.storage_backend_for(config.store_url)
+    node = cluster.Node(config.node_id or cluster.new_node_id(), config.role)
+    delivering = config.role != "api"
     async with contextlib.AsyncExitStack() as stack:
         try:
             store = await stack.enter_async_context(backend.open(config.store_url))
@@ -345,28 +339,65 @@ async def serve(
             inline_formats=bundled_formats(plugins),
             render_pool=pool,
             tracer=attempt_tracer,
+            node_id=node.node_id,
         )
-        grpc_server = GrpcServer(build_core(store, plugins, config, clock, engine, pulse), config.listen)
-        sidecars = Sidecars()
-        sidecar = sidecars.run
+        core = build_core(store, plugins, config, clock, engine, pulse)
+        grpc_server = GrpcServer(core if config.role != "worker" else None, config.listen, reuse_port=config.reuse_port)
+        sidecars = trio.CancelScope()
 
-        async with trio.open_nursery() as nursery:
-            metrics_port = None
-            if metrics is not None and config.metrics.listen is not None:
-                metrics.read_gauges(
-                    in_flight=lambda: engine.in_flight,
-                    watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+        async def run_sidecars(
+            tasks: list[Callable[[], Awaitable[None]]], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            with sidecars:  # a scope is entered once: one nursery holds them all
+                async with trio.open_nursery() as side:
+                    for task in tasks:
+                        side.start_soon(task)
+                    task_status.started()
+
+        def heard(notice: Notice) -> None:  # another node (or this one) wrote to the store
+            if notice is Notice.DUE:
+                engine.wake()
+            else:
+                pulse.fire()
+
+        await store.register_node(node.info(clock.now()))
+        try:
+            async with trio.open_nursery() as nursery:
+                side: list[Callable[[], Awaitable[None]]] = []
+                metrics_port = None
+                if metrics is not None and config.metrics.listen is not None:
+                    metrics.read_gauges(
+                        in_flight=lambda: engine.in_flight,
+                        watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+                    )
+                    try:
+                        endpoint = serve_metrics(metrics, config.metrics.listen)
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"--metrics-listen: cannot listen on {config.metrics.listen}: {exc}"
+                        ) from None
+                    stack.callback(endpoint.close)
+                    metrics_port = endpoint.port
+                    side.append(partial(sample_queue, metrics, store, clock, config.metrics.queue_sample_every))
+                    log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
+                side.append(partial(store.listen, heard))
+                side.append(pool.warm)
+                if not delivering:  # no engine to heartbeat: the node still says it is alive
+                    side.append(partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0))
+                await nursery.start(run_sidecars, side)
+                if delivering:
+                    await nursery.start(engine.run)
+                port = await nursery.start(grpc_server.run)
+                log.info(
+                    "tidings serving",
+                    extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},
                 )
+                task_status.started(
+                    Running(port, grpc_server, engine, pulse, metrics_port, sidecars, node.node_id, delivering)
+                )
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT):
                 try:
-                    endpoint = serve_metrics(metrics, config.metrics.listen)
-                except OSError as exc:
-                    raise ConfigError(f"--metrics-listen: cannot listen on {config.metrics.listen}: {exc}") from None
-                stack.callback(endpoint.close)
-                metrics_port = endpoint.port
-                nursery.start_soon(sidecar, sample_queue, metrics, store, clock, config.metrics.queue_sample_every)
-                log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
-            await nursery.start(engine.run)
-            nursery.start_soon(sidecar, pool.warm)
-            port = await nursery.start(grpc_server.run)
-            log.info("tidings serving", extra={"port": port, "store": backend.scheme})
-            task_status.started(Running(port, grpc_server, engine, pulse, metrics_port, sidecars))
+                    await store.remove_node(node.node_id)
+                except Exception as exc:  # its entry ages out of the live list instead
+                    log.warning("could not leave the cluster", extra={"node": node.node_id, "error": str(exc)})

@@ -1,23 +1,27 @@
-"""The ``tidings-server`` command: ``serve`` runs a server, ``plugins`` shows what is loaded,
-``config show`` prints the settings ``serve`` would run with."""
+"""The ``tidings-server`` command: ``serve`` runs a server (or several processes of one),
+``status`` lists a store's live nodes, ``plugins`` shows what is loaded, ``config show`` prints
+the settings ``serve`` would run with."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, logs, secrets_cli, settings
+from tidings_server import __version__, cluster, logs, secrets_cli, settings, supervisor
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
+from tidings_server.domain.ports import NodeInfo
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
@@ -37,8 +41,16 @@ examples:
   tidings-server serve --secrets-key-file var/secrets.key
   tidings-server serve --config /etc/tidings/server.toml
   tidings-server config show --config /etc/tidings/server.toml
+  tidings-server serve --store postgresql://tidings@db/tidings --processes 4
+  tidings-server serve --store postgresql://tidings@db/tidings --role worker
+  tidings-server status --store postgresql://tidings@db/tidings
   tidings-server plugins
 """
+# Stores one process holds alone: several processes on them would not share work, or the file.
+SINGLE_PROCESS_SCHEMES = {
+    "sqlite": "a SQLite file has one server at a time (it is locked to the process that opened it)",
+    "memory": "a memory: store lives inside one process; each process would have its own, empty one",
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,9 +134,9 @@ def parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=ENGINE_DEFAULTS.lease.total_seconds(),
         metavar="SECONDS",
-        help="how long a claimed delivery stays reserved; after a crash, unfinished deliveries are retried"
-        f" once their lease ends; keep it above twice the longest hook timeout"
-        f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+        help="how long a claimed delivery stays reserved without a heartbeat; the server renews the leases"
+        " of its running attempts every third of it, so when a node dies the others take its unfinished"
+        f" deliveries once this has passed (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
     )
     run.add_argument(
         "--secrets-key-file",
@@ -180,11 +192,45 @@ def parser() -> argparse.ArgumentParser:
         " (for example http://127.0.0.1:4318/v1/traces; needs tidings-server[otel]; default: no tracing)",
     )
     run.add_argument(
+        "--role",
+        choices=cluster.ROLES,
+        default="all",
+        help="all: serve gRPC and deliver; api: serve gRPC, deliver nothing; worker: deliver, serving only"
+        " gRPC health (default all)",
+    )
+    run.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N server processes sharing the listen port (SO_REUSEPORT), restarted if one dies;"
+        " needs a store several processes can share, such as PostgreSQL (default 1)",
+    )
+    run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for --processes' children
+    run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
     )
     run.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="(default info)"
     )
+
+    status = commands.add_parser(
+        "status",
+        help="list the live nodes of a store: their roles and what each has in flight",
+        description="List the server processes (nodes) sharing a store that were heard from within"
+        f" {cluster.ALIVE_BEATS} heartbeats, with their role, host, pid, start time, last heartbeat and"
+        " the attempts they had in flight at it.",
+    )
+    status.add_argument("--store", default=DEFAULT_STORE, metavar="URL", help=f"(default {DEFAULT_STORE})")
+    status.add_argument(
+        "--delivery-lease",
+        type=_positive_float,
+        default=ENGINE_DEFAULTS.lease.total_seconds(),
+        metavar="SECONDS",
+        help="the lease the nodes run with, which sets their heartbeat period"
+        f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     config = commands.add_parser(
         "config",
@@ -209,7 +255,7 @@ async def _serve_until_signal(config: Config) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             running = await nursery.start(serve, config)
-            print(f"tidings-server listening on port {running.port}", file=sys.stderr, flush=True)
+            print(f"{supervisor.READY}{running.port}", file=sys.stderr, flush=True)
             async for signum in signals:
                 log.info("stopping", extra={"signal": signal.Signals(signum).name})
                 break
@@ -249,6 +295,70 @@ def _plugins() -> int:
     return 1 if any(i.error for i in plugins.infos) else 0
 
 
+async def _live_nodes(store_url: str, lease: timedelta) -> list[NodeInfo]:
+    plugins = Plugins.load()
+    backend = plugins.storage_backend_for(store_url)
+    try:
+        async with backend.open(store_url) as store:
+            nodes = await store.list_nodes()
+    except ValueError as exc:
+        raise ConfigError(f"--store: {redact(str(exc))}") from exc
+    return cluster.alive(nodes, datetime.now(UTC), lease)
+
+
+def _status(args: argparse.Namespace) -> int:
+    nodes: list[NodeInfo] | None = None
+    try:
+        nodes = trio.run(_live_nodes, args.store, timedelta(seconds=args.delivery_lease))
+    except* (ConfigError, PluginError) as group:
+        for exc in _leaves(group):
+            print(f"tidings-server: {exc}", file=sys.stderr)
+    if nodes is None:
+        return 2
+    if args.json:
+        listed = [
+            {
+                "node_id": n.node_id,
+                "role": n.role,
+                "host": n.host,
+                "pid": n.pid,
+                "start_time": n.start_time.isoformat(),
+                "last_seen": n.last_seen.isoformat(),
+                "in_flight": n.in_flight,
+            }
+            for n in nodes
+        ]
+        print(json.dumps({"nodes": listed, "in_flight": sum(n.in_flight for n in nodes)}, indent=2))
+        return 0
+    if not nodes:
+        print("no live nodes")
+        return 0
+    now = datetime.now(UTC)
+    print(f"{'NODE':<32} {'ROLE':<6} {'HOST':<16} {'PID':>7} {'UP':>9} {'SEEN':>6} {'IN FLIGHT':>9}")
+    for n in nodes:
+        up = _ago(now - n.start_time)
+        seen = _ago(now - n.last_seen)
+        print(f"{n.node_id:<32} {n.role:<6} {n.host:<16} {n.pid:>7} {up:>9} {seen:>6} {n.in_flight:>9}")
+    print(f"{len(nodes)} live node{'s' if len(nodes) != 1 else ''}, {sum(n.in_flight for n in nodes)} in flight")
+    return 0
+
+
+def _ago(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+def _single_process_refusal(store_url: str) -> str | None:
+    why = SINGLE_PROCESS_SCHEMES.get(urlsplit(store_url).scheme.lower())
+    if why is None:
+        return None
+    return f"--processes: {why}; run one process on it, or use a postgresql:// store to run several"
+
+
 def _serve_parser(top: argparse.ArgumentParser) -> argparse.ArgumentParser:
     for action in top._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -279,16 +389,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plugins()
     if args.command == "secrets":
         return secrets_cli.run(args)
+    if args.command == "status":
+        return _status(args)
     try:
         showing = args.command == "config"
-        args, shown = _parse_serve(top, args.serve_args if showing else argv[argv.index("serve") + 1 :])
+        serve_args = args.serve_args if showing else argv[argv.index("serve") + 1 :]
+        args, shown = _parse_serve(top, serve_args)
     except settings.SettingsError as problem:
         print(f"tidings-server: {problem}", file=sys.stderr)
         return 2
     if showing:
         print(shown, end="")
         return 0
-    logs.configure(args.log_level)
     try:
         keys = secrets_cli.key_source(args.secrets_key_file, os.environ.get(ENV_VAR))
     except (ValueError, OSError) as err:
@@ -297,6 +409,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if keys is not None and args.plaintext_secrets:
         print("tidings-server: --plaintext-secrets: a key is given too; give one or the other", file=sys.stderr)
         return 2
+    if args.processes > 1:
+        logs.configure(args.log_level)
+        refusal = _single_process_refusal(args.store)
+        if refusal is None:
+            try:
+                check_listen(args.listen)
+            except ConfigError as bad:
+                refusal = str(bad)
+        if refusal is not None:
+            print(f"tidings-server: {refusal}", file=sys.stderr)
+            return 2
+        return supervisor.serve_processes(serve_args, args.listen, args.processes, args.shutdown_grace)
+    node_id = cluster.new_node_id()
+    logs.configure(args.log_level, node=node_id)
     config = Config(
         listen=args.listen,
         store_url=args.store,
@@ -316,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         render_pool=PoolConfig(workers=args.render_workers, memory_limit=args.render_memory_limit * 2**20),
         metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
         tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),
+        role=args.role,
+        node_id=node_id,
+        reuse_port=args.reuse_port,
     )
     code = 0
     try:

@@ -53,11 +53,14 @@ class Option:
 
 
 def options(command: argparse.ArgumentParser) -> dict[str, Option]:
-    """The settable options of ``command`` by file key (help, version and --config excluded)."""
+    """The settable options of ``command`` by file key (help, version, --config and hidden
+    options, which the server sets for its own children, excluded)."""
     found: dict[str, Option] = {}
     for action in command._actions:
         longs = [s for s in action.option_strings if s.startswith("--")]
         if not longs or isinstance(action, argparse._HelpAction | argparse._VersionAction) or action.dest == "config":
+            continue
+        if action.help == argparse.SUPPRESS:
             continue
         key = longs[0][2:]
         found[key] = Option(key, ENV_PREFIX + action.dest.upper(), action)

@@ -1,9 +1,12 @@
 """The delivery nursery: a dispatcher claims due deliveries, attempts run per hook, results are
 recorded in groups, and old history is purged.
 
-One structured tree owns it all. Claims never exceed a hook's free concurrency, so a hanging
-endpoint holds at most its own ``max_concurrency`` slots and never delays another hook. A
-publish wakes the dispatcher at once; otherwise it sleeps until the next delivery is due.
+One structured tree owns it all. Claims never exceed a hook's free concurrency (counted by the
+store across every node), so a hanging endpoint holds at most its own ``max_concurrency`` slots
+and never delays another hook. Claims are leased to this node, and a heartbeat extends them
+while their attempts run, so a lease can be short: a node that dies holds its work only until
+its leases end. A publish (on any node: the store's notices) wakes the dispatcher at once;
+otherwise it sleeps until the next delivery is due, or ``poll`` at most.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import cast
 import trio
 import trio.lowlevel
 
-from tidings_server import __version__
+from tidings_server import __version__, cluster
 from tidings_server.delivery import policy
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
@@ -27,7 +30,7 @@ from tidings_server.delivery.render_pool import RenderBusy, RenderFailed, Render
 from tidings_server.delivery.render_worker import render_checked
 from tidings_server.delivery.scrub import scrub_attempt
 from tidings_server.domain import signing, states
-from tidings_server.domain.errors import ResourceExhausted
+from tidings_server.domain.errors import ResourceExhausted, Unavailable
 from tidings_server.domain.hooks import disable_hook
 from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
@@ -38,6 +41,8 @@ from tidings_server.telemetry.tracing import AttemptTracer
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"tidings/{__version__}"
+STORE_RETRY = 1.0
+"""Seconds between tries of a claim or a record while the store is unavailable."""
 DELIVERY_ID_HEADER = "Tidings-Delivery-Id"
 HOOK_HEADER = "Tidings-Hook"
 
@@ -48,7 +53,12 @@ class EngineConfig:
 
     max_in_flight: int = 512
     claim_batch: int = 128
-    lease: timedelta = timedelta(seconds=130)  # above two of the longest allowed timeouts
+    # How long a claim is held without a heartbeat; this node's heartbeat (every lease / 3)
+    # extends its leases while their attempts run, so only a dead node's leases ever end.
+    lease: timedelta = timedelta(seconds=30)
+    # The longest the dispatcher sleeps without a wake-up, in case a notice from another node
+    # was lost; None: only when woken or when something falls due (a store of one process).
+    poll: float | None = 1.0
     retention: timedelta = timedelta(days=28)
     purge_every: float = 60.0
     purge_batch: int = 500
@@ -90,12 +100,14 @@ class DeliveryEngine:
         inline_formats: Collection[str] = frozenset(),
         render_pool: RenderPool | None = None,
         tracer: AttemptTracer | None = None,
+        node_id: str = "",
     ) -> None:
         """``format_plugins`` names the plugin behind each format, for the errors renders cause;
         ``render_limiter`` makes each format's thread limiter (tests observe renders with it);
         ``inline_formats`` render on the engine's own thread and the formats ``render_pool``
         serves in its worker processes (see ``_render``); ``tracer`` traces each attempt (None:
-        tracing is off, at no cost)."""
+        tracing is off, at no cost); ``node_id`` owns the leases (a new one when empty)."""
+        self.node_id = node_id or cluster.new_node_id()
         self._render_pool = render_pool
         self._store = store
         self._formats = formats
@@ -112,6 +124,8 @@ class DeliveryEngine:
         self._wake = trio.Event()
         self._stopping = trio.Event()
         self._flights: dict[str, _Flight] = {}
+        # This node's attempts per hook, deliveries and test sends alike: a test send is refused
+        # when the hook's concurrency is taken here (the store counts the deliveries cluster-wide).
         self._per_hook: Counter[str] = Counter()
         self._probes = 0  # test sends under way: they take slots like deliveries do
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
@@ -132,8 +146,8 @@ class DeliveryEngine:
         """Deliver until ``drain()`` finishes (or the caller cancels)."""
         async with trio.open_nursery() as outer:
             outer.start_soon(self._record_loop)
-            purge_scope = trio.CancelScope()
-            outer.start_soon(self._purge_loop, purge_scope)
+            background = trio.CancelScope()
+            outer.start_soon(self._background, background)
             async with self._records_send:
                 async with trio.open_nursery() as attempts:
                     attempts.start_soon(self._dispatch_loop, attempts)
@@ -143,7 +157,7 @@ class DeliveryEngine:
                     with trio.CancelScope(shield=True):
                         await self._store.release(unfinished)
                     log.info("released unfinished deliveries", extra={"count": len(unfinished)})
-            purge_scope.cancel()
+            background.cancel()
         self._stopped.set()
 
     async def drain(self, grace: float) -> None:
@@ -168,31 +182,49 @@ class DeliveryEngine:
 
     async def _dispatch(self, attempts: trio.Nursery) -> None:
         while not self._stopping.is_set():
-            self._wake = trio.Event()
-            free = self._config.max_in_flight - len(self._flights) - self._probes
-            claims: list[Claim] = []
-            now = self._clock.now()
-            if free > 0:
-                claims = await self._store.claim_due(
-                    now,
-                    limit=min(free, self._config.claim_batch),
-                    lease_until=now + self._config.lease,
-                    in_flight=dict(self._per_hook),
-                )
-                for claim in claims:
-                    if claim.delivery.name in self._flights:  # still running here; its lease ran out
-                        continue
-                    flight = _Flight(claim.hook.name, claim)
-                    self._flights[claim.delivery.name] = flight
-                    self._per_hook[flight.hook] += 1
-                    self._idle = trio.Event()
-                    attempts.start_soon(self._attempt, flight)
-            if claims and len(claims) == min(free, self._config.claim_batch):
-                await trio.lowlevel.checkpoint()
-                continue  # there may be more due right now
-            due = await self._store.next_due_time(after=now) if free > 0 else None
-            with trio.move_on_at(self._clock.deadline(due)):
-                await self._wake.wait()
+            try:
+                await self._dispatch_once(attempts)
+            except Unavailable as exc:  # the database is away: keep trying, deliver when it is back
+                log.warning("claiming failed; trying again", extra={"error": str(exc), "in": STORE_RETRY})
+                await trio.sleep(STORE_RETRY)
+
+    async def _dispatch_once(self, attempts: trio.Nursery) -> None:
+        """One claim, then a wait for the next wake-up, due time or poll."""
+        self._wake = trio.Event()
+        free = self._config.max_in_flight - len(self._flights) - self._probes
+        claims: list[Claim] = []
+        held_back: list[str] = []
+        now = self._clock.now()
+        if free > 0:
+            claims = await self._store.claim_due(
+                now,
+                limit=min(free, self._config.claim_batch),
+                lease_until=now + self._config.lease,
+                owner=self.node_id,
+            )
+            for claim in claims:
+                if claim.delivery.name in self._flights:  # still running here; its lease ran out
+                    continue
+                if self._per_hook[claim.hook.name] >= claim.hook.max_concurrency:
+                    # The store counts leases only; a test send running here holds this slot.
+                    held_back.append(claim.delivery.name)
+                    continue
+                flight = _Flight(claim.hook.name, claim)
+                self._flights[claim.delivery.name] = flight
+                self._per_hook[flight.hook] += 1
+                self._idle = trio.Event()
+                attempts.start_soon(self._attempt, flight)
+            if held_back:  # claimable again at once; the test send's end wakes the dispatcher
+                await self._store.release(held_back)
+        if claims and len(claims) == min(free, self._config.claim_batch) and not held_back:
+            await trio.lowlevel.checkpoint()
+            return  # there may be more due right now
+        due = await self._store.next_due_time(after=now) if free > 0 else None
+        deadline = self._clock.deadline(due)
+        if self._config.poll is not None:
+            deadline = min(deadline, trio.current_time() + self._config.poll)
+        with trio.move_on_at(deadline):
+            await self._wake.wait()
 
     # -- one attempt -----------------------------------------------------------------------
 
@@ -443,18 +475,45 @@ class DeliveryEngine:
                         batch.append(self._records_receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                with trio.CancelScope(shield=True):  # a started write always completes
-                    await self._store.record_attempts(batch)
+                await self._record(batch)
                 self._on_recorded()
                 self.wake()
 
-    async def _purge_loop(self, scope: trio.CancelScope) -> None:
+    async def _record(self, batch: list[AttemptRecord]) -> None:
+        """Record a batch, trying again while the database is away; the attempts wait (their
+        leases kept by the heartbeat, once it gets through). Stopping, a batch the database
+        still refuses is given up: those deliveries are sent again (at least once)."""
+        while True:
+            try:
+                with trio.CancelScope(shield=True):  # a started write always completes
+                    await self._store.record_attempts(batch)
+                return
+            except Unavailable as exc:
+                if self._stopping.is_set():
+                    log.error("attempts not recorded before stopping; they will be sent again",
+                              extra={"count": len(batch), "error": str(exc)})  # fmt: skip
+                    return
+                log.warning("recording attempts failed; trying again", extra={"error": str(exc), "in": STORE_RETRY})
+                await trio.sleep(STORE_RETRY)
+
+    async def _background(self, scope: trio.CancelScope) -> None:
+        """The purger, and the heartbeat that keeps this node's leases while their attempts
+        run, until ``run`` cancels ``scope``."""
         with scope:
-            while True:
-                before = self._clock.now() - self._config.retention
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._purge_loop)
+                in_flight = lambda: len(self._flights)  # noqa: E731 - read at each beat
+                nursery.start_soon(cluster.beat, self._store, self.node_id, self._clock, self._config.lease, in_flight)
+
+    async def _purge_loop(self) -> None:
+        while True:
+            before = self._clock.now() - self._config.retention
+            try:
                 while await self._store.purge(before, self._config.purge_batch):
                     await trio.lowlevel.checkpoint()
-                await trio.sleep(self._config.purge_every)
+            except Unavailable as exc:  # next round
+                log.warning("purging failed", extra={"error": str(exc)})
+            await trio.sleep(self._config.purge_every)
 
 
 class _NotRendered(Exception):

@@ -8,10 +8,13 @@ Times come from the caller, never from the backend's clock, so tests can run in 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Protocol
+
+import trio
 
 from tidings_server.domain import filtering
 from tidings_server.domain.model import (
@@ -198,6 +201,31 @@ class ChangePage:
     last_seq: int
 
 
+class Notice(enum.Enum):
+    """What one process tells the others sharing its store."""
+
+    DUE = "due"  # deliveries may have become due (publish, redeliver, hook changed, attempt finished)
+    CHANGES = "changes"  # deliveries changed: watchers re-read the change log
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One server process of a cluster, as it last told the store.
+
+    ``node_id`` is unique per process start (``<hostname>-<pid>-<4 random hex>``); ``role`` is
+    ``all``, ``api`` or ``worker``; ``in_flight`` counts the attempts the node was running at
+    its last heartbeat. Who is alive is the reader's call, from ``last_seen``.
+    """
+
+    node_id: str
+    role: str
+    host: str
+    pid: int
+    start_time: datetime
+    last_seen: datetime
+    in_flight: int
+
+
 class Store(Protocol):
     async def create_hook(self, hook: Hook) -> None:
         """Insert ``hook``. Raises ``AlreadyExists`` if its name is taken."""
@@ -274,18 +302,18 @@ class Store(Protocol):
         """
         ...
 
-    async def claim_due(
-        self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
-    ) -> list[Claim]:
-        """Lease up to ``limit`` due deliveries and return them, earliest due first.
+    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
+        """Lease up to ``limit`` due deliveries to ``owner`` and return them, earliest due first.
 
         Due: QUEUED or RETRYING, ``next_attempt_time <= now``, not leased (or the lease ended,
         ``lease_until <= now``), and the hook is ACTIVE. For a PER_RESOURCE hook only the
         pending delivery with the lowest event serial per (resource_name, resource_id) is
-        eligible. A delivery created before its hook (left by a deleted hook of the same name)
-        is never claimed. At most ``hook.max_concurrency - in_flight.get(hook.name, 0)`` deliveries
-        of one hook are claimed, so a slow hook never takes another's share of ``limit``.
-        Claimed rows are leased until ``lease_until``; ties are broken by serial.
+        eligible, leased or not. A delivery created before its hook (left by a deleted hook of
+        the same name) is never claimed. A hook's concurrency holds across every owner: at most
+        ``hook.max_concurrency`` minus the hook's deliveries whose lease is unexpired
+        (``lease_until > now``, whoever holds it) are claimed, so a slow hook never takes
+        another's share of ``limit``. Claimed rows are leased until ``lease_until`` and held by
+        ``owner``; ties are broken by serial.
 
         Every claim is counted per delivery: ``Claim.interrupted`` is the count of claims before
         this one since the delivery's last recorded attempt (``record_attempts``) or redelivery
@@ -325,8 +353,9 @@ class Store(Protocol):
         """
 
     async def release(self, delivery_names: Sequence[str]) -> None:
-        """Clear the leases of these deliveries so they can be claimed again at once; their
-        claims were not interrupted, so each one's claim count goes down by one (not below 0)."""
+        """Clear the leases (and their owners) of these deliveries so they can be claimed again at
+        once; their claims were not interrupted, so each one's claim count goes down by one (not
+        below 0)."""
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         """Discard every QUEUED or RETRYING delivery of a hook; return how many.
@@ -414,5 +443,43 @@ class Store(Protocol):
         made before ``before`` (oldest seq first, up to the first one that is not: a change
         recorded after a newer one waits for it); return how many rows were deleted (0 when
         nothing is left). Small batches keep each transaction short so delivery is never stalled.
+        A backend that keeps these rows in partitions by time may instead drop, per call, the
+        oldest partitions that lie wholly before ``before`` (cheaper than deleting their rows):
+        it counts the rows they held, which may be more than ``limit``.
         """
         ...
+
+    # -- a cluster: the nodes sharing the store, their leases and their wake-ups -------------
+
+    async def heartbeat(self, node_id: str, now: datetime, *, lease_until: datetime, in_flight: int) -> int:
+        """The node is alive at ``now``: set its ``last_seen`` and ``in_flight`` (registering it
+        if it is unknown), and extend to ``lease_until`` the lease of every pending delivery it
+        holds whose lease has not ended (``lease_until > now``), in one statement. Returns how
+        many leases were extended. A lease that ended is never revived: another node may hold
+        the delivery by now."""
+        ...
+
+    async def register_node(self, node: NodeInfo) -> None:
+        """Insert or replace the node with ``node.node_id`` (at start)."""
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Every registered node, by ``node_id``."""
+        ...
+
+    async def remove_node(self, node_id: str) -> None:
+        """Forget a node (at its clean shutdown) and clear every lease it holds; an unknown id
+        is not an error."""
+
+    async def listen(
+        self, on_notice: Callable[[Notice], None], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Until cancelled, call ``on_notice`` for each notice any process sharing the store
+        sent (this one included), once listening has started (``task_status.started()``).
+
+        Writes send their notices themselves, with their commit: ``publish_events`` that made
+        deliveries (DUE, CHANGES), ``record_attempts`` (DUE, CHANGES), ``redeliver`` (DUE,
+        CHANGES), ``discard_pending`` (CHANGES), creating, updating and deleting a hook (DUE).
+        A store only one process can use (memory, SQLite) starts and then sleeps forever: its
+        one process wakes itself in memory. Notices may be merged, and one can be lost with a
+        connection, so a caller still polls now and then.
+        """

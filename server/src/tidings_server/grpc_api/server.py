@@ -70,11 +70,16 @@ class Core:
 
 
 class GrpcServer:
-    """Owns the asyncio thread that runs grpc.aio and the trio nursery its calls run in."""
+    """Owns the asyncio thread that runs grpc.aio and the trio nursery its calls run in.
 
-    def __init__(self, core: Core, listen: str) -> None:
+    Without a ``core`` it serves health alone (a delivery-only node, for its orchestrator).
+    ``reuse_port`` lets sibling processes bind the same port, the kernel spreading connections.
+    """
+
+    def __init__(self, core: Core | None, listen: str, *, reuse_port: bool = False) -> None:
         self._core = core
         self._listen = listen
+        self._reuse_port = reuse_port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
         self._grace: float = 0.0
@@ -148,20 +153,28 @@ class GrpcServer:
     async def _serve(self, bridge: TrioBridge, report: Reporter) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        # grpcio turns SO_REUSEPORT on by default; a lone server keeps it off, so that a second
+        # one on the same port fails to bind instead of silently taking half the calls.
         server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", TRANSPORT_LIMIT_BYTES)]
+            options=[
+                ("grpc.so_reuseport", int(self._reuse_port)),
+                ("grpc.max_receive_message_length", TRANSPORT_LIMIT_BYTES),
+            ]
         )
-        register(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, self._core.hooks), server)
-        register(
-            catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, self._core.catalog), server
-        )
-        register(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, self._core.events), server)
-        self.deliveries = DeliveryServicer(bridge, self._core.history, self._core.watch)
-        register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
+        core = self._core
+        services: Sequence[str] = SERVICE_NAMES if core is not None else ()
+        if core is not None:
+            register(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, core.hooks), server)
+            register(
+                catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, core.catalog), server
+            )
+            register(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, core.events), server)
+            self.deliveries = DeliveryServicer(bridge, core.history, core.watch)
+            register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
         health_servicer = health.aio.HealthServicer()
         register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
         try:
@@ -170,10 +183,10 @@ class GrpcServer:
         except BaseException as exc:
             report(ListenError(f"cannot listen on {self._listen}: {exc}"))
             raise
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *services):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         report(None)
         await self._stop_requested.wait()
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *services):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(self._grace)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -49,6 +49,8 @@ from tidings_server.domain.ports import (
     DeliveryQuery,
     HookStats,
     IdempotencyConflict,
+    NodeInfo,
+    Notice,
     Published,
     QueueDepth,
     same_event,
@@ -123,6 +125,7 @@ class _StoredDelivery:
     serial: int
     resource: _ResourceKey
     lease_until: datetime | None = None
+    lease_owner: str = ""
     claims_since_attempt: int = 0  # Claim.interrupted is this before the claim
 
     @property
@@ -158,6 +161,10 @@ class MemoryStore:
         self._last_seq = 0
         self._counts: dict[str, dict[DeliveryStatus, int]] = {}
         self._health: dict[str, _Health] = {}
+        # A cluster of one: the nodes registered, and each hook's leased deliveries (as many
+        # as it has attempts in flight, plus leases that ended and were not cleared).
+        self._nodes: dict[str, NodeInfo] = {}
+        self._leased: dict[str, set[str]] = {}
 
     def _hook(self, name: str) -> Hook:
         hook = self._hooks.get(name)
@@ -372,9 +379,25 @@ class MemoryStore:
         if new.status is not old.status or new.attempt_count != old.attempt_count:
             self._log(new)
 
-    async def claim_due(
-        self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
-    ) -> list[Claim]:
+    def _lease(self, row: _StoredDelivery, until: datetime, owner: str) -> None:
+        row.lease_until, row.lease_owner = until, owner
+        self._leased.setdefault(row.delivery.hook_name, set()).add(row.delivery.name)
+
+    def _unlease(self, row: _StoredDelivery) -> None:
+        if row.lease_until is None:
+            return
+        row.lease_until, row.lease_owner = None, ""
+        leased = self._leased[row.delivery.hook_name]
+        leased.discard(row.delivery.name)
+        if not leased:
+            del self._leased[row.delivery.hook_name]
+
+    def _leases_held(self, hook_name: str, now: datetime) -> int:
+        """How many of the hook's deliveries are leased at ``now``, by any owner."""
+        leased = (self._deliveries[name].lease_until for name in self._leased.get(hook_name, ()))
+        return sum(1 for until in leased if until is not None and until > now)
+
+    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
         await trio.lowlevel.checkpoint()
         _check_time("now", now)
         _check_time("lease_until", lease_until)
@@ -394,17 +417,19 @@ class MemoryStore:
                 continue
             if hook.ordering is Ordering.PER_RESOURCE and self._heads[row.resource][0] != serial:
                 continue
-            left = room.get(hook.name, hook.max_concurrency - in_flight.get(hook.name, 0))
+            left = room.get(hook.name)
+            if left is None:
+                left = hook.max_concurrency - self._leases_held(hook.name, now)
             if left <= 0:
                 continue
             room[hook.name] = left - 1
             chosen.append((row, hook))
         claims: list[Claim] = []
         for row, hook in chosen:
-            row.lease_until = lease_until
             claims.append(
                 Claim(row.delivery, self._events[row.delivery.event_id].event, hook, row.claims_since_attempt)
             )
+            self._lease(row, lease_until, owner)
             row.claims_since_attempt += 1
         return claims
 
@@ -481,7 +506,7 @@ class MemoryStore:
                 last_response_status=attempt.response_status,
             )
             self._change(row, new)
-            row.lease_until = None
+            self._unlease(row)
             row.claims_since_attempt = 0
 
     def _record_health(self, hook_name: str, attempt: Attempt) -> None:
@@ -503,7 +528,7 @@ class MemoryStore:
         for name in delivery_names:
             row = self._deliveries.get(name)
             if row is not None:
-                row.lease_until = None
+                self._unlease(row)
                 row.claims_since_attempt = max(row.claims_since_attempt - 1, 0)
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
@@ -520,7 +545,7 @@ class MemoryStore:
                 update_time=now,
             )
             self._change(row, discarded)
-            row.lease_until = None
+            self._unlease(row)
         return len(names)
 
     def _delivery(self, name: str) -> _StoredDelivery:
@@ -632,7 +657,7 @@ class MemoryStore:
                 update_time=now,
             )
             self._change(row, queued)
-            row.lease_until = None
+            self._unlease(row)
             row.claims_since_attempt = 0
             moved.append(name)
         return moved
@@ -704,6 +729,7 @@ class MemoryStore:
         return cut + len(gone) + changes
 
     def _forget_delivery(self, name: str) -> None:
+        self._unlease(self._deliveries[name])
         row = self._deliveries.pop(name)
         if row.delivery.status in PENDING_STATUSES:
             self._leave_pending(row)
@@ -720,6 +746,55 @@ class MemoryStore:
         del self._events[event.id]
         if event.idempotency_key:
             del self._keys[(event.company_id, event.idempotency_key)]
+
+    # -- a cluster of one --------------------------------------------------------------------
+
+    async def heartbeat(self, node_id: str, now: datetime, *, lease_until: datetime, in_flight: int) -> int:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        _check_time("lease_until", lease_until)
+        known = self._nodes.get(node_id)
+        if known is None:
+            known = NodeInfo(node_id, "all", "", 0, now, now, in_flight)
+        self._nodes[node_id] = replace(known, last_seen=now, in_flight=in_flight)
+        extended = 0
+        for names in self._leased.values():
+            for name in names:
+                row = self._deliveries[name]
+                held = row.lease_owner == node_id and row.lease_until is not None and row.lease_until > now
+                if held and row.delivery.status in PENDING_STATUSES:
+                    row.lease_until = lease_until
+                    extended += 1
+        return extended
+
+    async def register_node(self, node: NodeInfo) -> None:
+        await trio.lowlevel.checkpoint()
+        _check_time("start_time", node.start_time)
+        _check_time("last_seen", node.last_seen)
+        self._nodes[node.node_id] = node
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        await trio.lowlevel.checkpoint()
+        return [self._nodes[node_id] for node_id in sorted(self._nodes)]
+
+    async def remove_node(self, node_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._nodes.pop(node_id, None)
+        held = [
+            row
+            for names in self._leased.values()
+            for name in names
+            if (row := self._deliveries[name]).lease_owner == node_id
+        ]
+        for row in held:
+            self._unlease(row)
+
+    async def listen(
+        self, on_notice: Callable[[Notice], None], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One process holds the store: it wakes itself in memory, so nothing ever comes here."""
+        task_status.started()
+        await trio.sleep_forever()
 
 
 class MemoryBackend:

@@ -14,7 +14,7 @@ batch after batch, so what they open is cached by the sealed values (docs/securi
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -140,10 +140,8 @@ class SealedStore:
             return await self.update_hook(name, change)
         return changed[0]
 
-    async def claim_due(
-        self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
-    ) -> list[Claim]:
-        claims = await self.inner.claim_due(now, limit=limit, lease_until=lease_until, in_flight=in_flight)
+    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
+        claims = await self.inner.claim_due(now, limit=limit, lease_until=lease_until, owner=owner)
         try:
             return [replace(c, hook=self._open(c.hook)) for c in claims]
         except SealingError:

@@ -59,7 +59,7 @@ class ObservedStore:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
-        if not inspect.iscoroutinefunction(attr):
+        if not inspect.iscoroutinefunction(attr) or name == "listen":  # listen runs as long as the server
             return attr
         timer = self._metrics.store_seconds.labels(name)
         after = self._after.get(name)

@@ -12,17 +12,26 @@ One query parameter is understood, ``synchronous``, which sets how much a commit
   loses no committed transaction when the server process crashes; after a power loss or an
   operating-system crash the last few commits may be rolled back;
 * ``full``: every commit also survives a power loss, at the cost of one fsync per commit.
+
+A file has one server at a time. Opening it takes an exclusive ``flock`` on the sidecar file
+``<path>.lock`` for as long as the store is open, so a second server on the same file is
+refused at once, with the holder's pid, instead of sharing it (two dispatchers would lease the
+same deliveries and each wake only itself). Being the one owner, the store then clears every
+lease the previous process left: after a crash, what was in flight is claimable at once rather
+than when its leases would have ended. The kernel drops the lock with the process, kill -9
+included, so a stale lock file never blocks a restart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,11 +40,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import trio
 
 from tidings_server.plugins.spec import StorageBackend, hookimpl
+from tidings_server.stores.sqlite import nodes
 from tidings_server.stores.sqlite.migrate import SchemaTooNewError, check_not_newer
 from tidings_server.stores.sqlite.migrate import migrate as apply_migrations
 from tidings_server.stores.sqlite.store import SqliteStore
 
-__all__ = ["SchemaTooNewError", "SqliteBackend", "SqliteSettings", "SqliteStore", "parse_url"]
+__all__ = ["SchemaTooNewError", "SqliteBackend", "SqliteSettings", "SqliteStore", "StoreInUseError", "parse_url"]
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 _URL_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db, optionally ?synchronous=normal|full"
@@ -115,8 +127,35 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+class StoreInUseError(ValueError):
+    """Another process has the SQLite file open as its store."""
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock on ``path``'s sidecar lock file, or raise StoreInUseError at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise StoreInUseError(
+                f"{path} is already in use by another tidings-server (pid {holder}, lock {lock_path}); a SQLite"
+                " store has one server at a time: stop that one first, or use PostgreSQL to run several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def connect(settings: SqliteSettings) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the database; blocking, so called in a worker thread."""
+    """Open (creating if needed) and migrate the database, and clear the leases its previous
+    process left; blocking, so called in a worker thread, with the file's lock held."""
     settings.path.parent.mkdir(parents=True, exist_ok=True)
     _private_file(settings.path)
     # isolation_level=None: SqliteStore begins and ends every transaction itself.
@@ -135,6 +174,11 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         # removes (a secret from before encryption at rest) does not linger in free space.
         conn.execute("PRAGMA secure_delete = FAST")
         apply_migrations(conn)  # imported renamed: the package's ``migrate`` is the module
+        conn.execute("BEGIN IMMEDIATE")
+        released = nodes.recover(conn)
+        conn.execute("COMMIT")
+        if released:
+            log.info("released the leases the previous server left", extra={"count": released})
     except SchemaTooNewError as exc:
         conn.close()
         raise SchemaTooNewError(f"{settings.path}: {exc}") from None
@@ -154,13 +198,14 @@ class SqliteBackend:
     async def open(self, url: str) -> AsyncIterator[SqliteStore]:
         settings = parse_url(url)
         limiter = trio.CapacityLimiter(1)
-        conn = await trio.to_thread.run_sync(partial(connect, settings), limiter=limiter)
-        try:
-            yield SqliteStore(conn, limiter)
-        finally:
-            # Shielded so a cancelled server still closes the file (and checkpoints its WAL).
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(conn.close, limiter=limiter)
+        with exclusive(settings.path):
+            conn = await trio.to_thread.run_sync(partial(connect, settings), limiter=limiter)
+            try:
+                yield SqliteStore(conn, limiter)
+            finally:
+                # Shielded so a cancelled server still closes the file (and checkpoints its WAL).
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(conn.close, limiter=limiter)
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -163,7 +163,16 @@ _DUE_OF_ORDERED_HOOK = """
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
 # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
-_LEASE = "UPDATE deliveries SET lease_until = ?, claims_since_attempt = claims_since_attempt + 1 WHERE name = ?"
+_LEASE = """
+    UPDATE deliveries SET lease_until = ?, lease_owner = ?, claims_since_attempt = claims_since_attempt + 1
+    WHERE name = ?
+"""
+# Every hook's unexpired leases, whoever holds them: the leased rows are few (one per attempt
+# in flight) and all in this partial index.
+_LEASES_HELD = """
+    SELECT hook_name, count(*) FROM deliveries INDEXED BY deliveries_leased_by_hook
+    WHERE lease_until IS NOT NULL AND lease_until > ? GROUP BY hook_name
+"""
 _CLAIMED = """
     SELECT d.name, d.hook_name, d.event_id, d.status, d.attempt_count, d.create_time, d.update_time,
            d.next_attempt_time, d.first_attempt_time, d.last_error, d.company_id, d.project_id,
@@ -180,12 +189,11 @@ _CLAIMED = """
 """
 
 
-def claim(
-    conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, in_flight: Mapping[str, int]
-) -> list[Claim]:
+def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, owner: str) -> list[Claim]:
+    held: dict[str, int] = dict(conn.execute(_LEASES_HELD, (now,)).fetchall())
     candidates: list[tuple[int, int, str]] = []
     for hook_name, max_concurrency, ordering, created in conn.execute(_ACTIVE_HOOKS).fetchall():
-        room = min(limit, max_concurrency - in_flight.get(hook_name, 0))
+        room = min(limit, max_concurrency - held.get(hook_name, 0))
         if room <= 0:
             continue
         query = _DUE_OF_ORDERED_HOOK if ordering == "per_resource" else _DUE_OF_HOOK
@@ -193,7 +201,7 @@ def claim(
         candidates += conn.execute(query, args).fetchall()
     candidates.sort()  # earliest due first across hooks, then publish order
     chosen = [name for _, _, name in candidates[:limit]]
-    conn.executemany(_LEASE, [(lease_until, name) for name in chosen])
+    conn.executemany(_LEASE, [(lease_until, owner, name) for name in chosen])
     hooks: dict[str, Hook] = {}
     claims: list[Claim] = []
     for name in chosen:
@@ -262,7 +270,7 @@ _INSERT_ATTEMPT = """
 _RECORD = """
     UPDATE deliveries SET status = ?, next_attempt_time = ?, last_error = ?, attempt_count = ?,
                           first_attempt_time = coalesce(first_attempt_time, ?), update_time = ?, lease_until = NULL,
-                          last_response_status = ?, claims_since_attempt = 0
+                          lease_owner = NULL, last_response_status = ?, claims_since_attempt = 0
     WHERE name = ? AND status IN ('queued', 'retrying')
 """
 # The first body is kept; it is written only with an update that applies (a pending delivery).
@@ -381,18 +389,23 @@ def _move_health(health: list[Any], ok: bool, *, end: object, error: object) -> 
         health[3] += 1
 
 
+# Released, not interrupted: the claim is taken back.
+_RELEASE = """
+    UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,
+        claims_since_attempt = max(claims_since_attempt - 1, 0)
+    WHERE name = ?
+"""
+
+
 def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
-    conn.executemany(
-        "UPDATE deliveries SET lease_until = NULL, claims_since_attempt = max(claims_since_attempt - 1, 0)"
-        " WHERE name = ?",
-        [(name,) for name in names],
-    )
+    conn.executemany(_RELEASE, [(name,) for name in names])
 
 
 # INDEXED BY: only the hook's pending rows are read, never its whole history.
 _DISCARD = """
     UPDATE deliveries INDEXED BY deliveries_pending_by_resource
-    SET status = 'discarded', next_attempt_time = NULL, last_error = ?, update_time = ?, lease_until = NULL
+    SET status = 'discarded', next_attempt_time = NULL, last_error = ?, update_time = ?, lease_until = NULL,
+        lease_owner = NULL
     WHERE hook_name = ? AND status IN ('queued', 'retrying')
 """
 

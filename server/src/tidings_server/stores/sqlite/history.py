@@ -289,7 +289,7 @@ _REDELIVERABLE_JSON: Final = json.dumps(REDELIVERABLE)
 _REDELIVER: Final = """
     UPDATE deliveries
     SET status = ?, next_attempt_time = ?, first_attempt_time = NULL, last_error = '', update_time = ?,
-        lease_until = NULL, claims_since_attempt = 0
+        lease_until = NULL, lease_owner = NULL, claims_since_attempt = 0
     WHERE name = ? AND status IN (SELECT value FROM json_each(?))
       AND EXISTS (SELECT 1 FROM hooks AS h
                   WHERE h.name = deliveries.hook_name AND h.status != 'disabled'

@@ -11,7 +11,7 @@ here; the event and delivery SQL is in ``deliveries``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -29,11 +29,13 @@ from tidings_server.domain.ports import (
     DeliveryPage,
     DeliveryQuery,
     HookStats,
+    NodeInfo,
+    Notice,
     Published,
     QueueDepth,
 )
 from tidings_server.stores import history as plans
-from tidings_server.stores.sqlite import deliveries, history
+from tidings_server.stores.sqlite import deliveries, history, nodes
 from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
 
 __all__ = ["SqliteStore", "to_micros"]
@@ -325,16 +327,14 @@ class SqliteStore:
             raise pending.error
         return pending.result
 
-    async def claim_due(
-        self, now: datetime, *, limit: int, lease_until: datetime, in_flight: Mapping[str, int]
-    ) -> list[Claim]:
+    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
         _check_limit(limit)
         claim = partial(
             deliveries.claim,
             now=to_micros("now", now),
             limit=limit,
             lease_until=to_micros("lease_until", lease_until),
-            in_flight=dict(in_flight),
+            owner=owner,
         )
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
@@ -422,3 +422,32 @@ class SqliteStore:
     async def purge(self, before: datetime, limit: int) -> int:
         _check_limit(limit)
         return await self._run(partial(deliveries.purge, before=to_micros("before", before), limit=limit), write=True)
+
+    # -- a cluster of one --------------------------------------------------------------------
+
+    async def heartbeat(self, node_id: str, now: datetime, *, lease_until: datetime, in_flight: int) -> int:
+        beat = partial(
+            nodes.heartbeat,
+            node_id=node_id,
+            now=to_micros("now", now),
+            lease_until=to_micros("lease_until", lease_until),
+            in_flight=in_flight,
+        )
+        return await self._run(beat, write=True)
+
+    async def register_node(self, node: NodeInfo) -> None:
+        await self._run(partial(nodes.register, row=nodes.node_row(node)), write=True)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await self._run(nodes.list_nodes, write=False)
+
+    async def remove_node(self, node_id: str) -> None:
+        await self._run(partial(nodes.remove, node_id=node_id), write=True)
+
+    async def listen(
+        self, on_notice: Callable[[Notice], None], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """A SQLite file has one server (the backend's lock sees to it), which wakes itself in
+        memory: no other process ever sends a notice."""
+        task_status.started()
+        await trio.sleep_forever()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +26,7 @@ from tidings_server.testing.stores.samples import MICROSECOND, T0, T1, T2, event
 HOOK = "companies/1/projects/2/hooks/h"
 LATER = T0 + timedelta(hours=1)
 LEASE = T0 + timedelta(minutes=2)
+NODE = "node-a"
 
 
 async def _hook(
@@ -48,9 +49,9 @@ async def _claim(
     *,
     limit: int = 100,
     lease_until: datetime = LEASE,
-    in_flight: Mapping[str, int] | None = None,
+    owner: str = NODE,
 ) -> list[str]:
-    claims = await store.claim_due(now, limit=limit, lease_until=lease_until, in_flight=in_flight or {})
+    claims = await store.claim_due(now, limit=limit, lease_until=lease_until, owner=owner)
     return [c.delivery.name for c in claims]
 
 
@@ -357,7 +358,7 @@ class DeliveryStoreContract:
         hook = await _hook(store, max_concurrency=3, ordering=Ordering.UNORDERED)
         event = make_event(1, related_resources=(RelatedResource(4, "Drawings"),))
         await store.publish_events([event], T0)
-        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, owner=NODE)
         assert claim == Claim(
             await store.get_delivery(_delivery_name(HOOK, 1)), dataclasses.replace(event, serial=1), hook
         )
@@ -417,21 +418,27 @@ class DeliveryStoreContract:
         narrow = "companies/1/projects/2/hooks/a"
         wide = "companies/1/projects/2/hooks/b"
         await _hook(store, narrow, max_concurrency=3)
-        await _hook(store, wide)
-        await store.publish_events([make_event(n) for n in range(1, 5)], T0)
-        claimed = await _claim(store, in_flight={narrow: 1, "companies/9/hooks/elsewhere": 50})
-        assert claimed == [
-            _delivery_name(narrow, 1),
+        await _hook(store, wide)  # max_concurrency 8
+        await store.publish_events([make_event(n) for n in range(1, 11)], T0)
+        assert await _claim(store, limit=1) == [_delivery_name(narrow, 1)]
+        # narrow has 2 slots left, and the limit is shared earliest first.
+        assert await _claim(store, limit=6) == [
             _delivery_name(wide, 1),
             _delivery_name(narrow, 2),
             _delivery_name(wide, 2),
+            _delivery_name(narrow, 3),
             _delivery_name(wide, 3),
             _delivery_name(wide, 4),
         ]
-        await store.release(claimed)
-        assert await _claim(store, in_flight={narrow: 3}) == [_delivery_name(wide, n) for n in range(1, 5)]
-        await store.release([_delivery_name(wide, n) for n in range(1, 5)])
-        assert await _claim(store, in_flight={narrow: 4, wide: 7}) == [_delivery_name(wide, 1)]
+        assert await _claim(store) == [_delivery_name(wide, n) for n in range(5, 9)]
+        assert await _claim(store) == []  # both hooks at their concurrency
+        await store.release([_delivery_name(narrow, 2), _delivery_name(wide, 1)])
+        assert await _claim(store) == [_delivery_name(wide, 1), _delivery_name(narrow, 2)]
+        # Leases that ended no longer count.
+        assert await _claim(store, LEASE, lease_until=LATER) == [
+            *(_delivery_name(h, n) for n in (1, 2, 3) for h in (narrow, wide)),
+            *(_delivery_name(wide, n) for n in range(4, 9)),
+        ]
 
     async def test_per_resource_hooks_get_only_the_head_of_each_resource(self, store: Store) -> None:
         pairs = [("Projects", "update"), ("RFIs", "update")]
@@ -487,36 +494,36 @@ class DeliveryStoreContract:
         interrupted = []
         for n in range(3):  # each lease runs out with no attempt: its server died mid-attempt
             now = T0 + n * (LEASE - T0)
-            [claim] = await store.claim_due(now, limit=10, lease_until=now + (LEASE - T0), in_flight={})
+            [claim] = await store.claim_due(now, limit=10, lease_until=now + (LEASE - T0), owner=NODE)
             interrupted.append(claim.interrupted)
         assert interrupted == [0, 1, 2]
         retry = T0 + timedelta(hours=2)
         await store.record_attempts([_record(name, _attempt(1, LATER, status=503), DeliveryStatus.RETRYING, retry)])
-        [claim] = await store.claim_due(retry, limit=10, lease_until=retry + timedelta(minutes=2), in_flight={})
+        [claim] = await store.claim_due(retry, limit=10, lease_until=retry + timedelta(minutes=2), owner=NODE)
         assert claim.interrupted == 0
 
     async def test_a_released_claim_is_not_counted_as_interrupted(self, store: Store) -> None:
         await _hook(store)
         await store.publish_events([make_event(1)], T0)
-        await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        await store.claim_due(T0, limit=10, lease_until=LEASE, owner=NODE)
         await store.release([_delivery_name(HOOK, 1)])
-        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, owner=NODE)
         assert claim.interrupted == 0
         await store.release([_delivery_name(HOOK, 1)])
         await store.release([_delivery_name(HOOK, 1)])  # never below none
-        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
+        [claim] = await store.claim_due(T0, limit=10, lease_until=LEASE, owner=NODE)
         assert claim.interrupted == 0
 
     async def test_redelivering_forgets_interrupted_claims(self, store: Store) -> None:
         await _hook(store)
         await store.publish_events([make_event(1)], T0)
         name = _delivery_name(HOOK, 1)
-        await store.claim_due(T0, limit=10, lease_until=LEASE, in_flight={})
-        await store.claim_due(LEASE, limit=10, lease_until=LATER, in_flight={})
+        await store.claim_due(T0, limit=10, lease_until=LEASE, owner=NODE)
+        await store.claim_due(LEASE, limit=10, lease_until=LATER, owner=NODE)
         await store.record_attempts([_record(name, _attempt(1, LATER, status=404), DeliveryStatus.FAILED)])
         later = LATER + timedelta(minutes=1)
         assert await store.redeliver([name], later) == [name]
-        [claim] = await store.claim_due(later, limit=10, lease_until=later + timedelta(minutes=2), in_flight={})
+        [claim] = await store.claim_due(later, limit=10, lease_until=later + timedelta(minutes=2), owner=NODE)
         assert claim.interrupted == 0
 
     async def test_queue_depth_counts_due_unleased_pending_deliveries_and_the_oldest(self, store: Store) -> None:

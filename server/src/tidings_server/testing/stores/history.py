@@ -438,7 +438,7 @@ class HistoryStoreContract:
             assert await store.get_delivery(_name(HOOK, n)) == before[_name(HOOK, n)]
         # Attempts stay, and the next one continues their numbering.
         assert [a.number for a in await store.list_attempts(_name(HOOK, 6))] == [1, 2]
-        claims = await store.claim_due(LATER, limit=10, lease_until=LATER + timedelta(minutes=2), in_flight={})
+        claims = await store.claim_due(LATER, limit=10, lease_until=LATER + timedelta(minutes=2), owner="node-a")
         # Claimable again, with 5 (queued) and 3 (retrying, due at LATER).
         assert sorted(c.delivery.name for c in claims) == sorted([*moved, _name(HOOK, 5), _name(HOOK, 3)])
         await store.record_attempts([_record(_name(HOOK, 6), _attempt(3, LATER, 200), DELIVERED)])

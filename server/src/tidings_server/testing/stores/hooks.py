@@ -494,7 +494,7 @@ class HookStoreContract:
         await store.add_triggers(name, [make_trigger(name, "RFIs", "update")])
         event = Event("01JKG7HB7V8X0A3R2B4C5D6E7F", 0, T0, 8, 6778, 1, "RFIs", 5, "update")
         await store.publish_events([event], T0)
-        [claim] = await store.claim_due(T0, limit=10, lease_until=T0 + timedelta(minutes=1), in_flight={})
+        [claim] = await store.claim_due(T0, limit=10, lease_until=T0 + timedelta(minutes=1), owner="node-a")
         assert claim.hook == rotated  # what the engine signs with
 
     async def test_payload_formats_in_use_counts_hooks_per_format(self, store: Store) -> None:

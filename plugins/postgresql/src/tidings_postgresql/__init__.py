@@ -1,0 +1,1 @@
+"""tidings storage backend on PostgreSQL."""

@@ -1,0 +1,637 @@
+"""The PostgreSQL store's event and delivery SQL: each function is the body of one transaction.
+
+PostgresStore runs them in a worker thread on a pooled connection, inside the transaction it
+opened, after it has checked the arguments. A delivery is addressed by (name, create_time), its
+primary key, wherever the create time is known, so PostgreSQL reads one day's partition.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from tidings_postgresql import changelog, partitions, rows
+from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
+from tidings_server.domain.errors import NotFound
+from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
+from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
+from tidings_server.stores import history as plans
+
+PENDING: Final = "status IN ('queued', 'retrying')"
+_PENDING_VALUES: Final = frozenset(s.value for s in PENDING_STATUSES)
+DUE: Final = "due"
+CHANGES: Final = "changes"
+
+
+class KeyRace(Exception):
+    """Another server stored an idempotency key this publish meant to store: run it again."""
+
+
+# -- publishing ------------------------------------------------------------------------------
+
+_FIND_KEYS: Final = """
+    SELECT k.company_id, k.idempotency_key, k.event_id, k.serial, k.fingerprint FROM idempotency_keys AS k
+    JOIN unnest(%s::bigint[], %s::text[]) AS u(company_id, idempotency_key)
+      ON k.company_id = u.company_id AND k.idempotency_key = u.idempotency_key
+"""
+_TAKEN_IDS: Final = "SELECT id FROM events WHERE id = ANY(%s)"
+_SERIALS: Final = "SELECT nextval('event_serials') FROM generate_series(1, %s)"
+_STORE_KEYS: Final = """
+    INSERT INTO idempotency_keys (company_id, idempotency_key, event_id, serial, fingerprint, publish_time)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[])
+    ON CONFLICT DO NOTHING
+"""
+_MATCHING_HOOKS: Final = """
+    SELECT DISTINCT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = %s AND {project} AND t.resource_name = %s AND t.event_type = %s
+      AND h.status IN ('active', 'paused')
+    ORDER BY t.hook_name
+"""
+_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 19)})"
+_INSERT_DELIVERY: Final = """
+    INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
+                            attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
+                            last_error, lease_until, company_id, project_id, event_type, last_response_status)
+    VALUES (%(name)s, %(hook)s, %(event_id)s, %(serial)s, %(resource)s, %(resource_id)s, 'queued', 0, %(now)s,
+            %(now)s, %(now)s, NULL, '', NULL, %(company)s, %(project)s, %(event_type)s, NULL)
+"""
+
+
+def _matching_hooks(conn: psycopg.Connection[Any], event: Event) -> list[str]:
+    args: tuple[object, ...]
+    if event.project_id is None:
+        query, args = _MATCHING_HOOKS.format(project="t.project_id IS NULL"), (event.company_id,)
+    else:
+        query, args = _MATCHING_HOOKS.format(project="t.project_id = %s"), (event.company_id, event.project_id)
+    found = conn.execute(query, (*args, event.resource_name, event.event_type)).fetchall()
+    return [row[0] for row in found]
+
+
+def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: datetime) -> list[Published]:
+    keyed = sorted({(e.company_id, e.idempotency_key) for e in events if e.idempotency_key})
+    # The first use of each key: (event id, serial, fingerprint), stored earlier or in this batch.
+    known: dict[tuple[int, str], tuple[str, int, str]] = {}
+    if keyed:
+        found = conn.execute(_FIND_KEYS, ([k[0] for k in keyed], [k[1] for k in keyed])).fetchall()
+        known = {(company, key): (event_id, serial, fp) for company, key, event_id, serial, fp in found}
+    # Which events are stored: the first use of each key, and every event without one.
+    stored: list[Event] = []
+    first_in_batch: dict[tuple[int, str], Event] = {}
+    for index, event in enumerate(events):
+        key = (event.company_id, event.idempotency_key)
+        if event.idempotency_key:
+            first = known.get(key)
+            earlier = first_in_batch.get(key)
+            if first is None and earlier is not None:
+                first = (earlier.id, 0, earlier.idempotency_fingerprint)
+            if first is not None:
+                if not same_event(first[2], event.idempotency_fingerprint):
+                    raise IdempotencyConflict(index, event.idempotency_key, first[0])
+                continue
+            first_in_batch[key] = event
+        stored.append(event)
+    ids = [e.id for e in stored]
+    taken = {row[0] for row in conn.execute(_TAKEN_IDS, (ids,)).fetchall()} if ids else set()
+    seen: set[str] = set()
+    for event_id in ids:
+        if event_id in taken or event_id in seen:
+            raise ValueError(f"event id {event_id} is already taken")
+        seen.add(event_id)
+    serials = sorted(int(row[0]) for row in conn.execute(_SERIALS, (len(stored),)).fetchall()) if stored else []
+    serial_of = {e.id: s for e, s in zip(stored, serials, strict=True)}
+    new_keys = [
+        (e.company_id, e.idempotency_key, e.id, serial_of[e.id], e.idempotency_fingerprint)
+        for e in stored
+        if e.idempotency_key
+    ]
+    if new_keys:
+        columns = list(zip(*new_keys, strict=True))
+        with conn.cursor() as cur:
+            cur.execute(_STORE_KEYS, (*[list(c) for c in columns], [now] * len(new_keys)))
+            if cur.rowcount != len(new_keys):
+                raise KeyRace
+    for e in stored:
+        if e.idempotency_key:
+            known[(e.company_id, e.idempotency_key)] = (e.id, serial_of[e.id], e.idempotency_fingerprint)
+    results: list[Published] = []
+    event_rows: list[tuple[Any, ...]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    log_rows: list[tuple[Any, ...]] = []
+    hooks_for: dict[tuple[int, int | None, str, str], list[str]] = {}
+    stored_ids = set(serial_of)
+    done: set[str] = set()
+    for event in events:
+        if event.id not in stored_ids or event.id in done:
+            first = known[(event.company_id, event.idempotency_key)]
+            results.append(Published(first[0], first[1], 0, True))
+            continue
+        done.add(event.id)
+        serial = serial_of[event.id]
+        match = (event.company_id, event.project_id, event.resource_name, event.event_type)
+        hooks = hooks_for.get(match)
+        if hooks is None:
+            hooks = hooks_for[match] = _matching_hooks(conn, event)
+        event_rows.append(rows.event_row(event, serial, now))
+        for hook in hooks:
+            name = f"{hook}/deliveries/{event.id}"
+            delivery_rows.append(
+                {
+                    "name": name,
+                    "hook": hook,
+                    "event_id": event.id,
+                    "serial": serial,
+                    "resource": event.resource_name,
+                    "resource_id": event.resource_id,
+                    "now": now,
+                    "company": event.company_id,
+                    "project": event.project_id,
+                    "event_type": event.event_type,
+                }
+            )
+            log_rows.append(
+                (
+                    name,
+                    hook,
+                    event.id,
+                    now,
+                    event.company_id,
+                    event.project_id,
+                    event.resource_name,
+                    event.resource_id,
+                    event.event_type,
+                )
+            )
+        results.append(Published(event.id, serial, len(hooks), False))
+    with conn.cursor() as cur:
+        if event_rows:
+            cur.executemany(_INSERT_EVENT, event_rows)
+        if delivery_rows:
+            cur.executemany(_INSERT_DELIVERY, delivery_rows)
+    if delivery_rows:
+        changelog.count(conn, Counter((row["hook"], "queued") for row in delivery_rows))
+        changelog.log_new(conn, log_rows)
+        changelog.notify(conn, DUE, CHANGES)
+    return results
+
+
+# -- claiming --------------------------------------------------------------------------------
+
+# Two statements. The first locks the ACTIVE hooks (FOR NO KEY UPDATE SKIP LOCKED) for the
+# rest of the transaction, so two servers never count one hook's leases at once: a hook another
+# server is claiming from is skipped this round (that server takes its share). The claim is a
+# second statement because under READ COMMITTED a statement reads the snapshot it started
+# with: had the lock been taken inside it, a claim that committed between its start and the
+# lock would be invisible to its lease count, and the hook would get more than its room. Its room is its
+# max_concurrency less its unexpired leases, whoever holds them; each hook offers up to its
+# room of its earliest due deliveries through deliveries_due_by_hook, and of all of those the
+# earliest due ``limit`` are leased to the owner. A PER_RESOURCE hook only offers a resource's
+# head: the pending delivery with the lowest serial, leased or not. Deliveries older than their
+# hook belong to an earlier hook of the same name and are never claimed.
+_CLAIM: Final = f"""
+    WITH active AS (
+        SELECT name, max_concurrency, ordering, create_time FROM hooks
+        WHERE name = ANY(%(hooks)s) AND status = 'active'
+    ), room AS (
+        SELECT a.name, a.ordering, a.create_time,
+               least(%(limit)s, a.max_concurrency - (
+                   SELECT count(*)::integer FROM deliveries AS l
+                   WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING})) AS room
+        FROM active AS a
+    ), candidates AS (
+        SELECT c.name, c.create_time, c.next_attempt_time, c.event_serial
+        FROM room AS r CROSS JOIN LATERAL (
+            SELECT d.name, d.create_time, d.next_attempt_time, d.event_serial FROM deliveries AS d
+            WHERE d.hook_name = r.name AND d.{PENDING} AND d.next_attempt_time <= %(now)s
+              AND (d.lease_until IS NULL OR d.lease_until <= %(now)s) AND d.create_time >= r.create_time
+              AND (r.ordering <> 'per_resource' OR NOT EXISTS (
+                  SELECT 1 FROM deliveries AS p
+                  WHERE p.hook_name = d.hook_name AND p.resource_name = d.resource_name
+                    AND p.resource_id = d.resource_id AND p.{PENDING} AND p.event_serial < d.event_serial))
+            ORDER BY d.next_attempt_time, d.event_serial LIMIT greatest(r.room, 0)
+            FOR UPDATE OF d SKIP LOCKED
+        ) AS c
+        WHERE r.room > 0
+        ORDER BY c.next_attempt_time, c.event_serial, c.name LIMIT %(limit)s
+    )
+    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s,
+        claims_since_attempt = d.claims_since_attempt + 1
+    FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
+    RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial, d.claims_since_attempt - 1
+"""
+_LOCK_ACTIVE_HOOKS: Final = """
+    SELECT name FROM hooks WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
+"""
+_CLAIMED: Final = f"""
+    SELECT {prefixed(DELIVERY_COLUMNS, "d")}, {prefixed(HOOK_COLUMNS, "h")}, {prefixed(EVENT_COLUMNS, "e")}
+    FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
+    JOIN deliveries AS d ON d.name = u.name AND d.create_time = u.created
+    JOIN hooks AS h ON h.name = d.hook_name
+    JOIN events AS e ON e.serial = d.event_serial AND e.publish_time = d.create_time
+    ORDER BY u.ord
+"""
+_N_DELIVERY: Final = 16
+_N_HOOK: Final = 21
+
+
+def claim(
+    conn: psycopg.Connection[Any], *, now: datetime, limit: int, lease_until: datetime, owner: str
+) -> list[Claim]:
+    hooks_locked = [row[0] for row in conn.execute(_LOCK_ACTIVE_HOOKS).fetchall()]
+    if not hooks_locked:
+        return []
+    args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner, "hooks": hooks_locked}
+    leased = conn.execute(_CLAIM, args).fetchall()
+    leased.sort(key=lambda row: (row[2], row[3], row[0]))  # earliest due first, then publish order, then name
+    if not leased:
+        return []
+    # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+    interrupted = {r[0]: int(r[4]) for r in leased}
+    found = conn.execute(_CLAIMED, ([r[0] for r in leased], [r[1] for r in leased])).fetchall()
+    hooks: dict[str, Hook] = {}
+    claims: list[Claim] = []
+    for row in found:
+        hook = hooks.get(row[1])
+        if hook is None:
+            hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
+        delivery = rows.delivery(row[:_N_DELIVERY])
+        event = rows.event(row[_N_DELIVERY + _N_HOOK :])
+        claims.append(Claim(delivery, event, hook, interrupted=interrupted[delivery.name]))
+    return claims
+
+
+_QUEUE_DEPTH: Final = f"""
+    SELECT count(*), min(t) FROM (
+        SELECT next_attempt_time AS t FROM deliveries
+        WHERE {PENDING} AND next_attempt_time <= %(now)s AND (lease_until IS NULL OR lease_until <= %(now)s)
+        ORDER BY next_attempt_time LIMIT %(limit)s) AS due
+"""
+
+
+def queue_depth(conn: psycopg.Connection[Any], *, now: datetime, limit: int) -> QueueDepth:
+    row = conn.execute(_QUEUE_DEPTH, {"now": now, "limit": limit}).fetchone()
+    assert row is not None
+    return QueueDepth(int(row[0]), row[1])
+
+
+_BEFORE_ANY: Final = datetime.min.replace(tzinfo=UTC)
+_EARLIEST_UNLEASED: Final = f"""
+    SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
+        SELECT d.next_attempt_time AS t FROM deliveries AS d
+        WHERE d.hook_name = h.name AND d.{PENDING} AND d.next_attempt_time > %(after)s AND d.lease_until IS NULL
+        ORDER BY d.next_attempt_time LIMIT 1) AS x
+    WHERE h.status = 'active'
+"""
+_EARLIEST_LEASED: Final = f"""
+    SELECT min(greatest(d.next_attempt_time, d.lease_until))
+    FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name
+    WHERE d.lease_until IS NOT NULL AND d.{PENDING} AND greatest(d.next_attempt_time, d.lease_until) > %(after)s
+      AND h.status = 'active'
+"""
+
+
+def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> datetime | None:
+    bound = {"after": after if after is not None else _BEFORE_ANY}
+    unleased = conn.execute(_EARLIEST_UNLEASED, bound).fetchone()
+    leased = conn.execute(_EARLIEST_LEASED, bound).fetchone()
+    times = [t for t in (unleased and unleased[0], leased and leased[0]) if t is not None]
+    return min(times) if times else None
+
+
+# -- recording -------------------------------------------------------------------------------
+
+# Locked at once: after the change log's lock a transaction must wait for no other (see changelog).
+_STATUSES: Final = """
+    SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE
+"""
+_INSERT_ATTEMPT: Final = """
+    INSERT INTO attempts (delivery_name, delivery_create_time, number, start_time, end_time, request_headers,
+                          response_status, response_headers, response_body, error)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT DO NOTHING
+"""
+_RECORD: Final = f"""
+    UPDATE deliveries SET status = %s, next_attempt_time = %s, last_error = %s, attempt_count = %s,
+                          first_attempt_time = coalesce(first_attempt_time, %s), update_time = %s,
+                          lease_until = NULL, lease_owner = NULL, last_response_status = %s,
+                          claims_since_attempt = 0
+    WHERE name = %s AND create_time = %s AND {PENDING}
+"""
+_INSERT_BODY: Final = """
+    INSERT INTO delivery_bodies (delivery_name, delivery_create_time, content_type, body) VALUES (%s, %s, %s, %s)
+    ON CONFLICT DO NOTHING
+"""
+_HEALTH: Final = """
+    SELECT hook_name, last_success_time, last_failure_time, last_failure_reason, consecutive_failures
+    FROM hook_health WHERE hook_name = ANY(%s) FOR UPDATE
+"""
+_WRITE_HEALTH: Final = """
+    INSERT INTO hook_health (hook_name, last_success_time, last_failure_time, last_failure_reason,
+                             consecutive_failures)
+    VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (hook_name) DO UPDATE SET last_success_time = excluded.last_success_time,
+        last_failure_time = excluded.last_failure_time, last_failure_reason = excluded.last_failure_reason,
+        consecutive_failures = excluded.consecutive_failures
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """``records`` checked, with the day of each change they may log (for its partition)."""
+
+    records: Sequence[AttemptRecord]
+    change_times: list[datetime] = field(default_factory=list)
+
+
+def recording(records: Sequence[AttemptRecord]) -> Recording:
+    for record in records:
+        if record.status in PENDING_STATUSES and record.next_attempt_time is None:
+            raise ValueError(f"{record.delivery_name}: a {record.status.value} delivery needs a next_attempt_time")
+        rows.aware("start_time", record.attempt.start_time)
+        rows.aware("end_time", record.attempt.end_time)
+        rows.optional_aware("next_attempt_time", record.next_attempt_time)
+    return Recording(records, [r.attempt.end_time for r in records])
+
+
+def _hook_of(delivery_name: str) -> str:
+    return delivery_name.rsplit("/deliveries/", 1)[0]
+
+
+def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
+    records = recording.records
+    names = sorted({r.delivery_name for r in records})
+    found = conn.execute(_STATUSES, (names,)).fetchall() if names else []
+    statuses: dict[str, str] = {name: status for name, status, _ in found}
+    created: dict[str, datetime] = {name: when for name, _, when in found}
+    hooks = sorted({_hook_of(name) for name in statuses})
+    health = {row[0]: list(row[1:]) for row in conn.execute(_HEALTH, (hooks,)).fetchall()} if hooks else {}
+    deltas: Counter[tuple[str, str]] = Counter()
+    attempts: list[tuple[Any, ...]] = []
+    applied: list[tuple[Any, ...]] = []
+    bodies: list[tuple[Any, ...]] = []
+    for r in records:
+        name = r.delivery_name
+        old = statuses.get(name)
+        if old is None:
+            continue  # purged meanwhile
+        a = r.attempt
+        attempts.append(
+            (
+                name,
+                created[name],
+                a.number,
+                a.start_time,
+                a.end_time,
+                rows.headers_text(a.request_headers),
+                a.response_status,
+                rows.headers_text(a.response_headers),
+                bytes(a.response_body),
+                a.error,
+            )
+        )
+        _move_health(
+            health.setdefault(_hook_of(name), [None, None, "", 0]),
+            plans.succeeded(a.response_status),
+            end=a.end_time,
+            error=a.error,
+        )
+        if old not in _PENDING_VALUES:
+            continue
+        applied.append(
+            (
+                r.status.value,
+                r.next_attempt_time,
+                r.error,
+                a.number,
+                a.start_time,
+                a.end_time,
+                a.response_status,
+                name,
+                created[name],
+            )
+        )
+        if r.rendered is not None:
+            bodies.append((name, created[name], r.rendered.content_type, bytes(r.rendered.body)))
+        deltas[_hook_of(name), old] -= 1
+        deltas[_hook_of(name), r.status.value] += 1
+        statuses[name] = r.status.value
+    with conn.cursor() as cur:
+        if attempts:
+            cur.executemany(_INSERT_ATTEMPT, attempts)
+        if bodies:
+            cur.executemany(_INSERT_BODY, bodies)
+        changelog.count(conn, deltas)
+        if health:
+            cur.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in sorted(health.items())])
+        # Last, the moves and their changes: every row they touch is locked already.
+        moved = [(str(u[7]), u[8]) for u in applied]
+        if len(set(moved)) == len(moved):
+            if applied:
+                cur.executemany(_RECORD, applied)
+            changelog.log_deliveries(conn, moved)
+        else:  # a delivery moved twice in one batch: each change is logged as it was then
+            for update, key in zip(applied, moved, strict=True):
+                cur.execute(_RECORD, update)
+                changelog.log_deliveries(conn, [key])
+    if applied:
+        changelog.notify(conn, DUE, CHANGES)
+
+
+def _move_health(health: list[Any], ok: bool, *, end: datetime, error: str) -> None:
+    """As the SQLite store: a success resets the failure streak; the last success and the last
+    failure only move forward in time."""
+    if ok:
+        if health[0] is None or health[0] < end:
+            health[0] = end
+        health[3] = 0
+    else:
+        if health[1] is None or health[1] <= end:
+            health[1], health[2] = end, error
+        health[3] += 1
+
+
+def release(conn: psycopg.Connection[Any], *, names: list[str]) -> None:
+    # Released, not interrupted: the claim is taken back.
+    conn.execute(
+        "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
+        " claims_since_attempt = greatest(claims_since_attempt - 1, 0) WHERE name = ANY(%s)",
+        (names,),
+    )
+    changelog.notify(conn, DUE)
+
+
+_PENDING_OF_HOOK: Final = f"""
+    SELECT name, create_time, status FROM deliveries WHERE hook_name = %s AND {PENDING}
+    ORDER BY name FOR UPDATE
+"""
+_DISCARD: Final = """
+    UPDATE deliveries AS d
+    SET status = 'discarded', next_attempt_time = NULL, last_error = %s, update_time = %s, lease_until = NULL,
+        lease_owner = NULL
+    FROM unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+    WHERE d.name = u.name AND d.create_time = u.created
+"""
+
+
+def discard_pending(conn: psycopg.Connection[Any], *, hook_name: str, now: datetime, reason: str) -> int:
+    pending = conn.execute(_PENDING_OF_HOOK, (hook_name,)).fetchall()
+    if not pending:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(_DISCARD, (reason, now, [p[0] for p in pending], [p[1] for p in pending]))
+        count = cur.rowcount
+    deltas = Counter((hook_name, status) for _, _, status in pending)
+    changelog.count(conn, {key: -n for key, n in deltas.items()} | {(hook_name, "discarded"): len(pending)})
+    changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])
+    changelog.notify(conn, CHANGES)
+    return count
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+_SELECT_DELIVERY: Final = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE name = %s"
+_LIST_DELIVERIES: Final = f"""
+    SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE name > %s AND name < %s AND hook_name = %s ORDER BY name LIMIT %s
+"""
+_LIST_ATTEMPTS: Final = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_name = %s ORDER BY number"
+_SELECT_EVENT: Final = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s"
+
+
+def get_delivery(conn: psycopg.Connection[Any], *, name: str) -> Delivery:
+    row = conn.execute(_SELECT_DELIVERY, (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"delivery {name} does not exist")
+    return rows.delivery(row)
+
+
+def list_attempts(conn: psycopg.Connection[Any], *, delivery_name: str) -> list[Attempt]:
+    if conn.execute("SELECT 1 FROM deliveries WHERE name = %s", (delivery_name,)).fetchone() is None:
+        raise NotFound(f"delivery {delivery_name} does not exist")
+    return [rows.attempt(row) for row in conn.execute(_LIST_ATTEMPTS, (delivery_name,)).fetchall()]
+
+
+def list_deliveries(conn: psycopg.Connection[Any], *, hook_name: str, after: str, limit: int) -> list[Delivery]:
+    prefix = f"{hook_name}/deliveries/"
+    args = (max(after, prefix), f"{hook_name}/deliveries0", hook_name, limit)
+    return [rows.delivery(row) for row in conn.execute(_LIST_DELIVERIES, args).fetchall()]
+
+
+def get_event(conn: psycopg.Connection[Any], *, event_id: str) -> Event:
+    row = conn.execute(_SELECT_EVENT, (event_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"event {event_id} does not exist")
+    return rows.event(row)
+
+
+# -- purging ---------------------------------------------------------------------------------
+
+# A day that lies wholly before the cut goes whole: its partitions are dropped (the rows of a
+# delivery partition are first counted per hook and status, for the counters). What is left of
+# the day the cut falls in goes row by row, oldest first, within the batch, as in SQLite.
+_OLD_DELIVERIES: Final = """
+    SELECT name, create_time, hook_name, status FROM deliveries WHERE create_time < %s
+    ORDER BY create_time LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+_PURGE_DELIVERIES: Final = """
+    DELETE FROM deliveries AS d USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+    WHERE d.name = u.name AND d.create_time = u.created
+"""
+_PURGE_HANGERS_ON: Final = {
+    "attempts": """
+        DELETE FROM attempts AS a USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+        WHERE a.delivery_name = u.name AND a.delivery_create_time = u.created
+    """,
+    "delivery_bodies": """
+        DELETE FROM delivery_bodies AS b USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+        WHERE b.delivery_name = u.name AND b.delivery_create_time = u.created
+    """,
+}
+_PURGE_EVENTS: Final = """
+    WITH gone AS (
+        DELETE FROM events WHERE (serial, publish_time) IN (
+            SELECT e.serial, e.publish_time FROM events AS e
+            WHERE e.publish_time < %s AND NOT EXISTS (
+                SELECT 1 FROM deliveries AS d WHERE d.event_serial = e.serial AND d.create_time = e.publish_time)
+            ORDER BY e.publish_time LIMIT %s)
+        RETURNING company_id, idempotency_key
+    ), keys AS (
+        DELETE FROM idempotency_keys AS k USING gone
+        WHERE gone.idempotency_key <> '' AND k.company_id = gone.company_id
+          AND k.idempotency_key = gone.idempotency_key
+    )
+    SELECT count(*) FROM gone
+"""
+
+
+def _drop_day(conn: psycopg.Connection[Any], before: datetime) -> int:
+    """Drop the oldest whole day before ``before`` of each family; return the rows they held."""
+    removed = 0
+    day = partitions.oldest_expired(conn, "deliveries", before)
+    if day is not None:
+        name = partitions.partition_name("deliveries", day)
+        per_status = sql.SQL("SELECT hook_name, status, count(*) FROM {} GROUP BY hook_name, status")
+        counts = conn.execute(per_status.format(sql.Identifier(name))).fetchall()
+        changelog.count(conn, {(hook, status): -int(n) for hook, status, n in counts})
+        removed += sum(int(n) for _, _, n in counts)
+        partitions.drop(conn, "deliveries", day)
+    day = partitions.oldest_expired(conn, "events", before)
+    if day is not None and day not in partitions.days(conn, "deliveries"):
+        name = partitions.partition_name("events", day)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
+        assert row is not None
+        removed += int(row[0])
+        conn.execute(
+            "DELETE FROM idempotency_keys WHERE publish_time < %s", (partitions.start_of(day) + timedelta(days=1),)
+        )
+        partitions.drop(conn, "events", day)
+    day = partitions.oldest_expired(conn, "changes", before)
+    if day is not None:
+        name = partitions.partition_name("changes", day)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
+        assert row is not None
+        removed += int(row[0])
+        partitions.drop(conn, "changes", day)
+    return removed
+
+
+def purge(conn: psycopg.Connection[Any], *, before: datetime, limit: int) -> int:
+    deleted = _drop_day(conn, before)
+    if deleted:
+        return deleted
+    old = conn.execute(_OLD_DELIVERIES, (before, limit)).fetchall()
+    if old:
+        keys = ([r[0] for r in old], [r[1] for r in old])
+        for statement in _PURGE_HANGERS_ON.values():
+            conn.execute(statement, keys)
+        with conn.cursor() as cur:
+            cur.execute(_PURGE_DELIVERIES, keys)
+            deleted += cur.rowcount
+        changelog.count(conn, {k: -n for k, n in Counter((r[2], r[3]) for r in old).items()})
+    if deleted < limit:
+        row = conn.execute(_PURGE_EVENTS, (before, limit - deleted)).fetchone()
+        assert row is not None
+        deleted += int(row[0])
+    if deleted < limit:
+        deleted += purge_changes(conn, before=before, limit=limit - deleted)
+    return deleted
+
+
+_OLDEST_CHANGES: Final = "SELECT seq, time FROM changes ORDER BY seq LIMIT %s"
+
+
+def purge_changes(conn: psycopg.Connection[Any], *, before: datetime, limit: int) -> int:
+    last: int | None = None
+    deleted = 0
+    for seq, when in conn.execute(_OLDEST_CHANGES, (limit,)).fetchall():
+        if when >= before:
+            break
+        last = seq
+        deleted += 1
+    if last is not None:
+        conn.execute("DELETE FROM changes WHERE seq <= %s", (last,))
+    return deleted

@@ -1,0 +1,95 @@
+"""``serve --processes 2`` on PostgreSQL: two children share the port and the work, a child
+killed -9 is restarted, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+from tests.cluster.nodes import BIN, LEASE, running_receiver
+from tests.harness import Api
+from tidings.v1 import events_pb2, hooks_pb2
+
+PROJECT = "companies/8/projects/6778"
+
+
+def _live_pids(store: str) -> set[int]:
+    shown = subprocess.run([str(BIN), "status", "--store", store, "--json"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    return {n["pid"] for n in json.loads(shown.stdout)["nodes"]}
+
+
+def _publish(api: Api, first: int, count: int) -> set[str]:
+    events = [
+        events_pb2.Event(company_id=8, project_id=6778, resource_name="RFIs", resource_id=first + i,
+                         event_type="update", user_id=1)
+        for i in range(count)
+    ]  # fmt: skip
+    return {r.event_id for r in api.events.PublishEvents(events_pb2.PublishEventsRequest(events=events)).results}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_two_processes_serve_deliver_and_a_killed_child_is_restarted(postgres_url: str) -> None:
+    with running_receiver(0.001) as receiver:
+        supervisor = subprocess.Popen(
+            [str(BIN), "serve", "--processes", "2", "--listen", "127.0.0.1:0", "--store", postgres_url,
+             "--allow-http", "--allow-private-destinations", "--delivery-lease", LEASE],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert supervisor.stderr is not None
+        lines: list[str] = []
+        port = 0
+        for line in supervisor.stderr:
+            lines.append(line)
+            if m := re.search(r"listening on port (\d+) \(2 processes", line):
+                port = int(m.group(1))
+                break
+        assert port, "".join(lines)
+        threading.Thread(target=lambda: lines.extend(supervisor.stderr or ()), daemon=True).start()
+        try:
+            children = _live_pids(postgres_url)
+            assert len(children) == 2
+            assert supervisor.pid not in children
+            api = Api.connect(port)
+            hook = api.hooks.CreateHook(
+                hooks_pb2.CreateHookRequest(
+                    parent=PROJECT, hook=hooks_pb2.Hook(destination_url=receiver.url("h"), payload_format="procore.v2")
+                )
+            )
+            trigger = hooks_pb2.Trigger(resource_name="RFIs", event_type="update")
+            api.hooks.BatchCreateTriggers(hooks_pb2.BatchCreateTriggersRequest(parent=hook.name, triggers=[trigger]))
+            expected = {("h", e) for e in _publish(api, 1, 200)}
+            assert not receiver.wait_for(expected, timeout=60)
+
+            killed = min(children)
+            os.kill(killed, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while not (_live_pids(postgres_url) - children) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            restarted = _live_pids(postgres_url) - children
+            assert len(restarted) == 1, "the killed child was not restarted"
+            assert any("child exited; restarting it" in line and str(killed) in line for line in lines)
+            # The port is served throughout: new calls reach the live children.
+            expected |= {("h", e) for e in _publish(api, 1000, 200)}
+            assert not receiver.wait_for(expected, timeout=60)
+            api.channel.close()
+
+            supervisor.send_signal(signal.SIGTERM)
+            assert supervisor.wait(30) == 0
+            assert not any(_alive(pid) for pid in (children - {killed}) | restarted)
+        finally:
+            if supervisor.poll() is None:
+                supervisor.kill()
+                supervisor.wait(10)
