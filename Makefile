@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJE
 	touch $(STAMP)
 
 ## serve: start a local server on $(LISTEN) with its SQLite file under var/ (http and local
-## destinations allowed, since receivers on this machine are what a local server talks to).
+## destinations allowed, since receivers on this machine are what a local server talks to);
+## hooks' secrets are encrypted under var/secrets.key, made (mode 0600) on the first run.
 ## A taken port is reported in one line; pick another with `make serve LISTEN=127.0.0.1:50052`.
+SECRETS_KEY ?= var/secrets.key
 serve: $(STAMP)
 	@mkdir -p var
-	@$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations
+	@$(BIN)/tidings-server secrets init-key --if-missing $(SECRETS_KEY)
+	@$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations \
+		--secrets-key-file $(SECRETS_KEY)
 
 ## test: lint, type checks, buf lint, generated-code freshness (proto, blocking client), then the whole test suite.
 test: lint typecheck buf proto-check unasync-check pytest

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "e2e": "bench.e2e",
     "history": "bench.history",
     "watch": "bench.watch",
+    "sealing": "bench.sealing",
     "telemetry": "bench.telemetry",
     "pg": "bench.pg_calls",
     "render": "bench.render",

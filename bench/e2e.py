@@ -46,6 +46,8 @@ from psycopg import sql
 
 from bench import http_client
 from tidings.v1 import events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
+from tidings_server.domain.sealing import encode_key, new_key
+from tidings_server.keys import ENV_VAR
 
 _TIMESTAMP = re.compile(rb'"timestamp":"([^"]+)"')
 
@@ -278,7 +280,8 @@ def server(db: Path | Store, processes: int = 1, env: Mapping[str, str] = {}) ->
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", url, "--allow-http",
          "--allow-private-destinations", "--log-level", "warning", "--processes", str(processes)],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key()), **env},
     )  # fmt: skip
     assert proc.stderr is not None
     port = 0

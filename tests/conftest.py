@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Api, ServerThread
+from tests.harness import Api, ServerThread, secrets_key
 from tests.pg import temporary_database
 from tidings_server.app import Config
 
@@ -20,6 +20,7 @@ def server_config(tmp_path: Path) -> Config:
         store_url=f"sqlite:///{tmp_path / 'tidings.sqlite3'}",
         allow_http=True,
         allow_private_destinations=True,
+        secrets_key=secrets_key(),
     )
 
 

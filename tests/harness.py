@@ -10,6 +10,17 @@ import trio
 
 from tidings.v1 import catalog_pb2_grpc, deliveries_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc
 from tidings_server.app import Config, Running, serve
+from tidings_server.domain.sealing import Keyring, encode_key, new_key
+from tidings_server.keys import ENV_VAR, KeySource
+
+# One key for the servers tests start: a library Config takes it as a KeySource, a server
+# process from the environment.
+SECRETS_KEY = new_key()
+SECRETS_ENV = {ENV_VAR: encode_key(SECRETS_KEY)}
+
+
+def secrets_key() -> KeySource:
+    return KeySource(Keyring([SECRETS_KEY]))
 
 
 class ServerThread:

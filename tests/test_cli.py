@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.harness import Api
+from tests.harness import SECRETS_ENV, Api
 from tidings.v1 import hooks_pb2
 
 BIN = Path(sys.executable).parent / "tidings-server"
@@ -24,7 +24,7 @@ def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
         [str(BIN), "serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:///{tmp_path / 'db.sqlite3'}", *args],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **SECRETS_ENV},
     )
     assert proc.stderr is not None
     for line in proc.stderr:

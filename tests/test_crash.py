@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from tests.harness import Api
+from tests.harness import SECRETS_ENV, Api
 from tests.http_sink import running_sink
 from tidings.v1 import events_pb2, hooks_pb2
 from tidings_server.domain.model import DeliveryStatus
@@ -30,7 +30,7 @@ def start(store: str) -> tuple[subprocess.Popen[str], int]:
          "--allow-private-destinations"],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **SECRETS_ENV},
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:

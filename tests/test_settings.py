@@ -13,6 +13,7 @@ import pytest
 
 from tests.harness import Api
 from tidings_server import cli, settings
+from tidings_server.keys import init_key
 
 BIN = Path(sys.executable).parent / "tidings-server"
 EXAMPLE = Path(__file__).parent.parent / "docs" / "tidings-server.example.toml"
@@ -129,8 +130,11 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
 
 def test_a_server_runs_from_its_config_file(tmp_path: Path) -> None:
     config = tmp_path / "server.toml"
+    init_key(tmp_path / "secrets.key")
     config.write_text(
-        f'listen = "127.0.0.1:0"\nstore = "sqlite:///{tmp_path / "db.sqlite3"}"\nallow-http = true\n', encoding="utf-8"
+        f'listen = "127.0.0.1:0"\nstore = "sqlite:///{tmp_path / "db.sqlite3"}"\nallow-http = true\n'
+        f'secrets-key-file = "{tmp_path / "secrets.key"}"\n',
+        encoding="utf-8",
     )
     proc = subprocess.Popen(
         [str(BIN), "serve", "--config", str(config)],

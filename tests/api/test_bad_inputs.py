@@ -17,7 +17,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from tests.harness import Api, ServerThread
+from tests.harness import Api, ServerThread, secrets_key
 from tidings.v1 import catalog_pb2, hooks_pb2
 from tidings_server.app import Config
 
@@ -110,7 +110,11 @@ def trigger_names(state: Snapshot, hook: str) -> list[str]:
 def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     store = tmp_path_factory.mktemp("bad-inputs") / "tidings.sqlite3"
     config = Config(
-        listen="127.0.0.1:0", store_url=f"sqlite:///{store}", allow_http=True, allow_private_destinations=True
+        listen="127.0.0.1:0",
+        store_url=f"sqlite:///{store}",
+        allow_http=True,
+        allow_private_destinations=True,
+        secrets_key=secrets_key(),
     )
     server = ServerThread(config).start()
     api = Api.connect(server.port)

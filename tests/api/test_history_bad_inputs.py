@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 
-from tests.harness import Api, ServerThread
+from tests.harness import Api, ServerThread, secrets_key
 from tidings.v1 import deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
 
@@ -25,7 +25,7 @@ Call = Callable[[Api], object]
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str]]:
     path = tmp_path_factory.mktemp("history") / "tidings.sqlite3"
-    config = Config(listen="127.0.0.1:0", store_url=f"sqlite:///{path}")
+    config = Config(listen="127.0.0.1:0", store_url=f"sqlite:///{path}", secrets_key=secrets_key())
     server = ServerThread(config).start()
     api = Api.connect(server.port)
     api.hooks.CreateHook(

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.harness import SECRETS_ENV
+
 TIDINGS = Path(sys.executable).parent / "tidings"
 SERVER = Path(sys.executable).parent / "tidings-server"
 
@@ -85,7 +87,7 @@ def server_process(tmp: Path, listen: str = "127.0.0.1:0") -> Iterator[str]:
                 "--allow-private-destinations",
             ],
             stderr=sink,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **SECRETS_ENV},
         )
     try:
         deadline = time.monotonic() + 30

@@ -14,7 +14,7 @@ import trustme
 
 from tests.client.cli_run import Cli, server_process
 from tests.client.scripted import ScriptedServer
-from tests.harness import ServerThread
+from tests.harness import ServerThread, secrets_key
 from tests.http_sink import Sink, running_sink
 from tidings_server.app import Config
 
@@ -23,7 +23,13 @@ from tidings_server.app import Config
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     """A real tidings server shared by a module's tests; each test uses its own project ids."""
     db = tmp_path_factory.mktemp("client") / "tidings.sqlite3"
-    config = Config(listen="127.0.0.1:0", store_url=f"sqlite:///{db}", allow_http=True, allow_private_destinations=True)
+    config = Config(
+        listen="127.0.0.1:0",
+        store_url=f"sqlite:///{db}",
+        allow_http=True,
+        allow_private_destinations=True,
+        secrets_key=secrets_key(),
+    )
     srv = ServerThread(config).start()
     yield srv
     srv.stop()

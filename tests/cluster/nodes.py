@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.harness import SECRETS_ENV
+
 BIN = Path(sys.executable).parent / "tidings-server"
 # Seconds: a killed node's work is taken over after this. Short, so the tests are, yet with
 # room for a heartbeat (every third of it) to be late on a busy machine: a lease that ends
@@ -52,7 +54,7 @@ def start_node(store: str, *args: str) -> Node:
          "--allow-private-destinations", "--delivery-lease", LEASE, *args],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **SECRETS_ENV},
     )  # fmt: skip
     assert proc.stderr is not None
     lines: list[str] = []

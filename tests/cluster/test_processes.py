@@ -12,7 +12,7 @@ import threading
 import time
 
 from tests.cluster.nodes import BIN, LEASE, running_receiver
-from tests.harness import Api
+from tests.harness import SECRETS_ENV, Api
 from tidings.v1 import events_pb2, hooks_pb2
 
 PROJECT = "companies/8/projects/6778"
@@ -46,7 +46,7 @@ def test_two_processes_serve_deliver_and_a_killed_child_is_restarted(postgres_ur
         supervisor = subprocess.Popen(
             [str(BIN), "serve", "--processes", "2", "--listen", "127.0.0.1:0", "--store", postgres_url,
              "--allow-http", "--allow-private-destinations", "--delivery-lease", LEASE],
-            stderr=subprocess.PIPE, text=True,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, **SECRETS_ENV},
         )  # fmt: skip
         assert supervisor.stderr is not None
         lines: list[str] = []

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
 
+from tests.harness import SECRETS_ENV
 from tests.http_sink import Sink, running_sink
 from tidings_client import Client
 
@@ -80,7 +81,7 @@ class ServerProcess:
                     "--allow-private-destinations",
                 ],
                 stderr=sink,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **SECRETS_ENV},
             )
         _wait_for(log, r"listening on port \d+", self.proc, "tidings-server")
         return self

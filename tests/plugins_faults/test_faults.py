@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.harness import Api, ServerThread
+from tests.harness import Api, ServerThread, secrets_key
 from tests.http_sink import Sink, running_sink
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
@@ -169,6 +169,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
         store_url=f"sqlite:///{tmp_path_factory.mktemp('store') / 'tidings.sqlite3'}",
         allow_http=True,
         allow_private_destinations=True,
+        secrets_key=secrets_key(),
     )
     with pytest.MonkeyPatch.context() as patch, running_sink() as sink:
         patch.syspath_prepend(str(site))

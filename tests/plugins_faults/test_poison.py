@@ -19,7 +19,7 @@ from pathlib import Path
 
 from google.protobuf import duration_pb2
 
-from tests.harness import Api
+from tests.harness import SECRETS_ENV, Api
 from tidings.v1 import deliveries_pb2, events_pb2, hooks_pb2
 
 BIN = Path(sys.executable).parent / "tidings-server"
@@ -32,7 +32,7 @@ def start(store: str, *extra: str) -> tuple[subprocess.Popen[str], int]:
          "--allow-private-destinations", "--delivery-lease", str(LEASE), *extra],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **SECRETS_ENV},
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:

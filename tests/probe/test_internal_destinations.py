@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from tests.harness import Api, ServerThread
+from tests.harness import Api, ServerThread, secrets_key
 from tidings.v1 import hooks_pb2
 from tidings_server.app import Config
 from tidings_server.delivery.engine import USER_AGENT
@@ -79,7 +79,9 @@ PUBLIC = [
 @pytest.fixture(scope="module")
 def strict_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     store: Path = tmp_path_factory.mktemp("strict") / "tidings.sqlite3"
-    server = ServerThread(Config(listen="127.0.0.1:0", store_url=f"sqlite:///{store}")).start()
+    server = ServerThread(
+        Config(listen="127.0.0.1:0", store_url=f"sqlite:///{store}", secrets_key=secrets_key())
+    ).start()
     api = Api.connect(server.port)
     try:
         yield api

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from tests.harness import Api, ServerThread
+from tests.harness import Api, ServerThread, secrets_key
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
 from tidings_server.domain.quoting import quote
@@ -214,7 +214,9 @@ CASES = [
 @pytest.fixture(scope="module")
 def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     store = tmp_path_factory.mktemp("oversized") / "tidings.sqlite3"
-    server = ServerThread(Config(listen="127.0.0.1:0", store_url=f"sqlite:///{store}")).start()
+    server = ServerThread(
+        Config(listen="127.0.0.1:0", store_url=f"sqlite:///{store}", secrets_key=secrets_key())
+    ).start()
     api = Api.connect(server.port)
     try:
         api.hooks.CreateHook(

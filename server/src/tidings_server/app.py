@@ -26,9 +26,12 @@ from tidings_server.domain.hooks import HookService, Lookup
 from tidings_server.domain.model import Scope
 from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
+from tidings_server.domain.sealing import Keyring, new_key
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
+from tidings_server.keys import ENV_VAR, KeySource
 from tidings_server.plugins.manager import IN_PROCESS, PluginError, PluginInfo, Plugins
+from tidings_server.stores.sealed import SealedStore, audit
 from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
 from tidings_server.telemetry.store import observed
 from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
@@ -54,6 +57,9 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     render_pool: PoolConfig = field(default_factory=PoolConfig)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    # The keys hooks' secrets are sealed with at rest; None: see ``seal_store``.
+    secrets_key: KeySource | None = None
+    plaintext_secrets: bool = False
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
@@ -208,6 +214,42 @@ async def check_formats_in_use(store: Store, plugins: Plugins, disabled: frozens
     )
 
 
+async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
+    """The store behind the sealing decorator, after checking that every stored secret opens.
+
+    Without a key: a ``memory:`` store (nothing at rest) seals under a key made for this run;
+    any other needs ``plaintext_secrets`` said out loud, or the server refuses to start, so
+    secrets are never written unencrypted by accident.
+    """
+    keys = config.secrets_key
+    if keys is None:
+        if scheme == "memory":
+            keys = KeySource(Keyring([new_key()]))
+        elif config.plaintext_secrets:
+            keys = KeySource(Keyring())
+            log.warning("hooks' secrets are stored unencrypted (--plaintext-secrets): for development only")
+        else:
+            raise ConfigError(
+                "--secrets-key-file: no key to encrypt the secrets this store keeps; create one with"
+                " `tidings-server secrets init-key PATH` and pass --secrets-key-file PATH (or set"
+                f" {ENV_VAR}), or pass --plaintext-secrets to keep them unencrypted (development only)"
+            )
+    sealed = SealedStore(store, keys)
+    found = await audit(sealed)
+    if found.unopenable:
+        more = f" (and {len(found.unopenable) - 1} more)" if len(found.unopenable) > 1 else ""
+        raise ConfigError(
+            f"--secrets-key-file: stored secrets do not open with this keyring: {found.unopenable[0]}{more}"
+        )
+    if found.plaintext and keys.keyring.keys:
+        log.warning(
+            "hooks keep secrets unencrypted from before encryption at rest; each is encrypted when next written,"
+            " `tidings-server secrets rotate-key` encrypts them all",
+            extra={"hooks": found.plaintext},
+        )
+    return sealed
+
+
 def _may_provide(info: PluginInfo, format_name: str) -> bool:
     """Whether a plugin that failed to load looks like the provider of ``format_name``: formats
     are named ``vendor.…`` and plugins and distributions usually carry the vendor's name."""
@@ -260,6 +302,7 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
+        store = await seal_store(store, config, backend.scheme)
         metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
         if metrics is not None:
             store = observed(store, metrics)

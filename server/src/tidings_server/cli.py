@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, settings, supervisor
+from tidings_server import __version__, cluster, logs, secrets_cli, settings, supervisor
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
 from tidings_server.domain.ports import NodeInfo
 from tidings_server.grpc_api.server import ListenError
+from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.telemetry.metrics import MetricsConfig
 from tidings_server.telemetry.tracing import TracingConfig
@@ -38,6 +39,8 @@ examples:
   tidings-server serve
   tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
   tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server secrets init-key var/secrets.key
+  tidings-server serve --secrets-key-file var/secrets.key
   tidings-server serve --config /etc/tidings/server.toml
   tidings-server config show --config /etc/tidings/server.toml
   tidings-server serve --store postgresql://tidings@db/tidings --processes 4
@@ -138,6 +141,19 @@ def parser() -> argparse.ArgumentParser:
         f" deliveries once this has passed (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
     )
     run.add_argument(
+        "--secrets-key-file",
+        type=Path,
+        metavar="PATH",
+        help="the keyring that encrypts hooks' Authorization headers and signing secrets at rest (made by"
+        f" `tidings-server secrets init-key PATH`); or set {ENV_VAR} (base64 keys, newest first, comma-separated)."
+        " Needed for any store but memory:",
+    )
+    run.add_argument(
+        "--plaintext-secrets",
+        action="store_true",
+        help="store secrets unencrypted when no key is given (development only; logged as a warning)",
+    )
+    run.add_argument(
         "--poison-after",
         type=_positive_int,
         default=ENGINE_DEFAULTS.poison_after,
@@ -233,6 +249,7 @@ def parser() -> argparse.ArgumentParser:
         description="List every plugin in the 'tidings' entry-point group with its distribution and version,"
         " and the payload formats, storage backends and catalog resources loaded from them.",
     )
+    secrets_cli.add_commands(commands)
     return top
 
 
@@ -378,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = top.parse_args(argv)
     if args.command == "plugins":
         return _plugins()
+    if args.command == "secrets":
+        return secrets_cli.run(args)
     if args.command == "status":
         return _status(args)
     try:
@@ -390,6 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if showing:
         print(shown, end="")
         return 0
+    try:
+        keys = secrets_cli.key_source(args.secrets_key_file, os.environ.get(ENV_VAR))
+    except (ValueError, OSError) as err:
+        print(f"tidings-server: --secrets-key-file: {err}", file=sys.stderr)
+        return 2
+    if keys is not None and args.plaintext_secrets:
+        print("tidings-server: --plaintext-secrets: a key is given too; give one or the other", file=sys.stderr)
+        return 2
     if args.processes > 1:
         logs.configure(args.log_level)
         refusal = _single_process_refusal(args.store)
@@ -418,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             retention=timedelta(days=args.retention_days),
             poison_after=args.poison_after,
         ),
+        secrets_key=keys,
+        plaintext_secrets=args.plaintext_secrets,
         render_pool=PoolConfig(workers=args.render_workers, memory_limit=args.render_memory_limit * 2**20),
         metrics=MetricsConfig(listen=args.metrics_listen, hook_labels=not args.no_metrics_hook_labels),
         tracing=TracingConfig(otlp_endpoint=args.otlp_endpoint),

@@ -47,6 +47,7 @@ _INSERT_HOOK: Final = f"""
 """
 _SELECT_HOOK: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE name = %s"
 _LIST_HOOKS: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE parent = %s AND name > %s ORDER BY name LIMIT %s"
+_LIST_ALL_HOOKS: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE name > %s ORDER BY name LIMIT %s"
 _LIST_PROJECT_HOOKS: Final = f"""
     SELECT {HOOK_COLUMNS} FROM hooks WHERE company_id = %s AND project_id IS NOT NULL AND name > %s
     ORDER BY name LIMIT %s
@@ -176,6 +177,14 @@ class PostgresStore:
 
         def run(conn: psycopg.Connection[Any]) -> list[Hook]:
             return [rows.hook(row) for row in conn.execute(sql, args).fetchall()]
+
+        return await self._run(run)
+
+    async def list_all_hooks(self, *, after: str | None, limit: int) -> list[Hook]:
+        _check_limit(limit)
+
+        def run(conn: psycopg.Connection[Any]) -> list[Hook]:
+            return [rows.hook(row) for row in conn.execute(_LIST_ALL_HOOKS, (after or "", limit)).fetchall()]
 
         return await self._run(run)
 

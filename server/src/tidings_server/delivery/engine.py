@@ -28,6 +28,7 @@ from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.delivery.render_pool import RenderBusy, RenderFailed, RenderPool
 from tidings_server.delivery.render_worker import render_checked
+from tidings_server.delivery.scrub import scrub_attempt
 from tidings_server.domain import signing, states
 from tidings_server.domain.errors import ResourceExhausted, Unavailable
 from tidings_server.domain.hooks import disable_hook
@@ -449,17 +450,24 @@ class DeliveryEngine:
         )
         status = states.transition(delivery.status, decision.cause)
         sent = tuple((k, mask(v) if k.lower() == "authorization" else v) for k, v in headers)
-        attempt = Attempt(
-            number=number,
-            start_time=start,
-            end_time=end,
-            request_headers=sent,
-            response_status=result.status,
-            response_headers=tuple(outcome.headers) if outcome else (),
-            response_body=outcome.body if outcome else b"",
-            error=decision.error,
+        body = outcome.body if outcome else b""
+        # What the receiver sent back is scrubbed of the hook's secrets here, before anything of
+        # it is stored or returned (a receiver may echo the Authorization header it got).
+        attempt = scrub_attempt(
+            Attempt(
+                number=number,
+                start_time=start,
+                end_time=end,
+                request_headers=sent,
+                response_status=result.status,
+                response_headers=tuple(outcome.headers) if outcome else (),
+                response_body=body,
+                error=decision.error,
+            ),
+            hook,
+            cut=len(body) >= self._sender.max_response_body,
         )
-        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, decision.error, rendered)
+        record = AttemptRecord(delivery.name, attempt, status, decision.next_attempt_time, attempt.error, rendered)
         return record, decision.disable_hook
 
     # -- recorder and purger ---------------------------------------------------------------

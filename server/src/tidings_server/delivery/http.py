@@ -602,6 +602,10 @@ class Sender:
     def transport(self) -> H11Transport:
         return self._transport
 
+    @property
+    def max_response_body(self) -> int:
+        return self._max_response_body
+
     async def __aenter__(self) -> Self:
         return self
 

@@ -31,5 +31,9 @@ class OutOfRange(TidingsError):
     """A position (such as a resume token) lies outside what is retained."""
 
 
+class DataLoss(TidingsError):
+    """Stored data is corrupt: it was altered outside tidings (a sealed secret that does not open)."""
+
+
 class ResourceExhausted(TidingsError):
     """The caller used more than its share (e.g. a watcher too slow to keep up)."""

@@ -241,6 +241,11 @@ class Store(Protocol):
         """
         ...
 
+    async def list_all_hooks(self, *, after: str | None, limit: int) -> list[Hook]:
+        """Return up to ``limit`` hooks of every parent with names > ``after``, by name: a walk
+        over all hooks in pages (re-sealing secrets under a new key, checks at start-up)."""
+        ...
+
     async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
         """For each payload format any hook uses: how many hooks use it, and the first of them
         by name. (Start-up refuses to run hooks whose format no loaded plugin provides.)"""

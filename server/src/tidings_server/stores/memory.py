@@ -192,6 +192,11 @@ class MemoryStore:
         _check_limit(limit)
         return _page((h for h in self._hooks.values() if _in_parent(h, parent)), after, limit)
 
+    async def list_all_hooks(self, *, after: str | None, limit: int) -> list[Hook]:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        return _page(self._hooks.values(), after, limit)
+
     async def payload_formats_in_use(self) -> dict[str, tuple[int, str]]:
         await trio.lowlevel.checkpoint()
         found: dict[str, tuple[int, str]] = {}

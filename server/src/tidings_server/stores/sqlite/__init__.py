@@ -24,10 +24,12 @@ included, so a stale lock file never blocks a restart.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ __all__ = ["SchemaTooNewError", "SqliteBackend", "SqliteSettings", "SqliteStore"
 
 log = logging.getLogger(__name__)
 
+log = logging.getLogger(__name__)
 _URL_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db, optionally ?synchronous=normal|full"
 _SYNCHRONOUS = {"normal": "PRAGMA synchronous = NORMAL", "full": "PRAGMA synchronous = FULL"}
 BUSY_TIMEOUT_MS = 5000
@@ -100,6 +103,30 @@ def parse_url(url: str) -> SqliteSettings:
     return SqliteSettings(Path(path), synchronous)
 
 
+PRIVATE = 0o600
+"""The mode of the database file, whatever the umask. SQLite gives the WAL and shared-memory
+files the mode of the database file, so they are private too: history and any secret from
+before encryption at rest are for the server's user alone."""
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (SQLite makes a database of an empty file), or take
+    group and other access away from an existing database and its WAL and shared-memory files."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE)
+    except FileExistsError:
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_IMODE(file.stat().st_mode) & 0o077:
+                    file.chmod(stat.S_IMODE(file.stat().st_mode) & 0o700)
+                    log.warning("took group and other access away from a database file", extra={"file": str(file)})
+        return
+    try:
+        os.fchmod(fd, PRIVATE)  # os.open's mode went through the umask
+    finally:
+        os.close(fd)
+
+
 class StoreInUseError(ValueError):
     """Another process has the SQLite file open as its store."""
 
@@ -130,6 +157,7 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database, and clear the leases its previous
     process left; blocking, so called in a worker thread, with the file's lock held."""
     settings.path.parent.mkdir(parents=True, exist_ok=True)
+    _private_file(settings.path)
     # isolation_level=None: SqliteStore begins and ends every transaction itself.
     conn = sqlite3.connect(settings.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     try:
@@ -142,6 +170,9 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         conn.execute(_SYNCHRONOUS[settings.synchronous])
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB:d}")  # negative: KiB rather than pages
         conn.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows are zeroed where that costs no extra write: what a purge or an update
+        # removes (a secret from before encryption at rest) does not linger in free space.
+        conn.execute("PRAGMA secure_delete = FAST")
         apply_migrations(conn)  # imported renamed: the package's ``migrate`` is the module
         conn.execute("BEGIN IMMEDIATE")
         released = nodes.recover(conn)

@@ -74,6 +74,13 @@ _LIST_PROJECT_HOOKS = """
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
+_LIST_ALL_HOOKS = """
+    SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
+           payload_format, status, create_time, update_time, timeout_us, retry_window_us,
+           initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+    FROM hooks WHERE name > ? ORDER BY name LIMIT ?
+"""
 _UPDATE_HOOK = """
     UPDATE hooks SET display_name = ?, destination_url = ?, authorization_header = ?, payload_format = ?,
                      status = ?, create_time = ?, update_time = ?, timeout_us = ?, retry_window_us = ?,
@@ -199,6 +206,14 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> list[Hook]:
             return [hook(row) for row in conn.execute(sql, args)]
+
+        return await self._run(run, write=False)
+
+    async def list_all_hooks(self, *, after: str | None, limit: int) -> list[Hook]:
+        _check_limit(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Hook]:
+            return [hook(row) for row in conn.execute(_LIST_ALL_HOOKS, (after or "", limit))]
 
         return await self._run(run, write=False)
 

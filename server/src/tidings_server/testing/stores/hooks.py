@@ -190,6 +190,35 @@ class HookStoreContract:
         with pytest.raises(ValueError, match="limit"):
             await store.list_hooks(Parent(1), after=None, limit=limit)
 
+    async def test_list_all_hooks_walks_every_parent_in_name_order_page_by_page(self, store: Store) -> None:
+        names = [
+            "companies/1/hooks/c",
+            "companies/1/projects/2/hooks/p2",
+            "companies/1/projects/10/hooks/p10",
+            "companies/11/hooks/c",
+            "companies/2/projects/2/hooks/elsewhere",
+            "companies/2/hooks/a",
+        ]
+        for name in reversed(names):
+            await store.create_hook(make_hook(name))
+        listed = await store.list_all_hooks(after=None, limit=100)
+        assert [h.name for h in listed] == sorted(names)
+        assert listed[0] == make_hook(sorted(names)[0])
+
+        async def fetch(after: str | None) -> list[str]:
+            return [h.name for h in await store.list_all_hooks(after=after, limit=2)]
+
+        assert await _all_pages(fetch) == sorted(names)
+        between = await store.list_all_hooks(after="companies/11", limit=10)  # need not be a name
+        assert [h.name for h in between] == sorted(names)[sorted(names).index("companies/11/hooks/c") :]
+        await store.delete_hook("companies/11/hooks/c")
+        assert "companies/11/hooks/c" not in await _all_pages(fetch)
+
+    @pytest.mark.parametrize("limit", [0, -1])
+    async def test_list_all_hooks_rejects_a_limit_below_one(self, store: Store, limit: int) -> None:
+        with pytest.raises(ValueError, match="limit"):
+            await store.list_all_hooks(after=None, limit=limit)
+
     async def test_update_hook_stores_and_returns_the_changed_hook(self, store: Store) -> None:
         await store.create_hook(make_hook(HOOK))
 

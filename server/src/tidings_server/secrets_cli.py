@@ -1,0 +1,156 @@
+"""``tidings-server secrets``: create a key file, and re-encrypt a store's secrets under a new key.
+
+A rotation, with the server running: ``secrets rotate-key --store URL --secrets-key-file PATH
+--new-key`` puts a new key first in the keyring file, then re-seals every hook page by page. A
+server reading the same file learns the new key when it next meets it (or before its next
+write), and keeps opening what the old key sealed until the walk is done; ``--retire-old`` then
+leaves only the new key in the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import trio
+
+from tidings_server.keys import ENV_VAR, KeySource, add_key, init_key, retire_old_keys
+from tidings_server.plugins.manager import PluginError, Plugins
+from tidings_server.stores.sealed import SealedStore, audit, reseal
+
+_WALKS = 3
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    top = commands.add_parser(
+        "secrets",
+        help="create the key that encrypts hooks' secrets at rest, or re-encrypt a store under a new one",
+        description="Hooks' Authorization headers and signing secrets are encrypted at rest (AES-256-GCM) under"
+        " a keyring: a file of base64 keys, newest first (or "
+        f"{ENV_VAR}, comma-separated). The newest key encrypts; every key decrypts.",
+    )
+    sub = top.add_subparsers(dest="secrets_command", required=True, metavar="COMMAND")
+    init = sub.add_parser(
+        "init-key", help="create a keyring file with one new key, readable by its owner only (mode 0600)"
+    )
+    init.add_argument("path", type=Path, metavar="PATH")
+    init.add_argument("--if-missing", action="store_true", help="do nothing (and succeed) when PATH exists")
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="re-encrypt every hook's secrets under the keyring's newest key, in batches, while servers run",
+        description="Walk every hook of the store and re-encrypt each secret not encrypted under the newest key"
+        " (secrets stored before encryption at rest too), one short transaction per hook.",
+    )
+    rotate.add_argument("--store", required=True, metavar="URL", help="the store servers use")
+    rotate.add_argument(
+        "--secrets-key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"the keyring file servers read (default: the keys in {ENV_VAR}, which cannot take --new-key)",
+    )
+    rotate.add_argument("--new-key", action="store_true", help="first put a newly made key at the top of the file")
+    rotate.add_argument(
+        "--retire-old", action="store_true", help="after a walk that leaves nothing under older keys, drop them"
+    )
+    rotate.add_argument("--batch-size", type=int, default=100, metavar="N", help="hooks per page (default 100)")
+    status = sub.add_parser(
+        "status",
+        help="count the store's hooks by how their secrets are kept: under the newest key, an older one, or plaintext",
+        description="Walk every hook and check its secrets against the keyring, changing nothing. Exits 1 when"
+        " any secret is not under the newest key (rotate-key fixes that) and 2 when one does not open.",
+    )
+    status.add_argument("--store", required=True, metavar="URL", help="the store servers use")
+    status.add_argument("--secrets-key-file", type=Path, metavar="PATH", help=f"the keyring file (default: {ENV_VAR})")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.secrets_command == "init-key":
+            return _init_key(args.path, if_missing=args.if_missing)
+        if args.secrets_command == "status":
+            return trio.run(_status, args)
+        return trio.run(_rotate, args)
+    except (ValueError, OSError, PluginError) as exc:
+        print(f"tidings-server secrets: {exc}", file=sys.stderr)
+        return 2
+
+
+def _init_key(path: Path, *, if_missing: bool) -> int:
+    if path.exists():
+        if if_missing:
+            return 0
+        print(f"tidings-server secrets: {path} exists; a key is never overwritten", file=sys.stderr)
+        return 1
+    kid = init_key(path)
+    print(f"created {path} (mode 0600) with key {kid}")
+    return 0
+
+
+def key_source(path: Path | None, env: str | None) -> KeySource | None:
+    """The keyring from ``path`` or else from the environment's value; None when neither."""
+    if path is not None and env:
+        raise ValueError(f"{ENV_VAR} is set too; give the keys one way")
+    if path is not None:
+        return KeySource.from_file(path)
+    if env:
+        return KeySource.from_env(env)
+    return None
+
+
+async def _status(args: argparse.Namespace) -> int:
+    keys = key_source(args.secrets_key_file, os.environ.get(ENV_VAR))
+    if keys is None:
+        raise ValueError(f"no keyring: give --secrets-key-file or set {ENV_VAR}")
+    backend = Plugins.load().storage_backend_for(args.store)
+    async with backend.open(args.store) as inner:
+        found = await audit(SealedStore(inner, keys))
+    print(f"{found.hooks} hooks; keyring {', '.join(keys.keyring.ids)} (the first encrypts)")
+    print(f"  {found.current} with every secret under the newest key")
+    print(f"  {found.stale} with a secret under an older key")
+    print(f"  {found.plaintext} with a secret unencrypted (from before encryption at rest)")
+    print(f"  {len(found.unopenable)} with a secret no key of the keyring opens")
+    for problem in found.unopenable:
+        print(f"    {problem}")
+    if found.unopenable:
+        return 2
+    return 1 if found.stale or found.plaintext else 0
+
+
+async def _rotate(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    path: Path | None = args.secrets_key_file
+    if (args.new_key or args.retire_old) and path is None:
+        raise ValueError("--new-key and --retire-old change the keyring file: give --secrets-key-file")
+    if args.new_key and path is not None:
+        print(f"added key {add_key(path)} first in {path}")
+    keys = key_source(path, os.environ.get(ENV_VAR))
+    if keys is None:
+        raise ValueError(f"no keyring: give --secrets-key-file or set {ENV_VAR}")
+    plugins = Plugins.load()
+    backend = plugins.storage_backend_for(args.store)
+    async with backend.open(args.store) as inner:
+        store = SealedStore(inner, keys)
+        found = await audit(store)
+        if found.unopenable:
+            raise ValueError(f"stored secrets do not open with this keyring: {found.unopenable[0]}")
+        total = 0
+        # Walk again until a walk finds nothing left: a server that wrote a hook under the old
+        # key just before it saw the new file is caught by the next walk.
+        for _ in range(_WALKS):
+            done = await reseal(store, batch=args.batch_size)
+            total += done
+            if not done:
+                break
+        left = await audit(store)
+    primary = keys.keyring.primary_id
+    print(f"{total} of {left.hooks} hooks re-encrypted; every secret is now under key {primary}")
+    if left.stale or left.plaintext:
+        print(f"tidings-server secrets: {left.stale + left.plaintext} hooks still changing; run again", file=sys.stderr)
+        return 1
+    if args.retire_old and path is not None:
+        retired = retire_old_keys(path)
+        print(f"removed {len(retired)} older key(s) from {path}: {', '.join(retired) or 'none'}")
+    return 0
