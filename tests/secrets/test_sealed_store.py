@@ -7,12 +7,13 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.stores.conftest import BACKENDS, BackendFactory
+from tests.stores.conftest import BACKENDS, SHARED_BACKENDS, BackendFactory
 from tidings_server.domain import ports, sealing
 from tidings_server.domain.model import Hook
 from tidings_server.domain.names import Parent
@@ -29,14 +30,30 @@ HOOK = "companies/1/projects/2/hooks/h"
 
 
 class TestSealedStores(StoreContract):
-    """Every backend, wrapped: what went in comes out, so callers cannot tell it is there."""
+    """Every backend one process holds, wrapped: what went in comes out, so callers cannot tell it is there."""
 
-    @pytest.fixture(params=BACKENDS)
+    @pytest.fixture(params=[p for p in BACKENDS if p.values[0] not in SHARED_BACKENDS])
     async def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-        factory: BackendFactory = request.param
-        with factory(tmp_path) as (backend, url):
-            async with backend.open(url) as opened:
-                yield SealedStore(opened, KeySource(Keyring([new_key()])))
+        async with _sealed(request.param, tmp_path) as sealed:
+            yield sealed
+
+
+class TestSealedSharedStores(StoreContract):
+    """The backends several processes share, wrapped; their notices reach every process."""
+
+    notices_across_processes = True
+
+    @pytest.fixture(params=[p for p in BACKENDS if p.values[0] in SHARED_BACKENDS])
+    async def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+        async with _sealed(request.param, tmp_path) as sealed:
+            yield sealed
+
+
+@asynccontextmanager
+async def _sealed(factory: BackendFactory, tmp_path: Path) -> AsyncIterator[Store]:
+    with factory(tmp_path) as (backend, url):
+        async with backend.open(url) as opened:
+            yield SealedStore(opened, KeySource(Keyring([new_key()])))
 
 
 def _carries_hooks(method: object) -> bool:
