@@ -152,16 +152,16 @@ def running_receiver(delay: float, ordered: frozenset[str] = frozenset()) -> Ite
                         receiver.most_resource_in_flight, receiver.resource_in_flight[key]
                     )
                 receiver.lock.notify_all()
-            try:
-                time.sleep(receiver.delay)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            finally:
-                with receiver.lock:
-                    receiver.in_flight[hook] -= 1
-                    if hook in receiver.ordered:
-                        receiver.resource_in_flight[key] -= 1
+            time.sleep(receiver.delay)
+            # The request stops counting before its answer goes out: once the answer is sent the
+            # sender may rightly start the next one, possibly before this thread runs again.
+            with receiver.lock:
+                receiver.in_flight[hook] -= 1
+                if hook in receiver.ordered:
+                    receiver.resource_in_flight[key] -= 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             pass
