@@ -127,7 +127,15 @@ def test_a_watcher_sees_every_change_of_other_nodes_in_order_and_resumes_on_a_th
         start = log.index(seen[0])
         expected = log[start:]
         assert resumed.wait_for(len(expected) - len(seen), timeout=30)
-        time.sleep(0.5)  # nothing more may follow
+        # A closing fence: its changes come after every change above, so the first change the
+        # watch shows past the expected ones must be the fence's, never a stray or a repeat.
+        fence = Api.connect(first_writer.port)
+        fence.events.PublishEvents(events_pb2.PublishEventsRequest(events=[_event(999_999_998)]))
+        fence.channel.close()
+        assert resumed.wait_for(len(expected) - len(seen) + 1, timeout=30)
         rest, _ = resumed.stop()
-    assert seen + rest == expected
+    watched_changes = seen + rest
+    assert watched_changes[: len(expected)] == expected
+    known = {name for name, _, _ in expected}
+    assert watched_changes[len(expected)][0] not in known, "a change past the log's end was not the fence's"
     assert sum(1 for _, status, _ in expected if status == "delivered") >= 4 * PER_WRITER
