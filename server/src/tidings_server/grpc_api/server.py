@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import grpc
 import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from tidings.v1 import (
     catalog_pb2,
@@ -173,8 +173,12 @@ class GrpcServer:
             register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
         health_servicer = health.aio.HealthServicer()
         register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
-        reflection.enable_server_reflection(
-            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        reflected = (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        # Registered through ``register`` like every service, so that garbage sent to it is
+        # INVALID_ARGUMENT too (``enable_server_reflection`` would register it directly).
+        register(
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            reflection.aio.ReflectionServicer(reflected),
             server,
         )
         try:
