@@ -87,6 +87,8 @@ class GrpcServer:
         self._crash: BaseException | None = None
         self.port: int = 0
         self.deliveries: DeliveryServicer | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._health_names: Sequence[str] = ()
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``stop()`` (or cancellation); reports the bound port when ready."""
@@ -131,6 +133,22 @@ class GrpcServer:
         """Refuse new calls, let in-flight ones finish within ``grace`` seconds, then return."""
         self._request_stop(grace)
         await self._finished.wait()
+
+    def set_serving(self, serving: bool) -> None:
+        """Report every service SERVING or NOT_SERVING (the store answering or not); from the
+        trio side. Once a stop was asked for, health stays NOT_SERVING whatever comes."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
+            asyncio.run_coroutine_threadsafe(self._set_health(serving), loop)
+
+    async def _set_health(self, serving: bool) -> None:
+        if self._health is None or self._stop_requested is None or self._stop_requested.is_set():
+            return
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._health_names:
+            await self._health.set(name, status)
 
     def _request_stop(self, grace: float) -> None:
         loop, event = self._loop, self._stop_requested
@@ -187,10 +205,11 @@ class GrpcServer:
         except BaseException as exc:
             report(ListenError(f"cannot listen on {self._listen}: {exc}"))
             raise
-        for name in ("", *services):
+        self._health, self._health_names = health_servicer, ("", *services)
+        for name in self._health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         report(None)
         await self._stop_requested.wait()
-        for name in ("", *services):
+        for name in self._health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(self._grace)
