@@ -205,7 +205,9 @@ def connect_read_only(settings: SqliteSettings) -> sqlite3.Connection:
     """Open an existing database for reading only, as a server of this version reads it;
     blocking, so called in a worker thread. No lock, no migration, no lease cleared."""
     if not settings.path.is_file():
-        raise ValueError(f"{settings.path}: no SQLite store there (mode=ro opens an existing file only)")
+        raise ValueError(
+            f"{settings.path}: no SQLite store there (read-only, the file must exist: is it the server's --store?)"
+        )
     uri = f"{settings.path.resolve().as_uri()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     try:
