@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from grpc_reflection.v1alpha import reflection_pb2
 
 from tests.harness import Api
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
@@ -70,3 +71,26 @@ def test_every_method_refuses_garbage_as_invalid_argument(
     # The server is fine, and well-formed calls of the same methods still work.
     listed = api.hooks.ListHooks(hooks_pb2.ListHooksRequest(parent="companies/8"))
     assert list(listed.hooks) == []
+
+
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+@pytest.mark.parametrize("raw", [raw for raw, _ in GARBAGE.values()], ids=list(GARBAGE))
+def test_reflection_refuses_garbage_as_invalid_argument(api: Api, raw: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """Reflection's one method streams requests: a bad message in the stream is the caller's
+    mistake as anywhere else, not UNKNOWN with a traceback; a good stream still works after."""
+    stream: Any = api.channel.stream_stream(REFLECTION, request_serializer=None, response_deserializer=None)
+    with caplog.at_level(logging.WARNING), pytest.raises(grpc.RpcError) as err:
+        list(stream(iter([raw]), timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert (err.value.details() or "").startswith(
+        "request: the bytes are not a valid ServerReflectionInfo request message"
+    )
+    warnings = [r for r in caplog.records if r.name == "tidings_server.grpc_api.decoding"]
+    assert [(r.levelno, r.getMessage(), r.exc_info) for r in warnings] == [(logging.WARNING, "malformed request", None)]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    good = reflection_pb2.ServerReflectionRequest(list_services="").SerializeToString()
+    (answer,) = list(stream(iter([good]), timeout=10))
+    listed = reflection_pb2.ServerReflectionResponse.FromString(answer).list_services_response.service
+    assert "tidings.v1.HookService" in {s.name for s in listed}

@@ -80,6 +80,7 @@ def _pragma(path: Path, name: str) -> object:
         ("sqlite:///t.db?synchronous=full", SqliteSettings(Path("t.db"), "full")),
         ("sqlite:///t.db?synchronous=NORMAL", SqliteSettings(Path("t.db"), "normal")),
         ("SQLite:///t.db", SqliteSettings(Path("t.db"), "normal")),
+        ("sqlite:///t.db?mode=ro", SqliteSettings(Path("t.db"), "normal", read_only=True)),
     ],
 )
 def test_parse_url_accepts_relative_and_absolute_paths(url: str, expected: SqliteSettings) -> None:
@@ -100,6 +101,7 @@ def test_parse_url_accepts_relative_and_absolute_paths(url: str, expected: Sqlit
         ("sqlite:///t.db?synchronous", "malformed"),
         ("sqlite:///t.db?journal_mode=delete", "unknown parameter 'journal_mode'"),
         ("sqlite:///t.db?synchronous=full&synchronous=normal", "given twice"),
+        ("sqlite:///t.db?mode=rw", "mode must be 'ro'"),
         ("postgresql:///t.db", "scheme"),
     ],
 )
@@ -115,6 +117,29 @@ async def test_open_rejects_a_bad_url_before_touching_disk(tmp_path: Path) -> No
         async with SqliteBackend().open(_url(tmp_path / "t.db", "?synchronous=sometimes")):
             pass
     assert not (tmp_path / "t.db").exists()
+
+
+async def test_mode_ro_reads_beside_the_server_holding_the_file_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    async with SqliteBackend().open(_url(path)) as held:
+        await held.create_hook(HOOK_RECORD)
+        with pytest.raises(ValueError, match="already in use by another tidings-server"):
+            async with SqliteBackend().open(_url(path)):
+                pass
+        async with SqliteBackend().open(_url(path, "?mode=ro")) as reader:
+            assert (await reader.get_hook(HOOK)).name == HOOK
+            await held.update_hook(HOOK, lambda h: dataclasses.replace(h, display_name="Renamed"))
+            assert (await reader.get_hook(HOOK)).display_name == "Renamed"  # committed writes are seen
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                await reader.delete_hook(HOOK)
+        assert (await held.get_hook(HOOK)).display_name == "Renamed"
+
+
+async def test_mode_ro_opens_an_existing_file_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no SQLite store there"):
+        async with SqliteBackend().open(_url(tmp_path / "missing.db", "?mode=ro")):
+            pass
+    assert not (tmp_path / "missing.db").exists()
 
 
 async def test_relative_path_is_under_the_working_directory_and_parents_are_created(

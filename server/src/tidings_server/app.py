@@ -31,6 +31,7 @@ from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
 from tidings_server.plugins.manager import IN_PROCESS, PluginError, PluginInfo, Plugins
+from tidings_server.store_health import HealthSettings, watch_store
 from tidings_server.stores.sealed import SealedStore, audit
 from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
 from tidings_server.telemetry.store import observed
@@ -65,6 +66,7 @@ class Config:
     role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
     node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
     reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
+    store_health: HealthSettings = field(default_factory=HealthSettings)  # gRPC health follows the store
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -381,6 +383,7 @@ async def serve(
                     side.append(partial(sample_queue, metrics, store, clock, config.metrics.queue_sample_every))
                     log.info("metrics serving", extra={"listen": config.metrics.listen, "port": metrics_port})
                 side.append(partial(store.listen, heard))
+                side.append(partial(watch_store, store, grpc_server.set_serving, config.store_health))
                 side.append(pool.warm)
                 if not delivering:  # no engine to heartbeat: the node still says it is alive
                     side.append(partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0))

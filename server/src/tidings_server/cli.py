@@ -1,14 +1,14 @@
 """The ``tidings-server`` command: ``serve`` runs a server (or several processes of one),
-``status`` lists a store's live nodes, ``plugins`` shows what is loaded, ``config show`` prints
+``status`` reports what a store's servers are doing, ``plugins`` shows what is loaded, ``config show`` prints
 the settings ``serve`` would run with."""
 
 from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, secrets_cli, settings, supervisor
+from tidings_server import __version__, cluster, logs, secrets_cli, settings, status_report, supervisor
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
-from tidings_server.domain.ports import NodeInfo
 from tidings_server.grpc_api.server import ListenError
 from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
@@ -218,10 +217,12 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="list the live nodes of a store: their roles and what each has in flight",
-        description="List the server processes (nodes) sharing a store that were heard from within"
-        f" {cluster.ALIVE_BEATS} heartbeats, with their role, host, pid, start time, last heartbeat and"
-        " the attempts they had in flight at it.",
+        help="what a store's servers are doing: nodes, uptime, due deliveries, the last minute, failing hooks",
+        description="Read, from the store the servers share (a SQLite file read-only beside its server),"
+        " what an operator checks first: the live nodes (heard from within"
+        f" {cluster.ALIVE_BEATS} heartbeats) with their role, host, pid, uptime, last heartbeat and the"
+        " attempts they had in flight at it; the deliveries due now and how long the oldest has waited;"
+        " the last minute's deliveries by outcome; and the hooks whose last attempts failed.",
     )
     status.add_argument("--store", default=DEFAULT_STORE, metavar="URL", help=f"(default {DEFAULT_STORE})")
     status.add_argument(
@@ -231,6 +232,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the lease the nodes run with, which sets their heartbeat period"
         f" (default {ENGINE_DEFAULTS.lease.total_seconds():g})",
+    )
+    status.add_argument(
+        "--failing",
+        type=_non_negative_int,
+        default=5,
+        metavar="N",
+        help="show the N hooks with the most failed attempts in a row (default 5; 0: none)",
     )
     status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -274,6 +282,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -303,61 +318,37 @@ def _plugins() -> int:
     return 1 if any(i.error for i in plugins.infos) else 0
 
 
-async def _live_nodes(store_url: str, lease: timedelta) -> list[NodeInfo]:
+async def _read_status(args: argparse.Namespace) -> status_report.Status:
+    if urlsplit(args.store).scheme.lower() == "memory":
+        raise ConfigError(
+            "--store: a memory: store lives inside the server's process; status reads a store the server"
+            " shares (SQLite, PostgreSQL)"
+        )
     plugins = Plugins.load()
-    backend = plugins.storage_backend_for(store_url)
+    url = status_report.read_only_url(args.store)
+    backend = plugins.storage_backend_for(url)
+    lease = timedelta(seconds=args.delivery_lease)
     try:
-        async with backend.open(store_url) as store:
-            nodes = await store.list_nodes()
+        async with backend.open(url) as store:
+            return await status_report.read(store, redact(args.store), datetime.now(UTC), lease, args.failing)
     except ValueError as exc:
         raise ConfigError(f"--store: {redact(str(exc))}") from exc
-    return cluster.alive(nodes, datetime.now(UTC), lease)
 
 
 def _status(args: argparse.Namespace) -> int:
-    nodes: list[NodeInfo] | None = None
+    found: status_report.Status | None = None
     try:
-        nodes = trio.run(_live_nodes, args.store, timedelta(seconds=args.delivery_lease))
+        found = trio.run(_read_status, args)
     except* (ConfigError, PluginError) as group:
         for exc in _leaves(group):
             print(f"tidings-server: {exc}", file=sys.stderr)
-    if nodes is None:
+    if found is None:
         return 2
     if args.json:
-        listed = [
-            {
-                "node_id": n.node_id,
-                "role": n.role,
-                "host": n.host,
-                "pid": n.pid,
-                "start_time": n.start_time.isoformat(),
-                "last_seen": n.last_seen.isoformat(),
-                "in_flight": n.in_flight,
-            }
-            for n in nodes
-        ]
-        print(json.dumps({"nodes": listed, "in_flight": sum(n.in_flight for n in nodes)}, indent=2))
-        return 0
-    if not nodes:
-        print("no live nodes")
-        return 0
-    now = datetime.now(UTC)
-    print(f"{'NODE':<32} {'ROLE':<6} {'HOST':<16} {'PID':>7} {'UP':>9} {'SEEN':>6} {'IN FLIGHT':>9}")
-    for n in nodes:
-        up = _ago(now - n.start_time)
-        seen = _ago(now - n.last_seen)
-        print(f"{n.node_id:<32} {n.role:<6} {n.host:<16} {n.pid:>7} {up:>9} {seen:>6} {n.in_flight:>9}")
-    print(f"{len(nodes)} live node{'s' if len(nodes) != 1 else ''}, {sum(n.in_flight for n in nodes)} in flight")
+        print(status_report.as_json(found))
+    else:
+        print(status_report.as_text(found, shutil.get_terminal_size().columns))
     return 0
-
-
-def _ago(age: timedelta) -> str:
-    seconds = max(0, int(age.total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h"
 
 
 def _single_process_refusal(store_url: str) -> str | None:

@@ -72,7 +72,8 @@ class Hook:
     name: str
     display_name: str
     destination_url: str
-    # Masked on reads (last 5 characters); the full value is only ever sent.
+    # Masked on reads (at most the token's last 4 characters, none of a token shorter than 16);
+    # the full value is only ever sent.
     authorization_header: str
     payload_format: str
     status: HookStatus

@@ -20,17 +20,19 @@ import psycopg
 import psycopg_pool
 import trio
 
-from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows
+from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows, status
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
+    Activity,
     AttemptRecord,
     ChangePage,
     Claim,
     DeliveryPage,
     DeliveryQuery,
+    FailingHook,
     HookStats,
     NodeInfo,
     Notice,
@@ -352,6 +354,14 @@ class PostgresStore:
         _check_limit(limit)
         rows.aware("before", before)
         return await self._run(partial(deliveries.purge, before=before, limit=limit))
+
+    # -- what operators check first ----------------------------------------------------------
+
+    async def activity(self, since: datetime, *, scan_limit: int) -> Activity:
+        return await self._run(partial(status.activity, since=since, scan_limit=scan_limit))
+
+    async def failing_hooks(self, *, limit: int) -> list[FailingHook]:
+        return await self._run(partial(status.failing_hooks, limit=limit))
 
     # -- the cluster -----------------------------------------------------------------------
 

@@ -201,6 +201,28 @@ class ChangePage:
     last_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What deliveries did lately, cluster-wide: the changes of the log made at or after a time,
+    counted by the status each led to (QUEUED: created or queued again; the others: attempts
+    and discards). ``complete`` is False when every change examined was that recent, so the
+    scan limit cut the count short and the counts are lower bounds."""
+
+    counts: Mapping[DeliveryStatus, int]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FailingHook:
+    """A hook whose latest attempts failed: how many in a row, and since when it last worked."""
+
+    hook_name: str
+    consecutive_failures: int
+    last_failure_time: datetime | None
+    last_failure_reason: str
+    last_success_time: datetime | None
+
+
 class Notice(enum.Enum):
     """What one process tells the others sharing its store."""
 
@@ -447,6 +469,20 @@ class Store(Protocol):
         oldest partitions that lie wholly before ``before`` (cheaper than deleting their rows):
         it counts the rows they held, which may be more than ``limit``.
         """
+        ...
+
+    # -- what operators check first (``tidings-server status``) ---------------------------
+
+    async def activity(self, since: datetime, *, scan_limit: int) -> Activity:
+        """Count by status the changes made at or after ``since`` (their ``time``) among the
+        newest ``scan_limit`` of the change log (seq order), so the cost is bounded whatever
+        the traffic; ``complete`` is False when all ``scan_limit`` of them were that recent."""
+        ...
+
+    async def failing_hooks(self, *, limit: int) -> list[FailingHook]:
+        """The existing hooks whose last attempts failed (``consecutive_failures > 0``, as
+        ``hook_stats`` counts them), most failures in a row first, then by name; at most
+        ``limit``."""
         ...
 
     # -- a cluster: the nodes sharing the store, their leases and their wake-ups -------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -52,9 +52,10 @@ class _Registrar:
 
 
 def _parsing(method: str, handler: Any) -> Any:
-    """The handler with its request deserialiser moved inside it (unary requests only)."""
+    """The handler with its request deserialiser moved inside it: a unary request is parsed
+    before the method runs, each message of a request stream as the method reads it."""
     parse = handler.request_deserializer
-    if parse is None or handler.request_streaming:
+    if parse is None:
         return handler
 
     async def request(raw: bytes, context: Context) -> Any:
@@ -74,6 +75,8 @@ def _parsing(method: str, handler: Any) -> Any:
             )
             raise AssertionError("abort returned") from None  # pragma: no cover - abort always raises
 
+    if handler.request_streaming:
+        return _parsing_stream(handler, request)
     if not handler.response_streaming:
         unary = handler.unary_unary
 
@@ -94,3 +97,33 @@ def _parsing(method: str, handler: Any) -> Any:
         await stream(await request(raw, context), context)
 
     return handler._replace(request_deserializer=None, unary_stream=unary_stream_writes)
+
+
+def _parsing_stream(handler: Any, request: Callable[[bytes, Context], Awaitable[Any]]) -> Any:
+    """A request-streaming handler reading parsed messages from the raw ones (reflection's
+    ServerReflectionInfo is one): the first bad message ends the call as INVALID_ARGUMENT."""
+
+    async def parsed(raw_messages: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+        async for raw in raw_messages:
+            yield await request(raw, context)
+
+    if handler.response_streaming:
+        stream = handler.stream_stream
+        if inspect.isasyncgenfunction(stream):
+
+            async def stream_stream_items(raw_messages: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+                async for item in stream(parsed(raw_messages, context), context):
+                    yield item
+
+            return handler._replace(request_deserializer=None, stream_stream=stream_stream_items)
+
+        async def stream_stream_writes(raw_messages: AsyncIterator[bytes], context: Context) -> None:
+            await stream(parsed(raw_messages, context), context)
+
+        return handler._replace(request_deserializer=None, stream_stream=stream_stream_writes)
+    unary = handler.stream_unary
+
+    async def stream_unary(raw_messages: AsyncIterator[bytes], context: Context) -> Any:
+        return await unary(parsed(raw_messages, context), context)
+
+    return handler._replace(request_deserializer=None, stream_unary=stream_unary)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import grpc
 import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from tidings.v1 import (
     catalog_pb2,
@@ -87,6 +87,8 @@ class GrpcServer:
         self._crash: BaseException | None = None
         self.port: int = 0
         self.deliveries: DeliveryServicer | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._health_names: Sequence[str] = ()
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``stop()`` (or cancellation); reports the bound port when ready."""
@@ -132,6 +134,22 @@ class GrpcServer:
         self._request_stop(grace)
         await self._finished.wait()
 
+    def set_serving(self, serving: bool) -> None:
+        """Report every service SERVING or NOT_SERVING (the store answering or not); from the
+        trio side. Once a stop was asked for, health stays NOT_SERVING whatever comes."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
+            asyncio.run_coroutine_threadsafe(self._set_health(serving), loop)
+
+    async def _set_health(self, serving: bool) -> None:
+        if self._health is None or self._stop_requested is None or self._stop_requested.is_set():
+            return
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._health_names:
+            await self._health.set(name, status)
+
     def _request_stop(self, grace: float) -> None:
         loop, event = self._loop, self._stop_requested
         if loop is None or event is None or loop.is_closed():
@@ -173,8 +191,12 @@ class GrpcServer:
             register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
         health_servicer = health.aio.HealthServicer()
         register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
-        reflection.enable_server_reflection(
-            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        reflected = (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        # Registered through ``register`` like every service, so that garbage sent to it is
+        # INVALID_ARGUMENT too (``enable_server_reflection`` would register it directly).
+        register(
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            reflection.aio.ReflectionServicer(reflected),
             server,
         )
         try:
@@ -183,10 +205,11 @@ class GrpcServer:
         except BaseException as exc:
             report(ListenError(f"cannot listen on {self._listen}: {exc}"))
             raise
-        for name in ("", *services):
+        self._health, self._health_names = health_servicer, ("", *services)
+        for name in self._health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         report(None)
         await self._stop_requested.wait()
-        for name in ("", *services):
+        for name in self._health_names:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(self._grace)

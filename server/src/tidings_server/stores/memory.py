@@ -41,12 +41,14 @@ from tidings_server.domain.model import (
 )
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
+    Activity,
     AttemptRecord,
     Change,
     ChangePage,
     Claim,
     DeliveryPage,
     DeliveryQuery,
+    FailingHook,
     HookStats,
     IdempotencyConflict,
     NodeInfo,
@@ -766,6 +768,28 @@ class MemoryStore:
                     row.lease_until = lease_until
                     extended += 1
         return extended
+
+    async def activity(self, since: datetime, *, scan_limit: int) -> Activity:
+        await trio.lowlevel.checkpoint()
+        _check_time("since", since)
+        examined = self._changes[-scan_limit:] if scan_limit > 0 else []
+        counts = dict.fromkeys(DeliveryStatus, 0)
+        recent = 0
+        for change in examined:
+            if change.time >= since:
+                counts[change.delivery.status] += 1
+                recent += 1
+        return Activity(counts, complete=recent < scan_limit)
+
+    async def failing_hooks(self, *, limit: int) -> list[FailingHook]:
+        await trio.lowlevel.checkpoint()
+        failing = [
+            FailingHook(name, h.consecutive_failures, h.last_failure_time, h.last_failure_reason, h.last_success_time)
+            for name, h in self._health.items()
+            if h.consecutive_failures > 0 and name in self._hooks
+        ]
+        failing.sort(key=lambda f: (-f.consecutive_failures, f.hook_name))
+        return failing[: max(limit, 0)]
 
     async def register_node(self, node: NodeInfo) -> None:
         await trio.lowlevel.checkpoint()

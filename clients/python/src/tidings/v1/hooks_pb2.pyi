@@ -102,8 +102,9 @@ class Hook(_message.Message):
     """Absolute https URL (http only if the server allows it); at most 2048 characters."""
     authorization_header: _builtins.str
     """Input only in full: sent as the Authorization header of every delivery.
-    Reads return it masked to its last 5 characters, e.g. `••••••4e94b` (a
-    value of 10 characters or fewer shows none).
+    Reads return it masked: at most the last 4 characters of the token part
+    (what follows a scheme such as `Bearer `), e.g. `••••••e94b`, and none of
+    a token shorter than 16 characters (`••••••`).
     At most 1024 printable ASCII characters; empty means none.
     """
     payload_format: _builtins.str

@@ -6,12 +6,17 @@ Store URLs follow SQLAlchemy's convention, the path being everything after ``sql
 * ``sqlite:////absolute/path.db``: an absolute path (note the fourth slash).
 
 Missing parent directories are created. Percent-escapes in the path are decoded (``%20``).
-One query parameter is understood, ``synchronous``, which sets how much a commit survives:
+The query parameter ``synchronous`` sets how much a commit survives:
 
 * ``normal`` (default): the database runs in WAL mode, where NORMAL never corrupts it and
   loses no committed transaction when the server process crashes; after a power loss or an
   operating-system crash the last few commits may be rolled back;
 * ``full``: every commit also survives a power loss, at the cost of one fsync per commit.
+
+``mode=ro`` opens an existing file read-only, beside the server that holds it: no lock is
+taken, nothing is migrated or cleared, and any write fails. WAL lets a reader in another
+process see every committed transaction while the server writes; ``tidings-server status``
+reads a SQLite store this way.
 
 A file has one server at a time. Opening it takes an exclusive ``flock`` on the sidecar file
 ``<path>.lock`` for as long as the store is open, so a second server on the same file is
@@ -41,16 +46,17 @@ import trio
 
 from tidings_server.plugins.spec import StorageBackend, hookimpl
 from tidings_server.stores.sqlite import nodes
-from tidings_server.stores.sqlite.migrate import SchemaTooNewError, check_not_newer
+from tidings_server.stores.sqlite.migrate import SchemaTooNewError, check_not_newer, latest_version
 from tidings_server.stores.sqlite.migrate import migrate as apply_migrations
 from tidings_server.stores.sqlite.store import SqliteStore
 
 __all__ = ["SchemaTooNewError", "SqliteBackend", "SqliteSettings", "SqliteStore", "StoreInUseError", "parse_url"]
 
 log = logging.getLogger(__name__)
-
-log = logging.getLogger(__name__)
-_URL_FORMS = "sqlite:///relative/path.db or sqlite:////absolute/path.db, optionally ?synchronous=normal|full"
+_URL_FORMS = (
+    "sqlite:///relative/path.db or sqlite:////absolute/path.db, optionally ?synchronous=normal|full or ?mode=ro"
+)
+_PARAMETERS = ("synchronous", "mode")
 _SYNCHRONOUS = {"normal": "PRAGMA synchronous = NORMAL", "full": "PRAGMA synchronous = FULL"}
 BUSY_TIMEOUT_MS = 5000
 """How long a statement waits for another process's lock (a backup, a second server) before failing."""
@@ -65,6 +71,7 @@ class SqliteSettings:
 
     path: Path
     synchronous: str = "normal"
+    read_only: bool = False  # ?mode=ro: beside the server that holds the file
 
 
 def parse_url(url: str) -> SqliteSettings:
@@ -86,21 +93,27 @@ def parse_url(url: str) -> SqliteSettings:
     if path == ":memory:":
         raise bad("an in-memory SQLite database is not supported (use the URL 'memory:')")
     synchronous = "normal"
+    read_only = False
     try:
         query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True) if parts.query else []
     except ValueError:
         raise bad(f"the query {parts.query!r} is malformed") from None
     seen: set[str] = set()
     for key, value in query:
-        if key != "synchronous":
+        if key not in _PARAMETERS:
             raise bad(f"unknown parameter {key!r}")
         if key in seen:
             raise bad(f"parameter {key!r} is given twice")
         seen.add(key)
-        if value.lower() not in _SYNCHRONOUS:
+        if key == "mode":
+            if value.lower() != "ro":
+                raise bad(f"mode must be 'ro' (read-only), not {value!r}")
+            read_only = True
+        elif value.lower() not in _SYNCHRONOUS:
             raise bad(f"synchronous must be 'normal' or 'full', not {value!r}")
-        synchronous = value.lower()
-    return SqliteSettings(Path(path), synchronous)
+        else:
+            synchronous = value.lower()
+    return SqliteSettings(Path(path), synchronous, read_only)
 
 
 PRIVATE = 0o600
@@ -188,6 +201,32 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
     return conn
 
 
+def connect_read_only(settings: SqliteSettings) -> sqlite3.Connection:
+    """Open an existing database for reading only, as a server of this version reads it;
+    blocking, so called in a worker thread. No lock, no migration, no lease cleared."""
+    if not settings.path.is_file():
+        raise ValueError(
+            f"{settings.path}: no SQLite store there (read-only, the file must exist: is it the server's --store?)"
+        )
+    uri = f"{settings.path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        version = check_not_newer(conn)
+        if version < latest_version():
+            raise ValueError(
+                f"{settings.path}: the store has schema version {version}, older than this tidings-server's"
+                f" {latest_version()}; it is migrated when a server of this version opens it"
+            )
+    except SchemaTooNewError as exc:
+        conn.close()
+        raise SchemaTooNewError(f"{settings.path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SqliteBackend:
     """Opens a SqliteStore for a ``sqlite:`` URL, migrating the file to the current schema first."""
 
@@ -198,8 +237,9 @@ class SqliteBackend:
     async def open(self, url: str) -> AsyncIterator[SqliteStore]:
         settings = parse_url(url)
         limiter = trio.CapacityLimiter(1)
-        with exclusive(settings.path):
-            conn = await trio.to_thread.run_sync(partial(connect, settings), limiter=limiter)
+        with contextlib.nullcontext() if settings.read_only else exclusive(settings.path):
+            opening = connect_read_only if settings.read_only else connect
+            conn = await trio.to_thread.run_sync(partial(opening, settings), limiter=limiter)
             try:
                 yield SqliteStore(conn, limiter)
             finally:

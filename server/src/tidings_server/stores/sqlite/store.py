@@ -23,11 +23,13 @@ from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
+    Activity,
     AttemptRecord,
     ChangePage,
     Claim,
     DeliveryPage,
     DeliveryQuery,
+    FailingHook,
     HookStats,
     NodeInfo,
     Notice,
@@ -36,6 +38,7 @@ from tidings_server.domain.ports import (
 )
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import deliveries, history, nodes
+from tidings_server.stores.sqlite import status as status_reads
 from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
 
 __all__ = ["SqliteStore", "to_micros"]
@@ -434,6 +437,13 @@ class SqliteStore:
             in_flight=in_flight,
         )
         return await self._run(beat, write=True)
+
+    async def activity(self, since: datetime, *, scan_limit: int) -> Activity:
+        run = partial(status_reads.activity, since=to_micros("since", since), scan_limit=scan_limit)
+        return await self._run(run, write=False)
+
+    async def failing_hooks(self, *, limit: int) -> list[FailingHook]:
+        return await self._run(partial(status_reads.failing_hooks, limit=limit), write=False)
 
     async def register_node(self, node: NodeInfo) -> None:
         await self._run(partial(nodes.register, row=nodes.node_row(node)), write=True)
