@@ -145,3 +145,21 @@ def test_sighup_without_tls_changes_nothing(tmp_path: Path) -> None:
 def fingerprint(port: int) -> bytes:
     """The SHA-256 fingerprint of the certificate a new connection to the server is shown."""
     return server_certificate("127.0.0.1", port).fingerprint(hashes.SHA256())
+
+
+def test_sighup_to_the_supervisor_reloads_every_child(tmp_path: Path, postgres_url: str) -> None:
+    authority = Authority(tmp_path / "ca")
+    first, second = authority.server("first"), authority.server("second")
+    live = tmp_path / "live"
+    live.mkdir()
+    install(first, live)
+    tls = ["--tls-cert", str(live / "server.pem"), "--tls-key", str(live / "server.key")]
+    with server_process(postgres_url, "--processes", "2", *tls) as server:
+        assert fingerprint(server.port) == first.fingerprint
+        install(second, live)
+        os.kill(server.proc.pid, signal.SIGHUP)
+        with server.changed:
+            assert server.changed.wait_for(lambda: server.count("TLS files reloaded") == 2, 30), "".join(server.lines)
+        # The kernel spreads new connections over both children: each now shows the new certificate.
+        assert {fingerprint(server.port) for _ in range(8)} == {second.fingerprint}
+        assert server.proc.poll() is None
