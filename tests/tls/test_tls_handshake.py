@@ -3,9 +3,12 @@ the identity of a verified client certificate as a handler sees it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
+import threading
 from collections.abc import Iterator
-from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -100,28 +103,52 @@ def test_mutual_tls_refuses_at_the_handshake_clients_without_a_good_certificate(
     assert call(mtls_server.port, None) == grpc.StatusCode.UNAVAILABLE, "plaintext"
 
 
-def _whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
+async def _whoami(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     peer = peer_certificate(context)
     return json.dumps(None if peer is None else {"cn": peer.common_name, "sans": list(peer.alt_names)}).encode()
 
 
+@contextmanager
+def whoami_server(files: TlsFiles) -> Iterator[int]:
+    """A grpc.aio server, as tidings runs, with the server's own credentials and a one-method
+    service that answers who called; in a thread of its own."""
+    ports: queue.Queue[int] = queue.Queue()
+    stopping: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(_whoami)
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Peer", {"Who": handler})])
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(Certificates(files)))
+        await server.start()
+        stop = asyncio.Event()
+        stopping.append((asyncio.get_running_loop(), stop))
+        ports.put(port)
+        await stop.wait()
+        await server.stop(None)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    port = ports.get(timeout=30)
+    try:
+        yield port
+    finally:
+        loop, stop = stopping[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+
+
 @pytest.mark.parametrize("mutual", [True, False], ids=["mutual", "server-only"])
 def test_a_handler_reads_the_verified_client_identity(pki: tuple[Authority, Issued], mutual: bool) -> None:
-    """The server's own credentials, behind a one-method service that answers who called."""
     authority, cert = pki
     files = TlsFiles(cert.cert_path, cert.key_path, authority.cert_path if mutual else None)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(_whoami)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Peer", {"Who": handler})])
-    port = server.add_secure_port("127.0.0.1:0", server_credentials(Certificates(files)))
-    server.start()
-    try:
-        client = authority.client("svc", "billing-service", ("billing.internal", "spiffe://tidings.test/billing"))
-        with grpc.secure_channel(f"127.0.0.1:{port}", credentials(authority.cert_pem, client)) as channel:
-            who_is: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Peer/Who")
-            who = json.loads(who_is(b"", timeout=20))
-    finally:
-        server.stop(None)
+    client = authority.client("svc", "billing-service", ("billing.internal", "spiffe://tidings.test/billing"))
+    with (
+        whoami_server(files) as port,
+        grpc.secure_channel(f"127.0.0.1:{port}", credentials(authority.cert_pem, client)) as channel,
+    ):
+        who_is: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Peer/Who")
+        who = json.loads(who_is(b"", timeout=20))
     if mutual:
         assert who == {"cn": "billing-service", "sans": ["billing.internal", "spiffe://tidings.test/billing"]}
     else:
