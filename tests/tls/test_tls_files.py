@@ -85,8 +85,8 @@ def test_an_expired_or_not_yet_valid_certificate_is_refused(server_cert: Issued,
     assert "is not valid before" in str(error)
 
 
-def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}, **SECRETS_ENV}
+def serve(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}, **SECRETS_ENV, **extra}
     return subprocess.run(
         [str(SERVER), "serve", "--listen", "127.0.0.1:0", "--store", "memory:", *args],
         capture_output=True,
@@ -124,4 +124,16 @@ def test_half_of_tls_is_refused_naming_the_missing_option(server_cert: Issued, a
     )
     assert one_line(serve("--client-ca", str(authority.cert_path))) == (
         "tidings-server: --client-ca: mutual TLS needs TLS: give --tls-cert and --tls-key too"
+    )
+
+
+def test_the_files_come_from_the_environment_and_the_config_file_too(server_cert: Issued, tmp_path: Path) -> None:
+    assert one_line(serve(TIDINGS_TLS_KEY=str(server_cert.key_path))) == (
+        "tidings-server: --tls-cert: --tls-key is given without it; TLS needs both"
+    )
+    config = tmp_path / "server.toml"
+    missing = tmp_path / "gone.key"
+    config.write_text(f'tls-cert = "{server_cert.cert_path}"\ntls-key = "{missing}"\n')
+    assert one_line(serve("--config", str(config))) == (
+        f"tidings-server: --tls-key: {missing}: cannot read it: No such file or directory"
     )
