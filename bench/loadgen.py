@@ -34,6 +34,8 @@ class Load:
     in_flight: int
     warmup: float
     duration: float
+    tls: tuple[bytes, bytes | None, bytes | None] | None = None
+    """Root certificates, client key and client certificate chain for a TLS channel; None: plaintext."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,7 @@ class ClientPool:
             raise ValueError(f"{load.in_flight} calls in flight cannot be split between {n} processes")
         for i, conn in enumerate(self._conns):
             share = load.in_flight // n + (1 if i < load.in_flight % n else 0)
-            conn.send(Load(load.port, load.method, load.request, share, load.warmup, load.duration))
+            conn.send(Load(load.port, load.method, load.request, share, load.warmup, load.duration, load.tls))
         results: list[Result] = []
         for conn in self._conns:
             if not conn.poll(load.warmup + load.duration + CALL_TIMEOUT + 10):
@@ -120,7 +122,12 @@ def _serve_loads(conn: multiprocessing.connection.Connection) -> None:
 async def _drive(load: Load) -> Result:
     calls = completed = errors = 0
     first_error = ""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{load.port}") as channel:
+    target = f"127.0.0.1:{load.port}"
+    if load.tls is None:
+        opened = grpc.aio.insecure_channel(target)
+    else:
+        opened = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(*load.tls))
+    async with opened as channel:
         await asyncio.wait_for(channel.channel_ready(), CALL_TIMEOUT)
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(load.method)
         loop = asyncio.get_running_loop()

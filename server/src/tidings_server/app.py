@@ -36,6 +36,7 @@ from tidings_server.stores.sealed import SealedStore, audit
 from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
 from tidings_server.telemetry.store import observed
 from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
+from tidings_server.tls import Certificates, TlsFileError, TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class Config:
     node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
     reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
     store_health: HealthSettings = field(default_factory=HealthSettings)  # gRPC health follows the store
+    tls: TlsFiles | None = None  # serve TLS (mutual with a client CA); None: plaintext
+    allow_plaintext: bool = False  # plaintext on a non-loopback address, said on purpose
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -77,23 +80,53 @@ class ConfigError(Exception):
     """The configuration cannot work; the message says which option and why."""
 
 
-def check_listen(listen: str) -> None:
-    """Serve loopback only: the control plane has no caller authentication yet."""
+def check_listen(listen: str, *, tls: bool = False, allow_plaintext: bool = False) -> bool:
+    """Whether ``listen`` is a loopback address; refuses what must not be served.
+
+    Off loopback, plaintext needs ``allow_plaintext`` said on purpose (TLS otherwise), and the
+    control plane needs caller authentication, which it does not have yet.
+    """
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"--listen: {listen!r} is not HOST:PORT")
     host = host.strip("[]")
     if host == "localhost":
-        return
+        return True
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         raise ConfigError(f"--listen: {host!r} is not an IP address or localhost") from None
-    if not loopback:
+    if loopback:
+        return True
+    if not tls and not allow_plaintext:
         raise ConfigError(
-            f"--listen: {host} is not a loopback address; without caller authentication the control plane"
-            " is served on loopback only"
+            f"--listen: {host} is not a loopback address; serve it with TLS (--tls-cert and --tls-key), or pass"
+            " --allow-plaintext to serve it unencrypted on purpose"
         )
+    raise ConfigError(
+        f"--listen: {host} is not a loopback address; without caller authentication the control plane"
+        " is served on loopback only"
+    )
+
+
+def plaintext_warning(loopback: bool, *, tls: bool) -> str | None:
+    """What to warn of at start: plaintext off loopback (allowed by ``--allow-plaintext``)."""
+    if loopback or tls:
+        return None
+    return (
+        "serving the control plane unencrypted on a non-loopback address (--allow-plaintext):"
+        " callers' tokens travel in the clear"
+    )
+
+
+def load_tls(files: TlsFiles | None) -> Certificates | None:
+    """The checked TLS material, or a ``ConfigError`` naming the option and the file."""
+    if files is None:
+        return None
+    try:
+        return Certificates(files)
+    except TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 async def resolve(host: str) -> list[str]:
@@ -272,6 +305,15 @@ class Running:
     sidecars: trio.CancelScope = field(default_factory=trio.CancelScope)  # tasks that end with the server
     node_id: str = ""
     delivering: bool = True  # False for role api: the engine only renders and probes
+    certificates: Certificates | None = None  # the TLS material served; None: plaintext
+
+    def reload_tls(self) -> bool:
+        """Read the TLS files again (SIGHUP): new connections get them, open ones stay as they are.
+        A bad file is logged and the certificate in use stays; False then, or without TLS."""
+        if self.certificates is None:
+            log.info("nothing to reload: serving plaintext, without TLS files")
+            return False
+        return self.certificates.reload()
 
     async def stop(self, grace: float) -> None:
         """Stop taking calls and stop claiming at once; in-flight work gets ``grace`` seconds.
@@ -292,7 +334,10 @@ async def serve(
     config: Config, *, plugins: Plugins | None = None, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
-    check_listen(config.listen)
+    loopback = check_listen(config.listen, tls=config.tls is not None, allow_plaintext=config.allow_plaintext)
+    certificates = load_tls(config.tls)
+    if warning := plaintext_warning(loopback, tls=config.tls is not None):
+        log.warning(warning, extra={"listen": config.listen})
     if config.role not in cluster.ROLES:
         raise ConfigError(f"--role: {config.role!r} is not one of {', '.join(cluster.ROLES)}")
     plugins = plugins or Plugins.load(blocked=config.blocked_plugins)
@@ -344,7 +389,12 @@ async def serve(
             node_id=node.node_id,
         )
         core = build_core(store, plugins, config, clock, engine, pulse)
-        grpc_server = GrpcServer(core if config.role != "worker" else None, config.listen, reuse_port=config.reuse_port)
+        grpc_server = GrpcServer(
+            core if config.role != "worker" else None,
+            config.listen,
+            reuse_port=config.reuse_port,
+            certificates=certificates,
+        )
         sidecars = trio.CancelScope()
 
         async def run_sidecars(
@@ -396,7 +446,9 @@ async def serve(
                     extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},
                 )
                 task_status.started(
-                    Running(port, grpc_server, engine, pulse, metrics_port, sidecars, node.node_id, delivering)
+                    Running(
+                        port, grpc_server, engine, pulse, metrics_port, sidecars, node.node_id, delivering, certificates
+                    )
                 )
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT):

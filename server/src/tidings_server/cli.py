@@ -20,7 +20,16 @@ from urllib.parse import urlsplit
 import trio
 
 from tidings_server import __version__, cluster, logs, secrets_cli, settings, status_report, supervisor
-from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
+from tidings_server.app import (
+    DEFAULT_LISTEN,
+    DEFAULT_STORE,
+    Config,
+    ConfigError,
+    check_listen,
+    load_tls,
+    redact,
+    serve,
+)
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
 from tidings_server.grpc_api.server import ListenError
@@ -28,6 +37,7 @@ from tidings_server.keys import ENV_VAR
 from tidings_server.plugins.manager import PluginError, Plugins
 from tidings_server.telemetry.metrics import MetricsConfig
 from tidings_server.telemetry.tracing import TracingConfig
+from tidings_server.tls import TlsFiles
 
 log = logging.getLogger("tidings_server")
 ENGINE_DEFAULTS = EngineConfig()
@@ -40,6 +50,7 @@ examples:
   tidings-server serve --store memory: --allow-http --allow-private-destinations
   tidings-server secrets init-key var/secrets.key
   tidings-server serve --secrets-key-file var/secrets.key
+  tidings-server serve --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem
   tidings-server serve --config /etc/tidings/server.toml
   tidings-server config show --config /etc/tidings/server.toml
   tidings-server serve --store postgresql://tidings@db/tidings --processes 4
@@ -69,7 +80,8 @@ def parser() -> argparse.ArgumentParser:
         help="run the gRPC server until SIGINT or SIGTERM",
         description="Run the gRPC server (HookService, CatalogService, EventService, health, reflection) and the"
         " delivery engine until SIGINT or"
-        " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace.",
+        " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace. SIGHUP reads the"
+        " TLS files again.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -85,7 +97,8 @@ def parser() -> argparse.ArgumentParser:
         "--listen",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"address to serve gRPC on; loopback only, port 0 picks a free one (default {DEFAULT_LISTEN})",
+        help="address to serve gRPC on; loopback only until callers are authenticated (off loopback plaintext"
+        f" needs --allow-plaintext), port 0 picks a free one (default {DEFAULT_LISTEN})",
     )
     run.add_argument(
         "--store",
@@ -151,6 +164,26 @@ def parser() -> argparse.ArgumentParser:
         "--plaintext-secrets",
         action="store_true",
         help="store secrets unencrypted when no key is given (development only; logged as a warning)",
+    )
+    run.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="serve gRPC over TLS with this certificate chain (the server's certificate first); needs --tls-key."
+        " SIGHUP reads it, the key and the client CA again without dropping open streams (default: plaintext)",
+    )
+    run.add_argument("--tls-key", type=Path, metavar="PEM", help="the unencrypted private key of --tls-cert")
+    run.add_argument(
+        "--client-ca",
+        type=Path,
+        metavar="PEM",
+        help="mutual TLS: refuse, at the handshake, clients without a certificate signed by one of these CAs"
+        " (needs --tls-cert)",
+    )
+    run.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="serve without TLS on a non-loopback address (logged as a warning; default: TLS needed there)",
     )
     run.add_argument(
         "--poison-after",
@@ -262,11 +295,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def _serve_until_signal(config: Config) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             running = await nursery.start(serve, config)
             print(f"{supervisor.READY}{running.port}", file=sys.stderr, flush=True)
             async for signum in signals:
+                if signum == signal.SIGHUP:  # new certificates for new connections; the server goes on
+                    running.reload_tls()
+                    continue
                 log.info("stopping", extra={"signal": signal.Signals(signum).name})
                 break
             with trio.move_on_after(config.shutdown_grace + 5):
@@ -351,6 +387,19 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files asked for, or None for plaintext; a key without its certificate (or the
+    reverse, or a client CA without both) is refused, naming what is missing."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.client_ca is not None:
+            raise ConfigError("--client-ca: mutual TLS needs TLS: give --tls-cert and --tls-key too")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        given, missing = ("--tls-key", "--tls-cert") if args.tls_cert is None else ("--tls-cert", "--tls-key")
+        raise ConfigError(f"{missing}: {given} is given without it; TLS needs both")
+    return TlsFiles(args.tls_cert, args.tls_key, args.client_ca)
+
+
 def _single_process_refusal(store_url: str) -> str | None:
     why = SINGLE_PROCESS_SCHEMES.get(urlsplit(store_url).scheme.lower())
     if why is None:
@@ -408,12 +457,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if keys is not None and args.plaintext_secrets:
         print("tidings-server: --plaintext-secrets: a key is given too; give one or the other", file=sys.stderr)
         return 2
+    try:
+        tls = _tls_files(args)
+    except ConfigError as bad:
+        print(f"tidings-server: {bad}", file=sys.stderr)
+        return 2
     if args.processes > 1:
         logs.configure(args.log_level)
         refusal = _single_process_refusal(args.store)
         if refusal is None:
             try:
-                check_listen(args.listen)
+                check_listen(args.listen, tls=tls is not None, allow_plaintext=args.allow_plaintext)
+                load_tls(tls)  # each child checks its files too; a bad one is said once, here
             except ConfigError as bad:
                 refusal = str(bad)
         if refusal is not None:
@@ -444,10 +499,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         role=args.role,
         node_id=node_id,
         reuse_port=args.reuse_port,
+        tls=tls,
+        allow_plaintext=args.allow_plaintext,
     )
     code = 0
     try:
-        check_listen(config.listen)
+        check_listen(config.listen, tls=tls is not None, allow_plaintext=config.allow_plaintext)
         if not config.reuse_port:  # a supervised child shares the port its parent holds, by design
             _check_free(config.listen)
         trio.run(_serve_until_signal, config)

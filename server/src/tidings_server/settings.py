@@ -49,7 +49,8 @@ class Option:
     @property
     def is_secret(self) -> bool:
         """A value to mask when shown (a path to a key file is not itself a secret, nor is a flag)."""
-        return any(word in self.key for word in _SECRET_WORDS) and not self.key.endswith("-file") and not self.is_flag
+        path = self.key.endswith("-file") or self.action.type is Path  # --tls-key names a file too
+        return any(word in self.key for word in _SECRET_WORDS) and not path and not self.is_flag
 
 
 def options(command: argparse.ArgumentParser) -> dict[str, Option]:

@@ -70,7 +70,7 @@ class Supervisor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Until a stop signal: keep ``count`` children running; ``started`` once all serve."""
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             try:
                 async with trio.open_nursery() as nursery:
                     self._children = [_Child(i) for i in range(self.count)]
@@ -80,6 +80,9 @@ class Supervisor:
                         await child.ready.wait()
                     task_status.started()
                     async for signum in signals:
+                        if signum == signal.SIGHUP:  # each child reads its TLS files again
+                            self._forward(signal.SIGHUP)
+                            continue
                         log.info("stopping children", extra={"signal": signal.Signals(signum).name})
                         break
                     await self._stop()
@@ -88,6 +91,11 @@ class Supervisor:
                 with trio.CancelScope(shield=True):
                     await self._stop()
         log.info("stopped")
+
+    def _forward(self, signum: int) -> None:
+        for child in self._children:
+            if child.process is not None and child.process.returncode is None:
+                child.process.send_signal(signum)
 
     async def _stop(self) -> None:
         """SIGTERM every live child, wait the grace (and a little), then kill what is left."""

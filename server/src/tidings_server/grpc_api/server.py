@@ -39,6 +39,8 @@ from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.decoding import TRANSPORT_LIMIT_BYTES, register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
+from tidings_server.grpc_api.tls import server_credentials
+from tidings_server.tls import Certificates
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,16 @@ class GrpcServer:
 
     Without a ``core`` it serves health alone (a delivery-only node, for its orchestrator).
     ``reuse_port`` lets sibling processes bind the same port, the kernel spreading connections.
+    With ``certificates`` it serves TLS only (mutual TLS when they name a client CA).
     """
 
-    def __init__(self, core: Core | None, listen: str, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self, core: Core | None, listen: str, *, reuse_port: bool = False, certificates: Certificates | None = None
+    ) -> None:
         self._core = core
         self._listen = listen
         self._reuse_port = reuse_port
+        self._certificates = certificates
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
         self._grace: float = 0.0
@@ -114,7 +120,10 @@ class GrpcServer:
             if failure:
                 await self._finished.wait()
                 raise failure[0]
-            log.info("grpc serving", extra={"listen": self._listen, "port": self.port})
+            transport = (
+                "plaintext" if self._certificates is None else "mutual TLS" if self._certificates.mutual else "TLS"
+            )
+            log.info("grpc serving", extra={"listen": self._listen, "port": self.port, "transport": transport})
             task_status.started(self.port)
             try:
                 await self._finished.wait()
@@ -200,7 +209,10 @@ class GrpcServer:
             server,
         )
         try:
-            self.port = server.add_insecure_port(self._listen)
+            if self._certificates is not None:
+                self.port = server.add_secure_port(self._listen, server_credentials(self._certificates))
+            else:
+                self.port = server.add_insecure_port(self._listen)
             await server.start()
         except BaseException as exc:
             report(ListenError(f"cannot listen on {self._listen}: {exc}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -36,6 +37,39 @@ Exit codes:
 """
 
 
+def client_options(s: Settings) -> Options:
+    """How to reach the server: TLS when asked for, or when certificates are given (a CA or a
+    client certificate means nothing over plaintext, so naming one is asking for TLS)."""
+    tls = None
+    if s.tls or (s.tls is None and (s.ca_cert or s.client_cert)):
+        _check_tls_files(s)
+        try:
+            tls = Tls.from_files(s.ca_cert, s.client_cert, s.client_key, s.tls_server_name)
+        except OSError as exc:
+            raise click.UsageError(f"cannot read a TLS file: {exc}") from None
+    return Options(target=s.target, tls=tls, token=s.token, timeout=s.timeout)
+
+
+def _check_tls_files(s: Settings) -> None:
+    """Refuse unusable PEM files before connecting: gRPC would only log a line of its own and
+    fail the call as UNAVAILABLE, as if the server were down. The standard ``ssl`` module reads
+    them as gRPC would (a certificate, and the key of that certificate)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if s.ca_cert is not None:
+        try:
+            context.load_verify_locations(cafile=s.ca_cert)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.UsageError(f"--ca-cert: {s.ca_cert}: not PEM certificates ({exc.strerror or exc})") from None
+    if s.client_cert is not None and s.client_key is not None:
+        try:
+            context.load_cert_chain(s.client_cert, s.client_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.UsageError(
+                f"--client-key: {s.client_key} is not the unencrypted key of the certificate in {s.client_cert}"
+                f" ({exc.strerror or exc})"
+            ) from None
+
+
 @dataclass
 class Env:
     """Shared by the commands of one invocation; the connection opens on first use."""
@@ -48,15 +82,8 @@ class Env:
 
     def client(self) -> Client:
         if self._client is None:
-            s = self.settings
-            tls = None
-            if s.tls or (s.tls is None and (s.ca_cert or s.client_cert)):
-                try:
-                    tls = Tls.from_files(s.ca_cert, s.client_cert, s.client_key, s.tls_server_name)
-                except OSError as exc:
-                    raise click.UsageError(f"cannot read a TLS file: {exc}") from None
-            Env.connected_to = s.target
-            self._client = Client(options=Options(target=s.target, tls=tls, token=s.token, timeout=s.timeout))
+            Env.connected_to = self.settings.target
+            self._client = Client(options=client_options(self.settings))
         return self._client
 
     def parent(self, given: str | None, what: str = "PARENT") -> str:
@@ -116,7 +143,9 @@ def confirm(question: str) -> None:
     help="The config file [default: ~/.config/tidings/config.toml].",
 )
 @click.option("--tls/--plaintext", default=None, help="Use TLS (implied by --ca-cert or --client-cert).")
-@click.option("--ca-cert", type=click.Path(dir_okay=False), help="PEM root certificates to trust.")
+@click.option(
+    "--ca-cert", "--ca-file", "ca_cert", type=click.Path(dir_okay=False), help="PEM root certificates to trust."
+)
 @click.option("--client-cert", type=click.Path(dir_okay=False), help="PEM client certificate for mutual TLS.")
 @click.option("--client-key", type=click.Path(dir_okay=False), help="PEM private key of --client-cert.")
 @click.option("--tls-server-name", help="The name to check the server's certificate against.")

@@ -10,17 +10,18 @@ of its deliveries. A name that starts with ``companies/`` is taken as it is.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
 
-from tidings_client.cli.app import Env
+from tidings_client.cli.app import Env, client_options
 from tidings_client.cli.config import Settings, resolve
 from tidings_client.client import Client
 from tidings_client.errors import TidingsError
-from tidings_client.options import Options, Retry
+from tidings_client.options import Retry
 
 COMPLETION_TIMEOUT = 2.0  # seconds a completion may wait for the server before offering nothing
 _EVENT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
@@ -64,14 +65,16 @@ def _settings(ctx: click.Context) -> Settings:
         return env.settings
     # Completing: the root command has not run, so read its options as it would.
     root = ctx.find_root().params
-    flags = {k: root.get(k) for k in ("target", "token", "tls", "ca_cert", "client_cert", "client_key", "timeout")}
+    keys = ("target", "token", "tls", "ca_cert", "client_cert", "client_key", "tls_server_name", "timeout")
+    flags = {k: root.get(k) for k in keys}
     config = root.get("config_path")
     return resolve(flags, Path(config) if config else None, root.get("profile"), must_exist=False)
 
 
 def _client(settings: Settings) -> Client:
-    return Client(options=Options(target=settings.target, token=settings.token, timeout=COMPLETION_TIMEOUT,
-                                  retry=Retry(max_attempts=1)))  # fmt: skip
+    """The connection of the command being completed (same target, TLS and token), impatient."""
+    options = replace(client_options(settings), timeout=COMPLETION_TIMEOUT, retry=Retry(max_attempts=1))
+    return Client(options=options)
 
 
 class _Name(click.ParamType[str]):
