@@ -81,8 +81,10 @@ class Api:
     deliveries: deliveries_pb2_grpc.DeliveryServiceStub
 
     @classmethod
-    def connect(cls, port: int) -> Api:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    def connect(cls, port: int, credentials: grpc.ChannelCredentials | None = None, host: str = "127.0.0.1") -> Api:
+        """Plaintext, or TLS with ``credentials`` (tests/tls_certs.py makes the certificates)."""
+        target = f"{host}:{port}"
+        channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
         return cls(
             channel,
             hooks_pb2_grpc.HookServiceStub(channel),

@@ -15,9 +15,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.harness import ServerThread, secrets_key
+from tests.harness import Api, ServerThread, secrets_key
 from tests.tls_certs import Authority, Issued, self_signed
-from tidings.v1 import hooks_pb2, hooks_pb2_grpc
+from tidings.v1 import hooks_pb2
 from tidings_server.app import Config
 from tidings_server.grpc_api.tls import peer_certificate, server_credentials
 from tidings_server.tls import Certificates, TlsFiles
@@ -59,14 +59,15 @@ def credentials(root: bytes, client: Issued | None = None) -> grpc.ChannelCreden
 
 def call(port: int, creds: grpc.ChannelCredentials | None, host: str = "127.0.0.1") -> grpc.StatusCode:
     """The code of a health check and of a real API call over a new channel (OK if both pass)."""
-    target = f"{host}:{port}"
-    with grpc.secure_channel(target, creds) if creds else grpc.insecure_channel(target) as channel:
-        try:
-            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
-            hooks_pb2_grpc.HookServiceStub(channel).ListHooks(hooks_pb2.ListHooksRequest(parent=PROJECT), timeout=20)
-        except grpc.RpcError as exc:
-            return exc.code()
+    api = Api.connect(port, creds, host)
+    try:
+        health = health_pb2_grpc.HealthStub(api.channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        api.hooks.ListHooks(hooks_pb2.ListHooksRequest(parent=PROJECT), timeout=20)
+    except grpc.RpcError as exc:
+        return exc.code()
+    finally:
+        api.channel.close()
     return grpc.StatusCode.OK
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,8 @@ def _private_key(path: Path, data: bytes) -> PrivateKeyTypes:
         raise TlsFileError("--tls-key", path, "holds no PEM private key (-----BEGIN PRIVATE KEY-----)") from None
 
 
-def _public(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _public(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def read(files: TlsFiles, now: datetime | None = None) -> TlsMaterial:
