@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 import time
@@ -56,6 +58,40 @@ class Cli:
         result = self(*args, input=input)
         assert result.code == 0, f"tidings {' '.join(args)} exited {result.code}: {result.err}"
         return result
+
+
+def in_terminal(cli: Cli, *args: str, columns: int, lines: int, timeout: float = 30) -> tuple[int, str]:
+    """Run ``tidings ARGS`` on a pseudo-terminal of ``columns`` × ``lines``; its exit code and
+    everything it wrote there, escape sequences included (``screen_lines`` removes them)."""
+    controller, terminal = pty.openpty()
+    env = cli.env(COLUMNS=str(columns), LINES=str(lines), TERM="xterm-256color")
+    proc = subprocess.Popen([str(TIDINGS), *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env)
+    os.close(terminal)
+    screen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                continue
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the command is done
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    return proc.wait(10), screen.decode("utf-8", "replace")
+
+
+def screen_lines(text: str) -> list[str]:
+    """The non-blank lines of what a command drew on a terminal, without escape sequences."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return [line for line in plain.replace("\r", "").split("\n") if line.strip()]
 
 
 def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:

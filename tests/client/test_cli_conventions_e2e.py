@@ -96,6 +96,41 @@ def test_short_names_under_the_profiles_parent(cli: Cli, project: str, tmp_path:
     assert "is a short hook id: give the full name" in alone.err
 
 
+def test_short_names_under_project_or_company_flags(cli: Cli, project: str, sink: Sink) -> None:
+    """No profile: ``--project``/``--company`` on the command line set what short ids are
+    relative to, after the command as before it, for hooks, events and deliveries alike."""
+    parent = parent_of(project)
+    created = cli.ok("--json", "hooks", "create", "--project", project, "--id", "erp-sync", "--url", sink.url(),
+                     "--format", "procore.v4", "--event", "RFIs:update")  # fmt: skip
+    hook = created.json()["hook"]["name"]
+    assert hook == f"{parent}/hooks/erp-sync"
+    shown = cli("--json", "hooks", "show", "erp-sync", "--project", project)
+    assert shown.code == 0, shown.err
+    assert shown.json()["hook"]["name"] == hook
+    assert cli.ok("hooks", "get", "--project", project, "erp-sync", "-o", "name").out == hook + "\n"
+    assert [
+        t["resource_name"] for t in cli.ok("--json", "events", "list", "erp-sync", "--project", project).json()
+    ] == ["RFIs"]
+    event = publish(cli, project, "RFIs", 11)
+    eventually(lambda: cli.ok("--json", "deliveries", "list", hook, "--status", "delivered").json())
+    listed = cli.ok("--json", "deliveries", "list", "erp-sync", "--project", project).json()
+    assert [d["name"] for d in listed] == [f"{hook}/deliveries/{event}"]
+    under_project = cli.ok("--json", "deliveries", "list", "--project", project).json()  # no PARENT: the project
+    assert [d["name"] for d in under_project] == [f"{hook}/deliveries/{event}"]
+    one = cli("--json", "deliveries", "show", f"erp-sync/{event}", "--project", project)
+    assert one.code == 0, one.err
+    assert one.json()["name"] == f"{hook}/deliveries/{event}"
+    # A company hook, by its id under --company.
+    company = project.split("/", 1)[0]
+    company_hook = cli.ok("--json", "hooks", "create", "--company", company, "--id", f"co-{project.split('/')[1]}",
+                          "--url", sink.url(), "--format", "procore.v4").json()["hook"]["name"]  # fmt: skip
+    paused = cli("hooks", "pause", company_hook.rsplit("/", 1)[-1], "--company", company)
+    assert paused.out.strip() == f"paused {company_hook}: deliveries wait until `tidings hooks resume`"
+    both = cli("hooks", "show", "erp-sync", "--project", project, "--company", company)
+    assert both.code == 2
+    assert "give --project or --company, not both" in both.err
+
+
 def test_completion_offers_hook_names_and_delivery_ids(cli: Cli, project: str, tmp_path: Path, sink: Sink) -> None:
     hook = make_hook(cli, project, sink.url(), "RFIs:update")
     hook_id = hook.rsplit("/", 1)[-1]

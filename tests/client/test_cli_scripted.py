@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import pty
 import re
-import select
-import subprocess
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 import trustme
 
-from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
+from tests.client.cli_run import Cli, assert_one_line_error, in_terminal, screen_lines
 from tests.client.scripted import HOOK, ScriptedServer, Stream, change, delivery, overview
 from tidings.v1 import deliveries_pb2
 
@@ -213,36 +208,8 @@ def test_watch_prints_changes_and_resumes(cli: Cli, scripted: ScriptedServer) ->
 
 def test_watch_live_table_in_a_terminal(cli: Cli, scripted: ScriptedServer) -> None:
     scripted.service.script.streams = [Stream([change(1, RETRYING), change(1, DELIVERED), change(2, FAILED)], None)]
-    controller, terminal = pty.openpty()
-    env = cli.env(COLUMNS="160", LINES="40", TERM="xterm-256color")
-    proc = subprocess.Popen(
-        [str(TIDINGS), "deliveries", "watch", HOOK, "--count", "3"],
-        stdin=subprocess.DEVNULL,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
-    )
-    os.close(terminal)
-    screen = b""
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                continue
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal closed: the command is done
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(controller)
-    assert proc.wait(10) == 0
-    text = screen.decode("utf-8", "replace")
+    code, text = in_terminal(cli, "deliveries", "watch", HOOK, "--count", "3", columns=160, lines=40)
+    assert code == 0, text
     assert f"Watching {HOOK}" in text
     assert "\x1b[" in text  # styled: statuses in colour
     final = text.rsplit("Watching", 1)[1]
@@ -251,44 +218,46 @@ def test_watch_live_table_in_a_terminal(cli: Cli, scripted: ScriptedServer) -> N
     assert final.index("01JDELIVERY000000000000002") < final.index("01JDELIVERY000000000000001")
 
 
+def test_list_fits_a_120_column_terminal(cli: Cli, scripted: ScriptedServer) -> None:
+    """A project's history on a 120-column terminal, with hook ids as long as generated ones
+    (26 characters) and long errors: one line a delivery, compact times, nothing wrapped."""
+    found = [delivery(n, FAILED) for n in range(1, 21)]
+    generated = "companies/8/projects/6778/hooks/01jdhook0000000000000000ab"
+    for d in found:
+        d.hook, d.name = generated, d.name.replace(HOOK, generated)
+        d.last_error = "connect error: [Errno 111] Connection refused while POSTing to the endpoint " * 2
+    scripted.service.script.deliveries = found
+    code, text = in_terminal(cli, "deliveries", "list", "companies/8/projects/6778", columns=120, lines=40)
+    assert code == 0, text
+    lines = screen_lines(text)
+    assert all(len(line) <= 120 for line in lines), max(lines, key=len)
+    header, rows = lines[0], [line for line in lines if "01JDELIVERY" in line]
+    assert header.split()[:4] == ["EVENT", "ID", "CREATED", "STATUS"]
+    assert "HOOK" in header
+    assert "ERROR" in header
+    assert len(rows) == 20  # one line each
+    assert all(re.match(r"01JDELIVERY\d{15}  11-20 \d\d:\d\d  failed ", row) for row in rows), rows[0]
+    assert all("01jdhook0000000000000000ab" in row and "…" in row for row in rows)
+    # Piped, the same list keeps every column whole, for programs.
+    piped = cli.ok("deliveries", "list", "companies/8/projects/6778").out.splitlines()
+    assert piped[0].split("\t") == [
+        "EVENT ID", "CREATED", "STATUS", "HOOK", "RESOURCE", "RESOURCE ID", "EVENT", "TRIES", "HTTP", "ERROR"
+    ]  # fmt: skip
+    assert piped[1].split("\t")[1] == "2026-11-20 09:31:00Z"
+    assert piped[1].split("\t")[-1] == found[0].last_error
+
+
 def test_watch_fits_a_120_column_terminal(cli: Cli, scripted: ScriptedServer) -> None:
     """30 changes with long errors on a 120×24 terminal: one line each, the newest on screen."""
     changes = [change(n, FAILED) for n in range(1, 31)]
     for c in changes:
         c.delivery.last_error = "connect error: [Errno 111] Connection refused while POSTing to the endpoint " * 2
     scripted.service.script.streams = [Stream(changes, None)]
-    controller, terminal = pty.openpty()
-    env = cli.env(COLUMNS="120", LINES="24", TERM="xterm-256color")
-    proc = subprocess.Popen(
-        [str(TIDINGS), "deliveries", "watch", "companies/8/projects/6778", "--count", "30", "--rows", "50"],
-        stdin=subprocess.DEVNULL,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
+    code, text = in_terminal(
+        cli, "deliveries", "watch", "companies/8/projects/6778", "--count", "30", "--rows", "50", columns=120, lines=24
     )
-    os.close(terminal)
-    screen = b""
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                continue
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(controller)
-    assert proc.wait(10) == 0
-    final = screen.decode("utf-8", "replace").rsplit("Watching", 1)[1]
-    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", final)
-    lines = [line for line in plain.replace("\r", "").split("\n") if line.strip()]
+    assert code == 0, text
+    lines = screen_lines(text.rsplit("Watching", 1)[1])
     assert all(len(line) <= 120 for line in lines), max(lines, key=len)
     rows = [line for line in lines if "01JDELIVERY" in line]
     assert len(rows) == 24 - 3  # as many as fit under the title and the header

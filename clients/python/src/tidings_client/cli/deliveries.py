@@ -19,7 +19,7 @@ from rich.text import Text
 
 from tidings_client.cli import names, params
 from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
-from tidings_client.cli.output import fields_table, jsonable, status_text, table, when
+from tidings_client.cli.output import fields_table, fitted_table, jsonable, status_text, table, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import Delivery, DeliveryChange, DeliveryFilter, DeliveryStatus
 
@@ -40,19 +40,7 @@ def deliveries() -> None:
 
 
 def delivery_row(d: Delivery, *, with_hook: bool = False) -> list[str | Text]:
-    e = d.event
-    return [
-        d.name.rsplit("/", 1)[-1],
-        when(d.create_time),
-        status_text(d.status),
-        *([hook_id(d.hook)] if with_hook else []),
-        e.resource_name if e else "-",
-        str(e.resource_id) if e else "-",
-        e.event_type if e else "-",
-        str(d.attempt_count),
-        str(d.last_response_status or "-"),
-        d.last_error or "",
-    ]
+    return [d.name.rsplit("/", 1)[-1], when(d.create_time), *_compact_cells(d, with_hook), d.last_error or ""]
 
 
 def delivery_columns(*, with_hook: bool) -> tuple[str, ...]:
@@ -120,10 +108,7 @@ def list_(
     if env.out.as_json:
         env.out.json(shown)
         return
-    t = table(*delivery_columns(with_hook=with_hook))
-    for d in shown:
-        t.add_row(*delivery_row(d, with_hook=with_hook))
-    env.out.print(t)
+    env.out.print(_history_table(env, shown, with_hook=with_hook))
     env.out.note(
         f"{len(shown)} deliver{'y' if len(shown) == 1 else 'ies'}" + (" (more: --limit N or --all)" if more else "")
     )
@@ -153,14 +138,25 @@ def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
             sys.stdout.write("\t".join(_plain(c) for c in delivery_row(d, with_hook=with_hook)) + "\n")
         sys.stdout.flush()
         return
-    t = table(*delivery_columns(with_hook=with_hook))
+    listed: list[Delivery] = []
     with Progress(SpinnerColumn(), TextColumn("{task.completed} deliveries"), console=out.err, transient=True) as bar:
         task = bar.add_task("list")
         for n, d in enumerate(found, 1):
-            t.add_row(*delivery_row(d, with_hook=with_hook))
+            listed.append(d)
             bar.update(task, completed=n)
-    out.print(t)
-    out.note(f"{t.row_count} deliver{'y' if t.row_count == 1 else 'ies'}")
+    out.print(_history_table(env, listed, with_hook=with_hook))
+    out.note(f"{len(listed)} deliver{'y' if len(listed) == 1 else 'ies'}")
+
+
+def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: bool) -> Table:
+    """Tab-separated output keeps every column whole (full times, every field) for programs;
+    a terminal gets the one-line-a-row table that fits its width."""
+    if env.out.tab_separated:
+        t = table(*delivery_columns(with_hook=with_hook))
+        for d in found:
+            t.add_row(*delivery_row(d, with_hook=with_hook))
+        return t
+    return list_table(found, with_hook=with_hook, width=env.out.console.width)
 
 
 def _plain(cell: str | Text) -> str:
@@ -368,33 +364,42 @@ def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool
     today = datetime.now(UTC)
     headers = ["CHANGED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT", "TRIES", "HTTP"]
     headers.append("EVENT ID")
-    rows: list[list[str | Text]] = []
-    errors: list[str] = []
-    for c in latest:
-        d, e = c.delivery, c.delivery.event
-        rows.append(
-            [
-                compact_time(c.change_time, today),
-                status_text(d.status),
-                *([hook_id(d.hook)] if with_hook else []),
-                e.resource_name if e else "-",
-                str(e.resource_id) if e else "-",
-                e.event_type if e else "-",
-                str(d.attempt_count),
-                str(d.last_response_status or "-"),
-                d.name.rsplit("/", 1)[-1],
-            ]
-        )
-        errors.append(d.last_error or "")
-    widths = [max([len(h), *(len(_plain(r[i])) for r in rows)]) for i, h in enumerate(headers)]
-    room = max(5, width - sum(widths) - 2 * len(widths))  # two spaces between columns
-    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
-    for h, w in zip(headers, widths, strict=True):
-        t.add_column(h, no_wrap=True, min_width=w)
-    t.add_column("ERROR", no_wrap=True, overflow="ellipsis", max_width=room)
-    for row, error in zip(rows, errors, strict=True):
-        t.add_row(*row, error if len(error) <= room else error[: room - 1] + "…")
-    return t
+    rows = [
+        [compact_time(c.change_time, today), *_compact_cells(c.delivery, with_hook), c.delivery.name.rsplit("/", 1)[-1]]
+        for c in latest
+    ]
+    errors = [c.delivery.last_error or "" for c in latest]
+    return fitted_table(headers, rows, errors, width, droppable=DROPPABLE, title=title)
+
+
+DROPPABLE = ("TRIES", "EVENT", "ID", "RESOURCE", "HTTP")
+"""The columns a narrow terminal loses first, in order: the event id, time, status and hook stay."""
+
+
+def _compact_cells(d: Delivery, with_hook: bool) -> list[str | Text]:
+    """STATUS, HOOK (short id), RESOURCE, ID, EVENT, TRIES, HTTP: one short cell each."""
+    e = d.event
+    return [
+        status_text(d.status),
+        *([hook_id(d.hook)] if with_hook else []),
+        e.resource_name if e else "-",
+        str(e.resource_id) if e else "-",
+        e.event_type if e else "-",
+        str(d.attempt_count),
+        str(d.last_response_status or "-"),
+    ]
+
+
+def list_table(found: Sequence[Delivery], *, with_hook: bool, width: int) -> Table:
+    """A history list on a terminal: as ``watch_table``, with the event id first and the
+    creation time, so that at 120 columns every delivery is one line."""
+    today = datetime.now(UTC)
+    headers = ["EVENT ID", "CREATED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT"]
+    headers += ["TRIES", "HTTP"]
+    rows = [
+        [d.name.rsplit("/", 1)[-1], compact_time(d.create_time, today), *_compact_cells(d, with_hook)] for d in found
+    ]
+    return fitted_table(headers, rows, [d.last_error or "" for d in found], width, droppable=DROPPABLE)
 
 
 WATCH_EXAMPLES = """\b

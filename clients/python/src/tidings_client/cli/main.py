@@ -15,6 +15,7 @@ from tidings_client.cli.catalog import catalog
 from tidings_client.cli.deliveries import deliveries
 from tidings_client.cli.events import events
 from tidings_client.cli.hooks import hooks
+from tidings_client.cli.names import accept_parent_options
 from tidings_client.cli.publish import publish
 from tidings_client.console.command import console
 from tidings_client.convert import ProtocolError
@@ -55,6 +56,7 @@ def completion(shell: str) -> None:
 
 
 for command in (hooks, events, catalog, deliveries, publish, completion, console):
+    accept_parent_options(command)
     root.add_command(command)
 
 

@@ -4,19 +4,21 @@ completed from the server.
 With a profile whose parent is ``companies/8/projects/6778``, ``erp-sync`` means
 ``companies/8/projects/6778/hooks/erp-sync`` and ``erp-sync/deliveries/01J…`` (or
 ``erp-sync/01J…``) that hook's delivery; with a hook as the parent, a bare event id is one
-of its deliveries. A name that starts with ``companies/`` is taken as it is.
+of its deliveries. ``--project C/P`` or ``--company C`` on the command line sets the parent
+for one command instead. A name that starts with ``companies/`` is taken as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
 
+from tidings_client.cli import params
 from tidings_client.cli.app import Env, client_options
 from tidings_client.cli.config import Settings, resolve
 from tidings_client.client import Client
@@ -59,6 +61,9 @@ def full_delivery(value: str, settings: Settings) -> str:
     return f"{full_hook(hook, settings)}/deliveries/{event}"
 
 
+_GIVEN_PARENT = "tidings.parent"  # ctx.meta key: a --project/--company given to the command
+
+
 def _settings(ctx: click.Context) -> Settings:
     env = ctx.find_object(Env)
     if env is not None:
@@ -68,12 +73,52 @@ def _settings(ctx: click.Context) -> Settings:
     keys = ("target", "token", "tls", "ca_cert", "client_cert", "client_key", "tls_server_name", "timeout")
     flags = {k: root.get(k) for k in keys}
     config = root.get("config_path")
-    return resolve(flags, Path(config) if config else None, root.get("profile"), must_exist=False)
+    settings = resolve(flags, Path(config) if config else None, root.get("profile"), must_exist=False)
+    given = ctx.meta.get(_GIVEN_PARENT)
+    return dataclasses.replace(settings, parent=given) if given else settings
+
+
+def _given_parent(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Make ``--project``/``--company`` the parent short ids are relative to, for this command,
+    before its arguments are read (the options are eager)."""
+    if value is None:
+        return
+    other = ctx.meta.get(_GIVEN_PARENT)
+    if other is not None and other != value:
+        raise click.UsageError("give --project or --company, not both")
+    ctx.meta[_GIVEN_PARENT] = value
+    env = ctx.find_object(Env)
+    if env is not None:
+        env.settings = dataclasses.replace(env.settings, parent=value)
+
+
+def accept_parent_options(command: click.Command) -> None:
+    """Give every command that takes a hook, delivery or parent name ``--project C/P`` and
+    ``--company C``, which set what short ids are relative to (as a profile's ``parent`` does);
+    commands with options of those names of their own keep them."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_parent_options(sub)
+        return
+    takes_names = any(isinstance(p.type, _Name) for p in command.params)
+    own = {name for p in command.params for name in p.opts}
+    if not takes_names or own & {"--project", "--company"}:
+        return
+    command.params += [
+        click.Option([flag], type=kind, is_eager=True, expose_value=False, callback=_given_parent, help=text)
+        for flag, kind, text in _PARENT_OPTIONS
+    ]
+
+
+_PARENT_OPTIONS = (
+    ("--project", params.PROJECT, "Short hook ids are under COMPANY/PROJECT, e.g. 8/6778 (not the profile's parent)."),
+    ("--company", params.COMPANY, "Short hook ids are company hooks of COMPANY, e.g. 8 (not the profile's parent)."),
+)
 
 
 def _client(settings: Settings) -> Client:
     """The connection of the command being completed (same target, TLS and token), impatient."""
-    options = replace(client_options(settings), timeout=COMPLETION_TIMEOUT, retry=Retry(max_attempts=1))
+    options = dataclasses.replace(client_options(settings), timeout=COMPLETION_TIMEOUT, retry=Retry(max_attempts=1))
     return Client(options=options)
 
 

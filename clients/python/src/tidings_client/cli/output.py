@@ -204,6 +204,49 @@ def table(*columns: str, title: str | None = None) -> Table:
     return t
 
 
+MIN_FREE_TEXT = 12
+"""The narrowest the last, free-text column (an error) may get before other columns give way."""
+
+
+def fitted_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str | Text]],
+    free_text: Sequence[str],
+    width: int,
+    *,
+    free_header: str = "ERROR",
+    droppable: Sequence[str] = (),
+    title: str | None = None,
+) -> Table:
+    """A table for a terminal ``width`` columns wide, one line a row, never wrapped: each column
+    as wide as its widest value, then the free text (``free_text[i]`` ends row ``i``) in what is
+    left, cut with ``…``. When less than ``MIN_FREE_TEXT`` is left, the ``droppable`` columns
+    go, in that order, until enough is; the columns that identify a row are never dropped."""
+    widths = {h: max([len(h), *(len(_plain(r[i])) for r in rows)]) for i, h in enumerate(headers)}
+    kept = list(headers)
+
+    def room() -> int:
+        return width - sum(widths[h] for h in kept) - 2 * len(kept)  # two spaces between columns
+
+    for header in droppable:
+        if room() >= MIN_FREE_TEXT:
+            break
+        kept.remove(header)
+    space = room()
+    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for h in kept:
+        t.add_column(h, no_wrap=True, min_width=widths[h])
+    shown = space >= len(free_header)
+    if shown:
+        t.add_column(free_header, no_wrap=True, overflow="ellipsis", max_width=space)
+    where = [headers.index(h) for h in kept]
+    for row, text in zip(rows, free_text, strict=True):
+        text = " ".join(text.split())  # one line, whatever the server's text holds
+        cells = [row[i] for i in where]
+        t.add_row(*cells, *([text if len(text) <= space else text[: space - 1] + "…"] if shown else []))
+    return t
+
+
 def fields_table(rows: Iterable[tuple[str, Any]]) -> Table:
     """Label/value pairs, for one object."""
     t = Table(show_header=False, box=None, pad_edge=False)
