@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from tidings_client.cli.main import root
-from tidings_client.cli.output import jsonable
+from tidings_client.cli.output import MIN_FREE_TEXT, fitted_table, jsonable
 from tidings_client.cli.params import parse_duration, parse_event, parse_status_ranges, parse_time
 from tidings_client.types import Delivery, DeliveryStatus, StatusRange
 
@@ -109,3 +111,28 @@ def test_json_rules() -> None:
     assert data["body"] == "eyJhIjogMX0="
     assert jsonable({"latency": timedelta(milliseconds=84)}) == {"latency": 0.084}
     json.dumps(data)  # nothing left that JSON cannot carry
+
+
+def test_a_fitted_table_gives_way_column_by_column_and_never_wraps() -> None:
+    headers = ["EVENT ID", "STATUS", "HOOK", "RESOURCE", "TRIES", "HTTP"]
+    rows = [["01JDELIVERY000000000000001", "failed", "01jdhook0000000000000000ab", "Submittal Packages", "12", "503"]]
+    error = ["connect error: [Errno 111] Connection refused\nwhile POSTing " * 3]
+
+    def drawn(width: int) -> tuple[list[str], list[str]]:
+        t = fitted_table(headers, rows, error, width, droppable=("TRIES", "RESOURCE", "HTTP"))
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(t)
+        return [str(c.header) for c in t.columns], console.export_text().splitlines()
+
+    wide, lines = drawn(160)
+    assert wide == [*headers, "ERROR"]
+    assert len(lines) == 2  # the header and one row: the error's newline and length cut to one line
+    assert lines[1].endswith("…")
+    narrow, lines = drawn(90)  # the columns take 97 with their gaps: TRIES, then RESOURCE give way
+    assert narrow == ["EVENT ID", "STATUS", "HOOK", "HTTP", "ERROR"]
+    assert len(lines) == 2
+    assert all(len(line) <= 90 for line in lines)
+    assert len(lines[1]) - lines[0].index("ERROR") >= MIN_FREE_TEXT - 1
+    least, lines = drawn(60)  # the identifying columns stay even when nothing else fits
+    assert least[:3] == ["EVENT ID", "STATUS", "HOOK"]
+    assert "HTTP" not in least
