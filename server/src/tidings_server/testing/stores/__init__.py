@@ -14,10 +14,10 @@
 Every test gets a new, empty store from the fixture and runs under pytest-trio (set
 ``trio_mode = true``). The built-in memory and SQLite stores pass exactly this suite, so a
 backend that passes it can stand in for them: hooks and triggers, publishing and fan-out,
-claims and leases, attempts, purging, every history query, and the nodes of a cluster. The
-four parts can also be inherited one by one while a backend is being written. A backend that
-several processes share sets ``notices_across_processes = True``: its ``listen`` must then
-report the notices its writes send.
+claims and leases, attempts, purging, every history query, the nodes of a cluster, and the
+tokens callers authenticate with. The five parts can also be inherited one by one while a
+backend is being written. A backend that several processes share sets
+``notices_across_processes = True``: its ``listen`` must then report the notices its writes send.
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from tidings_server.testing.stores.cluster import ClusterStoreContract
 from tidings_server.testing.stores.deliveries import DeliveryStoreContract
 from tidings_server.testing.stores.history import HistoryStoreContract
 from tidings_server.testing.stores.hooks import HookStoreContract
+from tidings_server.testing.stores.tokens import TokenStoreContract
 
 
-class StoreContract(HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract):
+class StoreContract(
+    HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract, TokenStoreContract
+):
     """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
 
 
@@ -38,4 +41,5 @@ __all__ = [
     "HistoryStoreContract",
     "HookStoreContract",
     "StoreContract",
+    "TokenStoreContract",
 ]
