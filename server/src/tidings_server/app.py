@@ -27,6 +27,7 @@ from tidings_server.domain.model import Scope
 from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.domain.sealing import Keyring, new_key
+from tidings_server.domain.tokens import TokenService
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
@@ -65,6 +66,7 @@ class Config:
     role: str = "all"  # all | api (gRPC, no delivery) | worker (delivery, gRPC health only)
     node_id: str = ""  # this process in the cluster's node list and logs; generated when empty
     reuse_port: bool = False  # share the listen port with sibling processes (SO_REUSEPORT)
+    auth: bool = True  # callers need a bearer token; False (--no-auth) is allowed on loopback only
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -75,22 +77,21 @@ class ConfigError(Exception):
     """The configuration cannot work; the message says which option and why."""
 
 
-def check_listen(listen: str) -> None:
-    """Serve loopback only: the control plane has no caller authentication yet."""
+def check_listen(listen: str, *, auth: bool = True) -> None:
+    """Any address with callers authenticated; without (``--no-auth``), loopback only."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"--listen: {listen!r} is not HOST:PORT")
     host = host.strip("[]")
-    if host == "localhost":
+    if host == "localhost" or (auth and not host):
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         raise ConfigError(f"--listen: {host!r} is not an IP address or localhost") from None
-    if not loopback:
+    if not loopback and not auth:
         raise ConfigError(
-            f"--listen: {host} is not a loopback address; without caller authentication the control plane"
-            " is served on loopback only"
+            f"--listen: {host} is not a loopback address; --no-auth serves the control plane on loopback only"
         )
 
 
@@ -142,7 +143,13 @@ def build_core(
         store, clock.now, pulse, engine.render, engine.probe, retention=config.engine.retention, on_change=changed
     )
     return Core(
-        hooks=hooks, catalog=CatalogService(resources, formats), events=events, history=history, watch=config.watch
+        hooks=hooks,
+        catalog=CatalogService(resources, formats),
+        events=events,
+        history=history,
+        tokens=TokenService(store, clock.now),
+        watch=config.watch,
+        auth=config.auth,
     )
 
 
@@ -290,7 +297,14 @@ async def serve(
     config: Config, *, plugins: Plugins | None = None, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
-    check_listen(config.listen)
+    check_listen(config.listen, auth=config.auth)
+    if not config.auth:
+        log.warning(
+            "AUTHENTICATION IS OFF (--no-auth): every caller on this machine may do everything. To turn it on,"
+            " create an owner token with `tidings-server tokens create --store URL --role owner --name NAME`"
+            " (the server stopped, for a SQLite store), restart without --no-auth, and call with"
+            " `tidings --token …` or TIDINGS_TOKEN"
+        )
     if config.role not in cluster.ROLES:
         raise ConfigError(f"--role: {config.role!r} is not one of {', '.join(cluster.ROLES)}")
     plugins = plugins or Plugins.load(blocked=config.blocked_plugins)

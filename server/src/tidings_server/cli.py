@@ -208,6 +208,12 @@ def parser() -> argparse.ArgumentParser:
         help="run N server processes sharing the listen port (SO_REUSEPORT), restarted if one dies;"
         " needs a store several processes can share, such as PostgreSQL (default 1)",
     )
+    run.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="let every caller do everything, unauthenticated: for a local server on loopback only, and said"
+        " loudly at start (default: callers need a bearer token; see `tidings-server tokens`)",
+    )
     run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for --processes' children
     run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
@@ -422,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         refusal = _single_process_refusal(args.store)
         if refusal is None:
             try:
-                check_listen(args.listen)
+                check_listen(args.listen, auth=not args.no_auth)
             except ConfigError as bad:
                 refusal = str(bad)
         if refusal is not None:
@@ -453,10 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         role=args.role,
         node_id=node_id,
         reuse_port=args.reuse_port,
+        auth=not args.no_auth,
     )
     code = 0
     try:
-        check_listen(config.listen)
+        check_listen(config.listen, auth=config.auth)
         if not config.reuse_port:  # a supervised child shares the port its parent holds, by design
             _check_free(config.listen)
         trio.run(_serve_until_signal, config)
