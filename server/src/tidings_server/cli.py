@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, secrets_cli, settings, supervisor
+from tidings_server import __version__, cluster, logs, secrets_cli, settings, supervisor, tokens_cli
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
@@ -38,8 +38,9 @@ EXAMPLES = """\
 examples:
   tidings-server serve
   tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
-  tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server serve --store memory: --allow-http --allow-private-destinations --no-auth
   tidings-server secrets init-key var/secrets.key
+  tidings-server tokens create --store sqlite:///tidings.sqlite3 --role owner --name ops
   tidings-server serve --secrets-key-file var/secrets.key
   tidings-server serve --config /etc/tidings/server.toml
   tidings-server config show --config /etc/tidings/server.toml
@@ -256,6 +257,7 @@ def parser() -> argparse.ArgumentParser:
         " and the payload formats, storage backends and catalog resources loaded from them.",
     )
     secrets_cli.add_commands(commands)
+    tokens_cli.add_commands(commands)
     return top
 
 
@@ -403,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plugins()
     if args.command == "secrets":
         return secrets_cli.run(args)
+    if args.command == "tokens":
+        return tokens_cli.run(args)
     if args.command == "status":
         return _status(args)
     try:
