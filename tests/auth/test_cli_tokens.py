@@ -84,3 +84,24 @@ def test_tokens_over_the_cli_with_flag_environment_and_profile(served: tuple[str
     assert "control-plane change" in text
     assert viewer["secret"] not in text
     assert owner not in text
+
+
+def test_no_auth_says_so_loudly_once_serving_with_how_to_make_the_first_token(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TIDINGS_NO_AUTH": "0"}
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [str(SERVER), "serve", "--listen", "127.0.0.1:0", "--store", "memory:", "--no-auth"], stderr=sink, env=env
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on port" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        text = log.read_text()
+        assert text.count("AUTHENTICATION IS OFF (--no-auth)") == 1
+        assert "tidings-server tokens create --store URL --role owner" in text
+    finally:
+        proc.terminate()
+        proc.wait(15)

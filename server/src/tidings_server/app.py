@@ -95,6 +95,14 @@ def check_listen(listen: str, *, auth: bool = True) -> None:
         )
 
 
+NO_AUTH_WARNING = (
+    "AUTHENTICATION IS OFF (--no-auth): every caller on this machine may do everything. To turn it on,"
+    " create an owner token with `tidings-server tokens create --store URL --role owner --name NAME`"
+    " (the server stopped, for a SQLite store), restart without --no-auth, and call with"
+    " `tidings --token …` or TIDINGS_TOKEN"
+)
+
+
 async def resolve(host: str) -> list[str]:
     """The addresses a destination host resolves to now; [] if it does not resolve in time."""
     with trio.move_on_after(RESOLVE_TIMEOUT):
@@ -298,13 +306,6 @@ async def serve(
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
     check_listen(config.listen, auth=config.auth)
-    if not config.auth:
-        log.warning(
-            "AUTHENTICATION IS OFF (--no-auth): every caller on this machine may do everything. To turn it on,"
-            " create an owner token with `tidings-server tokens create --store URL --role owner --name NAME`"
-            " (the server stopped, for a SQLite store), restart without --no-auth, and call with"
-            " `tidings --token …` or TIDINGS_TOKEN"
-        )
     if config.role not in cluster.ROLES:
         raise ConfigError(f"--role: {config.role!r} is not one of {', '.join(cluster.ROLES)}")
     plugins = plugins or Plugins.load(blocked=config.blocked_plugins)
@@ -402,6 +403,8 @@ async def serve(
                 if delivering:
                     await nursery.start(engine.run)
                 port = await nursery.start(grpc_server.run)
+                if not config.auth:  # said once serving, not before a refusal to start
+                    log.warning(NO_AUTH_WARNING, extra={"listen": config.listen})
                 log.info(
                     "tidings serving",
                     extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},
