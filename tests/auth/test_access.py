@@ -20,7 +20,7 @@ from tests.auth.world import BIN, DEADLINE, World, build, cli_token, event, hook
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
 from tidings_server.app import ConfigError, check_listen
 from tidings_server.domain.access import POLICY
-from tidings_server.grpc_api.access import PolicyInterceptor
+from tidings_server.grpc_api.access import Guard, PolicyInterceptor
 
 
 @pytest.fixture(scope="module")
@@ -55,27 +55,35 @@ def test_the_policy_lists_every_method_of_every_service_in_the_proto() -> None:
     }
 
 
-def test_a_method_missing_from_the_table_is_refused_and_an_unknown_one_stays_unimplemented() -> None:
+def test_a_method_missing_from_the_table_or_registered_around_the_guard_is_refused() -> None:
     async def main() -> tuple[grpc.StatusCode, str, grpc.StatusCode]:
         async def echo(request: bytes, context: object) -> bytes:
             return request
 
-        server = grpc.aio.server(interceptors=[PolicyInterceptor()])
+        server = grpc.aio.server(interceptors=[PolicyInterceptor(Guard(None, None))])  # type: ignore[arg-type]
         handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {"Do": grpc.unary_unary_rpc_method_handler(echo)}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("tidings.v1.Unlisted", handlers),))
+        # A method the table guards, registered around the guard: refused too.
+        bypass: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {"GetHook": grpc.unary_unary_rpc_method_handler(echo)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("tidings.v1.HookService", bypass),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 codes: list[grpc.StatusCode] = []
                 details = ""
-                for method in ("/tidings.v1.Unlisted/Do", "/tidings.v1.Unlisted/Nothing"):
+                for method in (
+                    "/tidings.v1.Unlisted/Do",
+                    "/tidings.v1.Unlisted/Nothing",
+                    "/tidings.v1.HookService/GetHook",
+                ):
                     try:
                         await channel.unary_unary(method)(b"x", timeout=DEADLINE)  # type: ignore[arg-type]
                         codes.append(grpc.StatusCode.OK)
                     except grpc.aio.AioRpcError as err:
                         codes.append(err.code())
                         details = details or (err.details() or "")
+                assert codes[2] == grpc.StatusCode.PERMISSION_DENIED  # guarded, but not through the guard
                 return codes[0], details, codes[1]
         finally:
             await server.stop(0)

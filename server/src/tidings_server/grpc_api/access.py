@@ -69,6 +69,7 @@ class Guard:
     def __init__(self, bridge: TrioBridge, tokens: TokenService | None) -> None:
         self._bridge = bridge
         self._tokens = tokens
+        self.guarded: set[str] = set()  # the methods wrapped here; the interceptor refuses any other
 
     def wrap(self, method: str, handler: Any) -> Any:
         """``handler`` (a grpc.RpcMethodHandler taking the parsed request) behind the policy."""
@@ -79,6 +80,7 @@ class Guard:
             return handler
         if handler.request_streaming:  # no such method in the API; refused rather than unchecked
             return _refusing(handler, method)
+        self.guarded.add(method)
         if not handler.response_streaming:
             unary = handler.unary_unary
 
@@ -168,7 +170,9 @@ async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoRet
 
 
 def _refusal(method: str) -> str:
-    return f"{method}: the method is not in the access policy, so nobody may call it"
+    return (
+        f"{method}: the method is not in the access policy (or was registered around its guard), so nobody may call it"
+    )
 
 
 def _refusing(handler: Any, method: str) -> Any:
@@ -187,7 +191,11 @@ def _refusing(handler: Any, method: str) -> Any:
 
 
 class PolicyInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses any method the policy table does not list, however it was registered."""
+    """Refuses any method the policy table does not list, however it was registered, and any
+    method the table guards that was registered without passing through ``guard``."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
 
     async def intercept_service(
         self,
@@ -196,7 +204,10 @@ class PolicyInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method in POLICY:
+        if handler is None:
             return handler  # an unknown method stays UNIMPLEMENTED
+        rule = POLICY.get(method)
+        if rule is not None and (rule.permission is None or method in self._guard.guarded):
+            return handler
         refused: grpc.RpcMethodHandler[Any, Any] = _refusing(handler, method)
         return refused

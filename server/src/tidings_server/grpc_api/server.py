@@ -164,16 +164,16 @@ class GrpcServer:
         self._stop_requested = asyncio.Event()
         # grpcio turns SO_REUSEPORT on by default; a lone server keeps it off, so that a second
         # one on the same port fails to bind instead of silently taking half the calls.
+        core = self._core
+        guard = Guard(bridge, core.tokens if core is not None and core.auth else None)
         server = grpc.aio.server(
-            interceptors=[PolicyInterceptor()],
+            interceptors=[PolicyInterceptor(guard)],
             options=[
                 ("grpc.so_reuseport", int(self._reuse_port)),
                 ("grpc.max_receive_message_length", TRANSPORT_LIMIT_BYTES),
             ],
         )
-        core = self._core
         services: Sequence[str] = SERVICE_NAMES if core is not None else ()
-        guard = Guard(bridge, core.tokens if core is not None and core.auth else None)
         if core is not None:
             add = partial(register, server=server, guard=guard)
             add(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, core.hooks))
