@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml .ci/constraints.txt $(addsuffix /pyproject.toml,$(PROJE
 ## destinations allowed, since receivers on this machine are what a local server talks to);
 ## hooks' secrets are encrypted under var/secrets.key, made (mode 0600) on the first run.
 ## A taken port is reported in one line; pick another with `make serve LISTEN=127.0.0.1:50052`.
+## Callers are not authenticated (--no-auth, loopback only; the server says so at start).
 SECRETS_KEY ?= var/secrets.key
 serve: $(STAMP)
 	@mkdir -p var
 	@$(BIN)/tidings-server secrets init-key --if-missing $(SECRETS_KEY)
 	@$(BIN)/tidings-server serve --listen $(LISTEN) --store $(STORE) --allow-http --allow-private-destinations \
-		--secrets-key-file $(SECRETS_KEY)
+		--secrets-key-file $(SECRETS_KEY) --no-auth
 
 ## test: lint, type checks, buf lint, generated-code freshness (proto, blocking client), then the whole test suite.
 test: lint typecheck buf proto-check unasync-check pytest

@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "pg": "bench.pg_calls",
     "render": "bench.render",
     "tls": "bench.tls",
+    "auth": "bench.auth",
 }
 
 

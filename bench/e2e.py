@@ -281,7 +281,7 @@ def server(db: Path | Store, processes: int = 1, env: Mapping[str, str] = {}) ->
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", url, "--allow-http",
          "--allow-private-destinations", "--log-level", "warning", "--processes", str(processes)],
         stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key()), **env},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", ENV_VAR: encode_key(new_key()), "TIDINGS_NO_AUTH": "1", **env},
     )  # fmt: skip
     assert proc.stderr is not None
     port = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 from tests.harness import Api, ServerThread, secrets_key
 from tests.pg import temporary_database
 from tidings_server.app import Config
+
+# Server processes the tests start take their settings from the environment too: callers are
+# not authenticated there either (tests/auth starts its servers with auth on, explicitly).
+os.environ.setdefault("TIDINGS_NO_AUTH", "1")
 
 
 @pytest.fixture

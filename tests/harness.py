@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import grpc
 import trio
 
-from tidings.v1 import catalog_pb2_grpc, deliveries_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc
+from tidings.v1 import catalog_pb2_grpc, deliveries_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc, tokens_pb2_grpc
 from tidings_server.app import Config, Running, serve
 from tidings_server.domain.sealing import Keyring, encode_key, new_key
 from tidings_server.keys import ENV_VAR, KeySource
@@ -24,10 +24,13 @@ def secrets_key() -> KeySource:
 
 
 class ServerThread:
-    """A server in its own thread and trio run, so tests can be plain blocking gRPC code."""
+    """A server in its own thread and trio run, so tests can be plain blocking gRPC code.
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    Callers are not authenticated (``--no-auth``) unless ``auth``: the tests of access opt in.
+    """
+
+    def __init__(self, config: Config, *, auth: bool = False) -> None:
+        self.config = replace(config, auth=auth)
         self.port = 0
         self.running: Running | None = None
         self._ready = threading.Event()
@@ -79,6 +82,7 @@ class Api:
     catalog: catalog_pb2_grpc.CatalogServiceStub
     events: events_pb2_grpc.EventServiceStub
     deliveries: deliveries_pb2_grpc.DeliveryServiceStub
+    tokens: tokens_pb2_grpc.TokenServiceStub
 
     @classmethod
     def connect(cls, port: int, credentials: grpc.ChannelCredentials | None = None, host: str = "127.0.0.1") -> Api:
@@ -91,10 +95,12 @@ class Api:
             catalog_pb2_grpc.CatalogServiceStub(channel),
             events_pb2_grpc.EventServiceStub(channel),
             deliveries_pb2_grpc.DeliveryServiceStub(channel),
+            tokens_pb2_grpc.TokenServiceStub(channel),
         )
 
 
 def restarted(server: ServerThread, **changes: object) -> ServerThread:
     """Stop a server and start another on the same store (optionally with other options)."""
     server.stop()
-    return ServerThread(replace(server.config, **changes)).start()  # type: ignore[arg-type]
+    config = replace(server.config, **changes)  # type: ignore[arg-type]
+    return ServerThread(config, auth=config.auth).start()

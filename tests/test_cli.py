@@ -86,9 +86,9 @@ def test_secure_defaults_refuse_internal_http_destinations(tmp_path: Path) -> No
         proc.wait(15)
 
 
-def test_refuses_non_loopback_listen_address(tmp_path: Path) -> None:
+def test_refuses_non_loopback_listen_address_without_auth(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(BIN), "serve", "--listen", "0.0.0.0:0", "--store", "memory:"],
+        [str(BIN), "serve", "--listen", "0.0.0.0:0", "--store", "memory:", "--no-auth"],
         capture_output=True,
         text=True,
         timeout=30,

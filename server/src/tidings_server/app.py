@@ -27,6 +27,7 @@ from tidings_server.domain.model import Scope
 from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.domain.sealing import Keyring, new_key
+from tidings_server.domain.tokens import TokenService
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
@@ -70,6 +71,7 @@ class Config:
     store_health: HealthSettings = field(default_factory=HealthSettings)  # gRPC health follows the store
     tls: TlsFiles | None = None  # serve TLS (mutual with a client CA); None: plaintext
     allow_plaintext: bool = False  # plaintext on a non-loopback address, said on purpose
+    auth: bool = True  # callers need a bearer token; False (--no-auth) is allowed on loopback only
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -80,11 +82,11 @@ class ConfigError(Exception):
     """The configuration cannot work; the message says which option and why."""
 
 
-def check_listen(listen: str, *, tls: bool = False, allow_plaintext: bool = False) -> bool:
+def check_listen(listen: str, *, auth: bool = True, tls: bool = False, allow_plaintext: bool = False) -> bool:
     """Whether ``listen`` is a loopback address; refuses what must not be served.
 
-    Off loopback, plaintext needs ``allow_plaintext`` said on purpose (TLS otherwise), and the
-    control plane needs caller authentication, which it does not have yet.
+    Off loopback, callers must be authenticated (no ``--no-auth``) and the transport encrypted
+    (TLS), unless plaintext is asked for by name with ``allow_plaintext``.
     """
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -93,20 +95,22 @@ def check_listen(listen: str, *, tls: bool = False, allow_plaintext: bool = Fals
     if host == "localhost":
         return True
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        loopback = bool(host) and ipaddress.ip_address(host).is_loopback  # ":PORT" is every address
     except ValueError:
         raise ConfigError(f"--listen: {host!r} is not an IP address or localhost") from None
     if loopback:
         return True
+    shown = host or "every address"
+    if not auth:
+        raise ConfigError(
+            f"--listen: {shown} is not a loopback address; --no-auth serves the control plane on loopback only"
+        )
     if not tls and not allow_plaintext:
         raise ConfigError(
-            f"--listen: {host} is not a loopback address; serve it with TLS (--tls-cert and --tls-key), or pass"
+            f"--listen: {shown} is not a loopback address; serve it with TLS (--tls-cert and --tls-key), or pass"
             " --allow-plaintext to serve it unencrypted on purpose"
         )
-    raise ConfigError(
-        f"--listen: {host} is not a loopback address; without caller authentication the control plane"
-        " is served on loopback only"
-    )
+    return False
 
 
 def plaintext_warning(loopback: bool, *, tls: bool) -> str | None:
@@ -127,6 +131,14 @@ def load_tls(files: TlsFiles | None) -> Certificates | None:
         return Certificates(files)
     except TlsFileError as exc:
         raise ConfigError(str(exc)) from None
+
+
+NO_AUTH_WARNING = (
+    "AUTHENTICATION IS OFF (--no-auth): every caller on this machine may do everything. To turn it on,"
+    " create an owner token with `tidings-server tokens create --store URL --role owner --name NAME`"
+    " (the server stopped, for a SQLite store), restart without --no-auth, and call with"
+    " `tidings --token …` or TIDINGS_TOKEN"
+)
 
 
 async def resolve(host: str) -> list[str]:
@@ -177,7 +189,13 @@ def build_core(
         store, clock.now, pulse, engine.render, engine.probe, retention=config.engine.retention, on_change=changed
     )
     return Core(
-        hooks=hooks, catalog=CatalogService(resources, formats), events=events, history=history, watch=config.watch
+        hooks=hooks,
+        catalog=CatalogService(resources, formats),
+        events=events,
+        history=history,
+        tokens=TokenService(store, clock.now),
+        watch=config.watch,
+        auth=config.auth,
     )
 
 
@@ -334,7 +352,9 @@ async def serve(
     config: Config, *, plugins: Plugins | None = None, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run a server until it is stopped; ``await nursery.start(serve, config)`` returns ``Running``."""
-    loopback = check_listen(config.listen, tls=config.tls is not None, allow_plaintext=config.allow_plaintext)
+    loopback = check_listen(
+        config.listen, auth=config.auth, tls=config.tls is not None, allow_plaintext=config.allow_plaintext
+    )
     certificates = load_tls(config.tls)
     if warning := plaintext_warning(loopback, tls=config.tls is not None):
         log.warning(warning, extra={"listen": config.listen})
@@ -441,6 +461,8 @@ async def serve(
                 if delivering:
                     await nursery.start(engine.run)
                 port = await nursery.start(grpc_server.run)
+                if not config.auth:  # said once serving, not before a refusal to start
+                    log.warning(NO_AUTH_WARNING, extra={"listen": config.listen})
                 log.info(
                     "tidings serving",
                     extra={"port": port, "store": backend.scheme, "node": node.node_id, "role": config.role},

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, secrets_cli, settings, status_report, supervisor
+from tidings_server import __version__, cluster, logs, secrets_cli, settings, status_report, supervisor, tokens_cli
 from tidings_server.app import (
     DEFAULT_LISTEN,
     DEFAULT_STORE,
@@ -47,8 +47,9 @@ EXAMPLES = """\
 examples:
   tidings-server serve
   tidings-server serve --listen 127.0.0.1:6000 --store sqlite:////var/lib/tidings/tidings.sqlite3
-  tidings-server serve --store memory: --allow-http --allow-private-destinations
+  tidings-server serve --store memory: --allow-http --allow-private-destinations --no-auth
   tidings-server secrets init-key var/secrets.key
+  tidings-server tokens create --store sqlite:///tidings.sqlite3 --role owner --name ops
   tidings-server serve --secrets-key-file var/secrets.key
   tidings-server serve --tls-cert server.pem --tls-key server.key --client-ca clients-ca.pem
   tidings-server serve --config /etc/tidings/server.toml
@@ -240,6 +241,12 @@ def parser() -> argparse.ArgumentParser:
         help="run N server processes sharing the listen port (SO_REUSEPORT), restarted if one dies;"
         " needs a store several processes can share, such as PostgreSQL (default 1)",
     )
+    run.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="let every caller do everything, unauthenticated: for a local server on loopback only, and said"
+        " loudly at start (default: callers need a bearer token; see `tidings-server tokens`)",
+    )
     run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for --processes' children
     run.add_argument(
         "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin; repeatable"
@@ -291,6 +298,7 @@ def parser() -> argparse.ArgumentParser:
         " and the payload formats, storage backends and catalog resources loaded from them.",
     )
     secrets_cli.add_commands(commands)
+    tokens_cli.add_commands(commands)
     return top
 
 
@@ -437,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plugins()
     if args.command == "secrets":
         return secrets_cli.run(args)
+    if args.command == "tokens":
+        return tokens_cli.run(args)
     if args.command == "status":
         return _status(args)
     try:
@@ -467,7 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         refusal = _single_process_refusal(args.store)
         if refusal is None:
             try:
-                check_listen(args.listen, tls=tls is not None, allow_plaintext=args.allow_plaintext)
+                check_listen(
+                    args.listen, auth=not args.no_auth, tls=tls is not None, allow_plaintext=args.allow_plaintext
+                )
                 load_tls(tls)  # each child checks its files too; a bad one is said once, here
             except ConfigError as bad:
                 refusal = str(bad)
@@ -501,10 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reuse_port=args.reuse_port,
         tls=tls,
         allow_plaintext=args.allow_plaintext,
+        auth=not args.no_auth,
     )
     code = 0
     try:
-        check_listen(config.listen, tls=tls is not None, allow_plaintext=config.allow_plaintext)
+        check_listen(config.listen, auth=config.auth, tls=tls is not None, allow_plaintext=config.allow_plaintext)
         if not config.reuse_port:  # a supervised child shares the port its parent holds, by design
             _check_free(config.listen)
         trio.run(_serve_until_signal, config)

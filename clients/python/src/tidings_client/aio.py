@@ -20,6 +20,8 @@ from tidings.v1 import (
     events_pb2_grpc,
     hooks_pb2,
     hooks_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
 )
 from tidings_client import convert, publishing
 from tidings_client import types as t
@@ -84,6 +86,7 @@ class AsyncClient:
         self._catalog = catalog_pb2_grpc.CatalogServiceStub(self._channel)
         self._events = events_pb2_grpc.EventServiceStub(self._channel)
         self._deliveries = deliveries_pb2_grpc.DeliveryServiceStub(self._channel)
+        self._tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -236,6 +239,36 @@ class AsyncClient:
             return await self._call(self._hooks.ListTriggers, request, idempotent=True, timeout=timeout)
 
         return self._paged(fetch, lambda r: map(convert.trigger, r.triggers), lambda r: r.next_page_token)
+
+    # -- tokens (an owner of scope all) -----------------------------------------------------------
+
+    async def create_token(
+        self, display_name: str, role: t.Role, *, scope: str = "all", timeout: float | None = None
+    ) -> t.Token:
+        """Create a bearer token; its ``secret`` is in the answer, and never again anywhere."""
+        request = tokens_pb2.CreateTokenRequest(
+            token=tokens_pb2.Token(display_name=display_name, role=convert.ROLE[role], scope=scope)
+        )
+        # Not retried: a repeat after a lost answer would mint a second token.
+        return convert.token(await self._call(self._tokens.CreateToken, request, idempotent=False, timeout=timeout))
+
+    async def get_token(self, name: str, *, timeout: float | None = None) -> t.Token:
+        request = tokens_pb2.GetTokenRequest(name=name)
+        return convert.token(await self._call(self._tokens.GetToken, request, idempotent=True, timeout=timeout))
+
+    def list_tokens(self, *, page_size: int = 0, timeout: float | None = None) -> AsyncIterator[t.Token]:
+        """Every token, revoked ones too, by id (never their secrets)."""
+
+        async def fetch(page: str) -> tokens_pb2.ListTokensResponse:
+            request = tokens_pb2.ListTokensRequest(page_size=page_size, page_token=page)
+            return await self._call(self._tokens.ListTokens, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.token, r.tokens), lambda r: r.next_page_token)
+
+    async def revoke_token(self, name: str, *, timeout: float | None = None) -> t.Token:
+        """Revoke a token: calls with it are refused from the next one on. Repeating is harmless."""
+        request = tokens_pb2.RevokeTokenRequest(name=name)
+        return convert.token(await self._call(self._tokens.RevokeToken, request, idempotent=True, timeout=timeout))
 
     # -- catalog ----------------------------------------------------------------------------------
 

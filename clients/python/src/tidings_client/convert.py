@@ -14,7 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
 from tidings_client import types as t
 
 K = TypeVar("K")
@@ -49,6 +49,13 @@ DELIVERY_VIEW: dict[t.DeliveryView, deliveries_pb2.DeliveryView.ValueType] = {
     t.DeliveryView.BASIC: deliveries_pb2.DELIVERY_VIEW_BASIC,
     t.DeliveryView.FULL: deliveries_pb2.DELIVERY_VIEW_FULL,
 }
+ROLE: dict[t.Role, tokens_pb2.Role.ValueType] = {
+    t.Role.OWNER: tokens_pb2.ROLE_OWNER,
+    t.Role.ADMIN: tokens_pb2.ROLE_ADMIN,
+    t.Role.VIEWER: tokens_pb2.ROLE_VIEWER,
+    t.Role.PUBLISHER: tokens_pb2.ROLE_PUBLISHER,
+}
+_ROLE_BACK = _invert(ROLE)
 _HOOK_STATUS_BACK = _invert(HOOK_STATUS)
 _ORDERING_BACK = _invert(ORDERING)
 _SCOPE_BACK = _invert(SCOPE)
@@ -424,4 +431,17 @@ def endpoint_test_result(message: deliveries_pb2.SendTestEventResponse) -> t.End
         error=message.error,
         request_headers=_headers(message.request_headers),
         body=message.body,
+    )
+
+
+def token(message: tokens_pb2.Token) -> t.Token:
+    return t.Token(
+        name=message.name,
+        display_name=message.display_name,
+        role=_decode(_ROLE_BACK, message.role, "role"),
+        scope=message.scope,
+        create_time=from_timestamp(message, "create_time"),
+        last_used_time=from_timestamp(message, "last_used_time"),
+        revoke_time=from_timestamp(message, "revoke_time"),
+        secret=message.secret,
     )

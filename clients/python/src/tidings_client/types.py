@@ -40,6 +40,15 @@ class DeliveryStatus(enum.StrEnum):
         return self in (DeliveryStatus.QUEUED, DeliveryStatus.RETRYING)
 
 
+class Role(enum.StrEnum):
+    """What a token's holder may do (docs/security.md has the table)."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    VIEWER = "viewer"
+    PUBLISHER = "publisher"
+
+
 class DeliveryView(enum.StrEnum):
     BASIC = "basic"
     FULL = "full"
@@ -278,3 +287,18 @@ class HookChanges:
     ordering: DeliveryOrdering | None = None
     max_concurrency: int | None = None
     signing_disabled: bool | None = None
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer token: ``secret`` is set only in what ``create_token`` returns, the one time it
+    is ever shown; ``scope`` is ``all``, ``companies/{c}`` or ``companies/{c}/projects/{p}``."""
+
+    name: str
+    display_name: str
+    role: Role
+    scope: str
+    create_time: datetime | None
+    last_used_time: datetime | None = None
+    revoke_time: datetime | None = None
+    secret: str = ""

@@ -20,7 +20,7 @@ import psycopg
 import psycopg_pool
 import trio
 
-from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows, status
+from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows, status, tokens
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
@@ -39,6 +39,7 @@ from tidings_server.domain.ports import (
     Published,
     QueueDepth,
 )
+from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
 
 T = TypeVar("T")
@@ -377,6 +378,27 @@ class PostgresStore:
 
     async def remove_node(self, node_id: str) -> None:
         await self._run(partial(cluster.remove_node, node_id=node_id))
+
+    # -- principals -------------------------------------------------------------------------
+
+    async def create_token(self, token: Token) -> None:
+        await self._run(partial(tokens.create, token=token))
+
+    async def get_token(self, token_id: str) -> Token:
+        return await self._run(partial(tokens.get, token_id=token_id))
+
+    async def find_token(self, secret_hash: str) -> Token | None:
+        return await self._run(partial(tokens.find, secret_hash=secret_hash))
+
+    async def list_tokens(self, *, after: str | None, limit: int) -> list[Token]:
+        _check_limit(limit)
+        return await self._run(partial(tokens.page, after=after, limit=limit))
+
+    async def revoke_token(self, token_id: str, now: datetime) -> Token:
+        return await self._run(partial(tokens.revoke, token_id=token_id, now=now))
+
+    async def touch_token(self, token_id: str, now: datetime) -> None:
+        await self._run(partial(tokens.touch, token_id=token_id, now=now))
 
     async def listen(
         self,

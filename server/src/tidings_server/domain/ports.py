@@ -27,6 +27,7 @@ from tidings_server.domain.model import (
     Trigger,
 )
 from tidings_server.domain.names import Parent
+from tidings_server.domain.tokens import Token
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,3 +520,30 @@ class Store(Protocol):
         one process wakes itself in memory. Notices may be merged, and one can be lost with a
         connection, so a caller still polls now and then.
         """
+
+    # -- principals: bearer tokens, stored by the hash of their secret ------------------------
+
+    async def create_token(self, token: Token) -> None:
+        """Insert ``token``. Raises ``AlreadyExists`` if its id or its secret hash is taken."""
+
+    async def get_token(self, token_id: str) -> Token:
+        """Return the token with ``token_id`` (revoked ones too). Raises ``NotFound``."""
+        ...
+
+    async def find_token(self, secret_hash: str) -> Token | None:
+        """The token whose secret hashes to ``secret_hash`` (revoked ones too), or None; one
+        lookup by a unique key, made on every authenticated call."""
+        ...
+
+    async def list_tokens(self, *, after: str | None, limit: int) -> list[Token]:
+        """Up to ``limit`` tokens (revoked ones too) with ids > ``after``, by id."""
+        ...
+
+    async def revoke_token(self, token_id: str, now: datetime) -> Token:
+        """Mark the token revoked at ``now`` (a revoked one keeps its first revoke time) and
+        return it. Raises ``NotFound``."""
+        ...
+
+    async def touch_token(self, token_id: str, now: datetime) -> None:
+        """Set the token's ``last_used_time`` to ``now`` unless it is later already; an unknown
+        id is not an error."""

@@ -19,6 +19,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from tidings_server.grpc_api.access import Guard
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -28,17 +30,20 @@ TRANSPORT_LIMIT_BYTES = 2 * MAX_REQUEST_BYTES
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def register(add_to_server: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
+def register(
+    add_to_server: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server, guard: Guard
+) -> None:
     """Run a generated ``add_*_to_server(servicer, server)`` with every unary-request method
-    taking raw bytes and parsing them itself."""
-    add_to_server(servicer, _Registrar(server))
+    taking raw bytes and parsing them itself, then passing the request through ``guard``."""
+    add_to_server(servicer, _Registrar(server, guard))
 
 
 class _Registrar:
     """What a generated ``add_*_to_server`` needs of a server, rewriting what it registers."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, guard: Guard) -> None:
         self._server = server
+        self._guard = guard
 
     def add_generic_rpc_handlers(self, handlers: object) -> None:
         """Ignored: ``add_registered_method_handlers`` registers the same methods, rewritten."""
@@ -46,7 +51,10 @@ class _Registrar:
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
-        parsing = {name: _parsing(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+        parsing = {
+            name: _parsing(f"/{service}/{name}", self._guard.wrap(f"/{service}/{name}", handler))
+            for name, handler in handlers.items()
+        }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, parsing),))
         self._server.add_registered_method_handlers(service, parsing)
 

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 import trio
@@ -30,16 +31,21 @@ from tidings.v1 import (
     events_pb2_grpc,
     hooks_pb2,
     hooks_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
 )
 from tidings_server.domain.catalog import CatalogService
 from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
+from tidings_server.domain.tokens import TokenService
+from tidings_server.grpc_api.access import Guard, PolicyInterceptor
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.decoding import TRANSPORT_LIMIT_BYTES, register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
 from tidings_server.grpc_api.tls import server_credentials
+from tidings_server.grpc_api.tokens import TokenServicer
 from tidings_server.tls import Certificates
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ SERVICE_NAMES: Sequence[str] = (
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     deliveries_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
+    tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
 )
 
 
@@ -68,7 +75,9 @@ class Core:
     catalog: CatalogService
     events: EventService
     history: HistoryService
+    tokens: TokenService
     watch: WatchSettings = field(default_factory=WatchSettings)
+    auth: bool = True  # False: --no-auth, every caller let through (loopback only)
 
 
 class GrpcServer:
@@ -182,24 +191,26 @@ class GrpcServer:
         self._stop_requested = asyncio.Event()
         # grpcio turns SO_REUSEPORT on by default; a lone server keeps it off, so that a second
         # one on the same port fails to bind instead of silently taking half the calls.
+        core = self._core
+        guard = Guard(bridge, core.tokens if core is not None and core.auth else None)
         server = grpc.aio.server(
+            interceptors=[PolicyInterceptor(guard)],
             options=[
                 ("grpc.so_reuseport", int(self._reuse_port)),
                 ("grpc.max_receive_message_length", TRANSPORT_LIMIT_BYTES),
-            ]
+            ],
         )
-        core = self._core
         services: Sequence[str] = SERVICE_NAMES if core is not None else ()
         if core is not None:
-            register(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, core.hooks), server)
-            register(
-                catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, core.catalog), server
-            )
-            register(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, core.events), server)
+            add = partial(register, server=server, guard=guard)
+            add(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, core.hooks))
+            add(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, core.catalog))
+            add(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, core.events))
             self.deliveries = DeliveryServicer(bridge, core.history, core.watch)
-            register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
+            add(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries)
+            add(tokens_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(bridge, core.tokens))
         health_servicer = health.aio.HealthServicer()
-        register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
+        register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server, guard)
         reflected = (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         # Registered through ``register`` like every service, so that garbage sent to it is
         # INVALID_ARGUMENT too (``enable_server_reflection`` would register it directly).
@@ -207,6 +218,7 @@ class GrpcServer:
             reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
             reflection.aio.ReflectionServicer(reflected),
             server,
+            guard,
         )
         try:
             if self._certificates is not None:

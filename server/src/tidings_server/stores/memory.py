@@ -58,6 +58,7 @@ from tidings_server.domain.ports import (
     same_event,
 )
 from tidings_server.domain.states import Cause, sources, transition
+from tidings_server.domain.tokens import Token
 from tidings_server.plugins.spec import StorageBackend, hookimpl
 from tidings_server.stores import history
 
@@ -167,6 +168,8 @@ class MemoryStore:
         # as it has attempts in flight, plus leases that ended and were not cleared).
         self._nodes: dict[str, NodeInfo] = {}
         self._leased: dict[str, set[str]] = {}
+        self._tokens: dict[str, Token] = {}
+        self._token_hashes: dict[str, str] = {}  # secret hash → token id
 
     def _hook(self, name: str) -> Hook:
         hook = self._hooks.get(name)
@@ -812,6 +815,51 @@ class MemoryStore:
         ]
         for row in held:
             self._unlease(row)
+
+    # -- principals -------------------------------------------------------------------------
+
+    async def create_token(self, token: Token) -> None:
+        await trio.lowlevel.checkpoint()
+        _check_time("create_time", token.create_time)
+        if token.token_id in self._tokens or token.secret_hash in self._token_hashes:
+            raise AlreadyExists(f"token {token.token_id} already exists")
+        self._tokens[token.token_id] = token
+        self._token_hashes[token.secret_hash] = token.token_id
+
+    def _token(self, token_id: str) -> Token:
+        token = self._tokens.get(token_id)
+        if token is None:
+            raise NotFound(f"token tokens/{token_id} does not exist")
+        return token
+
+    async def get_token(self, token_id: str) -> Token:
+        await trio.lowlevel.checkpoint()
+        return self._token(token_id)
+
+    async def find_token(self, secret_hash: str) -> Token | None:
+        await trio.lowlevel.checkpoint()
+        token_id = self._token_hashes.get(secret_hash)
+        return None if token_id is None else self._tokens[token_id]
+
+    async def list_tokens(self, *, after: str | None, limit: int) -> list[Token]:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        return [self._tokens[i] for i in sorted(self._tokens) if after is None or i > after][:limit]
+
+    async def revoke_token(self, token_id: str, now: datetime) -> Token:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        token = self._token(token_id)
+        if token.revoke_time is None:
+            token = self._tokens[token_id] = replace(token, revoke_time=now)
+        return token
+
+    async def touch_token(self, token_id: str, now: datetime) -> None:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        token = self._tokens.get(token_id)
+        if token is not None and (token.last_used_time is None or token.last_used_time < now):
+            self._tokens[token_id] = replace(token, last_used_time=now)
 
     async def listen(
         self, on_notice: Callable[[Notice], None], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

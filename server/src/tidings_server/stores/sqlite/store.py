@@ -36,8 +36,9 @@ from tidings_server.domain.ports import (
     Published,
     QueueDepth,
 )
+from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
-from tidings_server.stores.sqlite import deliveries, history, nodes
+from tidings_server.stores.sqlite import deliveries, history, nodes, tokens
 from tidings_server.stores.sqlite import status as status_reads
 from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
 
@@ -453,6 +454,29 @@ class SqliteStore:
 
     async def remove_node(self, node_id: str) -> None:
         await self._run(partial(nodes.remove, node_id=node_id), write=True)
+
+    # -- principals -------------------------------------------------------------------------
+
+    async def create_token(self, token: Token) -> None:
+        await self._run(partial(tokens.create, row=tokens.token_row(token)), write=True)
+
+    async def get_token(self, token_id: str) -> Token:
+        return await self._run(partial(tokens.get, token_id=token_id), write=False)
+
+    async def find_token(self, secret_hash: str) -> Token | None:
+        return await self._run(partial(tokens.find, secret_hash=secret_hash), write=False)
+
+    async def list_tokens(self, *, after: str | None, limit: int) -> list[Token]:
+        _check_limit(limit)
+        return await self._run(partial(tokens.page, after=after, limit=limit), write=False)
+
+    async def revoke_token(self, token_id: str, now: datetime) -> Token:
+        at = to_micros("now", now)
+        return await self._run(partial(tokens.revoke, token_id=token_id, now=at), write=True)
+
+    async def touch_token(self, token_id: str, now: datetime) -> None:
+        at = to_micros("now", now)
+        await self._run(partial(tokens.touch, token_id=token_id, now=at), write=True)
 
     async def listen(
         self, on_notice: Callable[[Notice], None], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -14,8 +14,9 @@
 Every test gets a new, empty store from the fixture and runs under pytest-trio (set
 ``trio_mode = true``). The built-in memory and SQLite stores pass exactly this suite, so a
 backend that passes it can stand in for them: hooks and triggers, publishing and fan-out,
-claims and leases, attempts, purging, every history query, the nodes of a cluster, and what
-``tidings-server status`` reads. The five parts can also be inherited one by one while a
+claims and leases, attempts, purging, every history query, the nodes of a cluster, what
+``tidings-server status`` reads, and the tokens callers authenticate with. The parts can also
+be inherited one by one while a
 backend is being written. A backend that several processes share sets
 ``notices_across_processes = True``: its ``listen`` must then report the notices its writes send.
 """
@@ -27,10 +28,16 @@ from tidings_server.testing.stores.deliveries import DeliveryStoreContract
 from tidings_server.testing.stores.history import HistoryStoreContract
 from tidings_server.testing.stores.hooks import HookStoreContract
 from tidings_server.testing.stores.status import StatusStoreContract
+from tidings_server.testing.stores.tokens import TokenStoreContract
 
 
 class StoreContract(
-    HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract, StatusStoreContract
+    HookStoreContract,
+    DeliveryStoreContract,
+    HistoryStoreContract,
+    ClusterStoreContract,
+    StatusStoreContract,
+    TokenStoreContract,
 ):
     """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
 
@@ -42,4 +49,5 @@ __all__ = [
     "HookStoreContract",
     "StatusStoreContract",
     "StoreContract",
+    "TokenStoreContract",
 ]

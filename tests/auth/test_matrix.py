@@ -1,0 +1,270 @@
+"""Every RPC × every role × in scope / out of scope, and every RPC with no token and with a
+revoked one: the status code, and that the store is byte for byte what it was.
+
+Requests that are let through are chosen to change nothing either (a hook id that exists, a
+hook that does not, an empty token name), so the code they get proves the call reached the
+method, and the snapshot proves the refused ones did not. In scope for the company-scoped
+tokens is company 1 (its project 10); out of scope is company 2, whose resources exist too:
+refused alike whether they exist or not (tests/auth/test_access.py compares the messages).
+The token methods are for unscoped owners: in scope there is a token of scope ``all``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+
+from tests.auth.world import ROLES, World, build, code_of, event, hook, project, watch_code
+from tests.harness import Api
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
+from tidings_server.domain.access import POLICY, ROLE_PERMISSIONS
+from tidings_server.domain.tokens import Role
+
+Code = grpc.StatusCode
+MISSING = "0000000000000000"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One method: how to call it on company ``c``'s resources, and what a permitted caller gets."""
+
+    method: str
+    call: Callable[[Api, World, int, str | None], Code]
+    allowed: Code
+    tokens: bool = False  # a TokenService method: scope all is in scope, companies/1 is not
+
+
+def unary(stub: str, method: str, make: Callable[[World, int], Any]) -> Callable[[Api, World, int, str | None], Code]:
+    def call(api: Api, world: World, company: int, secret: str | None) -> Code:
+        return code_of(getattr(getattr(api, stub), method), make(world, company), secret)
+
+    return call
+
+
+H, D = hooks_pb2, deliveries_pb2
+CASES = [
+    Case(
+        "/tidings.v1.HookService/CreateHook",
+        unary(
+            "hooks",
+            "CreateHook",
+            lambda w, c: H.CreateHookRequest(
+                parent=project(c),
+                hook_id="h",  # taken: ALREADY_EXISTS once every check passed, and nothing written
+                hook=H.Hook(display_name="x", destination_url="http://127.0.0.1:9/x", payload_format="procore.v4"),
+            ),
+        ),
+        Code.ALREADY_EXISTS,
+    ),
+    Case(
+        "/tidings.v1.HookService/GetHook",
+        unary("hooks", "GetHook", lambda w, c: H.GetHookRequest(name=hook(c))),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.HookService/ListHooks",
+        unary("hooks", "ListHooks", lambda w, c: H.ListHooksRequest(parent=project(c))),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.HookService/UpdateHook",
+        unary(
+            "hooks",
+            "UpdateHook",
+            lambda w, c: H.UpdateHookRequest(
+                hook=H.Hook(name=f"{project(c)}/hooks/missing", display_name="y"),
+                update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+            ),
+        ),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.HookService/DeleteHook",
+        unary("hooks", "DeleteHook", lambda w, c: H.DeleteHookRequest(name=f"{project(c)}/hooks/missing")),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.HookService/BatchCreateTriggers",
+        unary(
+            "hooks",
+            "BatchCreateTriggers",
+            lambda w, c: H.BatchCreateTriggersRequest(
+                parent=f"{project(c)}/hooks/missing", triggers=[H.Trigger(resource_name="RFIs", event_type="update")]
+            ),
+        ),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.HookService/BatchDeleteTriggers",
+        unary(
+            "hooks",
+            "BatchDeleteTriggers",
+            lambda w, c: H.BatchDeleteTriggersRequest(
+                parent=f"{project(c)}/hooks/missing", names=[f"{project(c)}/hooks/missing/triggers/rfis.create"]
+            ),
+        ),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.HookService/ListTriggers",
+        unary("hooks", "ListTriggers", lambda w, c: H.ListTriggersRequest(parent=hook(c))),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.HookService/RotateSigningSecret",
+        unary(
+            "hooks",
+            "RotateSigningSecret",
+            lambda w, c: H.RotateSigningSecretRequest(name=f"{project(c)}/hooks/missing"),
+        ),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.CatalogService/ListResources",
+        unary(
+            "catalog",
+            "ListResources",
+            lambda w, c: catalog_pb2.ListResourcesRequest(scope=catalog_pb2.SCOPE_PROJECT),
+        ),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.CatalogService/ListPayloadFormats",
+        unary("catalog", "ListPayloadFormats", lambda w, c: catalog_pb2.ListPayloadFormatsRequest()),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.EventService/PublishEvents",
+        # A resource the catalog does not list: refused by the core, after the guard, storing nothing.
+        unary(
+            "events",
+            "PublishEvents",
+            lambda w, c: events_pb2.PublishEventsRequest(events=[event(c, resource="No Such Resource")]),
+        ),
+        Code.INVALID_ARGUMENT,
+    ),
+    Case(
+        "/tidings.v1.DeliveryService/ListDeliveries",
+        unary("deliveries", "ListDeliveries", lambda w, c: D.ListDeliveriesRequest(parent=project(c))),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.DeliveryService/GetDelivery",
+        unary("deliveries", "GetDelivery", lambda w, c: D.GetDeliveryRequest(name=w.delivery[c])),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.DeliveryService/GetHookOverview",
+        unary("deliveries", "GetHookOverview", lambda w, c: D.GetHookOverviewRequest(name=hook(c))),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.DeliveryService/WatchDeliveries",
+        lambda api, w, c, secret: watch_code(api, project(c), secret),
+        Code.CANCELLED,  # let through: the stream opened and was cancelled by the test
+    ),
+    Case(
+        "/tidings.v1.DeliveryService/RedeliverDeliveries",
+        # A delivered/failed status filter none of the (queued) deliveries matches: nothing moves.
+        unary(
+            "deliveries",
+            "RedeliverDeliveries",
+            lambda w, c: D.RedeliverDeliveriesRequest(parent=project(c), filter='status = "failed"'),
+        ),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.DeliveryService/SendTestEvent",
+        unary("deliveries", "SendTestEvent", lambda w, c: D.SendTestEventRequest(name=f"{project(c)}/hooks/missing")),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.TokenService/CreateToken",
+        unary(
+            "tokens",
+            "CreateToken",
+            lambda w, c: tokens_pb2.CreateTokenRequest(token=tokens_pb2.Token(role=tokens_pb2.ROLE_VIEWER)),
+        ),
+        Code.INVALID_ARGUMENT,  # no display_name
+        tokens=True,
+    ),
+    Case(
+        "/tidings.v1.TokenService/GetToken",
+        unary("tokens", "GetToken", lambda w, c: tokens_pb2.GetTokenRequest(name=f"tokens/{MISSING}")),
+        Code.NOT_FOUND,
+        tokens=True,
+    ),
+    Case(
+        "/tidings.v1.TokenService/ListTokens",
+        unary("tokens", "ListTokens", lambda w, c: tokens_pb2.ListTokensRequest()),
+        Code.OK,
+        tokens=True,
+    ),
+    Case(
+        "/tidings.v1.TokenService/RevokeToken",
+        unary("tokens", "RevokeToken", lambda w, c: tokens_pb2.RevokeTokenRequest(name=f"tokens/{MISSING}")),
+        Code.NOT_FOUND,
+        tokens=True,
+    ),
+]
+BY_METHOD = {c.method: c for c in CASES}
+
+
+def expected(case: Case, role: str, in_scope: bool) -> Code:
+    permission = POLICY[case.method].permission
+    assert permission is not None
+    if permission not in ROLE_PERMISSIONS[Role(role)]:
+        return Code.PERMISSION_DENIED
+    if not in_scope and (case.tokens or POLICY[case.method].targets):
+        return Code.PERMISSION_DENIED
+    return case.allowed
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = build(Path(tmp_path_factory.mktemp("auth")))
+    yield built
+    built.api.channel.close()
+    built.server.stop()
+
+
+def test_every_method_of_the_policy_has_a_case() -> None:
+    guarded = {m for m, rule in POLICY.items() if rule.permission is not None}
+    assert guarded == set(BY_METHOD)
+
+
+def _run(world: World, case: Case, company: int, secret: str | None) -> Code:
+    before = world.snapshot()
+    got = case.call(world.api, world, company, secret)
+    assert world.snapshot() == before, f"{case.method} changed the store"
+    return got
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("in_scope", [True, False], ids=["in-scope", "out-of-scope"])
+@pytest.mark.parametrize("method", list(BY_METHOD), ids=lambda m: m.rsplit("/", 1)[-1])
+def test_role_and_scope(world: World, method: str, role: str, in_scope: bool) -> None:
+    case = BY_METHOD[method]
+    if case.tokens:
+        secret, company = world.secrets[(role, "all" if in_scope else "companies/1")], 1
+    else:
+        secret, company = world.secrets[(role, "companies/1")], 1 if in_scope else 2
+    assert _run(world, case, company, secret) == expected(case, role, in_scope)
+
+
+@pytest.mark.parametrize("credential", ["none", "revoked", "unknown", "basic"])
+@pytest.mark.parametrize("method", list(BY_METHOD), ids=lambda m: m.rsplit("/", 1)[-1])
+def test_without_a_live_token(world: World, method: str, credential: str) -> None:
+    secret = {
+        "none": None,
+        "revoked": world.revoked,
+        "unknown": "tdg_" + "x" * 43,
+        "basic": "Basic b3duZXI6cHc=",  # a credential of another scheme is no credential
+    }[credential]
+    assert _run(world, BY_METHOD[method], 1, secret) == Code.UNAUTHENTICATED
