@@ -21,6 +21,7 @@ from tests.tls_certs import Authority, Issued
 from tidings_client import Client, Options, Retry, Tls, Unavailable
 
 TIDINGS = Path(sys.executable).parent / "tidings"
+SERVER = Path(sys.executable).parent / "tidings-server"
 PROJECT = "companies/8/projects/6778"
 
 
@@ -30,6 +31,7 @@ class Setup:
     authority: Authority
     client: Issued
     config: Path  # a config file whose `prod` profile is the documented one, pointed at the server
+    token: str  # an owner token of the server's store (the profile carries it)
 
     def tidings(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
@@ -57,15 +59,26 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "--client-ca",
         str(authority.cert_path),
     ]
-    with server_process(f"sqlite:///{tmp / 'tidings.sqlite3'}", *tls) as process:
+    store = f"sqlite:///{tmp / 'tidings.sqlite3'}"
+    token = owner_token(store)
+    with server_process(store, *tls) as process:
         target = f"127.0.0.1:{process.port}"
         config = tmp / "config.toml"
         config.write_text(
             f'default_profile = "prod"\n\n[profiles.prod]\ntarget = "{target}"\ntls = true\n'
             f'ca_cert = "{authority.cert_path}"\nclient_cert = "{client.cert_path}"\n'
-            f'client_key = "{client.key_path}"\ntoken = "tdg-0123456789abcdef0123456789abcdef"\nparent = "{PROJECT}"\n'
+            f'client_key = "{client.key_path}"\ntoken = "{token}"\nparent = "{PROJECT}"\n'
         )
-        yield Setup(target, authority, client, config)
+        yield Setup(target, authority, client, config, token)
+
+
+def owner_token(store: str) -> str:
+    """An owner token made on the store before the server starts, as an operator makes the first."""
+    made = subprocess.run(
+        [str(SERVER), "tokens", "create", "--store", store, "--role", "owner", "--name", "tls-tests"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return made.stdout.strip()
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
@@ -99,7 +112,10 @@ def test_the_flags_connect_without_a_profile(setup: Setup) -> None:
     mine = ["--client-cert", str(setup.client.cert_path), "--client-key", str(setup.client.key_path)]
     for target in (setup.target, setup.target.replace("127.0.0.1", "localhost")):
         for tls in (["--tls", "--ca-file", str(a.cert_path)], ["--ca-cert", str(a.cert_path)]):
-            setup.ok("--config", "/dev/null", "--target", target, *tls, *mine, "hooks", "list", "--project", "8/6778")
+            setup.ok(
+                "--config", "/dev/null", "--target", target, *tls, *mine, "hooks", "list", "--project", "8/6778",
+                TIDINGS_TOKEN=setup.token,
+            )  # fmt: skip
     # The server refuses the handshake without our certificate; plaintext never reaches it.
     no_cert = setup.tidings(
         "--timeout", "10", "--config", "/dev/null", "--target", setup.target, "--ca-file", str(a.cert_path),
@@ -130,10 +146,13 @@ def test_completion_reaches_the_server_over_tls(setup: Setup) -> None:
 
 def test_the_library_connects_with_tls_from_files(setup: Setup) -> None:
     a, me = setup.authority, setup.client
-    with Client(options=Options(setup.target, Tls.from_files(a.cert_path, me.cert_path, me.key_path))) as client:
+    mutual = Tls.from_files(a.cert_path, me.cert_path, me.key_path)
+    with Client(options=Options(setup.target, mutual, token=setup.token)) as client:
         hook = client.create_hook(PROJECT, "http://127.0.0.1:9/lib", "procore.v4")
         assert hook.name in [h.name for h in client.list_hooks(PROJECT)]
-    anonymous = Options(setup.target, Tls.from_files(a.cert_path), retry=Retry(max_attempts=1), timeout=10)
+    anonymous = Options(
+        setup.target, Tls.from_files(a.cert_path), token=setup.token, retry=Retry(max_attempts=1), timeout=10
+    )
     with Client(options=anonymous) as client, pytest.raises(Unavailable):
         client.get_hook(hook.name)
 
