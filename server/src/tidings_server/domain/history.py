@@ -122,6 +122,8 @@ class Overview:
     last_failure_reason: str
     consecutive_failures: int
     next_retry_time: datetime | None
+    # The last time the hook's rate limit held a delivery back (it is being hit when recent).
+    rate_limited_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,7 @@ class HistoryService:
             last_failure_reason=stats.last_failure_reason,
             consecutive_failures=stats.consecutive_failures,
             next_retry_time=stats.next_attempt_time,
+            rate_limited_time=stats.rate_limited_time,
         )
 
     # -- watching --------------------------------------------------------------------------

@@ -26,9 +26,12 @@ from tidings_server.testing.stores.cluster import ClusterStoreContract
 from tidings_server.testing.stores.deliveries import DeliveryStoreContract
 from tidings_server.testing.stores.history import HistoryStoreContract
 from tidings_server.testing.stores.hooks import HookStoreContract
+from tidings_server.testing.stores.protection import ProtectionStoreContract
 
 
-class StoreContract(HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract):
+class StoreContract(
+    HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract, ProtectionStoreContract
+):
     """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
 
 
@@ -37,5 +40,6 @@ __all__ = [
     "DeliveryStoreContract",
     "HistoryStoreContract",
     "HookStoreContract",
+    "ProtectionStoreContract",
     "StoreContract",
 ]

@@ -1,0 +1,147 @@
+"""Endpoint protection in virtual time: rate limits, circuit breakers and deactivation, with
+real HTTP on loopback and exact send times."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import trio
+from trio.testing import MockClock
+
+from tests.delivery.world import ORIGIN, rfi, world
+from tests.receivers import Received, Reply, ScriptedReceiver
+from tidings_server.delivery.breaker import BreakerConfig
+from tidings_server.delivery.engine import EngineConfig
+from tidings_server.domain.hooks import HookInput, RetryPolicyInput
+from tidings_server.domain.model import DeliveryStatus, HookStatus, SendRate
+
+
+def _times(receiver: ScriptedReceiver, start: float) -> list[float]:
+    """Send times relative to ``start``, to the microsecond the store keeps."""
+    return [round(r.time - start, 6) for r in receiver.requests]
+
+
+async def test_rate_limit_spaces_sends_exactly_at_the_limit(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    receiver = await ScriptedReceiver().start(nursery)
+    async with world() as w:
+        hook = await w.hook(receiver.url(), rate_limit=SendRate(per_second=2.0, burst=1))
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 6)))
+        done = await w.settle(hook, 5)
+        assert _times(receiver, start) == [0.0, 0.5, 1.0, 1.5, 2.0]
+        assert {d.status for d in done} == {DeliveryStatus.DELIVERED}
+        assert [d.attempt_count for d in done] == [1] * 5  # waiting is no attempt, nor a failure
+        overview = await w.history.overview(hook.name)
+        assert overview.rate_limited_time is not None
+        assert overview.rate_limited_time > ORIGIN
+
+
+async def test_a_burst_goes_at_once_then_the_rate(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    receiver = await ScriptedReceiver().start(nursery)
+    async with world() as w:
+        hook = await w.hook(receiver.url(), rate_limit=SendRate(per_second=1.0, burst=3))
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 7)))
+        await w.settle(hook, 6)
+        assert _times(receiver, start) == [0.0, 0.0, 0.0, 1.0, 2.0, 3.0]
+
+
+async def test_a_limit_change_takes_effect_on_the_next_send(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    receiver = await ScriptedReceiver().start(nursery)
+    async with world() as w:
+        hook = await w.hook(receiver.url(), rate_limit=SendRate(per_second=1.0, burst=1))
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 9)))
+        await trio.sleep(2.5)  # sent at 0, 1 and 2; the next would go at 3
+        await w.hooks.update_hook(hook.name, HookInput(rate_limit=SendRate(10.0, 1)), ["rate_limit"])
+        await trio.sleep(1.0)  # five more, 0.1 s apart, from the change on
+        await w.hooks.update_hook(hook.name, HookInput(rate_limit=SendRate(0.5, 1)), ["rate_limit"])
+        await w.settle(hook, 8)
+        assert _times(receiver, start) == [0.0, 1.0, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9]
+        [last] = receiver.requests[-1:]
+        assert last.time - start < 3.5 + 2.0 + 1e-6
+
+
+async def test_removing_the_limit_releases_the_waiting_at_once(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    receiver = await ScriptedReceiver().start(nursery)
+    async with world() as w:
+        hook = await w.hook(receiver.url(), rate_limit=SendRate(per_second=1 / 60, burst=1))  # 1 a minute
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 4)))
+        await trio.sleep(10)
+        await w.hooks.update_hook(hook.name, HookInput(rate_limit=None), ["rate_limit"])
+        await w.settle(hook, 3)
+        assert _times(receiver, start) == [0.0, 10.0, 10.0]
+
+
+BREAKER = EngineConfig(poll=None, breaker=BreakerConfig(consecutive=3, deactivate_after=None))
+POLICY = RetryPolicyInput(initial_backoff=timedelta(seconds=1), max_backoff=timedelta(seconds=60))
+
+
+async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    start = trio.current_time()
+
+    def down_until_ten(request: Received) -> Reply:
+        return Reply(503) if request.time - start < 10 else Reply(200)
+
+    failing = await ScriptedReceiver(default=down_until_ten).start(nursery)
+    healthy = await ScriptedReceiver().start(nursery)
+    async with world(BREAKER) as w:
+        hook = await w.hook(failing.url(), policy=POLICY)
+        other = await w.hook(healthy.url(), triggers=(("RFIs", "create"),), policy=POLICY)
+        await w.publish(*(rfi(n) for n in range(1, 6)))
+        for at in (2.0, 4.0, 8.0, 12.0):  # the healthy hook's events, during the outage and after
+            await trio.sleep_until(start + at)
+            await w.publish(rfi(100 + int(at), event_type="create"))
+        done = await w.settle(hook, 5)
+        await w.settle(other, 4)
+        # Five at once, the third failure opens the circuit; then one probe at a time on the
+        # backoff schedule (1, 2, 4, 8 s apart); the probe at 15 succeeds, the other four follow.
+        assert _times(failing, start) == [0.0] * 5 + [1.0, 3.0, 7.0, 15.0] + [15.0] * 4
+        assert {d.status for d in done} == {DeliveryStatus.DELIVERED}
+        assert _times(healthy, start) == [2.0, 4.0, 8.0, 12.0]  # never slowed
+        assert not w.engine.throttle.breakers.is_open(hook.name)
+
+
+async def test_a_retry_window_ending_behind_an_open_circuit_discards(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    failing = await ScriptedReceiver(default=Reply(503)).start(nursery)
+    policy = RetryPolicyInput(
+        initial_backoff=timedelta(seconds=1), max_backoff=timedelta(seconds=60), retry_window=timedelta(minutes=1)
+    )
+    async with world(BREAKER) as w:
+        hook = await w.hook(failing.url(), policy=policy)
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 5)))
+        done = await w.settle(hook, 4)
+        assert {d.status for d in done} == {DeliveryStatus.DISCARDED}
+        # Four at once, then probes at 1, 3, 7, 15, 31; at 60 every window is over: the probe
+        # of 60 s (capped) never comes, and nothing else was sent in between.
+        assert _times(failing, start) == [0.0] * 4 + [1.0, 3.0, 7.0, 15.0, 31.0]
+        assert all(round((d.update_time - ORIGIN).total_seconds(), 6) <= 60.0 + 1e-6 for d in done)
+
+
+async def test_a_hook_failing_for_the_period_is_disabled_at_exactly_the_period(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    failing = await ScriptedReceiver(default=Reply(503, body=b"down")).start(nursery)
+    config = EngineConfig(poll=None, breaker=BreakerConfig(consecutive=3, deactivate_after=timedelta(hours=2)))
+    policy = RetryPolicyInput(initial_backoff=timedelta(seconds=1), max_backoff=timedelta(minutes=50))
+    async with world(config) as w:
+        hook = await w.hook(failing.url(), policy=policy)
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 4)))
+        await w.settle(hook, 3, within=3 * 3600)  # discarded when the hook is disabled
+        disabled = await w.store.get_hook(hook.name)
+        assert disabled.status is HookStatus.DISABLED
+        assert disabled.disable_time == ORIGIN + timedelta(hours=2)
+        assert disabled.disabled_reason.startswith("disabled by tidings: no successful delivery for 2 hours")
+        assert "HTTP 503" in disabled.disabled_reason
+        assert round(failing.requests[-1].time - start, 6) == 7200.0  # the last probe, at the period
+        done = await w.deliveries(hook)
+        assert {d.status for d in done} == {DeliveryStatus.DISCARDED}
