@@ -3,15 +3,18 @@ real HTTP on loopback and exact send times."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import trio
 from trio.testing import MockClock
 
-from tests.delivery.world import ORIGIN, rfi, world
+from tests.delivery.world import LOOPBACK, ORIGIN, World, cushioned_limiter, plugins, rfi, world
 from tests.receivers import Received, Reply, ScriptedReceiver
 from tidings_server.delivery.breaker import BreakerConfig
-from tidings_server.delivery.engine import EngineConfig
+from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
+from tidings_server.delivery.http import Sender
 from tidings_server.domain.hooks import HookInput, RetryPolicyInput
 from tidings_server.domain.model import DeliveryStatus, HookStatus, SendRate
 
@@ -34,6 +37,8 @@ async def test_rate_limit_spaces_sends_exactly_at_the_limit(autojump_clock: Mock
         overview = await w.history.overview(hook.name)
         assert overview.rate_limited_time is not None
         assert overview.rate_limited_time > ORIGIN
+        assert w.engine.throttle.rate_limited_hooks(w.clock.now()) == 1  # the metric's source
+        assert w.engine.throttle.rate_limited_hooks(w.clock.now() + timedelta(minutes=2)) == 0
 
 
 async def test_a_burst_goes_at_once_then_the_rate(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
@@ -97,6 +102,11 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
         for at in (2.0, 4.0, 8.0, 12.0):  # the healthy hook's events, during the outage and after
             await trio.sleep_until(start + at)
             await w.publish(rfi(100 + int(at), event_type="create"))
+            if at == 4.0:  # the probe of 3 s failed: the next goes at 7 s
+                overview = await w.history.overview(hook.name)
+                assert overview.circuit_open_time == ORIGIN
+                assert overview.next_probe_time == ORIGIN + timedelta(seconds=7)
+                assert w.engine.throttle.breakers.open_count() == 1  # the metric's source
         done = await w.settle(hook, 5)
         await w.settle(other, 4)
         # Five at once, the third failure opens the circuit; then one probe at a time on the
@@ -105,6 +115,7 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
         assert {d.status for d in done} == {DeliveryStatus.DELIVERED}
         assert _times(healthy, start) == [2.0, 4.0, 8.0, 12.0]  # never slowed
         assert not w.engine.throttle.breakers.is_open(hook.name)
+        assert w.engine.throttle.breakers.open_count() == 0
 
 
 async def test_a_retry_window_ending_behind_an_open_circuit_discards(
@@ -145,3 +156,43 @@ async def test_a_hook_failing_for_the_period_is_disabled_at_exactly_the_period(
         assert round(failing.requests[-1].time - start, 6) == 7200.0  # the last probe, at the period
         done = await w.deliveries(hook)
         assert {d.status for d in done} == {DeliveryStatus.DISCARDED}
+
+
+@asynccontextmanager
+async def second_node(w: World, config: EngineConfig) -> AsyncIterator[DeliveryEngine]:
+    """Another engine (another node) on the world's store, as a second process sharing it."""
+    async with Sender(LOOPBACK, USER_AGENT) as sender, trio.open_nursery() as nursery:
+        engine = DeliveryEngine(
+            w.store, plugins().payload_formats, sender, w.clock, config, lambda: 0.0, render_limiter=cushioned_limiter
+        )
+        await nursery.start(engine.run)
+        yield engine
+        await engine.drain(0)
+
+
+async def test_two_nodes_share_one_rate_limit(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    receiver = await ScriptedReceiver().start(nursery)
+    # The second node learns of due work by polling (as a node missing a notice would), the
+    # first by its own wake-ups: they claim at different moments, from one bucket.
+    async with world() as w, second_node(w, EngineConfig(poll=0.01)) as other:
+        hook = await w.hook(receiver.url(), rate_limit=SendRate(per_second=4.0, burst=1), max_concurrency=1)
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 9)))
+        await w.settle(hook, 8)
+        assert _times(receiver, start) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+        # Both nodes claimed and were held back by the one bucket: the limit is the hook's, not a node's.
+        # Both nodes claimed and were held back by the one bucket: the limit is the hook's, not a node's.
+        assert hook.name in w.engine.throttle.limited
+        assert hook.name in other.throttle.limited
+
+
+async def test_breakers_are_per_node(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    failing = await ScriptedReceiver(default=Reply(503)).start(nursery)
+    async with world(BREAKER) as w, second_node(w, BREAKER) as other:
+        hook = await w.hook(failing.url(), policy=POLICY)
+        await w.publish(*(rfi(n) for n in range(1, 4)))  # only the first node is woken: it claims all three
+        await trio.sleep(0.5)
+        assert w.engine.throttle.breakers.is_open(hook.name)
+        assert not other.throttle.breakers.is_open(hook.name)  # it has seen no attempt of its own
+        overview = await w.history.overview(hook.name)
+        assert overview.circuit_open_time == ORIGIN

@@ -201,7 +201,14 @@ async def world(
         hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=changed)
         events = EventService(store, found.catalog.get, clock.now, on_published=changed)
         history = HistoryService(
-            store, clock.now, pulse, engine.render, engine.probe, retention=config.retention, on_change=changed
+            store,
+            clock.now,
+            pulse,
+            engine.render,
+            engine.probe,
+            retention=config.retention,
+            on_change=changed,
+            circuit=engine.throttle.breakers.state,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)

@@ -20,7 +20,6 @@ the store that no node had a success since.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -73,8 +72,16 @@ class Breakers:
         circuit = self._circuits.get(hook_name)
         return circuit is not None and circuit.open_since is not None
 
-    def open_hooks(self) -> Iterator[str]:
-        return (name for name, c in self._circuits.items() if c.open_since is not None)
+    def state(self, hook_name: str) -> tuple[datetime | None, datetime | None]:
+        """When the hook's circuit opened and when its next probe may go; (None, None) closed."""
+        circuit = self._circuits.get(hook_name)
+        if circuit is None or circuit.open_since is None:
+            return None, None
+        return circuit.open_since, circuit.probe_at
+
+    def open_count(self) -> int:
+        """Circuits open now; a copy is read, so a metrics scrape may call it from its thread."""
+        return sum(1 for c in list(self._circuits.values()) if c.open_since is not None)
 
     def admit(self, hook: Hook, delivery_name: str, now: datetime) -> datetime | None:
         """None when the delivery may be attempted now; otherwise the time to postpone it to

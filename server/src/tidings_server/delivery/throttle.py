@@ -21,6 +21,9 @@ from tidings_server.domain.ports import Claim, Store
 
 log = logging.getLogger(__name__)
 
+LIMITED_RECENTLY = 60.0  # seconds a hook counts as rate limited after its limit last held one back
+MAX_LIMITED = 1024  # hooks remembered as limited before the old ones are forgotten
+
 
 @dataclass(slots=True)
 class Gated:
@@ -68,6 +71,7 @@ class Throttle:
             gated.admitted += mine[: grant.granted]
             if grant.granted < len(mine):
                 self.limited[hook_name] = now
+                self._forget_old_limits(now)
                 for claim in mine[grant.granted :]:
                     self.breakers.forget(hook_name, claim.delivery.name)
                     postponed[grant.next_time].append(claim.delivery.name)
@@ -75,9 +79,13 @@ class Throttle:
             await self._store.postpone(names, until)
         return gated
 
-    def rate_limited_hooks(self, now: datetime, within: float = 60.0) -> int:
-        """Hooks whose rate limit held a delivery back here within the last ``within`` seconds."""
-        recent = {name for name, at in self.limited.items() if (now - at).total_seconds() <= within}
-        for name in [n for n in self.limited if n not in recent]:
-            del self.limited[name]
-        return len(recent)
+    def rate_limited_hooks(self, now: datetime) -> int:
+        """Hooks whose rate limit held a delivery back here within the last ``LIMITED_RECENTLY``
+        seconds. Read-only, so a metrics scrape may call it from its own thread."""
+        return sum(1 for at in list(self.limited.values()) if (now - at).total_seconds() <= LIMITED_RECENTLY)
+
+    def _forget_old_limits(self, now: datetime) -> None:
+        if len(self.limited) > MAX_LIMITED:
+            for name, at in list(self.limited.items()):
+                if (now - at).total_seconds() > LIMITED_RECENTLY:
+                    del self.limited[name]
