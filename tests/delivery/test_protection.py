@@ -196,3 +196,20 @@ async def test_breakers_are_per_node(autojump_clock: MockClock, nursery: trio.Nu
         assert not other.throttle.breakers.is_open(hook.name)  # it has seen no attempt of its own
         overview = await w.history.overview(hook.name)
         assert overview.circuit_open_time == ORIGIN
+
+
+async def test_gone_disables_with_the_reason_and_time(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    receiver = await ScriptedReceiver(default=Reply(410)).start(nursery)
+    async with world() as w:
+        hook = await w.hook(receiver.url(), max_concurrency=1)
+        await trio.sleep(7)
+        await w.publish(rfi(1))
+        await w.settle(hook, 1)
+        disabled = await w.hooks.get_hook(hook.name)
+        assert (disabled.status, disabled.disable_time) == (HookStatus.DISABLED, ORIGIN + timedelta(seconds=7))
+        assert "410" in disabled.disabled_reason
+        overview = await w.history.overview(hook.name)
+        assert overview.hook.disabled_reason == disabled.disabled_reason
+        # An admin's decision replaces tidings': re-activated, the hook no longer says why it was off.
+        again = await w.hooks.update_hook(hook.name, HookInput(status=HookStatus.ACTIVE), ["status"])
+        assert (again.status, again.disabled_reason, again.disable_time) == (HookStatus.ACTIVE, "", None)

@@ -1,7 +1,8 @@
 """Circuit breakers, one per hook, held by each node for the attempts it makes.
 
 A hook whose destination fails steadily — at least ``ratio`` of at least ``min_attempts``
-attempts within ``window``, or ``consecutive`` failures in a row — opens its circuit: its
+attempts within ``window`` (counted in ``SLOTS`` slots), or ``consecutive`` failures in a
+row — opens its circuit: its
 pending deliveries are no longer tried one by one. One probe at a time goes out, on the hook's
 own backoff schedule (``initial_backoff`` doubling up to ``max_backoff``); every other claim of
 the hook is postponed to the next probe's time. The first success closes the circuit and the
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tidings_server.domain.model import Hook
 
@@ -41,10 +42,16 @@ class BreakerConfig:
     deactivate_after: timedelta | None = timedelta(days=5)
 
 
+SLOTS = 30
+"""The window is counted in this many slots (10 s each for 5 minutes): memory per hook stays
+constant however many attempts it makes, and the window is exact to one slot."""
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 @dataclass(slots=True)
 class _Circuit:
-    outcomes: deque[tuple[datetime, bool]] = field(default_factory=deque)  # within the window
-    failures: int = 0  # among ``outcomes``
+    # [slot number, attempts, failures] of the slots within the window, oldest first.
+    slots: deque[list[int]] = field(default_factory=deque)
     streak: int = 0  # failures in a row
     failing_since: datetime | None = None  # first failure after the last success
     open_since: datetime | None = None
@@ -102,6 +109,10 @@ class Breakers:
         if circuit is not None and circuit.probing == delivery_name:
             circuit.probing = ""
 
+    def drop(self, hook_name: str) -> None:
+        """Forget the hook's circuit (it was disabled: nothing more is attempted)."""
+        self._circuits.pop(hook_name, None)
+
     def failing_since(self, hook_name: str) -> datetime | None:
         circuit = self._circuits.get(hook_name)
         return None if circuit is None else circuit.failing_since
@@ -116,19 +127,18 @@ class Breakers:
     def observe(self, hook: Hook, delivery_name: str, ok: bool, at: datetime) -> Verdict:
         """Count one attempt's outcome, ended at ``at``; a success of any attempt closes the
         circuit, a failed probe moves the next probe one backoff step further."""
-        circuit = self._circuits.setdefault(hook.name, _Circuit())
-        window_start = at - self.config.window
-        circuit.outcomes.append((at, ok))
-        circuit.failures += not ok
-        while circuit.outcomes and circuit.outcomes[0][0] < window_start:
-            _, old_ok = circuit.outcomes.popleft()
-            circuit.failures -= not old_ok
+        circuit = self._circuits.get(hook.name)
+        if circuit is None:
+            circuit = self._circuits[hook.name] = _Circuit()
+        self._count(circuit, at, ok)
         was_probe = circuit.probing == delivery_name
         if was_probe:
             circuit.probing = ""
         if ok:
             closed = circuit.open_since is not None
-            del self._circuits[hook.name]  # closed, healthy: nothing worth keeping
+            if closed:  # the endpoint answers again: what it did before no longer counts
+                circuit.slots.clear()
+            circuit.streak, circuit.failing_since, circuit.open_since, circuit.probe_at = 0, None, None, None
             return Verdict(closed=closed)
         circuit.streak += 1
         if circuit.failing_since is None:
@@ -145,12 +155,25 @@ class Breakers:
             return Verdict(opened=True)
         return Verdict()
 
+    def _count(self, circuit: _Circuit, at: datetime, ok: bool) -> None:
+        width = self.config.window / SLOTS
+        number = (at - _EPOCH) // width
+        slots = circuit.slots
+        if slots and slots[-1][0] >= number:  # the current slot (or a late report of an older one)
+            slots[-1][1] += 1
+            slots[-1][2] += not ok
+        else:
+            slots.append([number, 1, int(not ok)])
+        while slots and slots[0][0] <= number - SLOTS:
+            slots.popleft()
+
     def _trips(self, circuit: _Circuit) -> bool:
         config = self.config
         if config.consecutive and circuit.streak >= config.consecutive:
             return True
-        attempts = len(circuit.outcomes)
-        return attempts >= config.min_attempts and circuit.failures >= config.ratio * attempts
+        attempts = sum(slot[1] for slot in circuit.slots)
+        failures = sum(slot[2] for slot in circuit.slots)
+        return attempts >= config.min_attempts and failures >= config.ratio * attempts
 
     def _next_backoff(self, hook: Hook, circuit: _Circuit) -> timedelta:
         return min(circuit.backoff * 2, hook.retry_policy.max_backoff)

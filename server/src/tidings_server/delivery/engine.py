@@ -314,6 +314,7 @@ class DeliveryEngine:
         )
         if await disable_hook(self._store, hook.name, now, reason):
             log.warning("hook disabled for failing", extra={"hook": hook.name, "since": since.isoformat()})
+            self.throttle.breakers.drop(hook.name)
             self._on_recorded()
 
     def _expired(self, claim: Claim, now: datetime) -> AttemptRecord:
