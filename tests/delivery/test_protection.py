@@ -3,6 +3,7 @@ real HTTP on loopback and exact send times."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -12,6 +13,7 @@ from trio.testing import MockClock
 
 from tests.delivery.world import LOOPBACK, ORIGIN, World, cushioned_limiter, plugins, rfi, world
 from tests.receivers import Received, Reply, ScriptedReceiver
+from tidings_server import operational
 from tidings_server.delivery.breaker import BreakerConfig
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -95,7 +97,10 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
 
     failing = await ScriptedReceiver(default=down_until_ten).start(nursery)
     healthy = await ScriptedReceiver().start(nursery)
+    told = await ScriptedReceiver().start(nursery)
     async with world(BREAKER) as w:
+        circuits = (("Webhook Hooks", "circuit_opened"), ("Webhook Hooks", "circuit_closed"))
+        admins = await w.hook(told.url(), parent="companies/8", triggers=circuits)
         hook = await w.hook(failing.url(), policy=POLICY)
         other = await w.hook(healthy.url(), triggers=(("RFIs", "create"),), policy=POLICY)
         await w.publish(*(rfi(n) for n in range(1, 6)))
@@ -116,6 +121,9 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
         assert _times(healthy, start) == [2.0, 4.0, 8.0, 12.0]  # never slowed
         assert not w.engine.throttle.breakers.is_open(hook.name)
         assert w.engine.throttle.breakers.open_count() == 0
+        await w.settle(admins, 2)  # told when it opened (at 0) and when it closed (at 15)
+        assert _times(told, start) == [0.0, 15.0]
+        assert [json.loads(r.body)["reason"] for r in told.requests] == ["circuit_opened", "circuit_closed"]
 
 
 async def test_a_retry_window_ending_behind_an_open_circuit_discards(
@@ -213,3 +221,58 @@ async def test_gone_disables_with_the_reason_and_time(autojump_clock: MockClock,
         # An admin's decision replaces tidings': re-activated, the hook no longer says why it was off.
         again = await w.hooks.update_hook(hook.name, HookInput(status=HookStatus.ACTIVE), ["status"])
         assert (again.status, again.disabled_reason, again.disable_time) == (HookStatus.ACTIVE, "", None)
+
+
+OPS = "companies/8"
+
+
+async def test_operational_events_reach_a_subscribed_hook_in_its_format(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    gone = await ScriptedReceiver(default=Reply(410)).start(nursery)
+    slack = await ScriptedReceiver().start(nursery)
+    async with world() as w:
+        admins = await w.hook(
+            slack.url("/services/T0/B0/x"),
+            parent=OPS,
+            payload_format="slack.v1",
+            triggers=(("Webhook Hooks", "disabled"), ("Webhook Deliveries", "discarded")),
+        )
+        hook = await w.hook(gone.url())
+        await trio.sleep(3)
+        await w.publish(rfi())
+        await w.settle(hook, 1)
+        await w.settle(admins, 1)
+        [told] = slack.requests
+        assert round(told.time - w.t0, 6) == 3.0  # at once
+        message = json.loads(told.body)
+        number = operational.hook_number(hook.name)
+        assert message["text"].startswith(f"Webhook Hooks {number} had a disabled event in company 8")
+        blocks = json.dumps(message["blocks"])
+        assert f"related: {hook.name} {number}" in blocks  # which hook, by its name
+        assert "via application tidings" in blocks
+
+
+async def test_a_discard_is_told_but_never_the_discard_of_a_telling(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    down = await ScriptedReceiver(default=Reply(503)).start(nursery)
+    policy = RetryPolicyInput(initial_backoff=timedelta(seconds=1), retry_window=timedelta(minutes=1))
+    async with world(EngineConfig(poll=None, breaker=BreakerConfig(consecutive=0, deactivate_after=None))) as w:
+        # The admins' own endpoint is down too: what it is told is discarded in turn, and that
+        # must not be told again (to itself), or one discard would feed on itself forever.
+        admins = await w.hook(
+            down.url("/ops"), parent=OPS, triggers=(("Webhook Deliveries", "discarded"),), policy=policy
+        )
+        hook = await w.hook(down.url("/rfis"), policy=policy)
+        await w.publish(rfi())
+        [discarded] = await w.settle(hook, 1)
+        assert discarded.status is DeliveryStatus.DISCARDED
+        [telling] = await w.settle(admins, 1)
+        assert telling.status is DeliveryStatus.DISCARDED
+        event = await w.store.get_event(telling.event_id)
+        assert (event.resource_name, event.event_type, event.company_id) == ("Webhook Deliveries", "discarded", 8)
+        assert [r.name for r in event.related_resources] == [discarded.name]
+        await trio.sleep(3600)
+        assert len(await w.deliveries(admins)) == 1  # told once; its own discard told nobody
+        assert w.engine.announcer.published == 1

@@ -200,6 +200,7 @@ async def world(
         lookup = Lookup(list(found.payload_formats), found.catalog.get)
         hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=changed)
         events = EventService(store, found.catalog.get, clock.now, on_published=changed)
+        engine.announcer.connect(events.publish)
         history = HistoryService(
             store,
             clock.now,

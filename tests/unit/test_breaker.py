@@ -5,20 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tidings_server.delivery.breaker import BreakerConfig, Breakers
-from tidings_server.domain.model import Hook, HookStatus, RetryPolicy
+from tidings_server.domain.model import RetryPolicy
+from tidings_server.testing.stores.samples import make_hook
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-HOOK = Hook(
-    name="companies/8/hooks/h",
-    company_id=8,
-    project_id=None,
-    display_name="",
-    destination_url="https://example.com/",
-    authorization_header="",
-    payload_format="procore.v4",
-    status=HookStatus.ACTIVE,
-    create_time=T0,
-    update_time=T0,
+HOOK = make_hook(
+    "companies/8/hooks/h",
     retry_policy=RetryPolicy(initial_backoff=timedelta(seconds=2), max_backoff=timedelta(seconds=16)),
 )
 RATIO_ONLY = BreakerConfig(consecutive=0, deactivate_after=None)

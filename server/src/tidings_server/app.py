@@ -139,6 +139,7 @@ def build_core(
         on_change=changed,
     )
     events = EventService(store, plugins.catalog.get, clock.now, on_published=changed)
+    engine.announcer.connect(events.publish)
     history = HistoryService(
         store,
         clock.now,

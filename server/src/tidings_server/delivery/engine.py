@@ -22,7 +22,7 @@ from typing import cast
 import trio
 import trio.lowlevel
 
-from tidings_server import __version__, cluster
+from tidings_server import __version__, cluster, operational
 from tidings_server.delivery import policy
 from tidings_server.delivery.breaker import BreakerConfig, Breakers, Verdict
 from tidings_server.delivery.clock import Clock
@@ -139,6 +139,9 @@ class DeliveryEngine:
         self._stopped = trio.Event()
         self._dispatcher_done = trio.Event()
         self.throttle = Throttle(store, Breakers(config.breaker))
+        # Operational events (a hook disabled, a circuit opened or closed, a delivery discarded),
+        # published once the event service is connected (app.py).
+        self.announcer = operational.Announcer()
 
     def wake(self) -> None:
         """Something may be due now (a publish, a resumed hook, a finished attempt)."""
@@ -222,7 +225,9 @@ class DeliveryEngine:
             # Breakers and rate limits: what may not go now is postponed in the store.
             gated = await self.throttle.gate(ready, now) if ready else None
             for claim in gated.expired if gated else ():
-                await self._records_send.send(self._expired(claim, now))
+                expired = self._expired(claim, now)
+                await self._records_send.send(expired)
+                await self._announce_discard(claim, expired)
             for claim in gated.admitted if gated else ():
                 flight = _Flight(claim.hook.name, claim)
                 self._flights[claim.delivery.name] = flight
@@ -259,11 +264,16 @@ class DeliveryEngine:
                 sent = record
             if disable:  # 410 Gone
                 with trio.CancelScope(shield=True):
-                    await disable_hook(self._store, flight.hook, self._clock.now(), record.error)
+                    now = self._clock.now()
+                    if await disable_hook(self._store, flight.hook, now, record.error):
+                        await self.announcer.announce(
+                            operational.hook_event(flight.claim.hook, operational.DISABLED, now)
+                        )
                 self._on_recorded()  # its pending deliveries were discarded: watchers want to know
             elif sent is not None:
                 with trio.CancelScope(shield=True):
                     await self._observe(flight.claim, sent)
+                    await self._announce_discard(flight.claim, sent)
         finally:
             self.throttle.breakers.forget(flight.hook, flight.claim.delivery.name)
             if flight.cancel.cancelled_caught:
@@ -288,10 +298,12 @@ class DeliveryEngine:
         try:
             if verdict.opened:
                 log.warning("circuit opened", extra={"hook": hook.name, "error": record.error})
+                await self.announcer.announce(operational.hook_event(hook, operational.CIRCUIT_OPENED, end))
             if verdict.closed:
                 log.info("circuit closed", extra={"hook": hook.name})
                 await self._store.hasten(hook.name, end)
                 self.wake()
+                await self.announcer.announce(operational.hook_event(hook, operational.CIRCUIT_CLOSED, end))
             deadline = breakers.deactivate_at(hook.name)
             if not ok and deadline is not None and end >= deadline:
                 await self._deactivate(hook, end, record.error)
@@ -316,6 +328,13 @@ class DeliveryEngine:
             log.warning("hook disabled for failing", extra={"hook": hook.name, "since": since.isoformat()})
             self.throttle.breakers.drop(hook.name)
             self._on_recorded()
+            await self.announcer.announce(operational.hook_event(hook, operational.DISABLED, now))
+
+    async def _announce_discard(self, claim: Claim, record: AttemptRecord) -> None:
+        """A delivery its retry window discarded is news for the admins who asked to be told."""
+        if record.status is DeliveryStatus.DISCARDED:
+            draft = operational.discard_event(claim.hook, claim.delivery.name, claim.event, record.attempt.end_time)
+            await self.announcer.announce(draft)
 
     def _expired(self, claim: Claim, now: datetime) -> AttemptRecord:
         """Discard a delivery whose retry window ended while its hook's circuit was open, without
