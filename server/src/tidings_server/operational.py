@@ -64,18 +64,7 @@ def hook_number(name: str) -> int:
 
 def hook_event(hook: Hook, event_type: str, at: datetime) -> EventDraft:
     """``Webhook Hooks`` × ``event_type`` about ``hook``, in its company."""
-    number = hook_number(hook.name)
-    return EventDraft(
-        company_id=hook.company_id,
-        project_id=0,
-        resource_name=HOOKS,
-        resource_id=number,
-        event_type=event_type,
-        user_id=SYSTEM_USER_ID,
-        timestamp=at,
-        metadata=EventMetadata(source_project_id=hook.project_id, source_application_id=APPLICATION),
-        related_resources=(RelatedResource(number, hook.name),),
-    )
+    return _draft(hook, HOOKS, event_type, hook_number(hook.name), hook.name, at)
 
 
 def discard_event(hook: Hook, delivery_name: str, event: Event, at: datetime) -> EventDraft | None:
@@ -83,16 +72,21 @@ def discard_event(hook: Hook, delivery_name: str, event: Event, at: datetime) ->
     operational event (the loop guard: its discard is told to nobody)."""
     if event.resource_name in RESOURCES:
         return None
+    return _draft(hook, DELIVERIES, DISCARDED, event.serial, delivery_name, at)
+
+
+def _draft(hook: Hook, resource: str, event_type: str, number: int, name: str, at: datetime) -> EventDraft:
+    """A company-level event by tidings itself about the thing ``name`` (numbered ``number``)."""
     return EventDraft(
         company_id=hook.company_id,
         project_id=0,
-        resource_name=DELIVERIES,
-        resource_id=event.serial,
-        event_type=DISCARDED,
+        resource_name=resource,
+        resource_id=number,
+        event_type=event_type,
         user_id=SYSTEM_USER_ID,
         timestamp=at,
         metadata=EventMetadata(source_project_id=hook.project_id, source_application_id=APPLICATION),
-        related_resources=(RelatedResource(event.serial, delivery_name),),
+        related_resources=(RelatedResource(number, name),),
     )
 
 
