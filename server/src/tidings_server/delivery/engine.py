@@ -24,7 +24,7 @@ import trio.lowlevel
 
 from tidings_server import __version__, cluster, operational
 from tidings_server.delivery import policy
-from tidings_server.delivery.breaker import BreakerConfig, Breakers, Verdict
+from tidings_server.delivery.breaker import BreakerConfig, Breakers
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.delivery.render_pool import RenderBusy, RenderFailed, RenderPool
@@ -138,10 +138,15 @@ class DeliveryEngine:
         self._idle.set()
         self._stopped = trio.Event()
         self._dispatcher_done = trio.Event()
-        self.throttle = Throttle(store, Breakers(config.breaker))
         # Operational events (a hook disabled, a circuit opened or closed, a delivery discarded),
         # published once the event service is connected (app.py).
         self.announcer = operational.Announcer()
+        self.throttle = Throttle(store, Breakers(config.breaker), self.announcer, self._protected)
+
+    def _protected(self) -> None:
+        """The throttle hastened deliveries or disabled a hook: claim again, tell watchers."""
+        self.wake()
+        self._on_recorded()
 
     def wake(self) -> None:
         """Something may be due now (a publish, a resumed hook, a finished attempt)."""
@@ -225,9 +230,9 @@ class DeliveryEngine:
             # Breakers and rate limits: what may not go now is postponed in the store.
             gated = await self.throttle.gate(ready, now) if ready else None
             for claim in gated.expired if gated else ():
-                expired = self._expired(claim, now)
+                expired = self.throttle.expired(claim, now)
                 await self._records_send.send(expired)
-                await self._announce_discard(claim, expired)
+                await self.throttle.announce_discard(claim, expired)
             for claim in gated.admitted if gated else ():
                 flight = _Flight(claim.hook.name, claim)
                 self._flights[claim.delivery.name] = flight
@@ -272,8 +277,7 @@ class DeliveryEngine:
                 self._on_recorded()  # its pending deliveries were discarded: watchers want to know
             elif sent is not None:
                 with trio.CancelScope(shield=True):
-                    await self._observe(flight.claim, sent)
-                    await self._announce_discard(flight.claim, sent)
+                    await self.throttle.observe(flight.claim, sent)
         finally:
             self.throttle.breakers.forget(flight.hook, flight.claim.delivery.name)
             if flight.cancel.cancelled_caught:
@@ -282,72 +286,6 @@ class DeliveryEngine:
             if not self._flights:
                 self._idle.set()
             self.wake()
-
-    async def _observe(self, claim: Claim, record: AttemptRecord) -> None:
-        """Tell the hook's breaker how an attempt went (a request that reached the wire only:
-        a render failing is no news about the endpoint), then act on what changed: a closed
-        circuit lets the hook's waiting deliveries go at once; a hook failing without a success
-        for ``deactivate_after`` is disabled."""
-        if record.rendered is None or record.status not in _BREAKER_STATUSES:
-            return
-        hook, breakers = claim.hook, self.throttle.breakers
-        status = record.attempt.response_status
-        ok = status is not None and 200 <= status < 300
-        end = record.attempt.end_time
-        verdict: Verdict = breakers.observe(hook, claim.delivery.name, ok, end)
-        try:
-            if verdict.opened:
-                log.warning("circuit opened", extra={"hook": hook.name, "error": record.error})
-                await self.announcer.announce(operational.hook_event(hook, operational.CIRCUIT_OPENED, end))
-            if verdict.closed:
-                log.info("circuit closed", extra={"hook": hook.name})
-                await self._store.hasten(hook.name, end)
-                self.wake()
-                await self.announcer.announce(operational.hook_event(hook, operational.CIRCUIT_CLOSED, end))
-            deadline = breakers.deactivate_at(hook.name)
-            if not ok and deadline is not None and end >= deadline:
-                await self._deactivate(hook, end, record.error)
-        except Unavailable as exc:  # the next attempt's outcome tries again
-            log.warning("acting on a circuit failed", extra={"hook": hook.name, "error": str(exc)})
-
-    async def _deactivate(self, hook: Hook, now: datetime, error: str) -> None:
-        """Disable ``hook``, failing without a success on this node since ``failing_since``,
-        unless another node had a success meanwhile (the store's record of the hook's health)."""
-        since = self.throttle.breakers.failing_since(hook.name)
-        period = self._config.breaker.deactivate_after
-        if since is None or period is None:
-            return
-        stats = await self._store.hook_stats(hook.name, latency_sample=0)
-        if stats.last_success_time is not None and stats.last_success_time >= since:
-            return
-        reason = (
-            f"disabled by tidings: no successful delivery for {_span(period)}"
-            f" (failing since {since.isoformat()}); last error: {error}"
-        )
-        if await disable_hook(self._store, hook.name, now, reason):
-            log.warning("hook disabled for failing", extra={"hook": hook.name, "since": since.isoformat()})
-            self.throttle.breakers.drop(hook.name)
-            self._on_recorded()
-            await self.announcer.announce(operational.hook_event(hook, operational.DISABLED, now))
-
-    async def _announce_discard(self, claim: Claim, record: AttemptRecord) -> None:
-        """A delivery its retry window discarded is news for the admins who asked to be told."""
-        if record.status is DeliveryStatus.DISCARDED:
-            draft = operational.discard_event(claim.hook, claim.delivery.name, claim.event, record.attempt.end_time)
-            await self.announcer.announce(draft)
-
-    def _expired(self, claim: Claim, now: datetime) -> AttemptRecord:
-        """Discard a delivery whose retry window ended while its hook's circuit was open, without
-        attempting it: its window (from its first attempt) says so, not the breaker."""
-        first = claim.delivery.first_attempt_time
-        window = claim.hook.retry_policy.retry_window
-        error = (
-            f"not attempted: the circuit of {claim.hook.name} was open and the retry window"
-            f" ({_span(window)} from the first attempt at {first.isoformat() if first else 'none'}) is over"
-        )
-        status = states.transition(claim.delivery.status, states.Cause.WINDOW_EXHAUSTED)
-        attempt = Attempt(claim.delivery.attempt_count + 1, now, now, (), None, (), b"", error)
-        return AttemptRecord(claim.delivery.name, attempt, status, None, error)
 
     async def _traced(self, claim: Claim, *, test: bool = False) -> tuple[AttemptRecord, bool]:
         """``_perform`` inside one client span when tracing is on; the POST carries its context."""
@@ -617,20 +555,6 @@ class DeliveryEngine:
             except Unavailable as exc:  # next round
                 log.warning("purging failed", extra={"error": str(exc)})
             await trio.sleep(self._config.purge_every)
-
-
-_BREAKER_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRYING, DeliveryStatus.DISCARDED})
-"""What a breaker learns from: successes and retryable failures (a 4xx other than 408/429 says
-the request was wrong, not that the endpoint is down)."""
-
-
-def _span(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and not seconds % size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return f"{seconds:g} s"
 
 
 class _NotRendered(Exception):

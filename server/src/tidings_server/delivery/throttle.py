@@ -1,4 +1,5 @@
-"""Endpoint protection at claim time: which claimed deliveries may be attempted now.
+"""Endpoint protection: which claimed deliveries may be attempted now, and what an attempt's
+outcome changes (a circuit opening or closing, a hook disabled for failing too long).
 
 Between the claim and the attempt, each claim passes its hook's circuit breaker (this node's,
 ``delivery/breaker.py``) and then its hook's rate limit (a token bucket in the store, shared by
@@ -12,12 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from tidings_server import operational
 from tidings_server.delivery.breaker import Breakers
-from tidings_server.domain.ports import Claim, Store
+from tidings_server.domain import states
+from tidings_server.domain.errors import Unavailable
+from tidings_server.domain.hooks import disable_hook
+from tidings_server.domain.model import Attempt, DeliveryStatus, Hook
+from tidings_server.domain.ports import AttemptRecord, Claim, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +42,18 @@ class Gated:
 class Throttle:
     """The breakers and rate limits of one node's engine, asked once per claim batch."""
 
-    def __init__(self, store: Store, breakers: Breakers) -> None:
+    def __init__(
+        self,
+        store: Store,
+        breakers: Breakers,
+        announcer: operational.Announcer,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_change`` is called when deliveries were hastened or a hook was disabled."""
         self._store = store
         self.breakers = breakers
+        self._announcer = announcer
+        self._on_change = on_change
         # The last time each hook's rate limit held a delivery back here (for metrics).
         self.limited: dict[str, datetime] = {}
 
@@ -89,3 +104,84 @@ class Throttle:
             for name, at in list(self.limited.items()):
                 if (now - at).total_seconds() > LIMITED_RECENTLY:
                     del self.limited[name]
+
+    def expired(self, claim: Claim, now: datetime) -> AttemptRecord:
+        """Discard a delivery whose retry window ended while its hook's circuit was open, without
+        attempting it: its window (from its first attempt) says so, not the breaker."""
+        first = claim.delivery.first_attempt_time
+        window = claim.hook.retry_policy.retry_window
+        error = (
+            f"not attempted: the circuit of {claim.hook.name} was open and the retry window"
+            f" ({_span(window)} from the first attempt at {first.isoformat() if first else 'none'}) is over"
+        )
+        status = states.transition(claim.delivery.status, states.Cause.WINDOW_EXHAUSTED)
+        attempt = Attempt(claim.delivery.attempt_count + 1, now, now, (), None, (), b"", error)
+        return AttemptRecord(claim.delivery.name, attempt, status, None, error)
+
+    async def observe(self, claim: Claim, record: AttemptRecord) -> None:
+        """Tell the hook's breaker how an attempt went (a request that reached the wire only:
+        a render failing is no news about the endpoint), then act on what changed: a closed
+        circuit lets the hook's waiting deliveries go at once; a hook failing without a success
+        for ``deactivate_after`` is disabled. A discard by the retry window is announced."""
+        await self.announce_discard(claim, record)
+        if record.rendered is None or record.status not in _BREAKER_STATUSES:
+            return
+        hook, breakers = claim.hook, self.breakers
+        status = record.attempt.response_status
+        ok = status is not None and 200 <= status < 300
+        end = record.attempt.end_time
+        verdict = breakers.observe(hook, claim.delivery.name, ok, end)
+        try:
+            if verdict.opened:
+                log.warning("circuit opened", extra={"hook": hook.name, "error": record.error})
+                await self._announcer.announce(operational.hook_event(hook, operational.CIRCUIT_OPENED, end))
+            if verdict.closed:
+                log.info("circuit closed", extra={"hook": hook.name})
+                await self._store.hasten(hook.name, end)
+                self._on_change()
+                await self._announcer.announce(operational.hook_event(hook, operational.CIRCUIT_CLOSED, end))
+            deadline = breakers.deactivate_at(hook.name)
+            if not ok and deadline is not None and end >= deadline:
+                await self._deactivate(hook, end, record.error)
+        except Unavailable as exc:  # the next attempt's outcome tries again
+            log.warning("acting on a circuit failed", extra={"hook": hook.name, "error": str(exc)})
+
+    async def announce_discard(self, claim: Claim, record: AttemptRecord) -> None:
+        """A delivery its retry window discarded is news for the admins who asked to be told."""
+        if record.status is DeliveryStatus.DISCARDED:
+            draft = operational.discard_event(claim.hook, claim.delivery.name, claim.event, record.attempt.end_time)
+            await self._announcer.announce(draft)
+
+    async def _deactivate(self, hook: Hook, now: datetime, error: str) -> None:
+        """Disable ``hook``, failing without a success on this node since ``failing_since``,
+        unless another node had a success meanwhile (the store's record of the hook's health)."""
+        since = self.breakers.failing_since(hook.name)
+        period = self.breakers.config.deactivate_after
+        if since is None or period is None:
+            return
+        stats = await self._store.hook_stats(hook.name, latency_sample=0)
+        if stats.last_success_time is not None and stats.last_success_time >= since:
+            return
+        reason = (
+            f"disabled by tidings: no successful delivery for {_span(period)}"
+            f" (failing since {since.isoformat()}); last error: {error}"
+        )
+        if await disable_hook(self._store, hook.name, now, reason):
+            log.warning("hook disabled for failing", extra={"hook": hook.name, "since": since.isoformat()})
+            self.breakers.drop(hook.name)
+            self._on_change()
+            await self._announcer.announce(operational.hook_event(hook, operational.DISABLED, now))
+
+
+_BREAKER_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRYING, DeliveryStatus.DISCARDED})
+"""What a breaker learns from: successes and retryable failures (a 4xx other than 408/429 says
+the request was wrong, not that the endpoint is down)."""
+
+
+def _span(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and not seconds % size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} s"
