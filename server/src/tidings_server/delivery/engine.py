@@ -142,6 +142,7 @@ class DeliveryEngine:
         # published once the event service is connected (app.py).
         self.announcer = operational.Announcer()
         self.throttle = Throttle(store, Breakers(config.breaker), self.announcer, self._protected)
+        self._unreleased: list[str] = []  # claims the throttle could not pass (the store was away)
 
     def _protected(self) -> None:
         """The throttle hastened deliveries or disabled a hook: claim again, tell watchers."""
@@ -205,6 +206,9 @@ class DeliveryEngine:
     async def _dispatch_once(self, attempts: trio.Nursery) -> None:
         """One claim, then a wait for the next wake-up, due time or poll."""
         self._wake = trio.Event()
+        if self._unreleased:  # else this node's heartbeat would hold their leases for ever
+            await self._store.release(self._unreleased)
+            self._unreleased = []
         free = self._config.max_in_flight - len(self._flights) - self._probes
         claims: list[Claim] = []
         held_back: list[str] = []
@@ -228,7 +232,13 @@ class DeliveryEngine:
                 taking[claim.hook.name] += 1
                 ready.append(claim)
             # Breakers and rate limits: what may not go now is postponed in the store.
-            gated = await self.throttle.gate(ready, now) if ready else None
+            try:
+                gated = await self.throttle.gate(ready, now) if ready else None
+            except Unavailable:  # claimed, not started: released once the store is back
+                for claim in ready:
+                    self.throttle.breakers.forget(claim.hook.name, claim.delivery.name)
+                self._unreleased += [c.delivery.name for c in ready]
+                raise
             for claim in gated.expired if gated else ():
                 expired = self.throttle.expired(claim, now)
                 await self._records_send.send(expired)
