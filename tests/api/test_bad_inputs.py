@@ -284,6 +284,22 @@ def formats_with_resources_token(api: Api) -> object:
     return api.catalog.ListPayloadFormats(catalog_pb2.ListPayloadFormatsRequest(page_token=token))
 
 
+def create_with_rate(per_second: float, burst: int) -> Call:
+    hook = hooks_pb2.Hook(
+        destination_url=URL,
+        payload_format="procore.v4",
+        rate_limit=hooks_pb2.RateLimit(per_second=per_second, burst=burst),
+    )
+    request = hooks_pb2.CreateHookRequest(parent=PROJECT, hook_id="rate-case", hook=hook)
+    return lambda api: api.hooks.CreateHook(request)
+
+
+def update_rate(per_second: float, burst: int) -> Call:
+    hook = hooks_pb2.Hook(name=RFI_HOOK, rate_limit=hooks_pb2.RateLimit(per_second=per_second, burst=burst))
+    request = hooks_pb2.UpdateHookRequest(hook=hook, update_mask=field_mask_pb2.FieldMask(paths=["rate_limit"]))
+    return lambda api: api.hooks.UpdateHook(request)
+
+
 # -- the table --------------------------------------------------------------------------------
 
 LONG_URL = "https://hooks.example.com/" + "a" * (2049 - len("https://hooks.example.com/"))
@@ -862,6 +878,33 @@ BAD_INPUTS = [
         INVALID,
         "page_token: issued for a different request",
         id="formats-token-from-resources",
+    ),
+    # Rate limits, on create and update
+    P(
+        create_with_rate(-1.0, 1),
+        INVALID,
+        "hook.rate_limit.per_second: -1 is outside 0 (no limit) to 10000",
+        id="create-rate-negative",
+    ),
+    P(
+        create_with_rate(float("nan"), 1),
+        INVALID,
+        "hook.rate_limit.per_second: nan is outside 0 (no limit) to 10000",
+        id="create-rate-nan",
+    ),
+    P(
+        update_rate(20_000.0, 1),
+        INVALID,
+        "hook.rate_limit.per_second: 20000 is outside 0 (no limit) to 10000",
+        id="update-rate-too-high",
+    ),
+    P(update_rate(5.0, 10_001), INVALID, "hook.rate_limit.burst: 10001 is outside 1 to 10000", id="update-burst-high"),
+    P(update_rate(5.0, -2), INVALID, "hook.rate_limit.burst: -2 is outside 1 to 10000", id="update-burst-negative"),
+    P(
+        update_hook(["disabled_reason"]),
+        INVALID,
+        "update_mask: 'disabled_reason' is output only",
+        id="update-disabled-reason",
     ),
 ]
 

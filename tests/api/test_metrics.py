@@ -101,6 +101,8 @@ def test_metrics_count_what_the_receiver_saw(server: ServerThread, api: Api) -> 
     assert value(samples, "tidings_store_operation_duration_seconds_count", operation="record_attempts") >= 1
     assert value(samples, "tidings_attempts_in_flight") == 0
     assert value(samples, "tidings_watch_streams") == 0
+    assert value(samples, "tidings_circuits_open") == 0
+    assert value(samples, "tidings_rate_limited_hooks") == 0
     assert value(samples, "process_resident_memory_bytes") > 0
 
 

@@ -28,7 +28,7 @@ from tidings_server.domain.destinations import DestinationPolicy
 from tidings_server.domain.events import EventDraft, EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookInput, HookService, Lookup, RetryPolicyInput
-from tidings_server.domain.model import Attempt, Delivery, Hook, HookStatus, Ordering
+from tidings_server.domain.model import Attempt, Delivery, Hook, HookStatus, Ordering, SendRate
 from tidings_server.domain.ports import Published, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.plugins.manager import Plugins
@@ -111,6 +111,7 @@ class World:
         policy: RetryPolicyInput | None = None,
         ordering: Ordering | None = None,
         max_concurrency: int = 0,
+        rate_limit: SendRate | None = None,
     ) -> Hook:
         hook = await self.hooks.create_hook(
             parent,
@@ -121,6 +122,7 @@ class World:
                 retry_policy=policy or RetryPolicyInput(),
                 ordering=ordering,
                 max_concurrency=max_concurrency,
+                rate_limit=rate_limit,
             ),
         )
         await self.hooks.create_triggers(hook.name, list(triggers))
@@ -198,8 +200,16 @@ async def world(
         lookup = Lookup(list(found.payload_formats), found.catalog.get)
         hooks = HookService(store, lookup, LOOPBACK, no_dns, clock.now, on_change=changed)
         events = EventService(store, found.catalog.get, clock.now, on_published=changed)
+        engine.announcer.connect(events.publish)
         history = HistoryService(
-            store, clock.now, pulse, engine.render, engine.probe, retention=config.retention, on_change=changed
+            store,
+            clock.now,
+            pulse,
+            engine.render,
+            engine.probe,
+            retention=config.retention,
+            on_change=changed,
+            circuit=engine.throttle.breakers.state,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)

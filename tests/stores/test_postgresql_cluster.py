@@ -16,7 +16,7 @@ import trio
 
 from tidings_postgresql.backend import PostgresBackend
 from tidings_postgresql.store import PostgresStore
-from tidings_server.domain.model import Ordering
+from tidings_server.domain.model import Ordering, SendRate
 from tidings_server.domain.ports import NodeInfo, Notice
 from tidings_server.testing.stores.samples import T0, T1, make_event, make_hook, make_trigger
 
@@ -115,3 +115,23 @@ async def test_writes_notify_every_listening_server_when_they_commit(postgres_ur
                     arrived = trio.Event()
             assert heard == [Notice.CHANGES]
             nursery.cancel_scope.cancel()
+
+
+async def test_a_hooks_rate_limit_holds_across_servers(postgres_url: str) -> None:
+    rate = SendRate(per_second=10.0, burst=5)
+    async with _servers(postgres_url, 3) as servers:
+        await _hook(servers[0], rate_limit=rate)
+        granted: list[int] = []
+
+        async def take(store: PostgresStore) -> None:
+            for _ in range(4):  # each server asks for 3, four times, all at the same instant
+                granted.append((await store.take_sends(HOOK, rate, T0, 3)).granted)
+
+        async with trio.open_nursery() as nursery:
+            for store in servers:
+                nursery.start_soon(take, store)
+        assert sum(granted) == 5  # the one bucket's burst, whoever asked
+        # A tenth of a second later exactly one more send is there, for whichever server asks first.
+        later = T0 + timedelta(milliseconds=100)
+        assert [(await s.take_sends(HOOK, rate, later, 3)).granted for s in servers] == [1, 0, 0]
+        assert (await servers[2].hook_stats(HOOK, latency_sample=0)).rate_limited_time == later

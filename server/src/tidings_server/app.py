@@ -9,6 +9,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 
 import trio
@@ -185,8 +186,16 @@ def build_core(
         on_change=changed,
     )
     events = EventService(store, plugins.catalog.get, clock.now, on_published=changed)
+    engine.announcer.connect(events.publish)
     history = HistoryService(
-        store, clock.now, pulse, engine.render, engine.probe, retention=config.engine.retention, on_change=changed
+        store,
+        clock.now,
+        pulse,
+        engine.render,
+        engine.probe,
+        retention=config.engine.retention,
+        on_change=changed,
+        circuit=engine.throttle.breakers.state,
     )
     return Core(
         hooks=hooks,
@@ -441,6 +450,9 @@ async def serve(
                     metrics.read_gauges(
                         in_flight=lambda: engine.in_flight,
                         watch_streams=lambda: grpc_server.deliveries.active_watches if grpc_server.deliveries else 0,
+                        circuits_open=engine.throttle.breakers.open_count,
+                        # Scrapes run on their own thread, where trio's clock cannot be read.
+                        rate_limited_hooks=lambda: engine.throttle.rate_limited_hooks(datetime.now(UTC)),
                     )
                     try:
                         endpoint = serve_metrics(metrics, config.metrics.listen)

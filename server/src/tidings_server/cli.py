@@ -30,6 +30,7 @@ from tidings_server.app import (
     redact,
     serve,
 )
+from tidings_server.delivery.breaker import BreakerConfig
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
 from tidings_server.grpc_api.server import ListenError
@@ -194,6 +195,46 @@ def parser() -> argparse.ArgumentParser:
         help="fail a delivery, instead of attempting it again, once more than N of its attempts in a row"
         f" ended with the server stopping mid-attempt (default {ENGINE_DEFAULTS.poison_after})",
     )
+    breaker = ENGINE_DEFAULTS.breaker
+    deactivate_days = breaker.deactivate_after.total_seconds() / 86400 if breaker.deactivate_after else 0
+    run.add_argument(
+        "--breaker-failure-ratio",
+        type=_fraction,
+        default=breaker.ratio,
+        metavar="RATIO",
+        help="open a hook's circuit (one probe at a time until one succeeds) when at least this share of"
+        f" its attempts in the breaker window failed (default {breaker.ratio:g})",
+    )
+    run.add_argument(
+        "--breaker-min-attempts",
+        type=_positive_int,
+        default=breaker.min_attempts,
+        metavar="N",
+        help="the fewest attempts in the breaker window for the failure ratio to open a circuit"
+        f" (default {breaker.min_attempts})",
+    )
+    run.add_argument(
+        "--breaker-window",
+        type=_positive_float,
+        default=breaker.window.total_seconds(),
+        metavar="SECONDS",
+        help=f"the window the failure ratio is taken over (default {breaker.window.total_seconds():g})",
+    )
+    run.add_argument(
+        "--breaker-consecutive",
+        type=_non_negative_int,
+        default=breaker.consecutive,
+        metavar="N",
+        help=f"also open the circuit after N failures in a row; 0: only the ratio (default {breaker.consecutive})",
+    )
+    run.add_argument(
+        "--deactivate-after-days",
+        type=_non_negative_float,
+        default=deactivate_days,
+        metavar="DAYS",
+        help="disable a hook, with the reason, once its endpoint has failed without a single success for this"
+        f" long; 0: never (default {deactivate_days:g})",
+    )
     run.add_argument(
         "--render-workers",
         type=_positive_int,
@@ -337,6 +378,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 10**7:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to below 10000000, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1, got {text}")
     return value
 
 
@@ -502,6 +557,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             lease=timedelta(seconds=args.delivery_lease),
             retention=timedelta(days=args.retention_days),
             poison_after=args.poison_after,
+            breaker=BreakerConfig(
+                ratio=args.breaker_failure_ratio,
+                min_attempts=args.breaker_min_attempts,
+                window=timedelta(seconds=args.breaker_window),
+                consecutive=args.breaker_consecutive,
+                deactivate_after=timedelta(days=args.deactivate_after_days) if args.deactivate_after_days else None,
+            ),
         ),
         secrets_key=keys,
         plaintext_secrets=args.plaintext_secrets,

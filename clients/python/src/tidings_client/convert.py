@@ -147,6 +147,11 @@ def hook(message: hooks_pb2.Hook) -> t.Hook:
         signing_disabled=message.signing_disabled,
         signing_secret=message.signing_secret,
         previous_secret_expire_time=from_timestamp(message, "previous_secret_expire_time"),
+        rate_limit=t.RateLimit(message.rate_limit.per_second, message.rate_limit.burst)
+        if message.HasField("rate_limit")
+        else None,
+        disabled_reason=message.disabled_reason,
+        disable_time=from_timestamp(message, "disable_time"),
     )
 
 
@@ -163,6 +168,7 @@ def create_hook_request(
     ordering: t.DeliveryOrdering | None,
     max_concurrency: int | None,
     signing_disabled: bool,
+    rate_limit: t.RateLimit | None = None,
 ) -> hooks_pb2.CreateHookRequest:
     message = hooks_pb2.Hook(
         display_name=display_name,
@@ -176,7 +182,13 @@ def create_hook_request(
     )
     if retry_policy is not None:
         message.retry_policy.CopyFrom(retry_policy_message(retry_policy))
+    if rate_limit is not None:
+        message.rate_limit.CopyFrom(rate_limit_message(rate_limit))
     return hooks_pb2.CreateHookRequest(parent=parent, hook=message, hook_id=hook_id)
+
+
+def rate_limit_message(value: t.RateLimit) -> hooks_pb2.RateLimit:
+    return hooks_pb2.RateLimit(per_second=value.per_second, burst=value.burst)
 
 
 def update_hook_request(name: str, changes: t.HookChanges) -> hooks_pb2.UpdateHookRequest:
@@ -206,6 +218,10 @@ def update_hook_request(name: str, changes: t.HookChanges) -> hooks_pb2.UpdateHo
     if changes.signing_disabled is not None:
         message.signing_disabled = changes.signing_disabled
         paths.append("signing_disabled")
+    if changes.rate_limit is not None:
+        if changes.rate_limit.per_second:  # unset in the message: no limit
+            message.rate_limit.CopyFrom(rate_limit_message(changes.rate_limit))
+        paths.append("rate_limit")
     if not paths:
         raise ValueError("nothing to update: give at least one field to change")
     return hooks_pb2.UpdateHookRequest(hook=message, update_mask=FieldMask(paths=paths))
@@ -398,6 +414,9 @@ def hook_overview(message: deliveries_pb2.HookOverview) -> t.HookOverview:
         last_failure_reason=message.last_failure_reason,
         consecutive_failures=message.consecutive_failures,
         next_retry_time=from_timestamp(message, "next_retry_time"),
+        rate_limited_time=from_timestamp(message, "rate_limited_time"),
+        circuit_open_time=from_timestamp(message, "circuit_open_time"),
+        next_probe_time=from_timestamp(message, "next_probe_time"),
     )
 
 

@@ -77,6 +77,19 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most ``per_second`` deliveries a second to a hook, in bursts of up to ``burst``;
+    ``RateLimit.per_minute(1000)`` is Convoy's default. On update, ``per_second=0`` removes it."""
+
+    per_second: float
+    burst: int = 1
+
+    @classmethod
+    def per_minute(cls, count: float, burst: int = 1) -> RateLimit:
+        return cls(count / 60, burst)
+
+
+@dataclass(frozen=True)
 class Hook:
     name: str
     display_name: str
@@ -100,6 +113,11 @@ class Hook:
     # While a rotation's overlap lasts, deliveries also carry a signature from the previous
     # secret until this time; None otherwise.
     previous_secret_expire_time: datetime | None
+    rate_limit: RateLimit | None = None  # None: no limit
+    # Why and since when tidings itself disabled the hook (410 Gone, failing for too long);
+    # empty and None when it did not.
+    disabled_reason: str = ""
+    disable_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +241,11 @@ class HookOverview:
     last_failure_reason: str
     consecutive_failures: int
     next_retry_time: datetime | None
+    # The last time the rate limit held a delivery back: the limit is being hit while recent.
+    rate_limited_time: datetime | None = None
+    # The answering server's circuit breaker for the hook: when it opened, when it probes next.
+    circuit_open_time: datetime | None = None
+    next_probe_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +310,7 @@ class HookChanges:
     ordering: DeliveryOrdering | None = None
     max_concurrency: int | None = None
     signing_disabled: bool | None = None
+    rate_limit: RateLimit | None = None  # RateLimit(0) removes the limit
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ from psycopg import sql
 
 from tidings_postgresql import changelog, partitions, rows
 from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, HOOK_COLUMNS, prefixed
+from tidings_server.domain import sendrate
 from tidings_server.domain.errors import NotFound
-from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
+from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook, SendRate
 from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
+from tidings_server.domain.sendrate import SendGrant
 from tidings_server.stores import history as plans
 
 PENDING: Final = "status IN ('queued', 'retrying')"
@@ -236,7 +238,7 @@ _CLAIMED: Final = f"""
     ORDER BY u.ord
 """
 _N_DELIVERY: Final = 16
-_N_HOOK: Final = 21
+_N_HOOK: Final = 25
 
 
 def claim(
@@ -453,6 +455,51 @@ def _move_health(health: list[Any], ok: bool, *, end: datetime, error: str) -> N
         if health[1] is None or health[1] <= end:
             health[1], health[2] = end, error
         health[3] += 1
+
+
+def postpone(conn: psycopg.Connection[Any], *, names: list[str], until: datetime) -> None:
+    # Released as below, and due again at ``until``; only pending rows move.
+    conn.execute(
+        "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
+        " claims_since_attempt = greatest(claims_since_attempt - 1, 0),"
+        " next_attempt_time = CASE WHEN status IN ('queued', 'retrying') THEN %s ELSE next_attempt_time END"
+        " WHERE name = ANY(%s)",
+        (until, names),
+    )
+
+
+def hasten(conn: psycopg.Connection[Any], *, hook_name: str, now: datetime) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deliveries SET next_attempt_time = %(now)s WHERE hook_name = %(hook)s"
+            " AND status IN ('queued', 'retrying') AND next_attempt_time > %(now)s",
+            {"hook": hook_name, "now": now},
+        )
+        if cur.rowcount:
+            changelog.notify(conn, DUE)
+        return cur.rowcount
+
+
+# The bucket row is made full on first use, then locked: takes on every node queue on it, so
+# no two ever spend the same token.
+_NEW_BUCKET: Final = """
+    INSERT INTO send_buckets (hook_name, tokens, at) VALUES (%s, %s, %s) ON CONFLICT (hook_name) DO NOTHING
+"""
+_LOCK_BUCKET: Final = "SELECT tokens, at, limited_time FROM send_buckets WHERE hook_name = %s FOR UPDATE"
+_WRITE_BUCKET: Final = "UPDATE send_buckets SET tokens = %s, at = %s, limited_time = %s WHERE hook_name = %s"
+
+
+def take_sends(
+    conn: psycopg.Connection[Any], *, hook_name: str, rate: SendRate, now: datetime, wanted: int
+) -> SendGrant:
+    conn.execute(_NEW_BUCKET, (hook_name, float(rate.burst), now))
+    row = conn.execute(_LOCK_BUCKET, (hook_name,)).fetchone()
+    if row is None:  # its hook is gone (the foreign key refused the row): nothing may go
+        raise NotFound(f"hook {hook_name} does not exist")
+    grant, bucket = sendrate.take(sendrate.Bucket(row[0], row[1]), rate, now, wanted)
+    limited = now if grant.granted < wanted else row[2]
+    conn.execute(_WRITE_BUCKET, (bucket.tokens, bucket.at, limited, hook_name))
+    return grant
 
 
 def release(conn: psycopg.Connection[Any], *, names: list[str]) -> None:

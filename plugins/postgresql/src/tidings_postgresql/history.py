@@ -199,8 +199,10 @@ def hook_stats(conn: psycopg.Connection[Any], *, hook_name: str, latency_sample:
     row = conn.execute(_NEXT_ATTEMPT, (hook_name,)).fetchone()
     next_attempt = None if row is None else row[0]
     health = conn.execute(_HEALTH, (hook_name,)).fetchone()
+    limited = conn.execute("SELECT limited_time FROM send_buckets WHERE hook_name = %s", (hook_name,)).fetchone()
+    limited_time = None if limited is None else limited[0]
     if health is None:
-        return HookStats(counts, latencies, next_attempt_time=next_attempt)
+        return HookStats(counts, latencies, next_attempt_time=next_attempt, rate_limited_time=limited_time)
     success, failure, reason, failures = health
     return HookStats(
         counts,
@@ -210,6 +212,7 @@ def hook_stats(conn: psycopg.Connection[Any], *, hook_name: str, latency_sample:
         last_failure_reason=reason,
         consecutive_failures=failures,
         next_attempt_time=next_attempt,
+        rate_limited_time=limited_time,
     )
 
 

@@ -22,6 +22,7 @@ from tidings_server.domain.model import (
     Ordering,
     RelatedResource,
     RetryPolicy,
+    SendRate,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -32,7 +33,8 @@ HOOK_COLUMNS: Final = (
     "name, company_id, project_id, display_name, destination_url, authorization_header, payload_format,"
     " status, create_time, update_time, timeout_us, retry_window_us, initial_backoff_us, max_backoff_us,"
     " retryable_statuses, ordering, max_concurrency, signing_disabled, signing_secret,"
-    " previous_signing_secret, previous_secret_expire_time"
+    " previous_signing_secret, previous_secret_expire_time, rate_limit_per_second, rate_limit_burst,"
+    " disabled_reason, disable_time"
 )
 DELIVERY_COLUMNS: Final = (
     "name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,"
@@ -94,6 +96,10 @@ def hook_row(hook: Hook) -> tuple[Any, ...]:
         hook.signing_secret,
         hook.previous_signing_secret,
         optional_aware("previous_secret_expire_time", hook.previous_secret_expire_time),
+        0.0 if hook.rate_limit is None else hook.rate_limit.per_second,
+        0 if hook.rate_limit is None else hook.rate_limit.burst,
+        hook.disabled_reason,
+        optional_aware("disable_time", hook.disable_time),
         str(Parent(hook.company_id, hook.project_id)),
     )
 
@@ -122,6 +128,10 @@ def hook(row: Any) -> Hook:
         signing_secret,
         previous_secret,
         previous_expire,
+        per_second,
+        burst,
+        disabled_reason,
+        disable_time,
     ) = row
     return Hook(
         name=name,
@@ -147,6 +157,9 @@ def hook(row: Any) -> Hook:
         signing_secret=signing_secret,
         previous_signing_secret=previous_secret,
         previous_secret_expire_time=previous_expire,
+        rate_limit=SendRate(per_second, burst) if per_second else None,
+        disabled_reason=disabled_reason,
+        disable_time=disable_time,
     )
 
 

@@ -23,7 +23,7 @@ import trio
 from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows, status, tokens
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
     Activity,
@@ -39,6 +39,7 @@ from tidings_server.domain.ports import (
     Published,
     QueueDepth,
 )
+from tidings_server.domain.sendrate import SendGrant
 from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
 
@@ -46,7 +47,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _INSERT_HOOK: Final = f"""
-    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 22)}) ON CONFLICT (name) DO NOTHING
+    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 26)}) ON CONFLICT (name) DO NOTHING
 """
 _SELECT_HOOK: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE name = %s"
 _LIST_HOOKS: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE parent = %s AND name > %s ORDER BY name LIMIT %s"
@@ -60,7 +61,8 @@ _UPDATE_HOOK: Final = """
                      status = %s, create_time = %s, update_time = %s, timeout_us = %s, retry_window_us = %s,
                      initial_backoff_us = %s, max_backoff_us = %s, retryable_statuses = %s, ordering = %s,
                      max_concurrency = %s, signing_disabled = %s, signing_secret = %s,
-                     previous_signing_secret = %s, previous_secret_expire_time = %s
+                     previous_signing_secret = %s, previous_secret_expire_time = %s,
+                     rate_limit_per_second = %s, rate_limit_burst = %s, disabled_reason = %s, disable_time = %s
     WHERE name = %s
 """
 _INSERT_TRIGGER: Final = """
@@ -205,7 +207,7 @@ class PostgresStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = rows.hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:21], name))
+            conn.execute(_UPDATE_HOOK, (*row[3:25], name))
             changelog.notify(conn, deliveries.DUE)
             return new
 
@@ -300,6 +302,18 @@ class PostgresStore:
 
     async def release(self, delivery_names: Sequence[str]) -> None:
         await self._run(partial(deliveries.release, names=list(delivery_names)))
+
+    async def take_sends(self, hook_name: str, rate: SendRate, now: datetime, wanted: int) -> SendGrant:
+        rows.aware("now", now)
+        return await self._run(partial(deliveries.take_sends, hook_name=hook_name, rate=rate, now=now, wanted=wanted))
+
+    async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
+        rows.aware("until", until)
+        await self._run(partial(deliveries.postpone, names=list(delivery_names), until=until))
+
+    async def hasten(self, hook_name: str, now: datetime) -> int:
+        rows.aware("now", now)
+        return await self._run(partial(deliveries.hasten, hook_name=hook_name, now=now))
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         rows.aware("now", now)

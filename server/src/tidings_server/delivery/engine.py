@@ -22,13 +22,15 @@ from typing import cast
 import trio
 import trio.lowlevel
 
-from tidings_server import __version__, cluster
+from tidings_server import __version__, cluster, operational
 from tidings_server.delivery import policy
+from tidings_server.delivery.breaker import BreakerConfig, Breakers
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.http import Outcome, Sender
 from tidings_server.delivery.render_pool import RenderBusy, RenderFailed, RenderPool
 from tidings_server.delivery.render_worker import render_checked
 from tidings_server.delivery.scrub import scrub_attempt
+from tidings_server.delivery.throttle import Throttle
 from tidings_server.domain import signing, states
 from tidings_server.domain.errors import ResourceExhausted, Unavailable
 from tidings_server.domain.hooks import disable_hook
@@ -75,6 +77,8 @@ class EngineConfig:
     # in a row is failed instead of attempted again: whatever kills the server (a render, a
     # response) must not do so on every restart.
     poison_after: int = 3
+    # When a hook's circuit opens, and when a hook failing without a success is disabled.
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
 
 @dataclass(slots=True)
@@ -134,6 +138,16 @@ class DeliveryEngine:
         self._idle.set()
         self._stopped = trio.Event()
         self._dispatcher_done = trio.Event()
+        # Operational events (a hook disabled, a circuit opened or closed, a delivery discarded),
+        # published once the event service is connected (app.py).
+        self.announcer = operational.Announcer()
+        self.throttle = Throttle(store, Breakers(config.breaker), self.announcer, self._protected)
+        self._unreleased: list[str] = []  # claims the throttle could not pass (the store was away)
+
+    def _protected(self) -> None:
+        """The throttle hastened deliveries or disabled a hook: claim again, tell watchers."""
+        self.wake()
+        self._on_recorded()
 
     def wake(self) -> None:
         """Something may be due now (a publish, a resumed hook, a finished attempt)."""
@@ -192,6 +206,9 @@ class DeliveryEngine:
     async def _dispatch_once(self, attempts: trio.Nursery) -> None:
         """One claim, then a wait for the next wake-up, due time or poll."""
         self._wake = trio.Event()
+        if self._unreleased:  # else this node's heartbeat would hold their leases for ever
+            await self._store.release(self._unreleased)
+            self._unreleased = []
         free = self._config.max_in_flight - len(self._flights) - self._probes
         claims: list[Claim] = []
         held_back: list[str] = []
@@ -203,13 +220,30 @@ class DeliveryEngine:
                 lease_until=now + self._config.lease,
                 owner=self.node_id,
             )
+            ready: list[Claim] = []
+            taking: Counter[str] = Counter()
             for claim in claims:
                 if claim.delivery.name in self._flights:  # still running here; its lease ran out
                     continue
-                if self._per_hook[claim.hook.name] >= claim.hook.max_concurrency:
+                if self._per_hook[claim.hook.name] + taking[claim.hook.name] >= claim.hook.max_concurrency:
                     # The store counts leases only; a test send running here holds this slot.
                     held_back.append(claim.delivery.name)
                     continue
+                taking[claim.hook.name] += 1
+                ready.append(claim)
+            # Breakers and rate limits: what may not go now is postponed in the store.
+            try:
+                gated = await self.throttle.gate(ready, now) if ready else None
+            except Unavailable:  # claimed, not started: released once the store is back
+                for claim in ready:
+                    self.throttle.breakers.forget(claim.hook.name, claim.delivery.name)
+                self._unreleased += [c.delivery.name for c in ready]
+                raise
+            for claim in gated.expired if gated else ():
+                expired = self.throttle.expired(claim, now)
+                await self._records_send.send(expired)
+                await self.throttle.announce_discard(claim, expired)
+            for claim in gated.admitted if gated else ():
                 flight = _Flight(claim.hook.name, claim)
                 self._flights[claim.delivery.name] = flight
                 self._per_hook[flight.hook] += 1
@@ -231,6 +265,7 @@ class DeliveryEngine:
 
     async def _attempt(self, flight: _Flight) -> None:
         disable = False
+        sent: AttemptRecord | None = None  # recorded (on its way to the store): the breaker hears of it
         try:
             with flight.cancel:
                 try:
@@ -241,11 +276,20 @@ class DeliveryEngine:
                     return
                 await self._records_send.send(record)
                 del self._flights[flight.claim.delivery.name]
+                sent = record
             if disable:  # 410 Gone
                 with trio.CancelScope(shield=True):
-                    await disable_hook(self._store, flight.hook, self._clock.now(), record.error)
+                    now = self._clock.now()
+                    if await disable_hook(self._store, flight.hook, now, record.error):
+                        await self.announcer.announce(
+                            operational.hook_event(flight.claim.hook, operational.DISABLED, now)
+                        )
                 self._on_recorded()  # its pending deliveries were discarded: watchers want to know
+            elif sent is not None:
+                with trio.CancelScope(shield=True):
+                    await self.throttle.observe(flight.claim, sent)
         finally:
+            self.throttle.breakers.forget(flight.hook, flight.claim.delivery.name)
             if flight.cancel.cancelled_caught:
                 log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
             self._release_slot(flight.hook)

@@ -122,6 +122,12 @@ class Overview:
     last_failure_reason: str
     consecutive_failures: int
     next_retry_time: datetime | None
+    # The last time the hook's rate limit held a delivery back (it is being hit when recent).
+    rate_limited_time: datetime | None = None
+    # This server's circuit breaker for the hook (breakers are per server): when it opened and
+    # when its next probe goes; both None while closed.
+    circuit_open_time: datetime | None = None
+    next_probe_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +181,11 @@ class HistoryService:
         *,
         retention: timedelta = RETENTION,
         on_change: Callable[[], None] = lambda: None,
+        circuit: Callable[[str], tuple[datetime | None, datetime | None]] = lambda name: (None, None),
     ) -> None:
+        """``circuit`` says when the engine's breaker of a hook opened and when it probes next."""
         self._store = store
+        self._circuit = circuit
         self._now = now
         self._pulse = pulse
         self._render = render
@@ -222,6 +231,7 @@ class HistoryService:
         counts = {status: stats.counts.get(status, 0) for status in DeliveryStatus}
         done = counts[DeliveryStatus.DELIVERED] + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.DISCARDED]
         latencies = sorted(stats.recent_latencies)
+        circuit = self._circuit(name)
         return Overview(
             hook=hook,
             counts=counts,
@@ -233,6 +243,9 @@ class HistoryService:
             last_failure_reason=stats.last_failure_reason,
             consecutive_failures=stats.consecutive_failures,
             next_retry_time=stats.next_attempt_time,
+            rate_limited_time=stats.rate_limited_time,
+            circuit_open_time=circuit[0],
+            next_probe_time=circuit[1],
         )
 
     # -- watching --------------------------------------------------------------------------

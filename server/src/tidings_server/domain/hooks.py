@@ -22,6 +22,7 @@ from tidings_server.domain.model import (
     ResourceType,
     RetryPolicy,
     Scope,
+    SendRate,
     Trigger,
 )
 from tidings_server.domain.paging import Page
@@ -41,8 +42,11 @@ MUTABLE_FIELDS = (
     "ordering",
     "max_concurrency",
     "signing_disabled",
+    "rate_limit",
 )
 MAX_CONCURRENCY = 64
+MAX_SEND_RATE = 10_000.0  # deliveries per second: beyond it a limit limits nothing here
+MAX_BURST = 10_000
 DEFAULT_SIGNING_OVERLAP = timedelta(hours=24)
 MAX_SIGNING_OVERLAP = timedelta(days=7)
 _LIMITS = {
@@ -51,7 +55,15 @@ _LIMITS = {
     "initial_backoff": (timedelta(milliseconds=100), timedelta(hours=1)),
     "max_backoff": (timedelta(milliseconds=100), timedelta(hours=24)),
 }
-OUTPUT_ONLY_FIELDS = ("name", "create_time", "update_time", "signing_secret", "previous_secret_expire_time")
+OUTPUT_ONLY_FIELDS = (
+    "name",
+    "create_time",
+    "update_time",
+    "signing_secret",
+    "previous_secret_expire_time",
+    "disabled_reason",
+    "disable_time",
+)
 HOOK_FILTER_SCHEMA: filtering.Schema = {
     "status": filtering.Enum(tuple(s.name for s in HookStatus)),
     "payload_format": filtering.STRING,
@@ -82,6 +94,7 @@ class HookInput:
     ordering: Ordering | None = None
     max_concurrency: int = 0
     signing_disabled: bool = False
+    rate_limit: SendRate | None = None  # None: no limit
 
 
 class Lookup:
@@ -121,6 +134,7 @@ class HookService:
         self._check_format("hook.payload_format", given.payload_format)
         policy = retry_policy("hook.retry_policy", given.retry_policy)
         concurrency = _max_concurrency("hook.max_concurrency", given.max_concurrency)
+        rate = send_rate("hook.rate_limit", given.rate_limit)
         # Last, since it may look the host up: every cheap check has passed by now.
         url = await check_destination("hook.destination_url", given.destination_url, self._policy, self._resolve)
         now = self._now()
@@ -138,6 +152,7 @@ class HookService:
             retry_policy=policy,
             ordering=given.ordering or Ordering.UNORDERED,
             max_concurrency=concurrency,
+            rate_limit=rate,
             signing_disabled=given.signing_disabled,
             # Even when signing starts disabled: turning it on later then needs no new secret.
             signing_secret=new_secret(),
@@ -192,6 +207,10 @@ class HookService:
             values["max_concurrency"] = _max_concurrency("hook.max_concurrency", given.max_concurrency)
         if "signing_disabled" in paths:
             values["signing_disabled"] = given.signing_disabled
+        if "rate_limit" in paths:
+            values["rate_limit"] = send_rate("hook.rate_limit", given.rate_limit)
+        if "status" in paths:  # an admin's decision replaces whatever tidings said before
+            values["disabled_reason"], values["disable_time"] = "", None
         now = self._now()
 
         def change(hook: Hook) -> Hook:
@@ -208,6 +227,8 @@ class HookService:
             hook = await self._store.update_hook(name, change)
             if hook.status is HookStatus.DISABLED:
                 await self._store.discard_pending(name, now, "the hook was disabled")
+            elif "rate_limit" in paths:  # what waits for the old limit's token goes by the new one
+                await self._store.hasten(name, now)
         self._on_change()
         return without_expired_secret(hook, now)
 
@@ -313,14 +334,39 @@ class HookService:
         return pair
 
 
-async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> None:
-    """Disable a hook because delivering to it is pointless (410 Gone) and discard what is pending."""
+async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> bool:
+    """Disable a hook because delivering to it is pointless (410 Gone, failing for too long) and
+    discard what is pending; the hook keeps ``reason`` and ``now`` so its readers learn why and
+    since when. False when it was gone or disabled already (nothing to tell anyone)."""
+    changed = False
+
+    def change(hook: Hook) -> Hook:
+        nonlocal changed
+        if hook.status is HookStatus.DISABLED:
+            return hook
+        changed = True
+        return replace(hook, status=HookStatus.DISABLED, update_time=now, disabled_reason=reason, disable_time=now)
+
     with trio.CancelScope(shield=True):
         try:
-            await store.update_hook(name, lambda hook: replace(hook, status=HookStatus.DISABLED, update_time=now))
+            await store.update_hook(name, change)
         except NotFound:
-            return
+            return False
         await store.discard_pending(name, now, reason)
+    return changed
+
+
+def send_rate(field_name: str, given: SendRate | None) -> SendRate | None:
+    """A checked rate limit; None (or a rate of 0) means no limit."""
+    if given is None or given.per_second == 0:
+        return None
+    if not 0 < given.per_second <= MAX_SEND_RATE:
+        raise InvalidArgument(
+            f"{field_name}.per_second: {given.per_second:g} is outside 0 (no limit) to {MAX_SEND_RATE:g}"
+        )
+    if not 1 <= given.burst <= MAX_BURST:
+        raise InvalidArgument(f"{field_name}.burst: {given.burst} is outside 1 to {MAX_BURST}")
+    return given
 
 
 def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:

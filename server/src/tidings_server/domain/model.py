@@ -47,6 +47,16 @@ DEFAULT_MAX_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
+class SendRate:
+    """At most ``per_second`` deliveries a second to a hook, in bursts of up to ``burst``
+    (Convoy's default, 1,000 a minute, is ``SendRate(1000 / 60, burst)``). Deliveries over it
+    wait their turn; none fails for it."""
+
+    per_second: float
+    burst: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Hook:
     """A destination and how to talk to it.
 
@@ -73,6 +83,11 @@ class Hook:
     signing_secret: str = field(default="", repr=False)
     previous_signing_secret: str = field(default="", repr=False)
     previous_secret_expire_time: datetime | None = None
+    rate_limit: SendRate | None = None  # None: as fast as max_concurrency allows
+    # Why and since when a hook is DISABLED by tidings itself (410 Gone, failing for too long);
+    # empty when it is not, or when an admin disabled it.
+    disabled_reason: str = ""
+    disable_time: datetime | None = None
 
     @property
     def scope(self) -> Scope:

@@ -24,9 +24,11 @@ from tidings_server.domain.model import (
     Event,
     Hook,
     RenderedBody,
+    SendRate,
     Trigger,
 )
 from tidings_server.domain.names import Parent
+from tidings_server.domain.sendrate import SendGrant
 from tidings_server.domain.tokens import Token
 
 
@@ -177,6 +179,8 @@ class HookStats:
     last_failure_reason: str = ""
     consecutive_failures: int = 0
     next_attempt_time: datetime | None = None
+    # The last time its rate limit held a delivery back (``take_sends`` granted less than asked).
+    rate_limited_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +383,26 @@ class Store(Protocol):
         """Clear the leases (and their owners) of these deliveries so they can be claimed again at
         once; their claims were not interrupted, so each one's claim count goes down by one (not
         below 0)."""
+
+    async def take_sends(self, hook_name: str, rate: SendRate, now: datetime, wanted: int) -> SendGrant:
+        """Spend up to ``wanted`` sends of the hook's token bucket at ``now``, atomically across
+        every process sharing the store, and say how many were granted and when the next send
+        is there (``domain/sendrate.take`` is the arithmetic; a hook never asked before starts
+        with a full bucket). Granting less than asked is remembered as the hook's
+        ``HookStats.rate_limited_time``."""
+        ...
+
+    async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
+        """Release these claims, as ``release`` does, and make the pending ones among them due
+        at ``until``, without an attempt: nothing else of them changes (their retry window
+        still counts from their first attempt). Held back by a rate limit or an open circuit."""
+        ...
+
+    async def hasten(self, hook_name: str, now: datetime) -> int:
+        """Make every pending delivery of the hook due later than ``now`` due at ``now`` and
+        return how many moved: its circuit closed (the endpoint answers again) or its rate limit
+        changed, so what was held back for either goes at once."""
+        ...
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         """Discard every QUEUED or RETRYING delivery of a hook; return how many.

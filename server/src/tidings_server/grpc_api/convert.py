@@ -23,6 +23,7 @@ from tidings_server.domain.model import (
     RelatedResource,
     RetryPolicy,
     Scope,
+    SendRate,
     Trigger,
 )
 from tidings_server.domain.ports import Published
@@ -151,7 +152,15 @@ def hook_input(message: hooks_pb2.Hook, paths: Collection[str] | None = None) ->
         ordering=ordering("hook.ordering", message.ordering) if wanted("ordering") else None,
         max_concurrency=message.max_concurrency,
         signing_disabled=message.signing_disabled,
+        rate_limit=send_rate(message) if wanted("rate_limit") else None,
     )
+
+
+def send_rate(message: hooks_pb2.Hook) -> SendRate | None:
+    """The hook's rate limit as given (checked by the domain); unset is no limit, burst 1 unset."""
+    if not message.HasField("rate_limit"):
+        return None
+    return SendRate(per_second=message.rate_limit.per_second, burst=message.rate_limit.burst or 1)
 
 
 def duration(value: timedelta) -> Duration:
@@ -191,6 +200,11 @@ def hook(value: Hook, *, with_secret: bool = False) -> hooks_pb2.Hook:
         signing_disabled=value.signing_disabled or not value.signing_secret,
         signing_secret=value.signing_secret if with_secret else "",
         previous_secret_expire_time=timestamp(expire) if expire is not None else None,
+        rate_limit=None
+        if value.rate_limit is None
+        else hooks_pb2.RateLimit(per_second=value.rate_limit.per_second, burst=value.rate_limit.burst),
+        disabled_reason=value.disabled_reason,
+        disable_time=timestamp(value.disable_time) if value.disable_time is not None else None,
     )
 
 

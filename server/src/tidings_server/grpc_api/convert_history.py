@@ -168,6 +168,9 @@ def overview(value: Overview) -> deliveries_pb2.HookOverview:
         ("last_success_time", value.last_success_time),
         ("last_failure_time", value.last_failure_time),
         ("next_retry_time", value.next_retry_time),
+        ("rate_limited_time", value.rate_limited_time),
+        ("circuit_open_time", value.circuit_open_time),
+        ("next_probe_time", value.next_probe_time),
     ):
         if when is not None:
             getattr(message, name).CopyFrom(timestamp(when))

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from tidings_server.domain import sendrate
 from tidings_server.domain.errors import AlreadyExists, NotFound
 from tidings_server.domain.model import (
     PENDING_STATUSES,
@@ -37,6 +38,7 @@ from tidings_server.domain.model import (
     HookStatus,
     Ordering,
     RenderedBody,
+    SendRate,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -57,6 +59,7 @@ from tidings_server.domain.ports import (
     QueueDepth,
     same_event,
 )
+from tidings_server.domain.sendrate import Bucket, SendGrant
 from tidings_server.domain.states import Cause, sources, transition
 from tidings_server.domain.tokens import Token
 from tidings_server.plugins.spec import StorageBackend, hookimpl
@@ -170,6 +173,8 @@ class MemoryStore:
         self._leased: dict[str, set[str]] = {}
         self._tokens: dict[str, Token] = {}
         self._token_hashes: dict[str, str] = {}  # secret hash → token id
+        # Each rate-limited hook's token bucket, and the last time it held a send back.
+        self._buckets: dict[str, tuple[Bucket, datetime | None]] = {}
 
     def _hook(self, name: str) -> Hook:
         hook = self._hooks.get(name)
@@ -228,6 +233,7 @@ class MemoryStore:
             self._unindex(hook, trigger)
         del self._hooks[name]
         del self._triggers[name]
+        self._buckets.pop(name, None)
 
     def _unindex(self, hook: Hook, trigger: Trigger) -> None:
         key = _match_key(hook, trigger)
@@ -536,6 +542,38 @@ class MemoryStore:
                 self._unlease(row)
                 row.claims_since_attempt = max(row.claims_since_attempt - 1, 0)
 
+    async def take_sends(self, hook_name: str, rate: SendRate, now: datetime, wanted: int) -> SendGrant:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        bucket, limited = self._buckets.get(hook_name, (None, None))
+        grant, bucket = sendrate.take(bucket, rate, now, wanted)
+        self._buckets[hook_name] = (bucket, now if grant.granted < wanted else limited)
+        return grant
+
+    async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
+        await trio.lowlevel.checkpoint()
+        _check_time("until", until)
+        for name in delivery_names:
+            row = self._deliveries.get(name)
+            if row is None:
+                continue
+            self._unlease(row)
+            row.claims_since_attempt = max(row.claims_since_attempt - 1, 0)
+            if row.delivery.status in PENDING_STATUSES:
+                self._change(row, replace(row.delivery, next_attempt_time=until))
+
+    async def hasten(self, hook_name: str, now: datetime) -> int:
+        await trio.lowlevel.checkpoint()
+        _check_time("now", now)
+        moved = 0
+        for name in sorted(self._pending_by_hook.get(hook_name, ())):
+            row = self._deliveries[name]
+            due = row.delivery.next_attempt_time
+            if due is not None and due > now:
+                self._change(row, replace(row.delivery, next_attempt_time=now))
+                moved += 1
+        return moved
+
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         await trio.lowlevel.checkpoint()
         _check_time("now", now)
@@ -639,6 +677,7 @@ class MemoryStore:
             last_failure_reason=health.last_failure_reason,
             consecutive_failures=health.consecutive_failures,
             next_attempt_time=next_attempt,
+            rate_limited_time=self._buckets.get(hook_name, (None, None))[1],
         )
 
     async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:

@@ -122,6 +122,16 @@ class Metrics:
         )
         self.in_flight = Gauge("tidings_attempts_in_flight", "Delivery attempts running now.", registry=r)
         self.watch_streams = Gauge("tidings_watch_streams", "WatchDeliveries streams open now.", registry=r)
+        self.circuits_open = Gauge(
+            "tidings_circuits_open",
+            "Hooks whose circuit breaker on this server is open (their endpoint fails steadily: one probe at a time).",
+            registry=r,
+        )
+        self.rate_limited_hooks = Gauge(
+            "tidings_rate_limited_hooks",
+            "Hooks whose rate limit held a delivery back on this server within the last minute.",
+            registry=r,
+        )
         self._hooks_seen: set[str] = set()
 
     def hook_label(self, hook: str) -> str:
@@ -133,10 +143,19 @@ class Metrics:
             return hook
         return OTHER_HOOKS
 
-    def read_gauges(self, *, in_flight: Callable[[], int], watch_streams: Callable[[], int]) -> None:
+    def read_gauges(
+        self,
+        *,
+        in_flight: Callable[[], int],
+        watch_streams: Callable[[], int],
+        circuits_open: Callable[[], int] = lambda: 0,
+        rate_limited_hooks: Callable[[], int] = lambda: 0,
+    ) -> None:
         """Gauges of what lives in memory are read at scrape time from these."""
         self.in_flight.set_function(lambda: float(in_flight()))
         self.watch_streams.set_function(lambda: float(watch_streams()))
+        self.circuits_open.set_function(lambda: float(circuits_open()))
+        self.rate_limited_hooks.set_function(lambda: float(rate_limited_hooks()))
 
 
 async def sample_queue(

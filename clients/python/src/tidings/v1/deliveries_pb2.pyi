@@ -395,6 +395,9 @@ class HookOverview(_message.Message):
     LAST_FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
     NEXT_RETRY_TIME_FIELD_NUMBER: _builtins.int
+    RATE_LIMITED_TIME_FIELD_NUMBER: _builtins.int
+    CIRCUIT_OPEN_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_PROBE_TIME_FIELD_NUMBER: _builtins.int
     queued_count: _builtins.int
     """Deliveries in the retention window, per status."""
     retrying_count: _builtins.int
@@ -430,6 +433,24 @@ class HookOverview(_message.Message):
     def next_retry_time(self) -> _timestamp_pb2.Timestamp:
         """The earliest time a pending delivery of this hook is due again; unset with none."""
 
+    @_builtins.property
+    def rate_limited_time(self) -> _timestamp_pb2.Timestamp:
+        """Fields 20-29: endpoint protection.
+        The last time the hook's rate limit held a delivery back: the limit is being hit while
+        this is recent. Unset when it never has.
+        """
+
+    @_builtins.property
+    def circuit_open_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hook's circuit opened (its endpoint failing steadily: one probe at a time goes
+        out until one succeeds); unset while closed. Circuit breakers are per server: this is
+        what the server answering saw of its own attempts.
+        """
+
+    @_builtins.property
+    def next_probe_time(self) -> _timestamp_pb2.Timestamp:
+        """The earliest the next probe of an open circuit goes; unset while closed."""
+
     def __init__(
         self,
         *,
@@ -447,10 +468,13 @@ class HookOverview(_message.Message):
         last_failure_reason: _builtins.str = ...,
         consecutive_failures: _builtins.int = ...,
         next_retry_time: _timestamp_pb2.Timestamp | None = ...,
+        rate_limited_time: _timestamp_pb2.Timestamp | None = ...,
+        circuit_open_time: _timestamp_pb2.Timestamp | None = ...,
+        next_probe_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hook", b"hook", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_retry_time", b"next_retry_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["circuit_open_time", b"circuit_open_time", "hook", b"hook", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_probe_time", b"next_probe_time", "next_retry_time", b"next_retry_time", "rate_limited_time", b"rate_limited_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "delivered_count", b"delivered_count", "discarded_count", b"discarded_count", "failed_count", b"failed_count", "hook", b"hook", "last_failure_reason", b"last_failure_reason", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_retry_time", b"next_retry_time", "queued_count", b"queued_count", "retrying_count", b"retrying_count", "success_rate", b"success_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit_open_time", b"circuit_open_time", "consecutive_failures", b"consecutive_failures", "delivered_count", b"delivered_count", "discarded_count", b"discarded_count", "failed_count", b"failed_count", "hook", b"hook", "last_failure_reason", b"last_failure_reason", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_probe_time", b"next_probe_time", "next_retry_time", b"next_retry_time", "queued_count", b"queued_count", "rate_limited_time", b"rate_limited_time", "retrying_count", b"retrying_count", "success_rate", b"success_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -94,6 +94,9 @@ class Hook(_message.Message):
     SIGNING_DISABLED_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    DISABLED_REASON_FIELD_NUMBER: _builtins.int
+    DISABLE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. `companies/{c}/hooks/{h}` or `companies/{c}/projects/{p}/hooks/{h}`."""
     display_name: _builtins.str
@@ -126,6 +129,11 @@ class Hook(_message.Message):
     secret deliveries are signed with (Standard Webhooks: `whsec_` and base64 of 32 random
     bytes). It is never returned again; rotate it if it is lost.
     """
+    disabled_reason: _builtins.str
+    """Output only: why tidings itself disabled the hook (its endpoint answered 410 Gone, or it
+    failed without a single success for the server's deactivation period, 5 days unless
+    configured). Empty when the hook is not disabled, or an admin disabled it.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -144,6 +152,18 @@ class Hook(_message.Message):
         previous secret until this time. Unset otherwise.
         """
 
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimit:
+        """Fields 20-29: endpoint protection.
+        At most this many deliveries to the hook's endpoint, across every server sharing the
+        store; unset (or a rate of 0): no limit beyond max_concurrency. Deliveries over the limit
+        wait their turn and never fail for it. Changing it applies from the next send.
+        """
+
+    @_builtins.property
+    def disable_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when tidings disabled the hook; unset with no `disabled_reason`."""
+
     def __init__(
         self,
         *,
@@ -161,14 +181,45 @@ class Hook(_message.Message):
         signing_disabled: _builtins.bool = ...,
         signing_secret: _builtins.str = ...,
         previous_secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        rate_limit: Global___RateLimit | None = ...,
+        disabled_reason: _builtins.str = ...,
+        disable_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "disable_time", b"disable_time", "previous_secret_expire_time", b"previous_secret_expire_time", "rate_limit", b"rate_limit", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "disable_time", b"disable_time", "disabled_reason", b"disabled_reason", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "rate_limit", b"rate_limit", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hook: _TypeAlias = Hook  # noqa: Y015
+
+@_typing.final
+class RateLimit(_message.Message):
+    """A token bucket: `per_second` deliveries a second on average, up to `burst` at once after
+    a quiet spell. Convoy's default, 1,000 a minute, is per_second 16.666… (1000 / 60).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PER_SECOND_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    per_second: _builtins.float
+    """Deliveries a second: more than 0 and at most 10,000; 0 means no limit."""
+    burst: _builtins.int
+    """1 to 10,000; 1 when unset."""
+    def __init__(
+        self,
+        *,
+        per_second: _builtins.float = ...,
+        burst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "per_second", b"per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimit: _TypeAlias = RateLimit  # noqa: Y015
 
 @_typing.final
 class RetryPolicy(_message.Message):

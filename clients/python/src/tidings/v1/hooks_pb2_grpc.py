@@ -107,7 +107,7 @@ class HookServiceServicer:
         """Creates a hook under a company or project.
         Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
         Authorization header, too long display_name, unknown payload format, bad
-        hook_id, a retry_policy, ordering or max_concurrency out of range),
+        hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range),
         ALREADY_EXISTS (hook_id taken).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -134,7 +134,7 @@ class HookServiceServicer:
 
     def UpdateHook(self, request, context):
         """Updates the fields named in update_mask (display_name, destination_url,
-        authorization_header, status, retry_policy, ordering, max_concurrency,
+        authorization_header, status, retry_policy, ordering, max_concurrency, rate_limit,
         signing_disabled).
         Disabling a hook discards its pending deliveries.
         Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad

@@ -16,7 +16,15 @@ from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
 from tidings_client.cli.events import select_events, triggers_table
 from tidings_client.cli.output import STATUS_STYLE, fields_table, joined, span, status_text, table, when
 from tidings_client.errors import TidingsError
-from tidings_client.types import DeliveryOrdering, Hook, HookChanges, HookOverview, HookStatus, RetryPolicy
+from tidings_client.types import (
+    DeliveryOrdering,
+    Hook,
+    HookChanges,
+    HookOverview,
+    HookStatus,
+    RateLimit,
+    RetryPolicy,
+)
 
 ORDERINGS = {"unordered": DeliveryOrdering.UNORDERED, "per-resource": DeliveryOrdering.PER_RESOURCE}
 STATUSES = {s.value: s for s in HookStatus}
@@ -51,6 +59,28 @@ def signing(hook: Hook) -> Text:
     return Text("off", style="yellow") if hook.signing_disabled else Text("on", style="green")
 
 
+def rate_limit_text(rate: RateLimit | None) -> str:
+    if rate is None:
+        return "none"
+    return f"{params.rate_text(rate.per_second)}, burst {rate.burst}"
+
+
+def rate_limit_option(rate: float | None, burst: int | None) -> RateLimit | None:
+    """--rate-limit and --burst as a limit; a burst alone is refused (it needs a rate)."""
+    if rate is None:
+        if burst is not None:
+            raise click.UsageError("--burst needs --rate-limit (e.g. --rate-limit 1000/min --burst 50)")
+        return None
+    return RateLimit(rate, burst or 1) if rate else RateLimit(0)
+
+
+RATE_LIMIT_HELP = (
+    "At most this many deliveries, COUNT/UNIT (s, min or h): 1000/min is Convoy's default; 'none' removes it."
+    " Over it, deliveries wait their turn."
+)
+BURST_HELP = "With --rate-limit: deliveries that may go at once after a quiet spell (default 1)."
+
+
 def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("name", hook.name),
@@ -63,7 +93,10 @@ def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
         ("max concurrency", hook.max_concurrency),
         ("retries", retries(hook.retry_policy)),
         ("signing", signing(hook)),
+        ("rate limit", rate_limit_text(hook.rate_limit)),
     ]
+    if hook.disabled_reason:
+        rows.append(("disabled", Text(f"since {when(hook.disable_time)}: {hook.disabled_reason}", style="bold red")))
     if hook.signing_secret:
         rows.append(("signing secret", Text(hook.signing_secret, style="bold")))
     if hook.previous_secret_expire_time is not None:
@@ -193,6 +226,8 @@ Examples:
     is_flag=True,
     help="Send deliveries without webhook-id, webhook-timestamp and webhook-signature headers.",
 )
+@click.option("--rate-limit", type=params.RATE, help=RATE_LIMIT_HELP)
+@click.option("--burst", type=click.IntRange(1, 10_000), help=BURST_HELP)
 @retry_options
 @pass_env
 def create(
@@ -211,6 +246,8 @@ def create(
     ordering: str | None,
     max_concurrency: int | None,
     no_signing: bool,
+    rate_limit: float | None,
+    burst: int | None,
     **retry: Any,
 ) -> None:
     """Create a hook, and select its events with --event.
@@ -241,6 +278,7 @@ def create(
         ordering=ORDERINGS[ordering] if ordering else None,
         max_concurrency=max_concurrency,
         signing_disabled=no_signing,
+        rate_limit=limit if (limit := rate_limit_option(rate_limit, burst)) and limit.per_second else None,
     )
     triggers = []
     if events:
@@ -335,6 +373,23 @@ def get(env: Env, hook: str) -> None:
     print_hook(env, env.client().get_hook(hook))
 
 
+def limited_text(o: HookOverview) -> Text | str:
+    if o.hook.rate_limit is None and o.rate_limited_time is None:
+        return "-"
+    if o.rate_limited_time is None:
+        return "never held a delivery back"
+    return Text(f"last held a delivery back {when(o.rate_limited_time)}", style="yellow")
+
+
+def circuit_text(o: HookOverview) -> Text:
+    if o.circuit_open_time is None:
+        return Text("closed", style="green")
+    return Text(
+        f"open since {when(o.circuit_open_time)} (this server): one probe at a time, next {when(o.next_probe_time)}",
+        style="bold red",
+    )
+
+
 def overview_view(o: HookOverview) -> Group:
     counts = table("QUEUED", "RETRYING", "DELIVERED", "FAILED", "DISCARDED", "SUCCESS", "P50", "P95")
     counts.add_row(
@@ -354,6 +409,8 @@ def overview_view(o: HookOverview) -> Group:
             ("failure reason", o.last_failure_reason or "-"),
             ("failures in a row", o.consecutive_failures),
             ("next retry", when(o.next_retry_time)),
+            ("rate limited", limited_text(o)),
+            ("circuit", circuit_text(o)),
         ]
     )
     return Group(fields_table(hook_rows(o.hook)), Text(""), counts, Text(""), health)
@@ -411,6 +468,8 @@ The payload format never changes: delete the hook and create it again.
     help="Sign deliveries with the hook's secret, or stop. A hook made before signing existed"
     " needs `hooks rotate-secret` first.",
 )
+@click.option("--rate-limit", type=params.RATE, help=RATE_LIMIT_HELP)
+@click.option("--burst", type=click.IntRange(1, 10_000), help=BURST_HELP)
 @retry_options
 @pass_env
 def update(
@@ -426,6 +485,8 @@ def update(
     ordering: str | None,
     max_concurrency: int | None,
     signing: bool | None,
+    rate_limit: float | None,
+    burst: int | None,
     **retry: Any,
 ) -> None:
     """Change a hook's settings; what is not given stays as it is.
@@ -448,6 +509,7 @@ def update(
         ordering=ORDERINGS[ordering] if ordering else None,
         max_concurrency=max_concurrency,
         signing_disabled=None if signing is None else not signing,
+        rate_limit=rate_limit_option(rate_limit, burst),
     )
     if changes == HookChanges():
         raise click.UsageError("nothing to change: give at least one option (see --help)")

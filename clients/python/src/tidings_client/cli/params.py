@@ -85,6 +85,28 @@ def parse_event(text: str) -> tuple[str, str]:
     return resource.strip(), event_type.strip()
 
 
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """``1000/min`` → deliveries a second (16.666…); ``10/s``, ``3600/h``; ``0`` or ``none``: no limit."""
+    if text.strip().lower() in ("0", "none", "off"):
+        return 0.0
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*", text.lower())
+    if not m or m.group(2) not in _RATE_UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a rate; use COUNT/UNIT with UNIT s, min or h, e.g. '1000/min' (or 'none')")
+    return float(m.group(1)) / _RATE_UNITS[m.group(2)]
+
+
+def rate_text(per_second: float) -> str:
+    """The rate in the unit that shows it as a whole number, when one does: 16.666… → 1000/min."""
+    for unit, size in (("s", 1.0), ("min", 60.0), ("h", 3600.0)):
+        count = per_second * size
+        if abs(count - round(count)) < 1e-6 and round(count) >= 1:
+            return f"{round(count)}/{unit}"
+    return f"{per_second:g}/s"
+
+
 class _Parsed(click.ParamType[T]):
     """A ParamType from a parse function whose ValueError message is the explanation."""
 
@@ -105,6 +127,7 @@ DURATION = _Parsed("duration", parse_duration)
 TIME = _Parsed("time", parse_time)
 STATUS_RANGES = _Parsed("statuses", parse_status_ranges)
 EVENT = _Parsed("resource:event", parse_event)
+RATE = _Parsed("rate", parse_rate)
 
 
 def _company(text: str) -> str:

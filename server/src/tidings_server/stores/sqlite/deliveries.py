@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tidings_server.domain import sendrate
 from tidings_server.domain.errors import NotFound
-from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook
+from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook, SendRate
 from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
+from tidings_server.domain.sendrate import SendGrant
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import history, rows
 
@@ -399,6 +401,45 @@ _RELEASE = """
 
 def release(conn: sqlite3.Connection, *, names: list[str]) -> None:
     conn.executemany(_RELEASE, [(name,) for name in names])
+
+
+# Released as above, and due again at ?; only pending rows move (a finished one has no due time).
+_POSTPONE = """
+    UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,
+        claims_since_attempt = max(claims_since_attempt - 1, 0),
+        next_attempt_time = CASE WHEN status IN ('queued', 'retrying') THEN ? ELSE next_attempt_time END
+    WHERE name = ?
+"""
+
+
+def postpone(conn: sqlite3.Connection, *, names: list[str], until: int) -> None:
+    conn.executemany(_POSTPONE, [(until, name) for name in names])
+
+
+_HASTEN = """
+    UPDATE deliveries INDEXED BY deliveries_due_by_hook SET next_attempt_time = :now
+    WHERE hook_name = :hook AND status IN ('queued', 'retrying') AND next_attempt_time > :now
+"""
+
+
+def hasten(conn: sqlite3.Connection, *, hook_name: str, now: int) -> int:
+    count: int = conn.execute(_HASTEN, {"hook": hook_name, "now": now}).rowcount
+    return count
+
+
+_BUCKET = "SELECT tokens, at, limited_time FROM send_buckets WHERE hook_name = ?"
+_WRITE_BUCKET = "INSERT OR REPLACE INTO send_buckets (hook_name, tokens, at, limited_time) VALUES (?, ?, ?, ?)"
+
+
+def take_sends(conn: sqlite3.Connection, *, hook_name: str, rate: SendRate, now: int, wanted: int) -> SendGrant:
+    """One writer at a time (the store's write lock, and SQLite's): the read and write of the
+    bucket cannot interleave with another take's."""
+    row = conn.execute(_BUCKET, (hook_name,)).fetchone()
+    bucket = None if row is None else sendrate.Bucket(row[0], rows.from_micros(row[1]))
+    grant, bucket = sendrate.take(bucket, rate, rows.from_micros(now), wanted)
+    limited = now if grant.granted < wanted else (None if row is None else row[2])
+    conn.execute(_WRITE_BUCKET, (hook_name, bucket.tokens, now, limited))
+    return grant
 
 
 # INDEXED BY: only the hook's pending rows are read, never its whole history.

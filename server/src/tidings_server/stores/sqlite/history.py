@@ -247,6 +247,7 @@ _HEALTH: Final = """
     SELECT last_success_time, last_failure_time, last_failure_reason, consecutive_failures
     FROM hook_health WHERE hook_name = ?
 """
+_RATE_LIMITED: Final = "SELECT limited_time FROM send_buckets WHERE hook_name = ?"
 # min() over the leading columns of deliveries_due_by_hook is one index probe.
 _NEXT_ATTEMPT: Final = """
     SELECT min(next_attempt_time) FROM deliveries INDEXED BY deliveries_due_by_hook
@@ -264,8 +265,12 @@ def hook_stats(conn: sqlite3.Connection, *, hook_name: str, latency_sample: int)
         latencies = [timedelta(microseconds=us) for (us,) in conn.execute(_LATENCIES, bounds)]
     (next_attempt,) = conn.execute(_NEXT_ATTEMPT, (hook_name,)).fetchone()
     health = conn.execute(_HEALTH, (hook_name,)).fetchone()
+    limited = conn.execute(_RATE_LIMITED, (hook_name,)).fetchone()
+    limited_time = None if limited is None else rows.optional_time(limited[0])
     if health is None:
-        return HookStats(counts, latencies, next_attempt_time=rows.optional_time(next_attempt))
+        return HookStats(
+            counts, latencies, next_attempt_time=rows.optional_time(next_attempt), rate_limited_time=limited_time
+        )
     success, failure, reason, failures = health
     return HookStats(
         counts,
@@ -275,6 +280,7 @@ def hook_stats(conn: sqlite3.Connection, *, hook_name: str, latency_sample: int)
         last_failure_reason=reason,
         consecutive_failures=failures,
         next_attempt_time=rows.optional_time(next_attempt),
+        rate_limited_time=limited_time,
     )
 
 

@@ -25,6 +25,7 @@ from tidings_server.domain.model import (
     Ordering,
     RelatedResource,
     RetryPolicy,
+    SendRate,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -88,8 +89,28 @@ def hook_row(hook: Hook) -> tuple[object, ...]:
         hook.ordering.value,
         hook.max_concurrency,
         *signing_row(hook),
+        *protection_row(hook),
         str(Parent(hook.company_id, hook.project_id)),
     )
+
+
+def protection_row(hook: Hook) -> tuple[object, ...]:
+    """The protection columns of ``hook``, in the order ``with_protection()`` reads them."""
+    rate = hook.rate_limit
+    return (
+        0.0 if rate is None else rate.per_second,
+        0 if rate is None else rate.burst,
+        hook.disabled_reason,
+        optional_micros("disable_time", hook.disable_time),
+    )
+
+
+def with_protection(hook: Hook, row: Sequence[Any]) -> Hook:
+    """``hook`` with rate_limit_per_second, rate_limit_burst, disabled_reason and disable_time
+    read from ``row``."""
+    per_second, burst, reason, disabled = row
+    rate = SendRate(per_second, burst) if per_second else None
+    return replace(hook, rate_limit=rate, disabled_reason=reason, disable_time=optional_time(disabled))
 
 
 def signing_row(hook: Hook) -> tuple[object, ...]:
@@ -119,7 +140,10 @@ def hook(row: Any) -> Hook:
     """Read name, company_id, project_id, display_name, destination_url, authorization_header,
     payload_format, status, create_time, update_time, timeout_us, retry_window_us,
     initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency, and the
-    four signing columns when the row has them (``with_signing``)."""
+    four signing columns when the row has them (``with_signing``), then the four protection
+    columns when it has those too (``with_protection``)."""
+    if len(row) > 21:
+        return with_protection(hook(row[:21]), row[21:])
     if len(row) > 17:
         return with_signing(hook(row[:17]), row[17:])
     (

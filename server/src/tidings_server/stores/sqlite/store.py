@@ -20,7 +20,7 @@ from typing import TypeVar
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
     Activity,
@@ -36,11 +36,12 @@ from tidings_server.domain.ports import (
     Published,
     QueueDepth,
 )
+from tidings_server.domain.sendrate import SendGrant
 from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
 from tidings_server.stores.sqlite import deliveries, history, nodes, tokens
 from tidings_server.stores.sqlite import status as status_reads
-from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
+from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_protection, with_signing
 
 __all__ = ["SqliteStore", "to_micros"]
 
@@ -54,35 +55,39 @@ _INSERT_HOOK = """
                        payload_format, status, create_time, update_time, timeout_us, retry_window_us,
                        initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
                        signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-                       parent)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time, parent)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SELECT_HOOK = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
     FROM hooks WHERE name = ?
 """
 _LIST_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
     FROM hooks WHERE parent = ? AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_PROJECT_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_ALL_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
     FROM hooks WHERE name > ? ORDER BY name LIMIT ?
 """
 _UPDATE_HOOK = """
@@ -90,7 +95,8 @@ _UPDATE_HOOK = """
                      status = ?, create_time = ?, update_time = ?, timeout_us = ?, retry_window_us = ?,
                      initial_backoff_us = ?, max_backoff_us = ?, retryable_statuses = ?, ordering = ?,
                      max_concurrency = ?, signing_disabled = ?, signing_secret = ?, previous_signing_secret = ?,
-                     previous_secret_expire_time = ?
+                     previous_secret_expire_time = ?, rate_limit_per_second = ?, rate_limit_burst = ?,
+                     disabled_reason = ?, disable_time = ?
     WHERE name = ?
 """
 # A trigger copies its hook's company and project (fixed for the hook's life) for fan-out.
@@ -105,7 +111,8 @@ _SELECT_TRIGGER = """
 _FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 # The claim reads hooks with the delivery columns; their signing columns come from here.
 _SIGNING_OF_HOOK = """
-    SELECT signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+    SELECT signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
     FROM hooks WHERE name = ?
 """
 _LIST_TRIGGERS = """
@@ -235,7 +242,7 @@ class SqliteStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:21], name))  # display_name … previous_secret_expire_time
+            conn.execute(_UPDATE_HOOK, (*row[3:25], name))  # display_name … disable_time
             return new
 
         return await self._run(run, write=True)
@@ -246,6 +253,7 @@ class SqliteStore:
             # Its deliveries stay: they are history, listed and purged on their own.
             if conn.execute("DELETE FROM hooks WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"hook {name} does not exist")
+            conn.execute("DELETE FROM send_buckets WHERE hook_name = ?", (name,))
 
         await self._run(run, write=True)
 
@@ -347,7 +355,7 @@ class SqliteStore:
             for c in claims:  # a few hooks per batch: one probe each, in the claim's transaction
                 if c.hook.name not in signed:
                     signing = conn.execute(_SIGNING_OF_HOOK, (c.hook.name,)).fetchone()
-                    signed[c.hook.name] = with_signing(c.hook, signing)
+                    signed[c.hook.name] = with_protection(with_signing(c.hook, signing[:4]), signing[4:])
             return [replace(c, hook=signed[c.hook.name]) for c in claims]
 
         return await self._run(run, write=True)
@@ -372,6 +380,18 @@ class SqliteStore:
 
     async def release(self, delivery_names: Sequence[str]) -> None:
         await self._run(partial(deliveries.release, names=list(delivery_names)), write=True)
+
+    async def take_sends(self, hook_name: str, rate: SendRate, now: datetime, wanted: int) -> SendGrant:
+        take = partial(deliveries.take_sends, hook_name=hook_name, rate=rate, now=to_micros("now", now), wanted=wanted)
+        return await self._run(take, write=True)
+
+    async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
+        postpone = partial(deliveries.postpone, names=list(delivery_names), until=to_micros("until", until))
+        await self._run(postpone, write=True)
+
+    async def hasten(self, hook_name: str, now: datetime) -> int:
+        hasten = partial(deliveries.hasten, hook_name=hook_name, now=to_micros("now", now))
+        return await self._run(hasten, write=True)
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         discard = partial(deliveries.discard_pending, hook_name=hook_name, now=to_micros("now", now), reason=reason)

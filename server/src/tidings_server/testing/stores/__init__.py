@@ -27,6 +27,7 @@ from tidings_server.testing.stores.cluster import ClusterStoreContract
 from tidings_server.testing.stores.deliveries import DeliveryStoreContract
 from tidings_server.testing.stores.history import HistoryStoreContract
 from tidings_server.testing.stores.hooks import HookStoreContract
+from tidings_server.testing.stores.protection import ProtectionStoreContract
 from tidings_server.testing.stores.status import StatusStoreContract
 from tidings_server.testing.stores.tokens import TokenStoreContract
 
@@ -38,6 +39,7 @@ class StoreContract(
     ClusterStoreContract,
     StatusStoreContract,
     TokenStoreContract,
+    ProtectionStoreContract,
 ):
     """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
 
@@ -47,6 +49,7 @@ __all__ = [
     "DeliveryStoreContract",
     "HistoryStoreContract",
     "HookStoreContract",
+    "ProtectionStoreContract",
     "StatusStoreContract",
     "StoreContract",
     "TokenStoreContract",

@@ -1,0 +1,115 @@
+"""tidings' events about itself: a hook disabled, a circuit opened or closed, a delivery discarded.
+
+They are resources of tidings' own catalog (``tidings``: ``Webhook Hooks`` and ``Webhook
+Deliveries``, company level), published like any internal service's events, so an admin tells
+tidings where to send them the usual way: a company hook (Slack format, say) with triggers such
+as ``Webhook Hooks:disabled``. Each event names what it is about in ``related_resources`` (the
+hook's or the delivery's full name, with the event's ``resource_id``) and says it comes from
+application ``tidings``.
+
+Loops are guarded here: a delivery of an operational event that is discarded is announced by
+nobody, so a failing admin hook cannot feed itself. Hook events follow state changes (one per
+disabling, opening or closing), never deliveries, so they cannot cascade either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from tidings_server.domain.events import EventDraft
+from tidings_server.domain.model import Event, EventMetadata, Hook, RelatedResource, ResourceType, Scope
+from tidings_server.plugins.spec import ResourceCatalog, hookimpl
+
+log = logging.getLogger(__name__)
+
+CATALOG = "tidings"
+HOOKS = "Webhook Hooks"
+DELIVERIES = "Webhook Deliveries"
+DISABLED = "disabled"
+CIRCUIT_OPENED = "circuit_opened"
+CIRCUIT_CLOSED = "circuit_closed"
+DISCARDED = "discarded"
+RESOURCES = frozenset({HOOKS, DELIVERIES})
+APPLICATION = "tidings"
+SYSTEM_USER_ID = 1
+"""The user an operational event is by: tidings itself, not a person (events need a user id)."""
+
+Publish = Callable[[Sequence[EventDraft]], Awaitable[object]]
+
+
+class OperationalCatalog:
+    """The ``tidings`` catalog: what tidings reports about its own hooks and deliveries."""
+
+    name: str = CATALOG
+
+    def resources(self) -> tuple[ResourceType, ...]:
+        return (
+            ResourceType(HOOKS, Scope.COMPANY, frozenset({DISABLED, CIRCUIT_OPENED, CIRCUIT_CLOSED})),
+            ResourceType(DELIVERIES, Scope.COMPANY, frozenset({DISCARDED})),
+        )
+
+
+@hookimpl
+def tidings_resource_catalogs() -> list[ResourceCatalog]:
+    return [OperationalCatalog()]
+
+
+def hook_number(name: str) -> int:
+    """A stable positive id for a hook (events carry numeric resource ids; hook ids are names)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") or 1
+
+
+def hook_event(hook: Hook, event_type: str, at: datetime) -> EventDraft:
+    """``Webhook Hooks`` × ``event_type`` about ``hook``, in its company."""
+    return _draft(hook, HOOKS, event_type, hook_number(hook.name), hook.name, at)
+
+
+def discard_event(hook: Hook, delivery_name: str, event: Event, at: datetime) -> EventDraft | None:
+    """``Webhook Deliveries`` × ``discarded`` about one delivery; None for a delivery of an
+    operational event (the loop guard: its discard is told to nobody)."""
+    if event.resource_name in RESOURCES:
+        return None
+    return _draft(hook, DELIVERIES, DISCARDED, event.serial, delivery_name, at)
+
+
+def _draft(hook: Hook, resource: str, event_type: str, number: int, name: str, at: datetime) -> EventDraft:
+    """A company-level event by tidings itself about the thing ``name`` (numbered ``number``)."""
+    return EventDraft(
+        company_id=hook.company_id,
+        project_id=0,
+        resource_name=resource,
+        resource_id=number,
+        event_type=event_type,
+        user_id=SYSTEM_USER_ID,
+        timestamp=at,
+        metadata=EventMetadata(source_project_id=hook.project_id, source_application_id=APPLICATION),
+        related_resources=(RelatedResource(number, name),),
+    )
+
+
+class Announcer:
+    """Publishes operational events once connected to the event service (``connect``); before
+    that, and whenever publishing fails, they are only logged: telling must never stop delivering."""
+
+    def __init__(self) -> None:
+        self._publish: Publish | None = None
+        self.published = 0
+
+    def connect(self, publish: Publish) -> None:
+        self._publish = publish
+
+    async def announce(self, draft: EventDraft | None) -> None:
+        if draft is None or self._publish is None:
+            return
+        try:
+            await self._publish([draft])
+        except Exception as exc:  # the store away, a catalog without tidings': logged, not raised
+            log.warning(
+                "operational event not published",
+                extra={"resource": draft.resource_name, "event_type": draft.event_type, "error": str(exc)},
+            )
+            return
+        self.published += 1
