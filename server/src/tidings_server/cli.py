@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, secrets_cli, settings, supervisor
+from tidings_server import __version__, cluster, collector, logs, secrets_cli, settings, supervisor
 from tidings_server.app import DEFAULT_LISTEN, DEFAULT_STORE, Config, ConfigError, check_listen, redact, serve
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.delivery.render_pool import PoolConfig
@@ -257,6 +257,7 @@ async def _serve_until_signal(config: Config) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             running = await nursery.start(serve, config)
+            collector.settle()
             print(f"{supervisor.READY}{running.port}", file=sys.stderr, flush=True)
             async for signum in signals:
                 log.info("stopping", extra={"signal": signal.Signals(signum).name})
