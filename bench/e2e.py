@@ -281,6 +281,9 @@ def server(
     code), so that two versions of the code can be measured interleaved in one run."""
     url = db.url if isinstance(db, Store) else f"sqlite:///{db}"
     binary = (checkout / ".venv/bin" if checkout else Path(sys.executable).parent) / "tidings-server"
+    if checkout is not None:  # its code first, so a worktree may share another's .venv (a symlink)
+        paths = [str(checkout / "server/src"), env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))]
+        env = {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", url, "--allow-http",
          "--allow-private-destinations", "--log-level", "warning", "--processes", str(processes)],
@@ -416,16 +419,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--idle-hooks",
-        type=int,
-        default=0,
-        help="with --compare: this many more active hooks that receive nothing, on every server (default 0)",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0],
+        metavar="N,…",
+        help="with --compare: this many more active hooks that receive nothing; a list runs each (default 0)",
     )
     parser.add_argument(
         "--baseline",
         metavar="CHECKOUT",
         type=Path,
-        help="with --compare: also run every configuration on the server of this checkout (its .venv),"
-        " interleaved, e.g. a worktree of the code before a change",
+        action="append",
+        help="with --compare: also run every configuration on the server of this checkout (its .venv and"
+        " server/src), interleaved, e.g. a worktree of the code before a change; may be repeated",
     )
     parser.add_argument(
         "--postgres-admin", default=POSTGRES_ADMIN, help=f"where bench databases are made (default {POSTGRES_ADMIN})"
@@ -454,21 +459,21 @@ class Figures:
     latency: tuple[float, float, int] = (0.0, 0.0, 0)
 
 
-Config = tuple[str, int, Path | None]  # store kind, server processes, checkout (None: this one)
+Config = tuple[str, int, Path | None, int]  # store kind, server processes, checkout (None: this one), idle hooks
 
 
 def _label(config: Config) -> str:
-    kind, processes, checkout = config
-    return f"{kind}:{processes}" + ("" if checkout is None else f"@{checkout.name}")
+    kind, processes, checkout, idle = config
+    return f"{kind}:{processes}" + ("" if checkout is None else f"@{checkout.name}") + (f"+{idle} idle" if idle else "")
 
 
 def _one_throughput(args: argparse.Namespace, config: Config, tmp: Path, name: str, url: str) -> Figures:
-    kind, processes, checkout = config
+    kind, processes, checkout, idle = config
     figures = Figures()
     with store(kind, tmp, name, args.postgres_admin) as where, server(where, processes, checkout=checkout) as srv:
         with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
             make_hooks(channel, url, args.hooks, args.concurrency)
-            make_idle_hooks(channel, url, args.idle_hooks)
+            make_idle_hooks(channel, url, idle)
         before = Cpu.now(srv.pid, where.database)
         rate = throughput(srv.port, where, args.events, args.batch, args.hooks, timeout=300)
         spent_server, spent_database = Cpu.now(srv.pid, where.database).since(before)
@@ -491,9 +496,9 @@ def compare(args: argparse.Namespace) -> int:
         kind, _, count = item.partition(":")
         if kind not in ("sqlite", "postgresql") or not count.isdigit() or int(count) < 1:
             raise SystemExit(f"--compare: {item!r} is not STORE:N with STORE sqlite or postgresql")
-        configs.append((kind, int(count), None))
-        if args.baseline is not None:
-            configs.append((kind, int(count), args.baseline))
+        for idle in args.idle_hooks:
+            configs.append((kind, int(count), None, idle))
+            configs += [(kind, int(count), checkout, idle) for checkout in args.baseline or ()]
     load_before = _load()
     receiver = ReceiverProcess()
     results = {config: Figures() for config in configs}
@@ -508,20 +513,22 @@ def compare(args: argparse.Namespace) -> int:
                     got.rates += one.rates
                     got.server_us += one.server_us
                     got.database_us += one.database_us
-            for n, (kind, processes, checkout) in enumerate(configs):
+            for n, (kind, processes, checkout, idle) in enumerate(configs):
                 with (
                     store(kind, Path(tmp), f"lat_{n}", args.postgres_admin) as where,
                     server(where, processes, checkout=checkout) as srv,
                 ):
                     with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
                         make_hooks(channel, url, 1, args.concurrency)
-                        make_idle_hooks(channel, url, args.idle_hooks)
-                    results[(kind, processes, checkout)].latency = latency(srv.port, receiver, args.rate, args.seconds)
+                        make_idle_hooks(channel, url, idle)
+                    results[(kind, processes, checkout, idle)].latency = latency(
+                        srv.port, receiver, args.rate, args.seconds
+                    )
     finally:
         receiver.close()
     print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
     print(
-        f"{args.events} events x {args.hooks} hooks (and {args.idle_hooks} idle ones), batches of {args.batch},"
+        f"{args.events} events x {args.hooks} hooks (and the idle ones named), batches of {args.batch},"
         f" median of {args.repeats} interleaved runs; latency at {args.rate} events/s for {args.seconds:g} s, 1 hook"
     )
     print(f"load average before / after: {load_before} / {_load()}")
