@@ -117,6 +117,8 @@ def _round(srv: e2e.Server, db: Path, args: argparse.Namespace, kind: str, got: 
     spent, _ = e2e.Cpu.now(srv.pid, "").since(before)
     got.cpu_us[kind].append(spent / (args.events * args.hooks) * 1e6)
     got.memory.append(("watched" if watchers else "no watchers", rss_kib(srv.pid)))
+    rate, cpu = got.rates[kind][-1], got.cpu_us[kind][-1]
+    print(f"  round {kind}: {rate:,.0f} deliveries/s, {cpu:,.0f} µs/delivery", flush=True)
     if watchers is not None:
         got.seen += sum(watchers.seen)
         watchers.close()
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                 servers[checkout] = (srv, db)
             for _ in range(args.repeats):  # interleaved, so drift hits every kind alike
                 for checkout, (srv, db) in servers.items():
+                    print(f"server of {'this checkout' if checkout is None else checkout}:", flush=True)
                     _round(srv, db, args, "none", results[checkout])
                     _round(srv, db, args, "watched", results[checkout])
     finally:
