@@ -145,7 +145,7 @@ def _repeated_id(conn: sqlite3.Connection, event_rows: list[tuple[object, ...]],
 #
 # Only hooks with pending deliveries are probed: a loose scan of deliveries_due_by_hook seeks
 # from one hook name to the next that has any, so idle hooks (however many) cost nothing.
-_ACTIVE_HOOKS = """
+_PENDING_ACTIVE_HOOKS = """
     WITH RECURSIVE pending(hook_name) AS (
         SELECT (SELECT min(hook_name) FROM deliveries INDEXED BY deliveries_due_by_hook
                 WHERE status IN ('queued', 'retrying'))
@@ -209,7 +209,7 @@ _CLAIMED = """
 def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, owner: str) -> list[Claim]:
     held: dict[str, int] = dict(conn.execute(_LEASES_HELD, (now,)).fetchall())
     candidates: list[tuple[int, int, str]] = []
-    for hook_name, max_concurrency, ordering, created in conn.execute(_ACTIVE_HOOKS).fetchall():
+    for hook_name, max_concurrency, ordering, created in conn.execute(_PENDING_ACTIVE_HOOKS).fetchall():
         room = min(limit, max_concurrency - held.get(hook_name, 0))
         if room <= 0:
             continue
