@@ -274,9 +274,16 @@ class Server:
 
 
 @contextmanager
-def server(db: Path | Store, processes: int = 1, env: Mapping[str, str] = {}) -> Iterator[Server]:
+def server(
+    db: Path | Store, processes: int = 1, env: Mapping[str, str] = {}, checkout: Path | None = None
+) -> Iterator[Server]:
+    """A server process on ``db``: this checkout's, or the one of ``checkout`` (its own venv and
+    code), so that two versions of the code can be measured interleaved in one run."""
     url = db.url if isinstance(db, Store) else f"sqlite:///{db}"
-    binary = Path(sys.executable).parent / "tidings-server"
+    binary = (checkout / ".venv/bin" if checkout else Path(sys.executable).parent) / "tidings-server"
+    if checkout is not None:  # its code first, so a worktree may share another's .venv (a symlink)
+        paths = [str(checkout / "server/src"), env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))]
+        env = {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", url, "--allow-http",
          "--allow-private-destinations", "--log-level", "warning", "--processes", str(processes)],
@@ -317,6 +324,23 @@ def make_hooks(
         )
         names.append(hook.name)
     return names
+
+
+def make_idle_hooks(channel: grpc.Channel, url: str, count: int) -> None:
+    """``count`` active hooks that no published event matches (they have no triggers), in other
+    projects: what the claim must not pay for. Created 64 at a time."""
+    create = hooks_pb2_grpc.HookServiceStub(channel).CreateHook
+    pending: list[grpc.Future] = []
+    hook = hooks_pb2.Hook(destination_url=url, payload_format="procore.v4")
+    for i in range(count):
+        request = hooks_pb2.CreateHookRequest(parent=f"companies/9/projects/{i + 1}", hook=hook)
+        pending.append(create.future(request))
+        if len(pending) == 64:
+            for future in pending:
+                future.result()
+            pending = []
+    for future in pending:
+        future.result()
 
 
 def events(count: int, start: int) -> list[events_pb2.Event]:
@@ -394,6 +418,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="instead, run these configurations interleaved, e.g. sqlite:1,postgresql:1,postgresql:2",
     )
     parser.add_argument(
+        "--idle-hooks",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0],
+        metavar="N,…",
+        help="with --compare: this many more active hooks that receive nothing; a list runs each (default 0)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        type=Path,
+        action="append",
+        help="with --compare: also run every configuration on the server of this checkout (its .venv and"
+        " server/src), interleaved, e.g. a worktree of the code before a change; may be repeated",
+    )
+    parser.add_argument(
         "--postgres-admin", default=POSTGRES_ADMIN, help=f"where bench databases are made (default {POSTGRES_ADMIN})"
     )
 
@@ -420,11 +459,21 @@ class Figures:
     latency: tuple[float, float, int] = (0.0, 0.0, 0)
 
 
-def _one_throughput(args: argparse.Namespace, kind: str, processes: int, tmp: Path, name: str, url: str) -> Figures:
+Config = tuple[str, int, Path | None, int]  # store kind, server processes, checkout (None: this one), idle hooks
+
+
+def _label(config: Config) -> str:
+    kind, processes, checkout, idle = config
+    return f"{kind}:{processes}" + ("" if checkout is None else f"@{checkout.name}") + (f"+{idle} idle" if idle else "")
+
+
+def _one_throughput(args: argparse.Namespace, config: Config, tmp: Path, name: str, url: str) -> Figures:
+    kind, processes, checkout, idle = config
     figures = Figures()
-    with store(kind, tmp, name, args.postgres_admin) as where, server(where, processes) as srv:
+    with store(kind, tmp, name, args.postgres_admin) as where, server(where, processes, checkout=checkout) as srv:
         with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
             make_hooks(channel, url, args.hooks, args.concurrency)
+            make_idle_hooks(channel, url, idle)
         before = Cpu.now(srv.pid, where.database)
         rate = throughput(srv.port, where, args.events, args.batch, args.hooks, timeout=300)
         spent_server, spent_database = Cpu.now(srv.pid, where.database).since(before)
@@ -435,14 +484,22 @@ def _one_throughput(args: argparse.Namespace, kind: str, processes: int, tmp: Pa
     return figures
 
 
+def _load() -> str:
+    """The 1-minute load average, so that a figure says how busy the shared machine was."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def compare(args: argparse.Namespace) -> int:
     """Each configuration once per repeat, in turn; then a latency run of each."""
-    configs = []
+    configs: list[Config] = []
     for item in args.compare.split(","):
         kind, _, count = item.partition(":")
         if kind not in ("sqlite", "postgresql") or not count.isdigit() or int(count) < 1:
             raise SystemExit(f"--compare: {item!r} is not STORE:N with STORE sqlite or postgresql")
-        configs.append((kind, int(count)))
+        for idle in args.idle_hooks:
+            configs.append((kind, int(count), None, idle))
+            configs += [(kind, int(count), checkout, idle) for checkout in args.baseline or ()]
+    load_before = _load()
     receiver = ReceiverProcess()
     results = {config: Figures() for config in configs}
     url = f"http://127.0.0.1:{receiver.port}/in"
@@ -450,33 +507,40 @@ def compare(args: argparse.Namespace) -> int:
         ceiling = trio.run(http_client.run_raw, url, 64, 0.3, 2.0)
         with tempfile.TemporaryDirectory() as tmp:
             for repeat in range(args.repeats):
-                for kind, processes in configs:
-                    one = _one_throughput(args, kind, processes, Path(tmp), f"r{repeat}_{kind}_{processes}", url)
-                    got = results[(kind, processes)]
+                for n, config in enumerate(configs):
+                    one = _one_throughput(args, config, Path(tmp), f"r{repeat}_{n}", url)
+                    got = results[config]
                     got.rates += one.rates
                     got.server_us += one.server_us
                     got.database_us += one.database_us
-            for kind, processes in configs:
-                name = f"lat_{kind}_{processes}"
-                with store(kind, Path(tmp), name, args.postgres_admin) as where, server(where, processes) as srv:
+            for n, (kind, processes, checkout, idle) in enumerate(configs):
+                with (
+                    store(kind, Path(tmp), f"lat_{n}", args.postgres_admin) as where,
+                    server(where, processes, checkout=checkout) as srv,
+                ):
                     with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
                         make_hooks(channel, url, 1, args.concurrency)
-                    results[(kind, processes)].latency = latency(srv.port, receiver, args.rate, args.seconds)
+                        make_idle_hooks(channel, url, idle)
+                    results[(kind, processes, checkout, idle)].latency = latency(
+                        srv.port, receiver, args.rate, args.seconds
+                    )
     finally:
         receiver.close()
     print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
     print(
-        f"{args.events} events x {args.hooks} hooks, batches of {args.batch}, median of {args.repeats} interleaved"
-        f" runs; latency at {args.rate} events/s for {args.seconds:g} s, 1 hook"
+        f"{args.events} events x {args.hooks} hooks (and the idle ones named), batches of {args.batch},"
+        f" median of {args.repeats} interleaved runs; latency at {args.rate} events/s for {args.seconds:g} s, 1 hook"
     )
-    header = ("store", "procs", "deliveries/s", "runs", "tidings µs/d", "pg µs/d", "p50 ms", "p99 ms")
-    print("{:<11} {:>5} {:>13} {:<24} {:>12} {:>8} {:>7} {:>7}".format(*header))
-    for (kind, processes), got in results.items():
+    print(f"load average before / after: {load_before} / {_load()}")
+    header = ("configuration", "deliveries/s", "runs", "tidings µs/d", "(runs)", "pg µs/d", "p50 ms", "p99 ms")
+    print("{:<26} {:>13} {:<24} {:>12} {:<20} {:>8} {:>7} {:>7}".format(*header))
+    for config, got in results.items():
         runs = ", ".join(f"{r:,.0f}" for r in got.rates)
+        cpu_runs = ", ".join(f"{r:,.0f}" for r in got.server_us)
         p50, p99, _ = got.latency
         print(
-            f"{kind:<11} {processes:>5} {statistics.median(got.rates):>13,.0f} {runs:<24}"
-            f" {statistics.median(got.server_us):>12,.0f} {statistics.median(got.database_us):>8,.0f}"
+            f"{_label(config):<26} {statistics.median(got.rates):>13,.0f} {runs:<24}"
+            f" {statistics.median(got.server_us):>12,.0f} {cpu_runs:<20} {statistics.median(got.database_us):>8,.0f}"
             f" {p50:>7.1f} {p99:>7.1f}"
         )
     return 0
@@ -485,7 +549,7 @@ def compare(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.compare:
         return compare(args)
-    if (args.store, args.processes) != ("sqlite", 1):
+    if (args.store, args.processes) != ("sqlite", 1) or args.baseline is not None:
         args.compare = f"{args.store}:{args.processes}"
         return compare(args)
     receiver = ReceiverProcess()

@@ -140,3 +140,42 @@ async def test_a_time_range_bounds_the_walk_not_only_the_rows(
         unbounded = await page()
         assert unbounded[0] == [ids[4], ids[3]]
         assert unbounded[1]
+
+
+async def test_watchers_of_one_parent_share_each_read_of_the_change_log(
+    autojump_clock: MockClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = await nursery.start(ScriptedReceiver(Reply(503), default=Reply(200)).run)
+    async with world() as w:
+        await w.hook(receiver.url())
+        reads = 0
+        list_changes = w.store.list_changes
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal reads
+            reads += 1
+            return await list_changes(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(w.store, "list_changes", counted)
+        start = await w.history.watch_start(PROJECT, frozenset(), "")
+        seen: list[list[tuple[int, DeliveryStatus]]] = [[] for _ in range(5)]
+        rounds = [0] * 5
+
+        async def watch(i: int) -> None:
+            cursor = start
+            # Queued for both, retrying for the first (its 503), then delivered for both.
+            while [status for _, status in seen[i]].count(DeliveryStatus.DELIVERED) < 2:
+                batch = await w.history.watch_next(cursor, 60.0)
+                rounds[i] += 1
+                cursor = batch.cursor
+                seen[i] += [(c.seq, c.delivery.status) for c, _ in batch.changes]
+
+        async with trio.open_nursery() as watchers:
+            for i in range(5):
+                watchers.start_soon(watch, i)
+            await trio.sleep(1)  # virtual: all five now wait at the same position for the next pulse
+            await w.publish(rfi(7), rfi(8))
+        assert len(seen[0]) == 5
+        assert all(s == seen[0] for s in seen)  # every watcher saw every change, in order
+        assert rounds == [rounds[0]] * 5
+        assert reads == rounds[0]  # one read per round for all five, not one per watcher

@@ -19,7 +19,17 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server import __version__, cluster, logs, secrets_cli, settings, status_report, supervisor, tokens_cli
+from tidings_server import (
+    __version__,
+    cluster,
+    collector,
+    logs,
+    secrets_cli,
+    settings,
+    status_report,
+    supervisor,
+    tokens_cli,
+)
 from tidings_server.app import (
     DEFAULT_LISTEN,
     DEFAULT_STORE,
@@ -347,6 +357,7 @@ async def _serve_until_signal(config: Config) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             running = await nursery.start(serve, config)
+            collector.settle()
             print(f"{supervisor.READY}{running.port}", file=sys.stderr, flush=True)
             async for signum in signals:
                 if signum == signal.SIGHUP:  # new certificates for new connections; the server goes on

@@ -51,6 +51,7 @@ MAX_REDELIVER_PAGES: Final = 10  # pages of SCAN_LIMIT one RedeliverDeliveries c
 WATCH_BATCH: Final = 100
 WATCH_SCAN: Final = 2000
 WATCH_EVENT_CACHE: Final = 4096  # events kept for watchers: a delivery changes several times, many watch alike
+WATCH_SHARED_READS: Final = 256  # recent watch reads kept for the other watchers of the same parent
 EXCERPT: Final = 1024
 TEST_APPLICATION_ID: Final = "tidings-test"  # metadata.source_application_id of a test send
 # Test sends per hook: enough to try an endpoint by hand, too few to aim a flood with.
@@ -168,6 +169,24 @@ class WatchBatch:
     cursor: WatchCursor
 
 
+class _SharedRead:
+    """One read of the change log after a position, for every watcher of the same question.
+
+    Watchers of one parent wake on the same pulse at the same position, so the first asks the
+    store and the others wait for its answer. An answer that moved the cursor stays true (the
+    changes after a seq never change), so a watcher arriving later may take it and read on
+    from where it ends; an answer that found nothing is only good until the next pulse.
+    """
+
+    __slots__ = ("done", "found", "last_seq", "token")
+
+    def __init__(self, token: trio.Event) -> None:
+        self.token = token  # the pulse generation the read began in
+        self.done = trio.Event()
+        self.found: list[tuple[Change, Event | None]] | None = None  # None: not (or not successfully) read
+        self.last_seq = 0
+
+
 class HistoryService:
     """Answers history questions from the store; redelivers and tests through the engine."""
 
@@ -194,6 +213,7 @@ class HistoryService:
         self._on_change = on_change
         # Events never change once published, so the watchers of one server share their lookups.
         self._watch_events: OrderedDict[str, Event] = OrderedDict()
+        self._watch_reads: OrderedDict[tuple[tuple[str, ...], int], _SharedRead] = OrderedDict()
         self._test_sends = RateLimit(TEST_SENDS_PER_SECOND, TEST_SEND_BURST)
 
     # -- reading ---------------------------------------------------------------------------
@@ -276,15 +296,40 @@ class HistoryService:
         """The next changes after the cursor; waits up to ``wait`` seconds when there are none
         (returning an empty batch), and raises ``Unavailable`` once the server shuts down."""
         token = self._pulse.token()
-        page = await self._store.list_changes(
-            cursor.query, after=cursor.after, limit=WATCH_BATCH, scan_limit=WATCH_SCAN
-        )
-        if page.changes or page.last_seq > cursor.after:
-            found = [(c, await self._watched_event(c.delivery.event_id)) for c in page.changes]
-            return WatchBatch(found, replace(cursor, after=page.last_seq))
+        read = await self._shared_read(cursor, token)
+        if read.found or read.last_seq > cursor.after:
+            assert read.found is not None
+            return WatchBatch(read.found, replace(cursor, after=read.last_seq))
         with trio.move_on_after(wait):
             await self._pulse.wait(token)
         return WatchBatch([], cursor)
+
+    async def _shared_read(self, cursor: WatchCursor, token: trio.Event) -> _SharedRead:
+        """The changes after the cursor, read once for all the watchers asking the same."""
+        key = (cursor.fingerprint, cursor.after)
+        while True:
+            read = self._watch_reads.get(key)
+            # A read begun before this watcher's pulse token may have missed a change it must see.
+            if read is not None and (read.token is token or (read.done.is_set() and read.last_seq > cursor.after)):
+                await read.done.wait()
+                if read.found is not None:
+                    return read
+                continue  # the reader failed or was cancelled: ask again, as this watcher
+            read = self._watch_reads[key] = _SharedRead(token)
+            self._watch_reads.move_to_end(key)
+            while len(self._watch_reads) > WATCH_SHARED_READS:
+                self._watch_reads.popitem(last=False)
+            try:
+                page = await self._store.list_changes(
+                    cursor.query, after=cursor.after, limit=WATCH_BATCH, scan_limit=WATCH_SCAN
+                )
+                read.found = [(c, await self._watched_event(c.delivery.event_id)) for c in page.changes]
+                read.last_seq = page.last_seq
+                return read
+            finally:
+                if read.found is None and self._watch_reads.get(key) is read:
+                    del self._watch_reads[key]
+                read.done.set()
 
     async def _watched_event(self, event_id: str) -> Event | None:
         """A change carries only its delivery; watchers are shown the whole event, as lists are."""

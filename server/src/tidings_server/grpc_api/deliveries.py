@@ -10,17 +10,22 @@ watchers stall.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Final
 
 import grpc
 
 from tidings.v1 import deliveries_pb2, deliveries_pb2_grpc
-from tidings_server.domain.history import HistoryService
+from tidings_server.domain.history import HistoryService, WatchCursor
+from tidings_server.domain.model import Event
+from tidings_server.domain.ports import Change
 from tidings_server.grpc_api import convert_history
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.servicers import Context, Servicer, abort
 
 WATCH_START_METADATA = "tidings-resume-token"
+WATCH_MESSAGES: Final = 4096  # recent change messages kept for the other watchers of the same question
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,17 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         self._watch = watch
         self.active_watches = 0  # streams being served now; tests check cancelled ones end
         self.watches_started = 0  # streams that got past their checks and are now followed
+        # The watchers of one parent are sent the same messages (their tokens too): built once.
+        self._messages: OrderedDict[tuple[tuple[str, ...], int], deliveries_pb2.DeliveryChange] = OrderedDict()
+
+    def _message(self, cursor: WatchCursor, change: Change, event: Event | None) -> deliveries_pb2.DeliveryChange:
+        key = (cursor.fingerprint, change.seq)
+        message = self._messages.get(key)
+        if message is None:
+            message = self._messages[key] = convert_history.change(change, event, cursor.resume_token(change.seq))
+            if len(self._messages) > WATCH_MESSAGES:
+                self._messages.popitem(last=False)
+        return message
 
     async def ListDeliveries(  # noqa: N802 - gRPC method names
         self, request: deliveries_pb2.ListDeliveriesRequest, context: Context
@@ -84,8 +100,8 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
             while True:
                 batch = await self._call(context, self._history.watch_next, cursor, self._watch.poll)
                 for change, event in batch.changes:
-                    token = cursor.resume_token(change.seq)
-                    message = convert_history.change(change, event, token)
+                    message = self._message(cursor, change, event)
+                    token = message.resume_token
                     try:
                         await asyncio.wait_for(context.write(message), self._watch.stall_timeout)
                     except TimeoutError:

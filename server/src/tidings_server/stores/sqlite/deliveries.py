@@ -144,7 +144,22 @@ def _repeated_id(conn: sqlite3.Connection, event_rows: list[tuple[object, ...]],
 # Deliveries older than their hook belong to an earlier hook of the same name (deleted, with
 # its pending deliveries discarded: a crash between the two could leave some behind) and are
 # never sent to the new one.
-_ACTIVE_HOOKS = "SELECT name, max_concurrency, ordering, create_time FROM hooks WHERE status = 'active'"
+#
+# Only hooks with pending deliveries are probed: a loose scan of deliveries_due_by_hook seeks
+# from one hook name to the next that has any, so idle hooks (however many) cost nothing.
+_PENDING_ACTIVE_HOOKS = """
+    WITH RECURSIVE pending(hook_name) AS (
+        SELECT (SELECT min(hook_name) FROM deliveries INDEXED BY deliveries_due_by_hook
+                WHERE status IN ('queued', 'retrying'))
+        UNION ALL
+        SELECT (SELECT min(d.hook_name) FROM deliveries AS d INDEXED BY deliveries_due_by_hook
+                WHERE d.status IN ('queued', 'retrying') AND d.hook_name > pending.hook_name)
+        FROM pending WHERE pending.hook_name IS NOT NULL
+    )
+    SELECT h.name, h.max_concurrency, h.ordering, h.create_time
+    FROM pending JOIN hooks AS h ON h.name = pending.hook_name
+    WHERE h.status = 'active'
+"""
 _DUE_OF_HOOK = """
     SELECT d.next_attempt_time, d.event_serial, d.name
     FROM deliveries AS d INDEXED BY deliveries_due_by_hook
@@ -165,9 +180,11 @@ _DUE_OF_ORDERED_HOOK = """
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
 # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+# Both statements take the whole claim at once (the names as one JSON array), so a claim of
+# many rows costs two statements, not two per row.
 _LEASE = """
     UPDATE deliveries SET lease_until = ?, lease_owner = ?, claims_since_attempt = claims_since_attempt + 1
-    WHERE name = ?
+    WHERE name IN (SELECT value FROM json_each(?))
 """
 # Every hook's unexpired leases, whoever holds them: the leased rows are few (one per attempt
 # in flight) and all in this partial index.
@@ -187,14 +204,14 @@ _CLAIMED = """
            e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
            e.idempotency_fingerprint, d.claims_since_attempt
     FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
-    WHERE d.name = ?
+    WHERE d.name IN (SELECT value FROM json_each(?))
 """
 
 
 def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, owner: str) -> list[Claim]:
     held: dict[str, int] = dict(conn.execute(_LEASES_HELD, (now,)).fetchall())
     candidates: list[tuple[int, int, str]] = []
-    for hook_name, max_concurrency, ordering, created in conn.execute(_ACTIVE_HOOKS).fetchall():
+    for hook_name, max_concurrency, ordering, created in conn.execute(_PENDING_ACTIVE_HOOKS).fetchall():
         room = min(limit, max_concurrency - held.get(hook_name, 0))
         if room <= 0:
             continue
@@ -203,11 +220,15 @@ def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, o
         candidates += conn.execute(query, args).fetchall()
     candidates.sort()  # earliest due first across hooks, then publish order
     chosen = [name for _, _, name in candidates[:limit]]
-    conn.executemany(_LEASE, [(lease_until, owner, name) for name in chosen])
+    if not chosen:
+        return []
+    names = json.dumps(chosen)
+    conn.execute(_LEASE, (lease_until, owner, names))
+    found = {row[0]: row for row in conn.execute(_CLAIMED, (names,))}
     hooks: dict[str, Hook] = {}
     claims: list[Claim] = []
     for name in chosen:
-        row = conn.execute(_CLAIMED, (name,)).fetchone()
+        row = found[name]
         hook = hooks.get(row[1])
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[16:33])
