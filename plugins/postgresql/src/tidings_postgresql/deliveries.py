@@ -63,13 +63,33 @@ _INSERT_DELIVERY: Final = """
 """
 
 
+# A project's event: the project's hooks, then the company's hooks (one index range) whose
+# project list (empty: every project) holds the project.
+_MATCHING_HOOKS_OF_PROJECT: Final = """
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = %(company)s AND t.project_id = %(project)s AND t.resource_name = %(resource)s
+      AND t.event_type = %(event_type)s AND h.status IN ('active', 'paused')
+    UNION
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = %(company)s AND t.project_id IS NULL AND t.resource_name = %(resource)s
+      AND t.event_type = %(event_type)s AND h.status IN ('active', 'paused')
+      AND (cardinality(h.projects) = 0 OR %(project)s = ANY(h.projects))
+    ORDER BY 1
+"""
+
+
 def _matching_hooks(conn: psycopg.Connection[Any], event: Event) -> list[str]:
-    args: tuple[object, ...]
     if event.project_id is None:
-        query, args = _MATCHING_HOOKS.format(project="t.project_id IS NULL"), (event.company_id,)
+        query = _MATCHING_HOOKS.format(project="t.project_id IS NULL")
+        found = conn.execute(query, (event.company_id, event.resource_name, event.event_type)).fetchall()
     else:
-        query, args = _MATCHING_HOOKS.format(project="t.project_id = %s"), (event.company_id, event.project_id)
-    found = conn.execute(query, (*args, event.resource_name, event.event_type)).fetchall()
+        args = {
+            "company": event.company_id,
+            "project": event.project_id,
+            "resource": event.resource_name,
+            "event_type": event.event_type,
+        }
+        found = conn.execute(_MATCHING_HOOKS_OF_PROJECT, args).fetchall()
     return [row[0] for row in found]
 
 
@@ -236,7 +256,7 @@ _CLAIMED: Final = f"""
     ORDER BY u.ord
 """
 _N_DELIVERY: Final = 16
-_N_HOOK: Final = 21
+_N_HOOK: Final = 22
 
 
 def claim(

@@ -43,7 +43,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _INSERT_HOOK: Final = f"""
-    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 22)}) ON CONFLICT (name) DO NOTHING
+    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 23)}) ON CONFLICT (name) DO NOTHING
 """
 _SELECT_HOOK: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE name = %s"
 _LIST_HOOKS: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE parent = %s AND name > %s ORDER BY name LIMIT %s"
@@ -57,7 +57,7 @@ _UPDATE_HOOK: Final = """
                      status = %s, create_time = %s, update_time = %s, timeout_us = %s, retry_window_us = %s,
                      initial_backoff_us = %s, max_backoff_us = %s, retryable_statuses = %s, ordering = %s,
                      max_concurrency = %s, signing_disabled = %s, signing_secret = %s,
-                     previous_signing_secret = %s, previous_secret_expire_time = %s
+                     previous_signing_secret = %s, previous_secret_expire_time = %s, projects = %s
     WHERE name = %s
 """
 _INSERT_TRIGGER: Final = """
@@ -202,7 +202,7 @@ class PostgresStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = rows.hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:21], name))
+            conn.execute(_UPDATE_HOOK, (*row[3:22], name))
             changelog.notify(conn, deliveries.DUE)
             return new
 

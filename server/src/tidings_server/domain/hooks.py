@@ -41,8 +41,10 @@ MUTABLE_FIELDS = (
     "ordering",
     "max_concurrency",
     "signing_disabled",
+    "projects",
 )
 MAX_CONCURRENCY = 64
+MAX_PROJECTS = 1000
 DEFAULT_SIGNING_OVERLAP = timedelta(hours=24)
 MAX_SIGNING_OVERLAP = timedelta(days=7)
 _LIMITS = {
@@ -82,6 +84,7 @@ class HookInput:
     ordering: Ordering | None = None
     max_concurrency: int = 0
     signing_disabled: bool = False
+    projects: tuple[int, ...] = ()
 
 
 class Lookup:
@@ -121,6 +124,7 @@ class HookService:
         self._check_format("hook.payload_format", given.payload_format)
         policy = retry_policy("hook.retry_policy", given.retry_policy)
         concurrency = _max_concurrency("hook.max_concurrency", given.max_concurrency)
+        projects = check_projects("hook.projects", where.project_id, given.projects)
         # Last, since it may look the host up: every cheap check has passed by now.
         url = await check_destination("hook.destination_url", given.destination_url, self._policy, self._resolve)
         now = self._now()
@@ -139,6 +143,7 @@ class HookService:
             ordering=given.ordering or Ordering.UNORDERED,
             max_concurrency=concurrency,
             signing_disabled=given.signing_disabled,
+            projects=projects,
             # Even when signing starts disabled: turning it on later then needs no new secret.
             signing_secret=new_secret(),
         )
@@ -167,7 +172,7 @@ class HookService:
         return paging.cut(found, limit, _name, str(where), filter_text)
 
     async def update_hook(self, name: str, given: HookInput, mask: Sequence[str]) -> Hook:
-        names.parse_hook_name("hook.name", name)
+        where, _ = names.parse_hook_name("hook.name", name)
         paths = _check_mask(mask)
         values: dict[str, object] = {}
         if "display_name" in paths:
@@ -192,6 +197,8 @@ class HookService:
             values["max_concurrency"] = _max_concurrency("hook.max_concurrency", given.max_concurrency)
         if "signing_disabled" in paths:
             values["signing_disabled"] = given.signing_disabled
+        if "projects" in paths:
+            values["projects"] = check_projects("hook.projects", where.project_id, given.projects)
         now = self._now()
 
         def change(hook: Hook) -> Hook:
@@ -288,13 +295,15 @@ class HookService:
             raise InvalidArgument(f"triggers[{index}].resource_name: required")
         if not event_type:
             raise InvalidArgument(f"triggers[{index}].event_type: required")
+        # A company hook may select project-level resources too: it then receives them from
+        # every project of its company (or those its ``projects`` lists).
         resource = self._lookup.resource(hook.scope, resource_name)
+        if resource is None and hook.scope is Scope.COMPANY:
+            resource = self._lookup.resource(Scope.PROJECT, resource_name)
         if resource is None:
-            other = Scope.PROJECT if hook.scope is Scope.COMPANY else Scope.COMPANY
-            if self._lookup.resource(other, resource_name) is not None:
+            if hook.scope is Scope.PROJECT and self._lookup.resource(Scope.COMPANY, resource_name) is not None:
                 raise InvalidArgument(
-                    f"{where}: {quote(resource_name)} is a {other.value}-level resource;"
-                    f" {hook.scope.value} hooks cannot select it"
+                    f"{where}: {quote(resource_name)} is a company-level resource; project hooks cannot select it"
                 )
             raise InvalidArgument(
                 f"{where}: unknown resource {quote(resource_name)} for {hook.scope.value} hooks;"
@@ -321,6 +330,26 @@ async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> N
         except NotFound:
             return
         await store.discard_pending(name, now, reason)
+
+
+def check_projects(field_name: str, project_id: int | None, given: Sequence[int]) -> tuple[int, ...]:
+    """A company hook's project list, ascending; a project hook takes none."""
+    if not given:
+        return ()
+    if project_id is not None:
+        raise InvalidArgument(
+            f"{field_name}: only a company hook takes a project list; this hook belongs to project {project_id}"
+        )
+    if len(given) > MAX_PROJECTS:
+        raise InvalidArgument(f"{field_name}: {len(given)} projects is more than the {MAX_PROJECTS} allowed")
+    seen: set[int] = set()
+    for index, project in enumerate(given):
+        if not 1 <= project <= names.MAX_ID:
+            raise InvalidArgument(f"{field_name}[{index}]: {project} is not a project id (1 to {names.MAX_ID})")
+        if project in seen:
+            raise InvalidArgument(f"{field_name}[{index}]: project {project} is listed twice")
+        seen.add(project)
+    return tuple(sorted(seen))
 
 
 def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:

@@ -73,10 +73,18 @@ class Hook:
     signing_secret: str = field(default="", repr=False)
     previous_signing_secret: str = field(default="", repr=False)
     previous_secret_expire_time: datetime | None = None
+    # A company hook's projects (ascending, no repeats): the only projects whose events of
+    # project-level resources it receives; empty means every project of the company. Always
+    # empty for a project hook. Company-level events are never narrowed by it.
+    projects: tuple[int, ...] = ()
 
     @property
     def scope(self) -> Scope:
         return Scope.COMPANY if self.project_id is None else Scope.PROJECT
+
+    def receives_project(self, project_id: int) -> bool:
+        """Whether this company hook takes project ``project_id``'s events (its list allows it)."""
+        return not self.projects or project_id in self.projects
 
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets a delivery made at ``now`` is signed with: none when signing is off,

@@ -296,9 +296,12 @@ class Store(Protocol):
         anyway reads it) and read back with it. Otherwise the event is stored with the
         next serial (ignoring ``event.serial``; serials increase in publish order) and
         ``now`` as its publish time, and one QUEUED delivery due at ``now`` is created for every
-        ACTIVE or PAUSED hook of the same company and the same project (company hooks only for
-        company-level events, where ``project_id`` is None) that has a trigger for the event's
-        (resource_name, event_type). Finding those hooks must not scan unrelated hooks.
+        ACTIVE or PAUSED hook that has a trigger for the event's (resource_name, event_type) and
+        is either a hook of the same company and the same project, or a company hook of the same
+        company (for a company-level event, where ``project_id`` is None, only those) — for a
+        project's event, a company hook whose ``projects`` is not empty only if it lists the
+        event's project. Finding those hooks must not scan unrelated hooks, nor cost more with
+        the number of projects a company or a hook's list has.
         """
         ...
 

@@ -270,10 +270,18 @@ class MemoryStore:
     # -- events and deliveries -------------------------------------------------------------
 
     def _fan_out(self, event: Event) -> list[str]:
-        """The ACTIVE or PAUSED hooks with a trigger for ``event``, by name."""
+        """The ACTIVE or PAUSED hooks with a trigger for ``event``, by name.
+
+        A project's event also reaches the company hooks with a trigger for it whose project
+        list allows the project: one more index entry, that of the company's own hooks.
+        """
         key = (event.company_id, event.project_id, event.resource_name, event.event_type)
-        names = sorted({hook for hook, _ in self._matching.get(key, ())})
-        return [name for name in names if self._hooks[name].status is not HookStatus.DISABLED]
+        found = {hook for hook, _ in self._matching.get(key, ())}
+        if event.project_id is not None:
+            company = (event.company_id, None, event.resource_name, event.event_type)
+            project = event.project_id
+            found |= {h for h, _ in self._matching.get(company, ()) if self._hooks[h].receives_project(project)}
+        return [name for name in sorted(found) if self._hooks[name].status is not HookStatus.DISABLED]
 
     async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:
         await trio.lowlevel.checkpoint()

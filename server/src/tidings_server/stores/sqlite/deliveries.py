@@ -44,6 +44,20 @@ _MATCHING_HOOKS = """
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
 """
+# A project's event: the project's hooks, then the company's hooks (one index range) whose
+# project list (none: every project) holds the project (a primary-key probe each).
+_MATCHING_HOOKS_OF_PROJECT = """
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = ?1 AND t.project_id = ?2 AND t.resource_name = ?3 AND t.event_type = ?4
+      AND h.status IN ('active', 'paused')
+    UNION
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = ?1 AND t.project_id IS NULL AND t.resource_name = ?3 AND t.event_type = ?4
+      AND h.status IN ('active', 'paused')
+      AND (NOT EXISTS (SELECT 1 FROM hook_projects AS p WHERE p.hook_name = t.hook_name)
+           OR EXISTS (SELECT 1 FROM hook_projects AS p WHERE p.hook_name = t.hook_name AND p.project_id = ?2))
+    ORDER BY 1
+"""
 _INSERT_EVENT = """
     INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
                         resource_id, event_type, source_user_id, source_project_id, source_operation_id,
@@ -89,7 +103,8 @@ def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> l
         match = (event.company_id, event.project_id, event.resource_name, event.event_type)
         hooks = hooks_for.get(match)
         if hooks is None:
-            hooks = hooks_for[match] = [row[0] for row in conn.execute(_MATCHING_HOOKS, match)]
+            sql = _MATCHING_HOOKS if event.project_id is None else _MATCHING_HOOKS_OF_PROJECT
+            hooks = hooks_for[match] = [row[0] for row in conn.execute(sql, match)]
         event_rows.append(rows.event_row(event, serial, now))
         for hook in hooks:
             name = f"{hook}/deliveries/{event.id}"

@@ -119,7 +119,12 @@ def hook(row: Any) -> Hook:
     """Read name, company_id, project_id, display_name, destination_url, authorization_header,
     payload_format, status, create_time, update_time, timeout_us, retry_window_us,
     initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency, and the
-    four signing columns when the row has them (``with_signing``)."""
+    four signing columns when the row has them (``with_signing``), then the company hook's
+    projects (comma-separated, NULL for none) when the row has that column."""
+    if len(row) > 21:
+        projects = row[21]
+        found = sorted(int(p) for p in projects.split(",")) if projects else []
+        return replace(hook(row[:21]), projects=tuple(found))
     if len(row) > 17:
         return with_signing(hook(row[:17]), row[17:])
     (

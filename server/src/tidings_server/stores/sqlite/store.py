@@ -57,28 +57,32 @@ _SELECT_HOOK = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
     FROM hooks WHERE name = ?
 """
 _LIST_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
     FROM hooks WHERE parent = ? AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_PROJECT_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_ALL_HOOKS = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
-           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time
+           signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
     FROM hooks WHERE name > ? ORDER BY name LIMIT ?
 """
 _UPDATE_HOOK = """
@@ -98,6 +102,8 @@ _INSERT_TRIGGER = """
 _SELECT_TRIGGER = """
     SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = ? AND name = ?
 """
+_DELETE_PROJECTS = "DELETE FROM hook_projects WHERE hook_name = ?"
+_INSERT_PROJECT = "INSERT INTO hook_projects (hook_name, project_id) VALUES (?, ?)"
 _FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 # The claim reads hooks with the delivery columns; their signing columns come from here.
 _SIGNING_OF_HOOK = """
@@ -184,6 +190,7 @@ class SqliteStore:
             if conn.execute("SELECT 1 FROM hooks WHERE name = ?", (hook.name,)).fetchone() is not None:
                 raise AlreadyExists(f"hook {hook.name} already exists")
             conn.execute(_INSERT_HOOK, row)
+            conn.executemany(_INSERT_PROJECT, [(hook.name, p) for p in hook.projects])
 
         await self._run(run, write=True)
 
@@ -232,6 +239,9 @@ class SqliteStore:
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = hook_row(new)
             conn.execute(_UPDATE_HOOK, (*row[3:21], name))  # display_name … previous_secret_expire_time
+            if new.projects != current.projects:
+                conn.execute(_DELETE_PROJECTS, (name,))
+                conn.executemany(_INSERT_PROJECT, [(name, p) for p in new.projects])
             return new
 
         return await self._run(run, write=True)
