@@ -143,13 +143,15 @@ class Client:
         ordering: t.DeliveryOrdering | None = None,
         max_concurrency: int | None = None,
         signing_disabled: bool = False,
+        projects: Sequence[int] = (),
         timeout: float | None = None,
     ) -> t.Hook:
         """Create a hook under ``companies/{c}`` or ``companies/{c}/projects/{p}``.
 
         The returned hook carries its signing secret in ``signing_secret``: this is the only
         answer that does (besides a rotation), so keep it. ``signing_disabled=True`` creates
-        a hook whose deliveries carry no signature headers.
+        a hook whose deliveries carry no signature headers. ``projects`` (company hooks only)
+        narrows the project-level events it receives to those projects.
         """
         request = convert.create_hook_request(
             parent,
@@ -163,6 +165,7 @@ class Client:
             ordering=ordering,
             max_concurrency=max_concurrency,
             signing_disabled=signing_disabled,
+            projects=projects,
         )
         # Not retried: a lost answer to a create that happened would create a second hook.
         return convert.hook(self._call(self._hooks.CreateHook, request, idempotent=False, timeout=timeout))

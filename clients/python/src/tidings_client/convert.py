@@ -6,7 +6,7 @@ in how they wait.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -140,6 +140,7 @@ def hook(message: hooks_pb2.Hook) -> t.Hook:
         signing_disabled=message.signing_disabled,
         signing_secret=message.signing_secret,
         previous_secret_expire_time=from_timestamp(message, "previous_secret_expire_time"),
+        projects=tuple(message.projects),
     )
 
 
@@ -156,6 +157,7 @@ def create_hook_request(
     ordering: t.DeliveryOrdering | None,
     max_concurrency: int | None,
     signing_disabled: bool,
+    projects: Sequence[int] = (),
 ) -> hooks_pb2.CreateHookRequest:
     message = hooks_pb2.Hook(
         display_name=display_name,
@@ -166,6 +168,7 @@ def create_hook_request(
         ordering=ORDERING[ordering] if ordering else hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED,
         max_concurrency=max_concurrency or 0,
         signing_disabled=signing_disabled,
+        projects=list(projects),
     )
     if retry_policy is not None:
         message.retry_policy.CopyFrom(retry_policy_message(retry_policy))
@@ -199,6 +202,9 @@ def update_hook_request(name: str, changes: t.HookChanges) -> hooks_pb2.UpdateHo
     if changes.signing_disabled is not None:
         message.signing_disabled = changes.signing_disabled
         paths.append("signing_disabled")
+    if changes.projects is not None:
+        message.projects.extend(changes.projects)
+        paths.append("projects")
     if not paths:
         raise ValueError("nothing to update: give at least one field to change")
     return hooks_pb2.UpdateHookRequest(hook=message, update_mask=FieldMask(paths=paths))
@@ -235,6 +241,7 @@ def catalog_resource(message: catalog_pb2.CatalogResource) -> t.CatalogResource:
         scope=_decode(_SCOPE_BACK, message.scope, "scope"),
         event_types=tuple(message.event_types),
         catalog=message.catalog,
+        hook_scopes=tuple(_decode(_SCOPE_BACK, s, "scope") for s in message.hook_scopes),
     )
 
 

@@ -90,6 +90,9 @@ class Hook:
     # While a rotation's overlap lasts, deliveries also carry a signature from the previous
     # secret until this time; None otherwise.
     previous_secret_expire_time: datetime | None
+    # A company hook's projects: the only ones whose project-level events it receives; empty
+    # means every project of its company.
+    projects: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class CatalogResource:
     scope: Scope
     event_types: tuple[str, ...]
     catalog: str
+    # The levels of the hooks that may select it (a company hook may select project resources).
+    hook_scopes: tuple[Scope, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,6 +272,7 @@ class HookChanges:
     ``authorization_header=""`` removes the header. ``retry_policy`` replaces the whole policy.
     ``signing_disabled=False`` turns signing back on, which the server refuses for a hook that
     has no secret yet (one stored before signing existed): ``rotate_signing_secret`` first.
+    ``projects=()`` lets a company hook receive every project's events again.
     """
 
     display_name: str | None = None
@@ -277,3 +283,4 @@ class HookChanges:
     ordering: DeliveryOrdering | None = None
     max_concurrency: int | None = None
     signing_disabled: bool | None = None
+    projects: tuple[int, ...] | None = None

@@ -11,6 +11,7 @@ import trio
 from ulid import ULID
 
 from tidings_server.domain import filtering, names, paging
+from tidings_server.domain.catalog import hook_scopes
 from tidings_server.domain.destinations import DestinationPolicy, Resolver, check_destination
 from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from tidings_server.domain.model import (
@@ -300,7 +301,7 @@ class HookService:
         resource = self._lookup.resource(hook.scope, resource_name)
         if resource is None and hook.scope is Scope.COMPANY:
             resource = self._lookup.resource(Scope.PROJECT, resource_name)
-        if resource is None:
+        if resource is None or hook.scope not in hook_scopes(resource):
             if hook.scope is Scope.PROJECT and self._lookup.resource(Scope.COMPANY, resource_name) is not None:
                 raise InvalidArgument(
                     f"{where}: {quote(resource_name)} is a company-level resource; project hooks cannot select it"

@@ -151,6 +151,7 @@ def hook_input(message: hooks_pb2.Hook, paths: Collection[str] | None = None) ->
         ordering=ordering("hook.ordering", message.ordering) if wanted("ordering") else None,
         max_concurrency=message.max_concurrency,
         signing_disabled=message.signing_disabled,
+        projects=tuple(message.projects),
     )
 
 
@@ -191,6 +192,7 @@ def hook(value: Hook, *, with_secret: bool = False) -> hooks_pb2.Hook:
         signing_disabled=value.signing_disabled or not value.signing_secret,
         signing_secret=value.signing_secret if with_secret else "",
         previous_secret_expire_time=timestamp(expire) if expire is not None else None,
+        projects=value.projects,
     )
 
 
@@ -209,6 +211,7 @@ def catalog_resource(entry: CatalogEntry) -> catalog_pb2.CatalogResource:
         scope=_SCOPE_TO_PROTO[entry.resource.scope],
         event_types=sorted(entry.resource.event_types),
         catalog=entry.catalog,
+        hook_scopes=[_SCOPE_TO_PROTO[s] for s in entry.hook_scopes],
     )
 
 

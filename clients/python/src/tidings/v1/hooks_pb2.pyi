@@ -94,6 +94,7 @@ class Hook(_message.Message):
     SIGNING_DISABLED_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    PROJECTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. `companies/{c}/hooks/{h}` or `companies/{c}/projects/{p}/hooks/{h}`."""
     display_name: _builtins.str
@@ -143,6 +144,13 @@ class Hook(_message.Message):
         previous secret until this time. Unset otherwise.
         """
 
+    @_builtins.property
+    def projects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Company hooks only: the projects whose events of project-level resources (RFIs,
+        Submittals, …) the hook receives; empty means every project of the company. It never
+        narrows the company's own events. Ids are positive, each listed once, at most 1000.
+        """
+
     def __init__(
         self,
         *,
@@ -160,10 +168,11 @@ class Hook(_message.Message):
         signing_disabled: _builtins.bool = ...,
         signing_secret: _builtins.str = ...,
         previous_secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        projects: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "projects", b"projects", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

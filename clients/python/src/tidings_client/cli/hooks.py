@@ -64,6 +64,8 @@ def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
         ("retries", retries(hook.retry_policy)),
         ("signing", signing(hook)),
     ]
+    if "/projects/" not in hook.name:
+        rows.append(("projects", ", ".join(map(str, hook.projects)) or "every project of the company"))
     if hook.signing_secret:
         rows.append(("signing secret", Text(hook.signing_secret, style="bold")))
     if hook.previous_secret_expire_time is not None:
@@ -152,6 +154,8 @@ Examples:
   vault read -field=header secret/erp | tidings hooks create --project 8/6778 \\
       --url https://erp.example.com/procore --format procore.v4 --auth-header-file -
   tidings hooks create --company 8 --url https://erp.example.com/in --format procore.v3 --id erp-sync
+  tidings hooks create --company 8 --url https://erp.example.com/rfis --format procore.v4 \\
+      --event 'RFIs:*' --projects 1,3      # RFIs of projects 1 and 3 (without --projects: every project)
   tidings hooks create --project 8/6778 --url https://example.com/in --format procore.v4 \\
       --event 'Submittals:*' --ordering per-resource --retry-window 2h
   tidings --json hooks create --company 8 --url https://erp.example.com/in --format procore.v3 \\
@@ -183,6 +187,12 @@ Examples:
     type=params.EVENT,
     help="An event to send, RESOURCE:TYPE (RESOURCE:* for all of its types); repeatable.",
 )
+@click.option(
+    "--projects",
+    type=params.PROJECT_IDS,
+    help="Company hooks: receive project-level events (RFIs, …) from these projects only, e.g. 1,3;"
+    " default every project of the company.",
+)
 @click.option("--paused", is_flag=True, help="Create it paused: deliveries wait until `hooks resume`.")
 @click.option(
     "--ordering", type=click.Choice(list(ORDERINGS)), help="per-resource keeps each resource's events in order."
@@ -207,6 +217,7 @@ def create(
     display_name: str,
     hook_id: str,
     events: tuple[tuple[str, str], ...],
+    projects: tuple[int, ...] | None,
     paused: bool,
     ordering: str | None,
     max_concurrency: int | None,
@@ -227,6 +238,8 @@ def create(
     assert parent is not None
     if parent.endswith("/-"):
         raise click.UsageError("--project needs one project, not '-'")
+    if projects and project is not None:
+        raise click.UsageError("--projects is for company hooks (--company); a project hook has its project")
     auth_header = read_auth_header(auth_header, auth_header_file)
     client = env.client()
     hook = client.create_hook(
@@ -241,6 +254,7 @@ def create(
         ordering=ORDERINGS[ordering] if ordering else None,
         max_concurrency=max_concurrency,
         signing_disabled=no_signing,
+        projects=projects or (),
     )
     triggers = []
     if events:
@@ -386,6 +400,8 @@ Examples:
   tidings hooks update HOOK --no-auth-header --retry-window 1h --retry-statuses 429,500-599
   tidings hooks update HOOK --status disabled      # discards pending deliveries
   tidings hooks update HOOK --no-signing           # no webhook-signature headers from now on
+  tidings hooks update companies/8/hooks/rfis --projects 1,3,4   # a company hook: these projects only
+  tidings hooks update companies/8/hooks/rfis --all-projects     # every project again
 
 The payload format never changes: delete the hook and create it again.
 """
@@ -411,6 +427,8 @@ The payload format never changes: delete the hook and create it again.
     help="Sign deliveries with the hook's secret, or stop. A hook made before signing existed"
     " needs `hooks rotate-secret` first.",
 )
+@click.option("--projects", type=params.PROJECT_IDS, help="Company hooks: these projects only, e.g. 1,3.")
+@click.option("--all-projects", is_flag=True, help="Company hooks: every project of the company again.")
 @retry_options
 @pass_env
 def update(
@@ -426,6 +444,8 @@ def update(
     ordering: str | None,
     max_concurrency: int | None,
     signing: bool | None,
+    projects: tuple[int, ...] | None,
+    all_projects: bool,
     **retry: Any,
 ) -> None:
     """Change a hook's settings; what is not given stays as it is.
@@ -435,6 +455,8 @@ def update(
     auth_header = read_auth_header(auth_header, auth_header_file)
     if auth_header is not None and no_auth_header:
         raise click.UsageError("give --auth-header (or --auth-header-file) or --no-auth-header, not both")
+    if projects is not None and all_projects:
+        raise click.UsageError("give --projects or --all-projects, not both")
     client = env.client()
     policy = None
     if any(v is not None for v in retry.values()):
@@ -448,6 +470,7 @@ def update(
         ordering=ORDERINGS[ordering] if ordering else None,
         max_concurrency=max_concurrency,
         signing_disabled=None if signing is None else not signing,
+        projects=() if all_projects else projects,
     )
     if changes == HookChanges():
         raise click.UsageError("nothing to change: give at least one option (see --help)")
