@@ -27,6 +27,7 @@ from tidings_server.domain.model import Scope
 from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.domain.sealing import Keyring, new_key
+from tidings_server.domain.templates import TemplateService
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
@@ -137,12 +138,20 @@ def build_core(
         clock.now,
         on_change=changed,
     )
-    events = EventService(store, plugins.catalog.get, clock.now, on_published=changed)
+    templates = TemplateService(store, hooks, clock.now, on_change=changed)
+    events = EventService(
+        store, plugins.catalog.get, clock.now, on_published=changed, apply_template=templates.apply_on_project_created
+    )
     history = HistoryService(
         store, clock.now, pulse, engine.render, engine.probe, retention=config.engine.retention, on_change=changed
     )
     return Core(
-        hooks=hooks, catalog=CatalogService(resources, formats), events=events, history=history, watch=config.watch
+        hooks=hooks,
+        catalog=CatalogService(resources, formats),
+        events=events,
+        history=history,
+        watch=config.watch,
+        templates=templates,
     )
 
 

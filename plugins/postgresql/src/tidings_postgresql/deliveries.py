@@ -256,7 +256,7 @@ _CLAIMED: Final = f"""
     ORDER BY u.ord
 """
 _N_DELIVERY: Final = 16
-_N_HOOK: Final = 22
+_N_HOOK: Final = 24
 
 
 def claim(

@@ -32,7 +32,7 @@ HOOK_COLUMNS: Final = (
     "name, company_id, project_id, display_name, destination_url, authorization_header, payload_format,"
     " status, create_time, update_time, timeout_us, retry_window_us, initial_backoff_us, max_backoff_us,"
     " retryable_statuses, ordering, max_concurrency, signing_disabled, signing_secret,"
-    " previous_signing_secret, previous_secret_expire_time, projects"
+    " previous_signing_secret, previous_secret_expire_time, projects, template, template_revision"
 )
 DELIVERY_COLUMNS: Final = (
     "name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,"
@@ -95,6 +95,8 @@ def hook_row(hook: Hook) -> tuple[Any, ...]:
         hook.previous_signing_secret,
         optional_aware("previous_secret_expire_time", hook.previous_secret_expire_time),
         list(hook.projects),
+        hook.template,
+        hook.template_revision,
         str(Parent(hook.company_id, hook.project_id)),
     )
 
@@ -124,6 +126,8 @@ def hook(row: Any) -> Hook:
         previous_secret,
         previous_expire,
         projects,
+        template,
+        template_revision,
     ) = row
     return Hook(
         name=name,
@@ -149,6 +153,8 @@ def hook(row: Any) -> Hook:
         signing_secret=signing_secret,
         previous_signing_secret=previous_secret,
         projects=tuple(sorted(projects)),
+        template=template,
+        template_revision=template_revision,
         previous_secret_expire_time=previous_expire,
     )
 

@@ -23,7 +23,7 @@ import trio
 from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Template, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
     AttemptRecord,
@@ -38,12 +38,13 @@ from tidings_server.domain.ports import (
     QueueDepth,
 )
 from tidings_server.stores import history as plans
+from tidings_server.stores import templates as template_text
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _INSERT_HOOK: Final = f"""
-    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 23)}) ON CONFLICT (name) DO NOTHING
+    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 25)}) ON CONFLICT (name) DO NOTHING
 """
 _SELECT_HOOK: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE name = %s"
 _LIST_HOOKS: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE parent = %s AND name > %s ORDER BY name LIMIT %s"
@@ -57,7 +58,8 @@ _UPDATE_HOOK: Final = """
                      status = %s, create_time = %s, update_time = %s, timeout_us = %s, retry_window_us = %s,
                      initial_backoff_us = %s, max_backoff_us = %s, retryable_statuses = %s, ordering = %s,
                      max_concurrency = %s, signing_disabled = %s, signing_secret = %s,
-                     previous_signing_secret = %s, previous_secret_expire_time = %s, projects = %s
+                     previous_signing_secret = %s, previous_secret_expire_time = %s, projects = %s,
+                     template = %s, template_revision = %s
     WHERE name = %s
 """
 _INSERT_TRIGGER: Final = """
@@ -71,6 +73,21 @@ _SELECT_TRIGGERS: Final = """
 _LIST_TRIGGERS: Final = """
     SELECT name, resource_name, event_type, create_time FROM triggers
     WHERE hook_name = %s AND name > %s ORDER BY name LIMIT %s
+"""
+_INSERT_TEMPLATE: Final = """
+    INSERT INTO templates (name, company_id, display_name, hooks, revision, create_time, update_time)
+    VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING
+"""
+_SELECT_TEMPLATE: Final = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates WHERE name = %s
+"""
+_LIST_TEMPLATES: Final = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
+    WHERE company_id = %s AND name > %s ORDER BY name LIMIT %s
+"""
+_UPDATE_TEMPLATE: Final = """
+    UPDATE templates SET display_name = %s, hooks = %s, revision = %s, create_time = %s, update_time = %s
+    WHERE name = %s
 """
 _FORMATS_IN_USE: Final = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 _KEY_RACE_RETRIES: Final = 3
@@ -157,6 +174,79 @@ class PostgresStore:
 
         await self._run(run)
 
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        hook_rows = [rows.hook_row(h) for h, _ in hooks]
+        values: list[tuple[Any, ...]] = []
+        for h, triggers in hooks:
+            for t in triggers:
+                if t.hook_name != h.name:
+                    raise ValueError(f"trigger {t.name} does not belong to hook {h.name}")
+                values.append((t.name, t.resource_name, t.event_type, rows.aware("create_time", t.create_time), h.name))
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                for h, row in zip((h for h, _ in hooks), hook_rows, strict=True):
+                    cur.execute(_INSERT_HOOK, row)
+                    if cur.rowcount == 0:
+                        raise AlreadyExists(f"hook {h.name} already exists")  # rolls the others back
+                if values:
+                    cur.executemany(_INSERT_TRIGGER, values)
+            changelog.notify(conn, deliveries.DUE)
+
+        await self._run(run)
+
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(self, template: Template) -> None:
+        row = _template_row(template)
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                cur.execute(_INSERT_TEMPLATE, row)
+                if cur.rowcount == 0:
+                    raise AlreadyExists(f"template {template.name} already exists")
+
+        await self._run(run)
+
+    @staticmethod
+    def _get_template(conn: psycopg.Connection[Any], name: str, *, lock: bool = False) -> Template:
+        row = conn.execute(_SELECT_TEMPLATE + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"template {name} does not exist")
+        return _template(row)
+
+    async def get_template(self, name: str) -> Template:
+        return await self._run(partial(self._get_template, name=name))
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        _check_limit(limit)
+
+        def run(conn: psycopg.Connection[Any]) -> list[Template]:
+            found = conn.execute(_LIST_TEMPLATES, (company_id, after or "", limit)).fetchall()
+            return [_template(r) for r in found]
+
+        return await self._run(run)
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        def run(conn: psycopg.Connection[Any]) -> Template:
+            current = self._get_template(conn, name, lock=True)
+            new = change(current)
+            if (new.name, new.company_id) != (current.name, current.company_id):
+                raise ValueError(f"change() must not rename template {name}")
+            conn.execute(_UPDATE_TEMPLATE, (*_template_row(new)[2:], name))
+            return new
+
+        return await self._run(run)
+
+    async def delete_template(self, name: str) -> None:
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                cur.execute("DELETE FROM templates WHERE name = %s", (name,))
+                if cur.rowcount == 0:
+                    raise NotFound(f"template {name} does not exist")
+
+        await self._run(run)
+
     @staticmethod
     def _get(conn: psycopg.Connection[Any], name: str, *, lock: bool = False) -> Hook:
         row = conn.execute(_SELECT_HOOK + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
@@ -202,7 +292,7 @@ class PostgresStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = rows.hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:22], name))
+            conn.execute(_UPDATE_HOOK, (*row[3:24], name))
             changelog.notify(conn, deliveries.DUE)
             return new
 
@@ -375,3 +465,28 @@ class PostgresStore:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await cluster.listen(self._conninfo, on_notice, task_status=task_status)
+
+
+def _template_row(template: Template) -> tuple[Any, ...]:
+    return (
+        template.name,
+        template.company_id,
+        template.display_name,
+        template_text.definitions_text(template.hooks),
+        template.revision,
+        rows.aware("create_time", template.create_time),
+        rows.aware("update_time", template.update_time),
+    )
+
+
+def _template(row: Sequence[Any]) -> Template:
+    name, company_id, display_name, hooks, revision, created, updated = row
+    return Template(
+        name=name,
+        company_id=company_id,
+        display_name=display_name,
+        hooks=template_text.definitions(hooks),
+        revision=revision,
+        create_time=created,
+        update_time=updated,
+    )

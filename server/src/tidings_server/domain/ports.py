@@ -24,6 +24,7 @@ from tidings_server.domain.model import (
     Event,
     Hook,
     RenderedBody,
+    Template,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -37,6 +38,9 @@ class Published:
     serial: int
     deliveries: int
     duplicate: bool
+    # Set by the event service, never by a store: why the project template a Projects create
+    # event named was not applied ("" when it was, or none was named).
+    project_template_error: str = ""
 
 
 class IdempotencyConflict(Exception):
@@ -281,6 +285,34 @@ class Store(Protocol):
     async def list_triggers(self, hook_name: str, *, after: str | None, limit: int) -> list[Trigger]:
         """Return up to ``limit`` triggers of the hook with names > ``after``. Raises ``NotFound``."""
         ...
+
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        """Insert several hooks, each with its triggers, all or none (applying a template).
+
+        Raises ``AlreadyExists`` naming the first hook (in input order) whose name is taken,
+        and then stores nothing.
+        """
+
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(self, template: Template) -> None:
+        """Insert ``template``. Raises ``AlreadyExists`` if its name is taken."""
+
+    async def get_template(self, name: str) -> Template:
+        """Return the template called ``name``. Raises ``NotFound``."""
+        ...
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        """Up to ``limit`` templates of the company with names > ``after``, by name."""
+        ...
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        """Replace the template with ``change(current)`` atomically and return the new one; as
+        ``update_hook``: ``change`` is pure and must not rename it. Raises ``NotFound``."""
+        ...
+
+    async def delete_template(self, name: str) -> None:
+        """Delete the template (the hooks made from it stay). Raises ``NotFound``."""
 
     # -- events and deliveries -------------------------------------------------------------
 

@@ -30,15 +30,19 @@ from tidings.v1 import (
     events_pb2_grpc,
     hooks_pb2,
     hooks_pb2_grpc,
+    templates_pb2,
+    templates_pb2_grpc,
 )
 from tidings_server.domain.catalog import CatalogService
 from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
+from tidings_server.domain.templates import TemplateService
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.decoding import TRANSPORT_LIMIT_BYTES, register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
+from tidings_server.grpc_api.templates import TemplateServicer
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ SERVICE_NAMES: Sequence[str] = (
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     deliveries_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
+    templates_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
 )
 
 
@@ -67,6 +72,7 @@ class Core:
     events: EventService
     history: HistoryService
     watch: WatchSettings = field(default_factory=WatchSettings)
+    templates: TemplateService | None = None
 
 
 class GrpcServer:
@@ -171,6 +177,9 @@ class GrpcServer:
             register(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, core.events), server)
             self.deliveries = DeliveryServicer(bridge, core.history, core.watch)
             register(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries, server)
+            if core.templates is not None:
+                templates = TemplateServicer(bridge, core.templates)
+                register(templates_pb2_grpc.add_TemplateServiceServicer_to_server, templates, server)
         health_servicer = health.aio.HealthServicer()
         register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server)
         reflection.enable_server_reflection(

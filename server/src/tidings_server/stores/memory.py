@@ -37,6 +37,7 @@ from tidings_server.domain.model import (
     HookStatus,
     Ordering,
     RenderedBody,
+    Template,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -59,7 +60,7 @@ from tidings_server.domain.states import Cause, sources, transition
 from tidings_server.plugins.spec import StorageBackend, hookimpl
 from tidings_server.stores import history
 
-_Named = TypeVar("_Named", Hook, Trigger)
+_Named = TypeVar("_Named", Hook, Trigger, Template)
 _MatchKey = tuple[int, int | None, str, str]  # company, project, resource name, event type
 _DueKey = tuple[datetime, int, str]  # next attempt time, event serial, delivery name
 _ResourceKey = tuple[str, str, int]  # hook name, resource name, resource id
@@ -140,6 +141,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._hooks: dict[str, Hook] = {}
+        self._templates: dict[str, Template] = {}
         self._triggers: dict[str, dict[str, Trigger]] = {}
         # Fan-out: (hook name, trigger name) of every trigger matching a key.
         self._matching: dict[_MatchKey, set[tuple[str, str]]] = {}
@@ -186,6 +188,67 @@ class MemoryStore:
     async def get_hook(self, name: str) -> Hook:
         await trio.lowlevel.checkpoint()
         return self._hook(name)
+
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        await trio.lowlevel.checkpoint()
+        names: set[str] = set()
+        for hook, triggers in hooks:
+            _check_time("create_time", hook.create_time)
+            _check_time("update_time", hook.update_time)
+            if hook.name in self._hooks or hook.name in names:
+                raise AlreadyExists(f"hook {hook.name} already exists")
+            names.add(hook.name)
+            for trigger in triggers:
+                if trigger.hook_name != hook.name:
+                    raise ValueError(f"trigger {trigger.name} does not belong to hook {hook.name}")
+                _check_time("create_time", trigger.create_time)
+        for hook, triggers in hooks:
+            self._hooks[hook.name] = hook
+            stored = self._triggers[hook.name] = {}
+            for trigger in triggers:
+                if trigger.name not in stored:
+                    stored[trigger.name] = trigger
+                    self._matching.setdefault(_match_key(hook, trigger), set()).add((hook.name, trigger.name))
+
+    # -- templates -------------------------------------------------------------------------
+
+    def _template(self, name: str) -> Template:
+        template = self._templates.get(name)
+        if template is None:
+            raise NotFound(f"template {name} does not exist")
+        return template
+
+    async def create_template(self, template: Template) -> None:
+        await trio.lowlevel.checkpoint()
+        _check_time("create_time", template.create_time)
+        _check_time("update_time", template.update_time)
+        if template.name in self._templates:
+            raise AlreadyExists(f"template {template.name} already exists")
+        self._templates[template.name] = template
+
+    async def get_template(self, name: str) -> Template:
+        await trio.lowlevel.checkpoint()
+        return self._template(name)
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        return _page((t for t in self._templates.values() if t.company_id == company_id), after, limit)
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        await trio.lowlevel.checkpoint()
+        current = self._template(name)
+        new = change(current)
+        if (new.name, new.company_id) != (current.name, current.company_id):
+            raise ValueError(f"change() must not rename template {name}")
+        _check_time("update_time", new.update_time)
+        self._templates[name] = new
+        return new
+
+    async def delete_template(self, name: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._template(name)
+        del self._templates[name]
 
     async def list_hooks(self, parent: Parent, *, after: str | None, limit: int) -> list[Hook]:
         await trio.lowlevel.checkpoint()

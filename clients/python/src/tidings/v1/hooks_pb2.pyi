@@ -95,6 +95,8 @@ class Hook(_message.Message):
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     PROJECTS_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_REVISION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. `companies/{c}/hooks/{h}` or `companies/{c}/projects/{p}/hooks/{h}`."""
     display_name: _builtins.str
@@ -126,6 +128,12 @@ class Hook(_message.Message):
     secret deliveries are signed with (Standard Webhooks: `whsec_` and base64 of 32 random
     bytes). It is never returned again; rotate it if it is lost.
     """
+    template: _builtins.str
+    """Output only: the template the hook was made from by TemplateService.ApplyTemplate (or a
+    `Projects` × `create` event naming it), empty for a hook made by hand.
+    """
+    template_revision: _builtins.int
+    """Output only: the template's revision the hook was copied from; 0 when template is empty."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -169,10 +177,12 @@ class Hook(_message.Message):
         signing_secret: _builtins.str = ...,
         previous_secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
         projects: _abc.Iterable[_builtins.int] | None = ...,
+        template: _builtins.str = ...,
+        template_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "previous_secret_expire_time", b"previous_secret_expire_time", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "projects", b"projects", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "projects", b"projects", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "template", b"template", "template_revision", b"template_revision", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,3 +4,21 @@
 -- company's triggers for the event (triggers_by_event with project_id NULL) and checks each
 -- such hook's list: the number of projects never enters the cost.
 ALTER TABLE hooks ADD COLUMN projects bigint[] NOT NULL DEFAULT '{}';
+
+-- Project templates: a company's hook definitions, copied into a project's hooks when the
+-- template is applied; the definitions are one JSON text (tidings_server.stores.templates),
+-- their Authorization headers sealed. ``revision`` grows with every update.
+CREATE TABLE templates (
+    name         text COLLATE "C" NOT NULL PRIMARY KEY,
+    company_id   bigint NOT NULL,
+    display_name text NOT NULL,
+    hooks        text NOT NULL,
+    revision     bigint NOT NULL,
+    create_time  timestamptz NOT NULL,
+    update_time  timestamptz NOT NULL
+);
+CREATE INDEX templates_by_company ON templates (company_id, name);
+
+-- A hook made from a template records which one and which revision ('' and 0 otherwise).
+ALTER TABLE hooks ADD COLUMN template text NOT NULL DEFAULT '';
+ALTER TABLE hooks ADD COLUMN template_revision bigint NOT NULL DEFAULT 0;

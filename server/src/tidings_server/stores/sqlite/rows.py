@@ -67,7 +67,8 @@ def _statuses(text: str) -> frozenset[int]:
 
 
 def hook_row(hook: Hook) -> tuple[object, ...]:
-    """The row for ``hook``: the columns ``hook()`` reads (the signing ones last), then ``parent``."""
+    """The row for ``hook``: the columns ``hook()`` reads (the signing ones last), then ``parent``,
+    ``template`` and ``template_revision``."""
     policy = hook.retry_policy
     return (
         hook.name,
@@ -89,6 +90,8 @@ def hook_row(hook: Hook) -> tuple[object, ...]:
         hook.max_concurrency,
         *signing_row(hook),
         str(Parent(hook.company_id, hook.project_id)),
+        hook.template,
+        hook.template_revision,
     )
 
 
@@ -120,11 +123,12 @@ def hook(row: Any) -> Hook:
     payload_format, status, create_time, update_time, timeout_us, retry_window_us,
     initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency, and the
     four signing columns when the row has them (``with_signing``), then the company hook's
-    projects (comma-separated, NULL for none) when the row has that column."""
+    projects (comma-separated, NULL for none), template and template_revision when the row
+    has those columns."""
     if len(row) > 21:
-        projects = row[21]
+        projects, template, revision = row[21:24]
         found = sorted(int(p) for p in projects.split(",")) if projects else []
-        return replace(hook(row[:21]), projects=tuple(found))
+        return replace(hook(row[:21]), projects=tuple(found), template=template, template_revision=revision)
     if len(row) > 17:
         return with_signing(hook(row[:17]), row[17:])
     (

@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, Template, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
     AttemptRecord,
@@ -35,8 +35,9 @@ from tidings_server.domain.ports import (
     QueueDepth,
 )
 from tidings_server.stores import history as plans
+from tidings_server.stores import templates as template_text
 from tidings_server.stores.sqlite import deliveries, history, nodes
-from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_signing
+from tidings_server.stores.sqlite.rows import from_micros, hook, hook_row, to_micros, trigger, with_signing
 
 __all__ = ["SqliteStore", "to_micros"]
 
@@ -50,15 +51,16 @@ _INSERT_HOOK = """
                        payload_format, status, create_time, update_time, timeout_us, retry_window_us,
                        initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
                        signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-                       parent)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       parent, template, template_revision)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SELECT_HOOK = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE name = ?
 """
 _LIST_HOOKS = """
@@ -66,7 +68,8 @@ _LIST_HOOKS = """
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE parent = ? AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_PROJECT_HOOKS = """
@@ -74,7 +77,8 @@ _LIST_PROJECT_HOOKS = """
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_ALL_HOOKS = """
@@ -82,7 +86,8 @@ _LIST_ALL_HOOKS = """
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name)
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE name > ? ORDER BY name LIMIT ?
 """
 _UPDATE_HOOK = """
@@ -90,7 +95,7 @@ _UPDATE_HOOK = """
                      status = ?, create_time = ?, update_time = ?, timeout_us = ?, retry_window_us = ?,
                      initial_backoff_us = ?, max_backoff_us = ?, retryable_statuses = ?, ordering = ?,
                      max_concurrency = ?, signing_disabled = ?, signing_secret = ?, previous_signing_secret = ?,
-                     previous_secret_expire_time = ?
+                     previous_secret_expire_time = ?, template = ?, template_revision = ?
     WHERE name = ?
 """
 # A trigger copies its hook's company and project (fixed for the hook's life) for fan-out.
@@ -104,6 +109,20 @@ _SELECT_TRIGGER = """
 """
 _DELETE_PROJECTS = "DELETE FROM hook_projects WHERE hook_name = ?"
 _INSERT_PROJECT = "INSERT INTO hook_projects (hook_name, project_id) VALUES (?, ?)"
+_INSERT_TEMPLATE = """
+    INSERT INTO templates (name, company_id, display_name, hooks, revision, create_time, update_time)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+_SELECT_TEMPLATE = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates WHERE name = ?
+"""
+_LIST_TEMPLATES = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
+    WHERE company_id = ? AND name > ? ORDER BY name LIMIT ?
+"""
+_UPDATE_TEMPLATE = """
+    UPDATE templates SET display_name = ?, hooks = ?, revision = ?, create_time = ?, update_time = ? WHERE name = ?
+"""
 _FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 # The claim reads hooks with the delivery columns; their signing columns come from here.
 _SIGNING_OF_HOOK = """
@@ -122,6 +141,31 @@ _BEFORE_ANY = -(2**63)  # microseconds before every time a datetime can hold
 def _check_limit(limit: int) -> None:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+def _template_row(template: Template) -> tuple[object, ...]:
+    return (
+        template.name,
+        template.company_id,
+        template.display_name,
+        template_text.definitions_text(template.hooks),
+        template.revision,
+        to_micros("create_time", template.create_time),
+        to_micros("update_time", template.update_time),
+    )
+
+
+def _template(row: Sequence[Any]) -> Template:
+    name, company_id, display_name, hooks, revision, created, updated = row
+    return Template(
+        name=name,
+        company_id=company_id,
+        display_name=display_name,
+        hooks=template_text.definitions(hooks),
+        revision=revision,
+        create_time=from_micros(created),
+        update_time=from_micros(updated),
+    )
 
 
 def _require_hook(conn: sqlite3.Connection, name: str) -> None:
@@ -194,6 +238,79 @@ class SqliteStore:
 
         await self._run(run, write=True)
 
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        hook_rows = [hook_row(h) for h, _ in hooks]
+        trigger_rows: list[tuple[str, str, str, int, str]] = []
+        for h, triggers in hooks:
+            for t in triggers:
+                if t.hook_name != h.name:
+                    raise ValueError(f"trigger {t.name} does not belong to hook {h.name}")
+                trigger_rows.append(
+                    (t.name, t.resource_name, t.event_type, to_micros("create_time", t.create_time), h.name)
+                )
+
+        def run(conn: sqlite3.Connection) -> None:
+            seen: set[str] = set()
+            for h, _ in hooks:
+                taken = conn.execute("SELECT 1 FROM hooks WHERE name = ?", (h.name,)).fetchone() is not None
+                if taken or h.name in seen:
+                    raise AlreadyExists(f"hook {h.name} already exists")
+                seen.add(h.name)
+            conn.executemany(_INSERT_HOOK, hook_rows)
+            conn.executemany(_INSERT_PROJECT, [(h.name, p) for h, _ in hooks for p in h.projects])
+            conn.executemany(_INSERT_TRIGGER, trigger_rows)
+
+        await self._run(run, write=True)
+
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(self, template: Template) -> None:
+        row = _template_row(template)
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM templates WHERE name = ?", (template.name,)).fetchone() is not None:
+                raise AlreadyExists(f"template {template.name} already exists")
+            conn.execute(_INSERT_TEMPLATE, row)
+
+        await self._run(run, write=True)
+
+    @staticmethod
+    def _get_template(conn: sqlite3.Connection, name: str) -> Template:
+        row = conn.execute(_SELECT_TEMPLATE, (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"template {name} does not exist")
+        return _template(row)
+
+    async def get_template(self, name: str) -> Template:
+        return await self._run(partial(self._get_template, name=name), write=False)
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        _check_limit(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Template]:
+            return [_template(r) for r in conn.execute(_LIST_TEMPLATES, (company_id, after or "", limit))]
+
+        return await self._run(run, write=False)
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        def run(conn: sqlite3.Connection) -> Template:
+            current = self._get_template(conn, name)
+            new = change(current)
+            if (new.name, new.company_id) != (current.name, current.company_id):
+                raise ValueError(f"change() must not rename template {name}")
+            row = _template_row(new)
+            conn.execute(_UPDATE_TEMPLATE, (*row[2:], name))
+            return new
+
+        return await self._run(run, write=True)
+
+    async def delete_template(self, name: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM templates WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"template {name} does not exist")
+
+        await self._run(run, write=True)
+
     def _get(self, conn: sqlite3.Connection, name: str) -> Hook:
         row = conn.execute(_SELECT_HOOK, (name,)).fetchone()
         if row is None:
@@ -238,7 +355,8 @@ class SqliteStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:21], name))  # display_name … previous_secret_expire_time
+            # display_name … previous_secret_expire_time, then template and template_revision
+            conn.execute(_UPDATE_HOOK, (*row[3:21], *row[22:24], name))
             if new.projects != current.projects:
                 conn.execute(_DELETE_PROJECTS, (name,))
                 conn.executemany(_INSERT_PROJECT, [(name, p) for p in new.projects])

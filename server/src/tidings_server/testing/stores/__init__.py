@@ -14,8 +14,9 @@
 Every test gets a new, empty store from the fixture and runs under pytest-trio (set
 ``trio_mode = true``). The built-in memory and SQLite stores pass exactly this suite, so a
 backend that passes it can stand in for them: hooks and triggers, publishing and fan-out,
-claims and leases, attempts, purging, every history query, and the nodes of a cluster. The
-four parts can also be inherited one by one while a backend is being written. A backend that
+claims and leases, attempts, purging, every history query, the nodes of a cluster, and
+project templates. The
+five parts can also be inherited one by one while a backend is being written. A backend that
 several processes share sets ``notices_across_processes = True``: its ``listen`` must then
 report the notices its writes send.
 """
@@ -26,9 +27,12 @@ from tidings_server.testing.stores.cluster import ClusterStoreContract
 from tidings_server.testing.stores.deliveries import DeliveryStoreContract
 from tidings_server.testing.stores.history import HistoryStoreContract
 from tidings_server.testing.stores.hooks import HookStoreContract
+from tidings_server.testing.stores.templates import TemplateStoreContract
 
 
-class StoreContract(HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract):
+class StoreContract(
+    HookStoreContract, DeliveryStoreContract, HistoryStoreContract, ClusterStoreContract, TemplateStoreContract
+):
     """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
 
 
@@ -38,4 +42,5 @@ __all__ = [
     "HistoryStoreContract",
     "HookStoreContract",
     "StoreContract",
+    "TemplateStoreContract",
 ]

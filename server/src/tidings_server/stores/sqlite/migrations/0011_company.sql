@@ -8,3 +8,21 @@ CREATE TABLE hook_projects (
     project_id INTEGER NOT NULL,
     PRIMARY KEY (hook_name, project_id)
 ) WITHOUT ROWID;
+
+-- Project templates (issue 13): a company's hook definitions, copied into a project's hooks
+-- when the template is applied. The definitions are one JSON text (stores/templates.py), their
+-- Authorization headers sealed like every other secret; ``revision`` grows with every update.
+CREATE TABLE templates (
+    name        TEXT    NOT NULL PRIMARY KEY,
+    company_id  INTEGER NOT NULL,
+    display_name TEXT   NOT NULL,
+    hooks       TEXT    NOT NULL,
+    revision    INTEGER NOT NULL,
+    create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL
+);
+CREATE INDEX templates_by_company ON templates (company_id, name);
+
+-- A hook made from a template records which one and which revision ('' and 0 otherwise).
+ALTER TABLE hooks ADD COLUMN template TEXT NOT NULL DEFAULT '';
+ALTER TABLE hooks ADD COLUMN template_revision INTEGER NOT NULL DEFAULT 0;
