@@ -24,6 +24,7 @@ from tidings_client.errors import (
 )
 from tidings_client.options import Options, Retry, Tls
 from tidings_client.types import (
+    AppliedTemplate,
     Attempt,
     CatalogResource,
     Delivery,
@@ -37,6 +38,7 @@ from tidings_client.types import (
     EventMetadata,
     Hook,
     HookChanges,
+    HookDefinition,
     HookOverview,
     HookStatus,
     PayloadFormat,
@@ -46,6 +48,7 @@ from tidings_client.types import (
     RetryPolicy,
     Scope,
     StatusRange,
+    Template,
     Trigger,
 )
 
@@ -66,6 +69,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AlreadyExists",
+    "AppliedTemplate",
     "AsyncClient",
     "Attempt",
     "CatalogResource",
@@ -83,6 +87,7 @@ __all__ = [
     "FailedPrecondition",
     "Hook",
     "HookChanges",
+    "HookDefinition",
     "HookOverview",
     "HookStatus",
     "InvalidArgument",
@@ -99,6 +104,7 @@ __all__ = [
     "RetryPolicy",
     "Scope",
     "StatusRange",
+    "Template",
     "TidingsError",
     "Tls",
     "Trigger",

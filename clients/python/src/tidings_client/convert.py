@@ -14,7 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2
 from tidings_client import types as t
 
 K = TypeVar("K")
@@ -141,6 +141,8 @@ def hook(message: hooks_pb2.Hook) -> t.Hook:
         signing_secret=message.signing_secret,
         previous_secret_expire_time=from_timestamp(message, "previous_secret_expire_time"),
         projects=tuple(message.projects),
+        template=message.template,
+        template_revision=message.template_revision,
     )
 
 
@@ -321,6 +323,7 @@ def published(message: events_pb2.PublishedEvent, idempotency_key: str) -> t.Pub
         deliveries=message.deliveries,
         duplicate=message.duplicate,
         idempotency_key=idempotency_key,
+        project_template_error=message.project_template_error,
     )
 
 
@@ -431,4 +434,54 @@ def endpoint_test_result(message: deliveries_pb2.SendTestEventResponse) -> t.End
         error=message.error,
         request_headers=_headers(message.request_headers),
         body=message.body,
+    )
+
+
+def definition_message(d: t.HookDefinition) -> templates_pb2.HookDefinition:
+    hook = hooks_pb2.Hook(
+        display_name=d.display_name,
+        destination_url=d.destination_url,
+        authorization_header=d.authorization_header,
+        payload_format=d.payload_format,
+        ordering=ORDERING[d.ordering] if d.ordering else hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED,
+        max_concurrency=d.max_concurrency or 0,
+        signing_disabled=d.signing_disabled,
+    )
+    if d.retry_policy is not None:
+        hook.retry_policy.CopyFrom(retry_policy_message(d.retry_policy))
+    triggers = [hooks_pb2.Trigger(resource_name=r, event_type=e) for r, e in d.events]
+    return templates_pb2.HookDefinition(hook_id=d.hook_id, hook=hook, triggers=triggers)
+
+
+def template(message: templates_pb2.Template) -> t.Template:
+    return t.Template(
+        name=message.name,
+        display_name=message.display_name,
+        hooks=tuple(
+            t.HookDefinition(
+                hook_id=d.hook_id,
+                destination_url=d.hook.destination_url,
+                payload_format=d.hook.payload_format,
+                events=tuple((x.resource_name, x.event_type) for x in d.triggers),
+                display_name=d.hook.display_name,
+                authorization_header=d.hook.authorization_header,
+                retry_policy=retry_policy(d.hook.retry_policy),
+                ordering=_decode(_ORDERING_BACK, d.hook.ordering, "delivery ordering"),
+                max_concurrency=d.hook.max_concurrency,
+                signing_disabled=d.hook.signing_disabled,
+            )
+            for d in message.hooks
+        ),
+        revision=message.revision,
+        create_time=from_timestamp(message, "create_time"),
+        update_time=from_timestamp(message, "update_time"),
+    )
+
+
+def applied_template(message: templates_pb2.ApplyTemplateResponse) -> t.AppliedTemplate:
+    return t.AppliedTemplate(
+        created=tuple(hook(h) for h in message.created_hooks),
+        existing=tuple(message.existing_hooks),
+        already_applied=message.already_applied,
+        revision=message.revision,
     )

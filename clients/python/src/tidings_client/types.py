@@ -93,6 +93,9 @@ class Hook:
     # A company hook's projects: the only ones whose project-level events it receives; empty
     # means every project of its company.
     projects: tuple[int, ...] = ()
+    # The template the hook was made from ("" for a hook made by hand) and its revision then.
+    template: str = ""
+    template_revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ class PublishedEvent:
     deliveries: int
     duplicate: bool
     idempotency_key: str = ""
+    # Why the project template a Projects create event named was not applied ("" when it was).
+    project_template_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -284,3 +289,49 @@ class HookChanges:
     max_concurrency: int | None = None
     signing_disabled: bool | None = None
     projects: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class HookDefinition:
+    """One project hook a template makes in each project it is applied to, as ``hook_id``.
+
+    ``events`` are (resource, event type) pairs of project-level resources. On reads the
+    Authorization header is masked, as a hook's is.
+    """
+
+    hook_id: str
+    destination_url: str
+    payload_format: str
+    events: tuple[tuple[str, str], ...] = ()
+    display_name: str = ""
+    authorization_header: str = ""
+    retry_policy: RetryPolicy | None = None
+    ordering: DeliveryOrdering | None = None
+    max_concurrency: int | None = None
+    signing_disabled: bool = False
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    display_name: str
+    hooks: tuple[HookDefinition, ...]
+    # 1 at creation, one more with every update; hooks made from it record the one they copied.
+    revision: int
+    create_time: datetime | None
+    update_time: datetime | None
+
+
+@dataclass(frozen=True)
+class AppliedTemplate:
+    """What applying a template to a project did.
+
+    ``created`` carry their signing secrets: this is the only time they are shown.
+    ``existing`` are the hooks an earlier apply made, left as they were; ``already_applied``
+    is True when nothing was created because every hook existed.
+    """
+
+    created: tuple[Hook, ...]
+    existing: tuple[str, ...]
+    already_applied: bool
+    revision: int

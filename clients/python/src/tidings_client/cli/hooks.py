@@ -70,6 +70,8 @@ def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
         rows.append(("signing secret", Text(hook.signing_secret, style="bold")))
     if hook.previous_secret_expire_time is not None:
         rows.append(("previous secret", f"also signs until {when(hook.previous_secret_expire_time)}"))
+    if hook.template:
+        rows.append(("template", f"{hook.template} (revision {hook.template_revision})"))
     rows += [("created", when(hook.create_time)), ("updated", when(hook.update_time))]
     return rows
 

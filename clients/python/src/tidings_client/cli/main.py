@@ -16,6 +16,7 @@ from tidings_client.cli.deliveries import deliveries
 from tidings_client.cli.events import events
 from tidings_client.cli.hooks import hooks
 from tidings_client.cli.publish import publish
+from tidings_client.cli.templates import templates
 from tidings_client.console.command import console
 from tidings_client.convert import ProtocolError
 from tidings_client.errors import TidingsError
@@ -54,7 +55,7 @@ def completion(shell: str) -> None:
     click.echo(cls(root, {}, "tidings", "_TIDINGS_COMPLETE").source())
 
 
-for command in (hooks, events, catalog, deliveries, publish, completion, console):
+for command in (hooks, events, catalog, deliveries, publish, templates, completion, console):
     root.add_command(command)
 
 
