@@ -151,3 +151,27 @@ def test_the_catalog_says_which_hooks_may_select_each_resource(api: Api) -> None
     company, project = catalog_pb2.SCOPE_COMPANY, catalog_pb2.SCOPE_PROJECT
     assert scopes(project)["RFIs"] == [company, project]
     assert scopes(company)["Projects"] == [company]
+
+
+def test_a_company_hooks_overview_narrows_to_one_project(api: Api, sink: Sink) -> None:
+    hook = company_hook(api, sink.url("/rfis"))
+    publish_rfis(api, 1, 2, 2)
+    settled(api, hook.name, 3)
+    whole = api.deliveries.GetHookOverview(D.GetHookOverviewRequest(name=hook.name))
+    assert (whole.delivered_count, whole.project_id) == (3, 0)
+    two = api.deliveries.GetHookOverview(D.GetHookOverviewRequest(name=hook.name, project_id=2))
+    assert (two.delivered_count, two.queued_count, two.success_rate, two.project_id) == (2, 0, 1.0, 2)
+    three = api.deliveries.GetHookOverview(D.GetHookOverviewRequest(name=hook.name, project_id=3))
+    assert (three.delivered_count, three.success_rate) == (0, 0.0)
+    project_hook = api.hooks.CreateHook(
+        hooks_pb2.CreateHookRequest(
+            parent=f"{COMPANY}/projects/2",
+            hook=hooks_pb2.Hook(destination_url=sink.url(), payload_format="procore.v4"),
+        )
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        api.deliveries.GetHookOverview(D.GetHookOverviewRequest(name=project_hook.name, project_id=2))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == (
+        f"project_id: {project_hook.name} is a project hook; only a company hook's overview is narrowed to a project"
+    )

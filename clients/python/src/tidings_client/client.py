@@ -398,8 +398,10 @@ class Client:
         )
         return convert.delivery(self._call(self._deliveries.GetDelivery, request, idempotent=True, timeout=timeout))
 
-    def get_hook_overview(self, name: str, *, timeout: float | None = None) -> t.HookOverview:
-        request = deliveries_pb2.GetHookOverviewRequest(name=name)
+    def get_hook_overview(self, name: str, *, project_id: int = 0, timeout: float | None = None) -> t.HookOverview:
+        """The hook at a glance; ``project_id`` narrows a company hook's counts, success rate and
+        next retry to that project's deliveries."""
+        request = deliveries_pb2.GetHookOverviewRequest(name=name, project_id=project_id)
         response = self._call(self._deliveries.GetHookOverview, request, idempotent=True, timeout=timeout)
         return convert.hook_overview(response)
 

@@ -401,6 +401,7 @@ def hook_overview(message: deliveries_pb2.HookOverview) -> t.HookOverview:
         last_failure_reason=message.last_failure_reason,
         consecutive_failures=message.consecutive_failures,
         next_retry_time=from_timestamp(message, "next_retry_time"),
+        project_id=message.project_id,
     )
 
 

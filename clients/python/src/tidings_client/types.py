@@ -223,6 +223,8 @@ class HookOverview:
     last_failure_reason: str
     consecutive_failures: int
     next_retry_time: datetime | None
+    # The project the counts, success rate and next retry are narrowed to; 0 for the whole hook.
+    project_id: int = 0
 
 
 @dataclass(frozen=True)

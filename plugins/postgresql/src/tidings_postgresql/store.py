@@ -417,6 +417,9 @@ class PostgresStore:
     async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
         return await self._run(partial(history.get_rendered, delivery_name=delivery_name))
 
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        return await self._run(partial(history.hook_project_stats, hook_name=hook_name, project_id=project_id))
+
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         return await self._run(partial(history.hook_stats, hook_name=hook_name, latency_sample=latency_sample))
 

@@ -444,6 +444,13 @@ class Store(Protocol):
         read every delivery of the hook: an overview answers fast with millions of them."""
         ...
 
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        """A company hook's overview narrowed to one project: counts per status of its
+        deliveries of that project's events (every status present, 0 for none) and the earliest
+        ``next_attempt_time`` of those pending; the other fields are left empty. Reads an index
+        of (hook, project, status), never the hook's other deliveries."""
+        ...
+
     async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:
         """Queue these deliveries again (state machine cause REDELIVER); return the names
         moved, in input order.

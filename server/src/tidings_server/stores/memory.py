@@ -162,6 +162,7 @@ class MemoryStore:
         self._changes: list[Change] = []
         self._last_seq = 0
         self._counts: dict[str, dict[DeliveryStatus, int]] = {}
+        self._project_counts: dict[tuple[str, int], dict[DeliveryStatus, int]] = {}  # (hook, project)
         self._health: dict[str, _Health] = {}
         # A cluster of one: the nodes registered, and each hook's leased deliveries (as many
         # as it has attempts in flight, plus leases that ended and were not cleared).
@@ -414,6 +415,10 @@ class MemoryStore:
     def _count(self, delivery: Delivery, delta: int) -> None:
         counts = self._counts.setdefault(delivery.hook_name, dict.fromkeys(DeliveryStatus, 0))
         counts[delivery.status] += delta
+        if delivery.project_id is not None:
+            key = (delivery.hook_name, delivery.project_id)
+            by_project = self._project_counts.setdefault(key, dict.fromkeys(DeliveryStatus, 0))
+            by_project[delivery.status] += delta
 
     def _log(self, delivery: Delivery) -> None:
         self._last_seq += 1
@@ -684,6 +689,13 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         self._delivery(delivery_name)
         return self._bodies.get(delivery_name)
+
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        await trio.lowlevel.checkpoint()
+        counts = dict(self._project_counts.get((hook_name, project_id), dict.fromkeys(DeliveryStatus, 0)))
+        pending = (self._deliveries[n].delivery for n in self._pending_by_hook.get(hook_name, ()))
+        due = [d.next_attempt_time for d in pending if d.project_id == project_id]
+        return HookStats(counts, [], next_attempt_time=min((t for t in due if t is not None), default=None))
 
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         await trio.lowlevel.checkpoint()

@@ -352,7 +352,8 @@ def get(env: Env, hook: str) -> None:
 
 
 def overview_view(o: HookOverview) -> Group:
-    counts = table("QUEUED", "RETRYING", "DELIVERED", "FAILED", "DISCARDED", "SUCCESS", "P50", "P95")
+    title = f"project {o.project_id} only (latency and health: the whole hook)" if o.project_id else None
+    counts = table("QUEUED", "RETRYING", "DELIVERED", "FAILED", "DISCARDED", "SUCCESS", "P50", "P95", title=title)
     counts.add_row(
         Text(str(o.queued_count), style="cyan"),
         Text(str(o.retrying_count), style="yellow"),
@@ -379,16 +380,23 @@ SHOW_EXAMPLES = """\b
 Examples:
   tidings hooks show companies/8/projects/6778/hooks/procore-sync
   tidings --json hooks show HOOK | jq .success_rate
+  tidings hooks show companies/8/hooks/rfis --project 6778   # a company hook, in one project
 """
 
 
 @hooks.command(epilog=SHOW_EXAMPLES)
 @click.argument("hook", type=names.HOOK)
+@click.option(
+    "--project",
+    "project_id",
+    type=click.IntRange(min=1),
+    help="Company hooks: count only the deliveries of this project's events (a project id, e.g. 6778).",
+)
 @pass_env
-def show(env: Env, hook: str) -> None:
+def show(env: Env, hook: str, project_id: int | None) -> None:
     """The hook's Overview: settings, deliveries per status in the last 28 days, success rate,
     latency, and the last success and failure."""
-    o = env.client().get_hook_overview(hook)
+    o = env.client().get_hook_overview(hook, project_id=project_id or 0)
     if env.out.as_json:
         env.out.json(o)
     else:

@@ -22,3 +22,7 @@ CREATE INDEX templates_by_company ON templates (company_id, name);
 -- A hook made from a template records which one and which revision ('' and 0 otherwise).
 ALTER TABLE hooks ADD COLUMN template text NOT NULL DEFAULT '';
 ALTER TABLE hooks ADD COLUMN template_revision bigint NOT NULL DEFAULT 0;
+
+-- A company hook's overview narrowed to one project counts its deliveries there by status,
+-- from this index alone.
+CREATE INDEX deliveries_by_hook_project ON deliveries (hook_name, project_id, status);

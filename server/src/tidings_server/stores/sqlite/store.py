@@ -526,6 +526,10 @@ class SqliteStore:
     async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
         return await self._run(partial(history.get_rendered, delivery_name=delivery_name), write=False)
 
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        run = partial(history.hook_project_stats, hook_name=hook_name, project_id=project_id)
+        return await self._run(run, write=False)
+
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         run = partial(history.hook_stats, hook_name=hook_name, latency_sample=latency_sample)
         return await self._run(run, write=False)

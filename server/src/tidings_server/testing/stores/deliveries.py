@@ -165,6 +165,22 @@ class DeliveryStoreContract:
         assert company_event.deliveries == 1
         assert await _delivered_to(store, hook) == [event_id(1), event_id(3), event_id(4)]
 
+    async def test_a_company_hooks_stats_narrow_to_one_project(self, store: Store) -> None:
+        hook = "companies/1/hooks/rfis"
+        await _hook(store, hook, [("RFIs", "create")])
+        events = [make_event(n, project=p, resource="RFIs") for n, p in ((1, 1), (2, 1), (3, 2))]
+        await store.publish_events(events, T0)
+        await store.discard_pending(hook, T1, "gone")
+        await store.publish_events([make_event(4, project=1, resource="RFIs")], T2)
+        one = await store.hook_project_stats(hook, 1)
+        assert one.counts == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.QUEUED: 1, DeliveryStatus.DISCARDED: 2}
+        assert one.next_attempt_time == T2
+        two = await store.hook_project_stats(hook, 2)
+        assert two.counts == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.DISCARDED: 1}
+        assert two.next_attempt_time is None
+        none = await store.hook_project_stats(hook, 3)
+        assert none.counts == dict.fromkeys(DeliveryStatus, 0)
+
     async def test_fan_out_follows_a_company_hooks_project_list(self, store: Store) -> None:
         hook = "companies/1/hooks/some"
         await _hook(store, hook, [("RFIs", "create")], projects=(1,))
