@@ -471,25 +471,8 @@ class PostgresStore:
 
 
 def _template_row(template: Template) -> tuple[Any, ...]:
-    return (
-        template.name,
-        template.company_id,
-        template.display_name,
-        template_text.definitions_text(template.hooks),
-        template.revision,
-        rows.aware("create_time", template.create_time),
-        rows.aware("update_time", template.update_time),
-    )
+    return template_text.template_row(template, rows.aware)
 
 
 def _template(row: Sequence[Any]) -> Template:
-    name, company_id, display_name, hooks, revision, created, updated = row
-    return Template(
-        name=name,
-        company_id=company_id,
-        display_name=display_name,
-        hooks=template_text.definitions(hooks),
-        revision=revision,
-        create_time=created,
-        update_time=updated,
-    )
+    return template_text.template(row, lambda value: value)  # psycopg reads timestamptz as aware datetimes

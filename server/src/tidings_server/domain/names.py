@@ -72,10 +72,11 @@ def parse_hook_name(field: str, value: str) -> tuple[Parent, str]:
     return parent, m["h"]
 
 
-def check_hook_id(field: str, value: str) -> str:
+def check_hook_id(field: str, value: str, kind: str = "hook") -> str:
+    """A hook id (or, with ``kind``, a template id: the same rule)."""
     if not _HOOK_ID_RE.fullmatch(value):
         raise InvalidArgument(
-            f"{field}: {quote(value)} is not a valid hook id; use 1 to 63 lowercase letters, digits"
+            f"{field}: {quote(value)} is not a valid {kind} id; use 1 to 63 lowercase letters, digits"
             " and hyphens, starting and ending with a letter or digit"
         )
     return value
@@ -141,12 +142,7 @@ def parse_template_name(field: str, value: str) -> tuple[int, str]:
 
 
 def check_template_id(field: str, value: str) -> str:
-    if not _HOOK_ID_RE.fullmatch(value):
-        raise InvalidArgument(
-            f"{field}: {quote(value)} is not a valid template id; use 1 to 63 lowercase letters, digits"
-            " and hyphens, starting and ending with a letter or digit"
-        )
-    return value
+    return check_hook_id(field, value, "template")
 
 
 def template_name(company_id: int, template_id: str) -> str:

@@ -8,10 +8,11 @@ here already sealed (``stores.sealed``), so the text holds no secret in plaintex
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from tidings_server.domain.model import HookDefinition, Ordering, RetryPolicy
+from tidings_server.domain.model import HookDefinition, Ordering, RetryPolicy, Template
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -74,3 +75,23 @@ def definitions(text: str) -> tuple[HookDefinition, ...]:
             )
         )
     return tuple(found)
+
+
+def template_row(template: Template, time: Callable[[str, datetime], Any]) -> tuple[Any, ...]:
+    """(name, company_id, display_name, hooks, revision, create_time, update_time), each time
+    as ``time(field, value)`` writes it for the backend."""
+    return (
+        template.name,
+        template.company_id,
+        template.display_name,
+        definitions_text(template.hooks),
+        template.revision,
+        time("create_time", template.create_time),
+        time("update_time", template.update_time),
+    )
+
+
+def template(row: Sequence[Any], time: Callable[[Any], datetime]) -> Template:
+    """The template of a row ``template_row`` wrote, its times read back by ``time``."""
+    name, company_id, display_name, hooks, revision, created, updated = row
+    return Template(name, company_id, display_name, definitions(hooks), revision, time(created), time(updated))

@@ -144,28 +144,11 @@ def _check_limit(limit: int) -> None:
 
 
 def _template_row(template: Template) -> tuple[object, ...]:
-    return (
-        template.name,
-        template.company_id,
-        template.display_name,
-        template_text.definitions_text(template.hooks),
-        template.revision,
-        to_micros("create_time", template.create_time),
-        to_micros("update_time", template.update_time),
-    )
+    return template_text.template_row(template, to_micros)
 
 
 def _template(row: Sequence[Any]) -> Template:
-    name, company_id, display_name, hooks, revision, created, updated = row
-    return Template(
-        name=name,
-        company_id=company_id,
-        display_name=display_name,
-        hooks=template_text.definitions(hooks),
-        revision=revision,
-        create_time=from_micros(created),
-        update_time=from_micros(updated),
-    )
+    return template_text.template(row, from_micros)
 
 
 def _require_hook(conn: sqlite3.Connection, name: str) -> None:
