@@ -63,8 +63,9 @@ _UPDATE_HOOK: Final = """
     WHERE name = %s
 """
 _INSERT_TRIGGER: Final = """
-    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time)
-    SELECT name, %s, company_id, project_id, %s, %s, %s FROM hooks WHERE name = %s
+    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time,
+                          all_projects)
+    SELECT name, %s, company_id, project_id, %s, %s, %s, cardinality(projects) = 0 FROM hooks WHERE name = %s
     ON CONFLICT (hook_name, name) DO NOTHING
 """
 _SELECT_TRIGGERS: Final = """
@@ -293,6 +294,8 @@ class PostgresStore:
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = rows.hook_row(new)
             conn.execute(_UPDATE_HOOK, (*row[3:24], name))
+            if new.projects != current.projects:
+                conn.execute("UPDATE triggers SET all_projects = %s WHERE hook_name = %s", (not new.projects, name))
             changelog.notify(conn, deliveries.DUE)
             return new
 

@@ -100,15 +100,20 @@ _UPDATE_HOOK = """
 """
 # A trigger copies its hook's company and project (fixed for the hook's life) for fan-out.
 _INSERT_TRIGGER = """
-    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time)
-    SELECT name, ?, company_id, project_id, ?, ?, ? FROM hooks WHERE name = ?
+    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time,
+                          all_projects)
+    SELECT name, ?, company_id, project_id, ?, ?, ?, NOT EXISTS (SELECT 1 FROM hook_projects WHERE hook_name = ?5)
+    FROM hooks WHERE name = ?5
     ON CONFLICT (hook_name, name) DO NOTHING
 """
 _SELECT_TRIGGER = """
     SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = ? AND name = ?
 """
 _DELETE_PROJECTS = "DELETE FROM hook_projects WHERE hook_name = ?"
-_INSERT_PROJECT = "INSERT INTO hook_projects (hook_name, project_id) VALUES (?, ?)"
+_INSERT_PROJECT = """
+    INSERT INTO hook_projects (hook_name, company_id, project_id) SELECT name, company_id, ? FROM hooks WHERE name = ?
+"""
+_ALL_PROJECTS = "UPDATE triggers SET all_projects = ? WHERE hook_name = ?"
 _INSERT_TEMPLATE = """
     INSERT INTO templates (name, company_id, display_name, hooks, revision, create_time, update_time)
     VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -217,7 +222,7 @@ class SqliteStore:
             if conn.execute("SELECT 1 FROM hooks WHERE name = ?", (hook.name,)).fetchone() is not None:
                 raise AlreadyExists(f"hook {hook.name} already exists")
             conn.execute(_INSERT_HOOK, row)
-            conn.executemany(_INSERT_PROJECT, [(hook.name, p) for p in hook.projects])
+            conn.executemany(_INSERT_PROJECT, [(p, hook.name) for p in hook.projects])
 
         await self._run(run, write=True)
 
@@ -240,7 +245,7 @@ class SqliteStore:
                     raise AlreadyExists(f"hook {h.name} already exists")
                 seen.add(h.name)
             conn.executemany(_INSERT_HOOK, hook_rows)
-            conn.executemany(_INSERT_PROJECT, [(h.name, p) for h, _ in hooks for p in h.projects])
+            conn.executemany(_INSERT_PROJECT, [(p, h.name) for h, _ in hooks for p in h.projects])
             conn.executemany(_INSERT_TRIGGER, trigger_rows)
 
         await self._run(run, write=True)
@@ -342,7 +347,8 @@ class SqliteStore:
             conn.execute(_UPDATE_HOOK, (*row[3:21], *row[22:24], name))
             if new.projects != current.projects:
                 conn.execute(_DELETE_PROJECTS, (name,))
-                conn.executemany(_INSERT_PROJECT, [(name, p) for p in new.projects])
+                conn.executemany(_INSERT_PROJECT, [(p, name) for p in new.projects])
+                conn.execute(_ALL_PROJECTS, (int(not new.projects), name))
             return new
 
         return await self._run(run, write=True)
