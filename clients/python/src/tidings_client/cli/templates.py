@@ -17,6 +17,11 @@ from tidings_client.client import Client
 from tidings_client.types import HookDefinition, Scope, Template
 
 HOOKS_FILE_HELP = """\b
+Examples:
+  tidings templates create --company 8 --id standard --name "Standard project" --hooks-file hooks.json
+  tidings templates update companies/8/templates/standard --hooks-file hooks.json
+
+\b
 The hooks file is JSON: a list of hook definitions, each
   {"hook_id": "erp", "url": "https://erp.example.com/in", "format": "procore.v4",
    "events": ["RFIs:create", "Submittals:*"], "name": "ERP", "auth_header": "Bearer …",
