@@ -86,10 +86,6 @@ class Hook:
     def scope(self) -> Scope:
         return Scope.COMPANY if self.project_id is None else Scope.PROJECT
 
-    def receives_project(self, project_id: int) -> bool:
-        """Whether this company hook takes project ``project_id``'s events (its list allows it)."""
-        return not self.projects or project_id in self.projects
-
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets a delivery made at ``now`` is signed with: none when signing is off,
         the current one, and the previous one while the rotation's overlap lasts."""

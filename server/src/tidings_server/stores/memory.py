@@ -6,7 +6,8 @@ every method is a trio checkpoint, so cancellation lands before a change, never 
 It never blocks and starts no threads, so the delivery engine can run on it in virtual time.
 
 Next to the records it keeps the indexes the SQLite schema has, so that fan-out looks only at
-the triggers of one (company, project, resource, event type) and claiming walks pending
+the triggers of one (company, project, resource, event type), a company hook's filed under
+each project it takes events from too, and claiming walks pending
 deliveries in due order, stopping at the first not yet due. History lists and the change log
 are plain scans, planned like SQLite's walks (``stores.history``) so that they examine the same
 deliveries and changes and return the same pages; per-hook counters and health are kept as
@@ -90,8 +91,17 @@ def _in_parent(hook: Hook, parent: Parent) -> bool:
     return hook.project_id == parent.project_id
 
 
-def _match_key(hook: Hook, trigger: Trigger) -> _MatchKey:
-    return (hook.company_id, hook.project_id, trigger.resource_name, trigger.event_type)
+_EVERY_PROJECT = 0  # the project of the match keys of company hooks without a project list
+
+
+def _match_keys(hook: Hook, trigger: Trigger) -> list[_MatchKey]:
+    """Where fan-out finds the trigger: under its hook's parent and, for a company hook, under
+    every project it takes events from (``_EVERY_PROJECT`` when it has no list)."""
+    pair = (trigger.resource_name, trigger.event_type)
+    keys = [(hook.company_id, hook.project_id, *pair)]
+    if hook.project_id is None:
+        keys += [(hook.company_id, p, *pair) for p in hook.projects or (_EVERY_PROJECT,)]
+    return keys
 
 
 def _in_scope(query: DeliveryQuery, delivery: Delivery) -> bool:
@@ -209,7 +219,7 @@ class MemoryStore:
             for trigger in triggers:
                 if trigger.name not in stored:
                     stored[trigger.name] = trigger
-                    self._matching.setdefault(_match_key(hook, trigger), set()).add((hook.name, trigger.name))
+                    self._index(hook, trigger)
 
     # -- templates -------------------------------------------------------------------------
 
@@ -277,6 +287,10 @@ class MemoryStore:
             raise ValueError(f"change() must not rename hook {name} or move it to another parent")
         _check_time("create_time", new.create_time)
         _check_time("update_time", new.update_time)
+        if new.projects != current.projects:
+            for trigger in self._triggers[name].values():
+                self._unindex(current, trigger)
+                self._index(new, trigger)
         self._hooks[name] = new
         return new
 
@@ -288,12 +302,16 @@ class MemoryStore:
         del self._hooks[name]
         del self._triggers[name]
 
+    def _index(self, hook: Hook, trigger: Trigger) -> None:
+        for key in _match_keys(hook, trigger):
+            self._matching.setdefault(key, set()).add((hook.name, trigger.name))
+
     def _unindex(self, hook: Hook, trigger: Trigger) -> None:
-        key = _match_key(hook, trigger)
-        matching = self._matching[key]
-        matching.discard((hook.name, trigger.name))
-        if not matching:
-            del self._matching[key]
+        for key in _match_keys(hook, trigger):
+            matching = self._matching[key]
+            matching.discard((hook.name, trigger.name))
+            if not matching:
+                del self._matching[key]
 
     async def add_triggers(self, hook_name: str, triggers: Sequence[Trigger]) -> list[Trigger]:
         await trio.lowlevel.checkpoint()
@@ -308,7 +326,7 @@ class MemoryStore:
             kept = stored.get(trigger.name)
             if kept is None:
                 kept = stored[trigger.name] = trigger
-                self._matching.setdefault(_match_key(hook, trigger), set()).add((hook_name, trigger.name))
+                self._index(hook, trigger)
             added.append(kept)
         return added
 
@@ -342,9 +360,8 @@ class MemoryStore:
         key = (event.company_id, event.project_id, event.resource_name, event.event_type)
         found = {hook for hook, _ in self._matching.get(key, ())}
         if event.project_id is not None:
-            company = (event.company_id, None, event.resource_name, event.event_type)
-            project = event.project_id
-            found |= {h for h, _ in self._matching.get(company, ()) if self._hooks[h].receives_project(project)}
+            every = (event.company_id, _EVERY_PROJECT, event.resource_name, event.event_type)
+            found |= {hook for hook, _ in self._matching.get(every, ())}
         return [name for name in sorted(found) if self._hooks[name].status is not HookStatus.DISABLED]
 
     async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:

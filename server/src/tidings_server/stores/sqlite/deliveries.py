@@ -46,14 +46,15 @@ _MATCHING_HOOKS = """
     ORDER BY t.hook_name
 """
 # A project's event: the project's hooks; the company's hooks without a project list (the
-# partial index of their triggers); the company's hooks listing the project, each probing its
+# partial index of their triggers, named: the planner would rather take triggers_by_event, which
+# holds the listing hooks' triggers too); the company's hooks listing the project, each probing its
 # trigger by primary key (the trigger id, ?5, is derived from the pair).
 _MATCHING_HOOKS_OF_PROJECT = """
     SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
     WHERE t.company_id = ?1 AND t.project_id = ?2 AND t.resource_name = ?3 AND t.event_type = ?4
       AND h.status IN ('active', 'paused')
     UNION
-    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    SELECT t.hook_name FROM triggers AS t INDEXED BY triggers_of_every_project JOIN hooks AS h ON h.name = t.hook_name
     WHERE t.company_id = ?1 AND t.project_id IS NULL AND t.all_projects = 1 AND t.resource_name = ?3
       AND t.event_type = ?4 AND h.status IN ('active', 'paused')
     UNION
