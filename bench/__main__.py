@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "render": "bench.render",
     "tls": "bench.tls",
     "auth": "bench.auth",
+    "fanout": "bench.fanout",
 }
 
 

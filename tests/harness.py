@@ -8,7 +8,14 @@ from dataclasses import dataclass, replace
 import grpc
 import trio
 
-from tidings.v1 import catalog_pb2_grpc, deliveries_pb2_grpc, events_pb2_grpc, hooks_pb2_grpc, tokens_pb2_grpc
+from tidings.v1 import (
+    catalog_pb2_grpc,
+    deliveries_pb2_grpc,
+    events_pb2_grpc,
+    hooks_pb2_grpc,
+    templates_pb2_grpc,
+    tokens_pb2_grpc,
+)
 from tidings_server.app import Config, Running, serve
 from tidings_server.domain.sealing import Keyring, encode_key, new_key
 from tidings_server.keys import ENV_VAR, KeySource
@@ -83,6 +90,7 @@ class Api:
     events: events_pb2_grpc.EventServiceStub
     deliveries: deliveries_pb2_grpc.DeliveryServiceStub
     tokens: tokens_pb2_grpc.TokenServiceStub
+    templates: templates_pb2_grpc.TemplateServiceStub
 
     @classmethod
     def connect(cls, port: int, credentials: grpc.ChannelCredentials | None = None, host: str = "127.0.0.1") -> Api:
@@ -96,6 +104,7 @@ class Api:
             events_pb2_grpc.EventServiceStub(channel),
             deliveries_pb2_grpc.DeliveryServiceStub(channel),
             tokens_pb2_grpc.TokenServiceStub(channel),
+            templates_pb2_grpc.TemplateServiceStub(channel),
         )
 
 

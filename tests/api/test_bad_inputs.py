@@ -720,10 +720,10 @@ BAD_INPUTS = [
         id="add-company-resource-to-project-hook",
     ),
     P(
-        add_triggers([("RFIs", "create")], COMPANY_HOOK),
+        add_triggers([("Widgets", "create")], COMPANY_HOOK),
         INVALID,
-        "triggers[0] ('RFIs', 'create'): 'RFIs' is a project-level resource; company hooks cannot select it",
-        id="add-project-resource-to-company-hook",
+        "triggers[0] ('Widgets', 'create'): unknown resource 'Widgets' for company hooks",
+        id="add-unknown-resource-to-company-hook",
     ),
     P(
         add_triggers([("Bids", "delete")], COMPANY_HOOK),

@@ -22,7 +22,7 @@ from google.protobuf import field_mask_pb2
 
 from tests.auth.world import ROLES, World, build, code_of, event, hook, project, watch_code
 from tests.harness import Api
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2
 from tidings_server.domain.access import POLICY, ROLE_PERMISSIONS
 from tidings_server.domain.tokens import Role
 
@@ -47,7 +47,7 @@ def unary(stub: str, method: str, make: Callable[[World, int], Any]) -> Callable
     return call
 
 
-H, D = hooks_pb2, deliveries_pb2
+H, D, T = hooks_pb2, deliveries_pb2, templates_pb2
 CASES = [
     Case(
         "/tidings.v1.HookService/CreateHook",
@@ -182,6 +182,55 @@ CASES = [
     Case(
         "/tidings.v1.DeliveryService/SendTestEvent",
         unary("deliveries", "SendTestEvent", lambda w, c: D.SendTestEventRequest(name=f"{project(c)}/hooks/missing")),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.TemplateService/CreateTemplate",
+        unary(
+            "templates",
+            "CreateTemplate",
+            lambda w, c: T.CreateTemplateRequest(
+                parent=f"companies/{c}", template_id="Not An Id", template=T.Template()
+            ),
+        ),
+        Code.INVALID_ARGUMENT,  # the id is refused once the caller is let through
+    ),
+    Case(
+        "/tidings.v1.TemplateService/GetTemplate",
+        unary("templates", "GetTemplate", lambda w, c: T.GetTemplateRequest(name=f"companies/{c}/templates/missing")),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.TemplateService/ListTemplates",
+        unary("templates", "ListTemplates", lambda w, c: T.ListTemplatesRequest(parent=f"companies/{c}")),
+        Code.OK,
+    ),
+    Case(
+        "/tidings.v1.TemplateService/UpdateTemplate",
+        unary(
+            "templates",
+            "UpdateTemplate",
+            lambda w, c: T.UpdateTemplateRequest(
+                template=T.Template(name=f"companies/{c}/templates/missing", display_name="y"),
+                update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+            ),
+        ),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.TemplateService/DeleteTemplate",
+        unary(
+            "templates", "DeleteTemplate", lambda w, c: T.DeleteTemplateRequest(name=f"companies/{c}/templates/missing")
+        ),
+        Code.NOT_FOUND,
+    ),
+    Case(
+        "/tidings.v1.TemplateService/ApplyTemplate",
+        unary(
+            "templates",
+            "ApplyTemplate",
+            lambda w, c: T.ApplyTemplateRequest(template=f"companies/{c}/templates/missing", project=project(c)),
+        ),
         Code.NOT_FOUND,
     ),
     Case(

@@ -28,6 +28,7 @@ from tidings_server.domain.model import Scope
 from tidings_server.domain.ports import Notice, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.domain.sealing import Keyring, new_key
+from tidings_server.domain.templates import TemplateService
 from tidings_server.domain.tokens import TokenService
 from tidings_server.grpc_api.deliveries import WatchSettings
 from tidings_server.grpc_api.server import Core, GrpcServer
@@ -185,7 +186,10 @@ def build_core(
         clock.now,
         on_change=changed,
     )
-    events = EventService(store, plugins.catalog.get, clock.now, on_published=changed)
+    templates = TemplateService(store, hooks, clock.now, on_change=changed)
+    events = EventService(
+        store, plugins.catalog.get, clock.now, on_published=changed, apply_template=templates.apply_on_project_created
+    )
     engine.announcer.connect(events.publish)
     history = HistoryService(
         store,
@@ -205,6 +209,7 @@ def build_core(
         tokens=TokenService(store, clock.now),
         watch=config.watch,
         auth=config.auth,
+        templates=templates,
     )
 
 

@@ -24,6 +24,7 @@ from tidings_client.errors import (
 )
 from tidings_client.options import Options, Retry, Tls
 from tidings_client.types import (
+    AppliedTemplate,
     Attempt,
     CatalogResource,
     Delivery,
@@ -37,6 +38,7 @@ from tidings_client.types import (
     EventMetadata,
     Hook,
     HookChanges,
+    HookDefinition,
     HookOverview,
     HookStatus,
     PayloadFormat,
@@ -47,6 +49,7 @@ from tidings_client.types import (
     RetryPolicy,
     Scope,
     StatusRange,
+    Template,
     Trigger,
 )
 
@@ -67,6 +70,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AlreadyExists",
+    "AppliedTemplate",
     "AsyncClient",
     "Attempt",
     "CatalogResource",
@@ -84,6 +88,7 @@ __all__ = [
     "FailedPrecondition",
     "Hook",
     "HookChanges",
+    "HookDefinition",
     "HookOverview",
     "HookStatus",
     "InvalidArgument",
@@ -101,6 +106,7 @@ __all__ = [
     "RetryPolicy",
     "Scope",
     "StatusRange",
+    "Template",
     "TidingsError",
     "Tls",
     "Trigger",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from tidings.v1 import (
     catalog_pb2,
@@ -20,6 +21,8 @@ from tidings.v1 import (
     events_pb2_grpc,
     hooks_pb2,
     hooks_pb2_grpc,
+    templates_pb2,
+    templates_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
 )
@@ -87,6 +90,7 @@ class AsyncClient:
         self._events = events_pb2_grpc.EventServiceStub(self._channel)
         self._deliveries = deliveries_pb2_grpc.DeliveryServiceStub(self._channel)
         self._tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
+        self._templates = templates_pb2_grpc.TemplateServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -150,6 +154,7 @@ class AsyncClient:
         max_concurrency: int | None = None,
         signing_disabled: bool = False,
         rate_limit: t.RateLimit | None = None,
+        projects: Sequence[int] = (),
         timeout: float | None = None,
     ) -> t.Hook:
         """Create a hook under ``companies/{c}`` or ``companies/{c}/projects/{p}``.
@@ -157,7 +162,8 @@ class AsyncClient:
         The returned hook carries its signing secret in ``signing_secret``: this is the only
         answer that does (besides a rotation), so keep it. ``signing_disabled=True`` creates
         a hook whose deliveries carry no signature headers. ``rate_limit`` caps the
-        deliveries a second (over it they wait, never fail).
+        deliveries a second (over it they wait, never fail). ``projects`` (company hooks only)
+        narrows the project-level events it receives to those projects.
         """
         request = convert.create_hook_request(
             parent,
@@ -172,6 +178,7 @@ class AsyncClient:
             max_concurrency=max_concurrency,
             signing_disabled=signing_disabled,
             rate_limit=rate_limit,
+            projects=projects,
         )
         # Not retried: a lost answer to a create that happened would create a second hook.
         return convert.hook(await self._call(self._hooks.CreateHook, request, idempotent=False, timeout=timeout))
@@ -273,6 +280,86 @@ class AsyncClient:
         request = tokens_pb2.RevokeTokenRequest(name=name)
         return convert.token(await self._call(self._tokens.RevokeToken, request, idempotent=True, timeout=timeout))
 
+    # -- templates --------------------------------------------------------------------------------
+
+    async def create_template(
+        self,
+        parent: str,
+        template_id: str,
+        hooks: Sequence[t.HookDefinition],
+        *,
+        display_name: str = "",
+        timeout: float | None = None,
+    ) -> t.Template:
+        """Create a project template under ``companies/{c}``: the hooks each project it is
+        applied to gets (see ``apply_template``)."""
+        message = templates_pb2.Template(
+            display_name=display_name, hooks=[convert.definition_message(d) for d in hooks]
+        )
+        request = templates_pb2.CreateTemplateRequest(parent=parent, template_id=template_id, template=message)
+        # Not retried: a repeat after a lost answer would report ALREADY_EXISTS for a create that worked.
+        return convert.template(
+            await self._call(self._templates.CreateTemplate, request, idempotent=False, timeout=timeout)
+        )
+
+    async def get_template(self, name: str, *, timeout: float | None = None) -> t.Template:
+        request = templates_pb2.GetTemplateRequest(name=name)
+        return convert.template(
+            await self._call(self._templates.GetTemplate, request, idempotent=True, timeout=timeout)
+        )
+
+    def list_templates(
+        self, parent: str, *, page_size: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[t.Template]:
+        """Every template of the company ``parent`` (``companies/{c}``), page by page."""
+
+        async def fetch(token: str) -> templates_pb2.ListTemplatesResponse:
+            request = templates_pb2.ListTemplatesRequest(parent=parent, page_size=page_size, page_token=token)
+            return await self._call(self._templates.ListTemplates, request, idempotent=True, timeout=timeout)
+
+        return self._paged(fetch, lambda r: map(convert.template, r.templates), lambda r: r.next_page_token)
+
+    async def update_template(
+        self,
+        name: str,
+        *,
+        display_name: str | None = None,
+        hooks: Sequence[t.HookDefinition] | None = None,
+        timeout: float | None = None,
+    ) -> t.Template:
+        """Change the label or replace the hook definitions; the revision goes up by one.
+        Hooks already made from the template are not changed."""
+        message = templates_pb2.Template(name=name)
+        paths = []
+        if display_name is not None:
+            message.display_name = display_name
+            paths.append("display_name")
+        if hooks is not None:
+            message.hooks.extend(convert.definition_message(d) for d in hooks)
+            paths.append("hooks")
+        if not paths:
+            raise ValueError("nothing to update: give display_name or hooks")
+        request = templates_pb2.UpdateTemplateRequest(template=message, update_mask=FieldMask(paths=paths))
+        # Not retried: each update raises the revision, so a repeat is not the same update.
+        return convert.template(
+            await self._call(self._templates.UpdateTemplate, request, idempotent=False, timeout=timeout)
+        )
+
+    async def delete_template(self, name: str, *, timeout: float | None = None) -> None:
+        # Not retried: a repeat after a lost answer would report NOT_FOUND for a delete that worked.
+        request = templates_pb2.DeleteTemplateRequest(name=name)
+        await self._call(self._templates.DeleteTemplate, request, idempotent=False, timeout=timeout)
+
+    async def apply_template(self, template: str, project: str, *, timeout: float | None = None) -> t.AppliedTemplate:
+        """Make the project's hooks from the template, all or none; the new hooks carry their
+        signing secrets, shown this once. Applying again creates nothing (``already_applied``),
+        so this is retried like a read: after a lost answer the retry reports the hooks as
+        existing, and their secrets are had with ``rotate_signing_secret``."""
+        request = templates_pb2.ApplyTemplateRequest(template=template, project=project)
+        return convert.applied_template(
+            await self._call(self._templates.ApplyTemplate, request, idempotent=True, timeout=timeout)
+        )
+
     # -- catalog ----------------------------------------------------------------------------------
 
     def list_resources(
@@ -368,8 +455,12 @@ class AsyncClient:
             await self._call(self._deliveries.GetDelivery, request, idempotent=True, timeout=timeout)
         )
 
-    async def get_hook_overview(self, name: str, *, timeout: float | None = None) -> t.HookOverview:
-        request = deliveries_pb2.GetHookOverviewRequest(name=name)
+    async def get_hook_overview(
+        self, name: str, *, project_id: int = 0, timeout: float | None = None
+    ) -> t.HookOverview:
+        """The hook at a glance; ``project_id`` narrows a company hook's counts, success rate and
+        next retry to that project's deliveries."""
+        request = deliveries_pb2.GetHookOverviewRequest(name=name, project_id=project_id)
         response = await self._call(self._deliveries.GetHookOverview, request, idempotent=True, timeout=timeout)
         return convert.hook_overview(response)
 

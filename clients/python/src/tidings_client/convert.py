@@ -6,7 +6,7 @@ in how they wait.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2
 from tidings_client import types as t
 
 K = TypeVar("K")
@@ -152,6 +152,9 @@ def hook(message: hooks_pb2.Hook) -> t.Hook:
         else None,
         disabled_reason=message.disabled_reason,
         disable_time=from_timestamp(message, "disable_time"),
+        projects=tuple(message.projects),
+        template=message.template,
+        template_revision=message.template_revision,
     )
 
 
@@ -169,6 +172,7 @@ def create_hook_request(
     max_concurrency: int | None,
     signing_disabled: bool,
     rate_limit: t.RateLimit | None = None,
+    projects: Sequence[int] = (),
 ) -> hooks_pb2.CreateHookRequest:
     message = hooks_pb2.Hook(
         display_name=display_name,
@@ -179,6 +183,7 @@ def create_hook_request(
         ordering=ORDERING[ordering] if ordering else hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED,
         max_concurrency=max_concurrency or 0,
         signing_disabled=signing_disabled,
+        projects=list(projects),
     )
     if retry_policy is not None:
         message.retry_policy.CopyFrom(retry_policy_message(retry_policy))
@@ -222,6 +227,9 @@ def update_hook_request(name: str, changes: t.HookChanges) -> hooks_pb2.UpdateHo
         if changes.rate_limit.per_second:  # unset in the message: no limit
             message.rate_limit.CopyFrom(rate_limit_message(changes.rate_limit))
         paths.append("rate_limit")
+    if changes.projects is not None:
+        message.projects.extend(changes.projects)
+        paths.append("projects")
     if not paths:
         raise ValueError("nothing to update: give at least one field to change")
     return hooks_pb2.UpdateHookRequest(hook=message, update_mask=FieldMask(paths=paths))
@@ -258,6 +266,7 @@ def catalog_resource(message: catalog_pb2.CatalogResource) -> t.CatalogResource:
         scope=_decode(_SCOPE_BACK, message.scope, "scope"),
         event_types=tuple(message.event_types),
         catalog=message.catalog,
+        hook_scopes=tuple(_decode(_SCOPE_BACK, s, "scope") for s in message.hook_scopes),
     )
 
 
@@ -337,6 +346,7 @@ def published(message: events_pb2.PublishedEvent, idempotency_key: str) -> t.Pub
         deliveries=message.deliveries,
         duplicate=message.duplicate,
         idempotency_key=idempotency_key,
+        project_template_error=message.project_template_error,
     )
 
 
@@ -417,6 +427,7 @@ def hook_overview(message: deliveries_pb2.HookOverview) -> t.HookOverview:
         rate_limited_time=from_timestamp(message, "rate_limited_time"),
         circuit_open_time=from_timestamp(message, "circuit_open_time"),
         next_probe_time=from_timestamp(message, "next_probe_time"),
+        project_id=message.project_id,
     )
 
 
@@ -463,4 +474,54 @@ def token(message: tokens_pb2.Token) -> t.Token:
         last_used_time=from_timestamp(message, "last_used_time"),
         revoke_time=from_timestamp(message, "revoke_time"),
         secret=message.secret,
+    )
+
+
+def definition_message(d: t.HookDefinition) -> templates_pb2.HookDefinition:
+    hook = hooks_pb2.Hook(
+        display_name=d.display_name,
+        destination_url=d.destination_url,
+        authorization_header=d.authorization_header,
+        payload_format=d.payload_format,
+        ordering=ORDERING[d.ordering] if d.ordering else hooks_pb2.DELIVERY_ORDERING_UNSPECIFIED,
+        max_concurrency=d.max_concurrency or 0,
+        signing_disabled=d.signing_disabled,
+    )
+    if d.retry_policy is not None:
+        hook.retry_policy.CopyFrom(retry_policy_message(d.retry_policy))
+    triggers = [hooks_pb2.Trigger(resource_name=r, event_type=e) for r, e in d.events]
+    return templates_pb2.HookDefinition(hook_id=d.hook_id, hook=hook, triggers=triggers)
+
+
+def template(message: templates_pb2.Template) -> t.Template:
+    return t.Template(
+        name=message.name,
+        display_name=message.display_name,
+        hooks=tuple(
+            t.HookDefinition(
+                hook_id=d.hook_id,
+                destination_url=d.hook.destination_url,
+                payload_format=d.hook.payload_format,
+                events=tuple((x.resource_name, x.event_type) for x in d.triggers),
+                display_name=d.hook.display_name,
+                authorization_header=d.hook.authorization_header,
+                retry_policy=retry_policy(d.hook.retry_policy),
+                ordering=_decode(_ORDERING_BACK, d.hook.ordering, "delivery ordering"),
+                max_concurrency=d.hook.max_concurrency,
+                signing_disabled=d.hook.signing_disabled,
+            )
+            for d in message.hooks
+        ),
+        revision=message.revision,
+        create_time=from_timestamp(message, "create_time"),
+        update_time=from_timestamp(message, "update_time"),
+    )
+
+
+def applied_template(message: templates_pb2.ApplyTemplateResponse) -> t.AppliedTemplate:
+    return t.AppliedTemplate(
+        created=tuple(hook(h) for h in message.created_hooks),
+        existing=tuple(message.existing_hooks),
+        already_applied=message.already_applied,
+        revision=message.revision,
     )

@@ -118,6 +118,12 @@ class Hook:
     # empty and None when it did not.
     disabled_reason: str = ""
     disable_time: datetime | None = None
+    # A company hook's projects: the only ones whose project-level events it receives; empty
+    # means every project of its company.
+    projects: tuple[int, ...] = ()
+    # The template the hook was made from ("" for a hook made by hand) and its revision then.
+    template: str = ""
+    template_revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,8 @@ class CatalogResource:
     scope: Scope
     event_types: tuple[str, ...]
     catalog: str
+    # The levels of the hooks that may select it (a company hook may select project resources).
+    hook_scopes: tuple[Scope, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,8 @@ class PublishedEvent:
     deliveries: int
     duplicate: bool
     idempotency_key: str = ""
+    # Why the project template a Projects create event named was not applied ("" when it was).
+    project_template_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,8 @@ class HookOverview:
     # The answering server's circuit breaker for the hook: when it opened, when it probes next.
     circuit_open_time: datetime | None = None
     next_probe_time: datetime | None = None
+    # The project the counts, success rate and next retry are narrowed to; 0 for the whole hook.
+    project_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -300,6 +312,7 @@ class HookChanges:
     ``authorization_header=""`` removes the header. ``retry_policy`` replaces the whole policy.
     ``signing_disabled=False`` turns signing back on, which the server refuses for a hook that
     has no secret yet (one stored before signing existed): ``rotate_signing_secret`` first.
+    ``projects=()`` lets a company hook receive every project's events again.
     """
 
     display_name: str | None = None
@@ -311,6 +324,7 @@ class HookChanges:
     max_concurrency: int | None = None
     signing_disabled: bool | None = None
     rate_limit: RateLimit | None = None  # RateLimit(0) removes the limit
+    projects: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,3 +340,49 @@ class Token:
     last_used_time: datetime | None = None
     revoke_time: datetime | None = None
     secret: str = ""
+
+
+@dataclass(frozen=True)
+class HookDefinition:
+    """One project hook a template makes in each project it is applied to, as ``hook_id``.
+
+    ``events`` are (resource, event type) pairs of project-level resources. On reads the
+    Authorization header is masked, as a hook's is.
+    """
+
+    hook_id: str
+    destination_url: str
+    payload_format: str
+    events: tuple[tuple[str, str], ...] = ()
+    display_name: str = ""
+    authorization_header: str = ""
+    retry_policy: RetryPolicy | None = None
+    ordering: DeliveryOrdering | None = None
+    max_concurrency: int | None = None
+    signing_disabled: bool = False
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    display_name: str
+    hooks: tuple[HookDefinition, ...]
+    # 1 at creation, one more with every update; hooks made from it record the one they copied.
+    revision: int
+    create_time: datetime | None
+    update_time: datetime | None
+
+
+@dataclass(frozen=True)
+class AppliedTemplate:
+    """What applying a template to a project did.
+
+    ``created`` carry their signing secrets: this is the only time they are shown.
+    ``existing`` are the hooks an earlier apply made, left as they were; ``already_applied``
+    is True when nothing was created because every hook existed.
+    """
+
+    created: tuple[Hook, ...]
+    existing: tuple[str, ...]
+    already_applied: bool
+    revision: int

@@ -21,6 +21,7 @@ from tidings_postgresql.rows import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COL
 from tidings_server.domain import sendrate
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook, SendRate
+from tidings_server.domain.names import trigger_id
 from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.domain.sendrate import SendGrant
 from tidings_server.stores import history as plans
@@ -65,13 +66,39 @@ _INSERT_DELIVERY: Final = """
 """
 
 
+# A project's event: the project's hooks; the company's hooks without a project list (the
+# partial index of their triggers); the company's hooks listing the project (the GIN index of
+# the lists), each probing its trigger by primary key (the trigger id is derived from the pair).
+_MATCHING_HOOKS_OF_PROJECT: Final = """
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = %(company)s AND t.project_id = %(project)s AND t.resource_name = %(resource)s
+      AND t.event_type = %(event_type)s AND h.status IN ('active', 'paused')
+    UNION
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = %(company)s AND t.project_id IS NULL AND t.all_projects
+      AND t.resource_name = %(resource)s AND t.event_type = %(event_type)s AND h.status IN ('active', 'paused')
+    UNION
+    SELECT t.hook_name FROM hooks AS h
+    JOIN triggers AS t ON t.hook_name = h.name AND t.name = h.name || '/triggers/' || %(trigger_id)s
+    WHERE h.project_id IS NULL AND h.projects @> ARRAY[%(project)s]::bigint[] AND h.company_id = %(company)s
+      AND t.resource_name = %(resource)s AND t.event_type = %(event_type)s AND h.status IN ('active', 'paused')
+    ORDER BY 1
+"""
+
+
 def _matching_hooks(conn: psycopg.Connection[Any], event: Event) -> list[str]:
-    args: tuple[object, ...]
     if event.project_id is None:
-        query, args = _MATCHING_HOOKS.format(project="t.project_id IS NULL"), (event.company_id,)
+        query = _MATCHING_HOOKS.format(project="t.project_id IS NULL")
+        found = conn.execute(query, (event.company_id, event.resource_name, event.event_type)).fetchall()
     else:
-        query, args = _MATCHING_HOOKS.format(project="t.project_id = %s"), (event.company_id, event.project_id)
-    found = conn.execute(query, (*args, event.resource_name, event.event_type)).fetchall()
+        args = {
+            "company": event.company_id,
+            "project": event.project_id,
+            "resource": event.resource_name,
+            "event_type": event.event_type,
+            "trigger_id": trigger_id(event.resource_name, event.event_type),
+        }
+        found = conn.execute(_MATCHING_HOOKS_OF_PROJECT, args).fetchall()
     return [row[0] for row in found]
 
 
@@ -238,7 +265,7 @@ _CLAIMED: Final = f"""
     ORDER BY u.ord
 """
 _N_DELIVERY: Final = 16
-_N_HOOK: Final = 25
+_N_HOOK: Final = 28
 
 
 def claim(

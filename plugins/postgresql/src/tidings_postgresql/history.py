@@ -188,6 +188,22 @@ _HEALTH: Final = """
 _NEXT_ATTEMPT: Final = f"SELECT min(next_attempt_time) FROM deliveries WHERE hook_name = %s AND {PENDING}"
 
 
+_PROJECT_COUNTS: Final = """
+    SELECT status, count(*) FROM deliveries WHERE hook_name = %s AND project_id = %s GROUP BY status
+"""
+_PROJECT_NEXT_ATTEMPT: Final = f"""
+    SELECT min(next_attempt_time) FROM deliveries WHERE hook_name = %s AND project_id = %s AND {PENDING}
+"""
+
+
+def hook_project_stats(conn: psycopg.Connection[Any], *, hook_name: str, project_id: int) -> HookStats:
+    counts = dict.fromkeys(DeliveryStatus, 0)
+    for status, total in conn.execute(_PROJECT_COUNTS, (hook_name, project_id)).fetchall():
+        counts[DeliveryStatus(status)] = int(total)
+    row = conn.execute(_PROJECT_NEXT_ATTEMPT, (hook_name, project_id)).fetchone()
+    return HookStats(counts, [], next_attempt_time=None if row is None else row[0])
+
+
 def hook_stats(conn: psycopg.Connection[Any], *, hook_name: str, latency_sample: int) -> HookStats:
     counts = dict.fromkeys(DeliveryStatus, 0)
     for status, total in conn.execute(_COUNTS, (hook_name,)).fetchall():

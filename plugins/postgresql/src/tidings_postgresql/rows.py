@@ -34,7 +34,7 @@ HOOK_COLUMNS: Final = (
     " status, create_time, update_time, timeout_us, retry_window_us, initial_backoff_us, max_backoff_us,"
     " retryable_statuses, ordering, max_concurrency, signing_disabled, signing_secret,"
     " previous_signing_secret, previous_secret_expire_time, rate_limit_per_second, rate_limit_burst,"
-    " disabled_reason, disable_time"
+    " disabled_reason, disable_time, projects, template, template_revision"
 )
 DELIVERY_COLUMNS: Final = (
     "name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,"
@@ -100,6 +100,9 @@ def hook_row(hook: Hook) -> tuple[Any, ...]:
         0 if hook.rate_limit is None else hook.rate_limit.burst,
         hook.disabled_reason,
         optional_aware("disable_time", hook.disable_time),
+        list(hook.projects),
+        hook.template,
+        hook.template_revision,
         str(Parent(hook.company_id, hook.project_id)),
     )
 
@@ -132,6 +135,9 @@ def hook(row: Any) -> Hook:
         burst,
         disabled_reason,
         disable_time,
+        projects,
+        template,
+        template_revision,
     ) = row
     return Hook(
         name=name,
@@ -156,6 +162,9 @@ def hook(row: Any) -> Hook:
         signing_disabled=signing_disabled,
         signing_secret=signing_secret,
         previous_signing_secret=previous_secret,
+        projects=tuple(sorted(projects)),
+        template=template,
+        template_revision=template_revision,
         previous_secret_expire_time=previous_expire,
         rate_limit=SendRate(per_second, burst) if per_second else None,
         disabled_reason=disabled_reason,

@@ -23,7 +23,7 @@ import trio
 from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows, status, tokens
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Template, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
     Activity,
@@ -42,12 +42,13 @@ from tidings_server.domain.ports import (
 from tidings_server.domain.sendrate import SendGrant
 from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
+from tidings_server.stores import templates as template_text
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _INSERT_HOOK: Final = f"""
-    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 26)}) ON CONFLICT (name) DO NOTHING
+    INSERT INTO hooks ({HOOK_COLUMNS}, parent) VALUES ({", ".join(["%s"] * 29)}) ON CONFLICT (name) DO NOTHING
 """
 _SELECT_HOOK: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE name = %s"
 _LIST_HOOKS: Final = f"SELECT {HOOK_COLUMNS} FROM hooks WHERE parent = %s AND name > %s ORDER BY name LIMIT %s"
@@ -62,12 +63,14 @@ _UPDATE_HOOK: Final = """
                      initial_backoff_us = %s, max_backoff_us = %s, retryable_statuses = %s, ordering = %s,
                      max_concurrency = %s, signing_disabled = %s, signing_secret = %s,
                      previous_signing_secret = %s, previous_secret_expire_time = %s,
-                     rate_limit_per_second = %s, rate_limit_burst = %s, disabled_reason = %s, disable_time = %s
+                     rate_limit_per_second = %s, rate_limit_burst = %s, disabled_reason = %s, disable_time = %s,
+                     projects = %s, template = %s, template_revision = %s
     WHERE name = %s
 """
 _INSERT_TRIGGER: Final = """
-    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time)
-    SELECT name, %s, company_id, project_id, %s, %s, %s FROM hooks WHERE name = %s
+    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time,
+                          all_projects)
+    SELECT name, %s, company_id, project_id, %s, %s, %s, cardinality(projects) = 0 FROM hooks WHERE name = %s
     ON CONFLICT (hook_name, name) DO NOTHING
 """
 _SELECT_TRIGGERS: Final = """
@@ -76,6 +79,21 @@ _SELECT_TRIGGERS: Final = """
 _LIST_TRIGGERS: Final = """
     SELECT name, resource_name, event_type, create_time FROM triggers
     WHERE hook_name = %s AND name > %s ORDER BY name LIMIT %s
+"""
+_INSERT_TEMPLATE: Final = """
+    INSERT INTO templates (name, company_id, display_name, hooks, revision, create_time, update_time)
+    VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING
+"""
+_SELECT_TEMPLATE: Final = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates WHERE name = %s
+"""
+_LIST_TEMPLATES: Final = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
+    WHERE company_id = %s AND name > %s ORDER BY name LIMIT %s
+"""
+_UPDATE_TEMPLATE: Final = """
+    UPDATE templates SET display_name = %s, hooks = %s, revision = %s, create_time = %s, update_time = %s
+    WHERE name = %s
 """
 _FORMATS_IN_USE: Final = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 _KEY_RACE_RETRIES: Final = 3
@@ -162,6 +180,79 @@ class PostgresStore:
 
         await self._run(run)
 
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        hook_rows = [rows.hook_row(h) for h, _ in hooks]
+        values: list[tuple[Any, ...]] = []
+        for h, triggers in hooks:
+            for t in triggers:
+                if t.hook_name != h.name:
+                    raise ValueError(f"trigger {t.name} does not belong to hook {h.name}")
+                values.append((t.name, t.resource_name, t.event_type, rows.aware("create_time", t.create_time), h.name))
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                for h, row in zip((h for h, _ in hooks), hook_rows, strict=True):
+                    cur.execute(_INSERT_HOOK, row)
+                    if cur.rowcount == 0:
+                        raise AlreadyExists(f"hook {h.name} already exists")  # rolls the others back
+                if values:
+                    cur.executemany(_INSERT_TRIGGER, values)
+            changelog.notify(conn, deliveries.DUE)
+
+        await self._run(run)
+
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(self, template: Template) -> None:
+        row = _template_row(template)
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                cur.execute(_INSERT_TEMPLATE, row)
+                if cur.rowcount == 0:
+                    raise AlreadyExists(f"template {template.name} already exists")
+
+        await self._run(run)
+
+    @staticmethod
+    def _get_template(conn: psycopg.Connection[Any], name: str, *, lock: bool = False) -> Template:
+        row = conn.execute(_SELECT_TEMPLATE + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"template {name} does not exist")
+        return _template(row)
+
+    async def get_template(self, name: str) -> Template:
+        return await self._run(partial(self._get_template, name=name))
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        _check_limit(limit)
+
+        def run(conn: psycopg.Connection[Any]) -> list[Template]:
+            found = conn.execute(_LIST_TEMPLATES, (company_id, after or "", limit)).fetchall()
+            return [_template(r) for r in found]
+
+        return await self._run(run)
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        def run(conn: psycopg.Connection[Any]) -> Template:
+            current = self._get_template(conn, name, lock=True)
+            new = change(current)
+            if (new.name, new.company_id) != (current.name, current.company_id):
+                raise ValueError(f"change() must not rename template {name}")
+            conn.execute(_UPDATE_TEMPLATE, (*_template_row(new)[2:], name))
+            return new
+
+        return await self._run(run)
+
+    async def delete_template(self, name: str) -> None:
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                cur.execute("DELETE FROM templates WHERE name = %s", (name,))
+                if cur.rowcount == 0:
+                    raise NotFound(f"template {name} does not exist")
+
+        await self._run(run)
+
     @staticmethod
     def _get(conn: psycopg.Connection[Any], name: str, *, lock: bool = False) -> Hook:
         row = conn.execute(_SELECT_HOOK + (" FOR UPDATE" if lock else ""), (name,)).fetchone()
@@ -207,7 +298,9 @@ class PostgresStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = rows.hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:25], name))
+            conn.execute(_UPDATE_HOOK, (*row[3:28], name))
+            if new.projects != current.projects:
+                conn.execute("UPDATE triggers SET all_projects = %s WHERE hook_name = %s", (not new.projects, name))
             changelog.notify(conn, deliveries.DUE)
             return new
 
@@ -344,6 +437,9 @@ class PostgresStore:
     async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
         return await self._run(partial(history.get_rendered, delivery_name=delivery_name))
 
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        return await self._run(partial(history.hook_project_stats, hook_name=hook_name, project_id=project_id))
+
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         return await self._run(partial(history.hook_stats, hook_name=hook_name, latency_sample=latency_sample))
 
@@ -421,3 +517,11 @@ class PostgresStore:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await cluster.listen(self._conninfo, on_notice, task_status=task_status)
+
+
+def _template_row(template: Template) -> tuple[Any, ...]:
+    return template_text.template_row(template, rows.aware)
+
+
+def _template(row: Sequence[Any]) -> Template:
+    return template_text.template(row, lambda value: value)  # psycopg reads timestamptz as aware datetimes

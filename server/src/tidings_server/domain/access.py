@@ -99,6 +99,10 @@ def _tokens(method: str) -> str:
     return f"/tidings.v1.TokenService/{method}"
 
 
+def _templates(method: str) -> str:
+    return f"/tidings.v1.TemplateService/{method}"
+
+
 P = Permission
 POLICY: Final[dict[str, Rule]] = {
     _hooks("CreateHook"): Rule(P.WRITE_HOOKS, (Named("parent"),), changes=True),
@@ -120,6 +124,14 @@ POLICY: Final[dict[str, Rule]] = {
     _deliveries("WatchDeliveries"): Rule(P.READ_HISTORY, (Named("parent"),)),
     _deliveries("RedeliverDeliveries"): Rule(P.REDELIVER, (Named("name"), Named("parent")), changes=True),
     _deliveries("SendTestEvent"): Rule(P.TEST_SEND, (Named("name"),), changes=True),
+    # Templates are a company's: hooks made from them are hooks, so changing or applying one
+    # is changing hooks; applying needs both the template's company and the project in scope.
+    _templates("CreateTemplate"): Rule(P.WRITE_HOOKS, (Named("parent"),), changes=True),
+    _templates("GetTemplate"): Rule(P.READ_HOOKS, (Named("name"),)),
+    _templates("ListTemplates"): Rule(P.READ_HOOKS, (Named("parent"),)),
+    _templates("UpdateTemplate"): Rule(P.WRITE_HOOKS, (Named("template.name"),), changes=True),
+    _templates("DeleteTemplate"): Rule(P.WRITE_HOOKS, (Named("name"),), changes=True),
+    _templates("ApplyTemplate"): Rule(P.WRITE_HOOKS, (Named("template"), Named("project")), changes=True),
     _tokens("CreateToken"): Rule(P.MANAGE_TOKENS, changes=True, global_only=True),
     _tokens("GetToken"): Rule(P.MANAGE_TOKENS, global_only=True),
     _tokens("ListTokens"): Rule(P.MANAGE_TOKENS, global_only=True),

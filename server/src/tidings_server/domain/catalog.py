@@ -26,10 +26,22 @@ class FormatInfo:
     version: str
 
 
+def hook_scopes(resource: ResourceType) -> tuple[Scope, ...]:
+    """The levels of the hooks that may select ``resource``: a company hook may select a
+    project-level resource too, and receives it from the projects of its company."""
+    if resource.scope is Scope.COMPANY:
+        return (Scope.COMPANY,)
+    return (Scope.COMPANY, Scope.PROJECT)
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     resource: ResourceType
     catalog: str
+
+    @property
+    def hook_scopes(self) -> tuple[Scope, ...]:
+        return hook_scopes(self.resource)
 
 
 class CatalogService:

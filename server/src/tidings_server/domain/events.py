@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ulid import ULID
@@ -51,6 +51,22 @@ class EventDraft:
     related_resources: tuple[RelatedResource, ...] = ()
     idempotency_key: str = ""
     traceparent: str = ""
+    # Only on a company-level ``Projects`` × ``create`` event: a template to apply to the new
+    # project (id or full name). Acted on after the event is stored; never stored with it.
+    project_template: str = ""
+
+
+# The company event that makes a project: it may name a template to apply to the new project.
+PROJECTS_RESOURCE = "Projects"
+PROJECTS_CREATE = "create"
+
+# Applies a template to a project a ``Projects`` × ``create`` event made: (template, company,
+# project) → "" when applied, else why not. It never raises (the event is stored by then).
+ApplyTemplate = Callable[[str, int, int], Awaitable[str]]
+
+
+async def _no_templates(template: str, company_id: int, project_id: int) -> str:
+    return "this server applies no templates"
 
 
 class EventService:
@@ -62,11 +78,13 @@ class EventService:
         resource: Callable[[Scope, str], ResourceType | None],
         now: Callable[[], datetime],
         on_published: Callable[[], None] = lambda: None,
+        apply_template: ApplyTemplate = _no_templates,
     ) -> None:
         self._store = store
         self._resource = resource
         self._now = now
         self._on_published = on_published
+        self._apply_template = apply_template
 
     async def publish(self, drafts: Sequence[EventDraft], *, traceparent: str = "") -> list[Published]:
         """Validate and store ``drafts``. ``traceparent`` is the caller's trace context, given to
@@ -88,6 +106,12 @@ class EventService:
             ) from None
         if any(p.deliveries for p in published):
             self._on_published()
+        # After the commit, so that a template's trouble never holds the event back; applying
+        # is idempotent, so a repeated event (an idempotency key's retry) applies it again.
+        for i, draft in enumerate(drafts):
+            if draft.project_template:
+                error = await self._apply_template(draft.project_template, draft.company_id, draft.resource_id)
+                published[i] = replace(published[i], project_template_error=error)
         return published
 
     def _event(self, where: str, draft: EventDraft, now: datetime, batch_trace: str) -> Event:
@@ -137,6 +161,14 @@ class EventService:
             _positive(f"{where}.related_resources[{j}].id", related.id)
             if not related.name or len(related.name) > MAX_TEXT:
                 raise InvalidArgument(f"{where}.related_resources[{j}].name: required, at most {MAX_TEXT} characters")
+        if draft.project_template:
+            if (draft.project_id, draft.resource_name, draft.event_type) != (0, PROJECTS_RESOURCE, PROJECTS_CREATE):
+                raise InvalidArgument(
+                    f"{where}.project_template: only a company-level {PROJECTS_RESOURCE} {PROJECTS_CREATE} event"
+                    " can name a template to apply"
+                )
+            if len(draft.project_template) > MAX_TEXT:
+                raise InvalidArgument(f"{where}.project_template: longer than the {MAX_TEXT} characters allowed")
         key = draft.idempotency_key
         if len(key) > MAX_TEXT or any(not 0x21 <= ord(c) <= 0x7E for c in key):
             raise InvalidArgument(f"{where}.idempotency_key: at most {MAX_TEXT} printable ASCII characters, no spaces")

@@ -129,6 +129,7 @@ class Overview:
     # when its next probe goes; both None while closed.
     circuit_open_time: datetime | None = None
     next_probe_time: datetime | None = None
+    project_id: int | None = None  # the project the counts are narrowed to
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +245,22 @@ class HistoryService:
             rendered = await self._render_now(hook_name, event)
         return Detail(delivery, event, rendered, attempts)
 
-    async def overview(self, name: str) -> Overview:
-        names.parse_hook_name("name", name)
+    async def overview(self, name: str, project_id: int | None = None) -> Overview:
+        """The hook at a glance; for a company hook, ``project_id`` narrows the counts, the
+        success rate and the next retry to that project's deliveries."""
+        parent, _ = names.parse_hook_name("name", name)
+        if project_id is not None:
+            if parent.project_id is not None:
+                raise InvalidArgument(
+                    f"project_id: {name} is a project hook; only a company hook's overview is narrowed to a project"
+                )
+            if not 1 <= project_id <= names.MAX_ID:
+                raise InvalidArgument(f"project_id: {project_id} is not a project id (1 to {names.MAX_ID})")
         hook = without_expired_secret(await self._store.get_hook(name), self._now())
         stats = await self._store.hook_stats(name, latency_sample=LATENCY_SAMPLE)
+        if project_id is not None:
+            narrowed = await self._store.hook_project_stats(name, project_id)
+            stats = replace(stats, counts=narrowed.counts, next_attempt_time=narrowed.next_attempt_time)
         counts = {status: stats.counts.get(status, 0) for status in DeliveryStatus}
         done = counts[DeliveryStatus.DELIVERED] + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.DISCARDED]
         latencies = sorted(stats.recent_latencies)
@@ -266,6 +279,7 @@ class HistoryService:
             rate_limited_time=stats.rate_limited_time,
             circuit_open_time=circuit[0],
             next_probe_time=circuit[1],
+            project_id=project_id,
         )
 
     # -- watching --------------------------------------------------------------------------

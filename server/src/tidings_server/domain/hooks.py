@@ -11,12 +11,14 @@ import trio
 from ulid import ULID
 
 from tidings_server.domain import filtering, names, paging
+from tidings_server.domain.catalog import hook_scopes
 from tidings_server.domain.destinations import DestinationPolicy, Resolver, check_destination
 from tidings_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from tidings_server.domain.model import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_RETRYABLE_STATUSES,
     Hook,
+    HookDefinition,
     HookStatus,
     Ordering,
     ResourceType,
@@ -43,8 +45,10 @@ MUTABLE_FIELDS = (
     "max_concurrency",
     "signing_disabled",
     "rate_limit",
+    "projects",
 )
 MAX_CONCURRENCY = 64
+MAX_PROJECTS = 1000
 MAX_SEND_RATE = 10_000.0  # deliveries per second: beyond it a limit limits nothing here
 MAX_BURST = 10_000
 DEFAULT_SIGNING_OVERLAP = timedelta(hours=24)
@@ -95,6 +99,7 @@ class HookInput:
     max_concurrency: int = 0
     signing_disabled: bool = False
     rate_limit: SendRate | None = None  # None: no limit
+    projects: tuple[int, ...] = ()
 
 
 class Lookup:
@@ -131,10 +136,11 @@ class HookService:
         hook_id = names.check_hook_id("hook_id", hook_id) if hook_id else str(ULID()).lower()
         display_name = _display_name("hook.display_name", given.display_name)
         auth = check_authorization_header("hook.authorization_header", given.authorization_header)
-        self._check_format("hook.payload_format", given.payload_format)
+        self.check_format("hook.payload_format", given.payload_format)
         policy = retry_policy("hook.retry_policy", given.retry_policy)
         concurrency = _max_concurrency("hook.max_concurrency", given.max_concurrency)
         rate = send_rate("hook.rate_limit", given.rate_limit)
+        projects = check_projects("hook.projects", where.project_id, given.projects)
         # Last, since it may look the host up: every cheap check has passed by now.
         url = await check_destination("hook.destination_url", given.destination_url, self._policy, self._resolve)
         now = self._now()
@@ -154,6 +160,7 @@ class HookService:
             max_concurrency=concurrency,
             rate_limit=rate,
             signing_disabled=given.signing_disabled,
+            projects=projects,
             # Even when signing starts disabled: turning it on later then needs no new secret.
             signing_secret=new_secret(),
         )
@@ -182,7 +189,7 @@ class HookService:
         return paging.cut(found, limit, _name, str(where), filter_text)
 
     async def update_hook(self, name: str, given: HookInput, mask: Sequence[str]) -> Hook:
-        names.parse_hook_name("hook.name", name)
+        where, _ = names.parse_hook_name("hook.name", name)
         paths = _check_mask(mask)
         values: dict[str, object] = {}
         if "display_name" in paths:
@@ -211,6 +218,8 @@ class HookService:
             values["rate_limit"] = send_rate("hook.rate_limit", given.rate_limit)
         if "status" in paths:  # an admin's decision replaces whatever tidings said before
             values["disabled_reason"], values["disable_time"] = "", None
+        if "projects" in paths:
+            values["projects"] = check_projects("hook.projects", where.project_id, given.projects)
         now = self._now()
 
         def change(hook: Hook) -> Hook:
@@ -274,7 +283,7 @@ class HookService:
         hook = await self._store.get_hook(parent)
         now = self._now()
         triggers = [
-            Trigger(names.trigger_name(parent, *self._check_pair(hook, i, pair)), pair[0], pair[1], now)
+            Trigger(names.trigger_name(parent, *self.check_pair(hook.scope, hook.payload_format, i, pair)), *pair, now)
             for i, pair in enumerate(pairs)
         ]
         return await self._store.add_triggers(parent, triggers)
@@ -295,30 +304,70 @@ class HookService:
 
     # -- rules ---------------------------------------------------------------------------
 
-    def _check_format(self, field: str, name: str) -> None:
+    async def check_definition(
+        self, field: str, hook_id: str, given: HookInput, pairs: Sequence[tuple[str, str]]
+    ) -> HookDefinition:
+        """A template's project hook, checked by the rules of CreateHook and BatchCreateTriggers
+        (``field`` prefixes every message, e.g. ``template.hooks[0]``)."""
+        names.check_hook_id(f"{field}.hook_id", hook_id)
+        display_name = _display_name(f"{field}.display_name", given.display_name)
+        auth = check_authorization_header(f"{field}.authorization_header", given.authorization_header)
+        self.check_format(f"{field}.payload_format", given.payload_format)
+        policy = retry_policy(f"{field}.retry_policy", given.retry_policy)
+        concurrency = _max_concurrency(f"{field}.max_concurrency", given.max_concurrency)
+        if given.projects:
+            raise InvalidArgument(f"{field}.projects: a template makes project hooks, which take no project list")
+        if len(pairs) > MAX_TRIGGERS_PER_BATCH:
+            raise InvalidArgument(f"{field}.triggers: {len(pairs)} is more than the {MAX_TRIGGERS_PER_BATCH} allowed")
+        checked = tuple(
+            dict.fromkeys(
+                self.check_pair(Scope.PROJECT, given.payload_format, i, pair, f"{field}.triggers")
+                for i, pair in enumerate(pairs)
+            )
+        )
+        url = await check_destination(f"{field}.destination_url", given.destination_url, self._policy, self._resolve)
+        return HookDefinition(
+            hook_id=hook_id,
+            display_name=display_name,
+            destination_url=url,
+            authorization_header=auth,
+            payload_format=given.payload_format,
+            triggers=checked,
+            retry_policy=policy,
+            ordering=given.ordering or Ordering.UNORDERED,
+            max_concurrency=concurrency,
+            signing_disabled=given.signing_disabled,
+        )
+
+    def check_format(self, field: str, name: str) -> None:
         if not name:
             raise InvalidArgument(f"{field}: required; see CatalogService.ListPayloadFormats")
         if name not in self._lookup.payload_formats:
             known = ", ".join(sorted(self._lookup.payload_formats)) or "none loaded"
             raise InvalidArgument(f"{field}: unknown payload format {quote(name)}; known: {known}")
 
-    def _check_pair(self, hook: Hook, index: int, pair: tuple[str, str]) -> tuple[str, str]:
+    def check_pair(
+        self, scope: Scope, payload_format: str, index: int, pair: tuple[str, str], field: str = "triggers"
+    ) -> tuple[str, str]:
+        """``pair`` if a hook of ``scope`` using ``payload_format`` may select it."""
         resource_name, event_type = pair
-        where = f"triggers[{index}] ({quote(resource_name)}, {quote(event_type)})"
+        where = f"{field}[{index}] ({quote(resource_name)}, {quote(event_type)})"
         if not resource_name:
-            raise InvalidArgument(f"triggers[{index}].resource_name: required")
+            raise InvalidArgument(f"{field}[{index}].resource_name: required")
         if not event_type:
-            raise InvalidArgument(f"triggers[{index}].event_type: required")
-        resource = self._lookup.resource(hook.scope, resource_name)
-        if resource is None:
-            other = Scope.PROJECT if hook.scope is Scope.COMPANY else Scope.COMPANY
-            if self._lookup.resource(other, resource_name) is not None:
+            raise InvalidArgument(f"{field}[{index}].event_type: required")
+        # A company hook may select project-level resources too: it then receives them from
+        # every project of its company (or those its ``projects`` lists).
+        resource = self._lookup.resource(scope, resource_name)
+        if resource is None and scope is Scope.COMPANY:
+            resource = self._lookup.resource(Scope.PROJECT, resource_name)
+        if resource is None or scope not in hook_scopes(resource):
+            if scope is Scope.PROJECT and self._lookup.resource(Scope.COMPANY, resource_name) is not None:
                 raise InvalidArgument(
-                    f"{where}: {quote(resource_name)} is a {other.value}-level resource;"
-                    f" {hook.scope.value} hooks cannot select it"
+                    f"{where}: {quote(resource_name)} is a company-level resource; project hooks cannot select it"
                 )
             raise InvalidArgument(
-                f"{where}: unknown resource {quote(resource_name)} for {hook.scope.value} hooks;"
+                f"{where}: unknown resource {quote(resource_name)} for {scope.value} hooks;"
                 " see CatalogService.ListResources"
             )
         if event_type not in resource.event_types:
@@ -327,9 +376,9 @@ class HookService:
                 f"{where}: {quote(resource_name)} does not support event type {quote(event_type)};"
                 f" supported: {supported}"
             )
-        if resource.payload_formats is not None and hook.payload_format not in resource.payload_formats:
+        if resource.payload_formats is not None and payload_format not in resource.payload_formats:
             raise InvalidArgument(
-                f"{where}: {quote(resource_name)} is not available in payload format {quote(hook.payload_format)}"
+                f"{where}: {quote(resource_name)} is not available in payload format {quote(payload_format)}"
             )
         return pair
 
@@ -367,6 +416,26 @@ def send_rate(field_name: str, given: SendRate | None) -> SendRate | None:
     if not 1 <= given.burst <= MAX_BURST:
         raise InvalidArgument(f"{field_name}.burst: {given.burst} is outside 1 to {MAX_BURST}")
     return given
+
+
+def check_projects(field_name: str, project_id: int | None, given: Sequence[int]) -> tuple[int, ...]:
+    """A company hook's project list, ascending; a project hook takes none."""
+    if not given:
+        return ()
+    if project_id is not None:
+        raise InvalidArgument(
+            f"{field_name}: only a company hook takes a project list; this hook belongs to project {project_id}"
+        )
+    if len(given) > MAX_PROJECTS:
+        raise InvalidArgument(f"{field_name}: {len(given)} projects is more than the {MAX_PROJECTS} allowed")
+    seen: set[int] = set()
+    for index, project in enumerate(given):
+        if not 1 <= project <= names.MAX_ID:
+            raise InvalidArgument(f"{field_name}[{index}]: {project} is not a project id (1 to {names.MAX_ID})")
+        if project in seen:
+            raise InvalidArgument(f"{field_name}[{index}]: project {project} is listed twice")
+        seen.add(project)
+    return tuple(sorted(seen))
 
 
 def retry_policy(field_name: str, given: RetryPolicyInput) -> RetryPolicy:

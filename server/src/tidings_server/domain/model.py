@@ -88,6 +88,14 @@ class Hook:
     # empty when it is not, or when an admin disabled it.
     disabled_reason: str = ""
     disable_time: datetime | None = None
+    # A company hook's projects (ascending, no repeats): the only projects whose events of
+    # project-level resources it receives; empty means every project of the company. Always
+    # empty for a project hook. Company-level events are never narrowed by it.
+    projects: tuple[int, ...] = ()
+    # A hook made by applying a template: the template's name and the revision it was copied
+    # from ("" and 0 for a hook made by hand). Later edits of the template never reach it.
+    template: str = ""
+    template_revision: int = 0
 
     @property
     def scope(self) -> Scope:
@@ -102,6 +110,43 @@ class Hook:
         if self.previous_signing_secret and expire is not None and now < expire:
             return (self.signing_secret, self.previous_signing_secret)
         return (self.signing_secret,)
+
+
+@dataclass(frozen=True, slots=True)
+class HookDefinition:
+    """One project hook a template makes in every project it is applied to.
+
+    ``hook_id`` names the hook in the project (``…/projects/{p}/hooks/{hook_id}``); the rest is
+    copied into it, and every copy gets a signing secret of its own.
+    """
+
+    hook_id: str
+    display_name: str
+    destination_url: str
+    authorization_header: str = field(repr=False)  # a secret: sealed at rest, masked on reads
+    payload_format: str
+    triggers: tuple[tuple[str, str], ...]  # (resource_name, event_type), project-level resources
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    ordering: Ordering = Ordering.UNORDERED
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    signing_disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A company's project template: the hooks each project made from it starts with.
+
+    ``revision`` starts at 1 and grows by one with every update; a hook made from it records
+    the revision it copied.
+    """
+
+    name: str
+    company_id: int
+    display_name: str
+    hooks: tuple[HookDefinition, ...]
+    revision: int
+    create_time: datetime
+    update_time: datetime
 
 
 @dataclass(frozen=True, slots=True)

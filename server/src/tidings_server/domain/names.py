@@ -17,6 +17,9 @@ _HOOK_ID = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _PARENT_RE = re.compile(rf"companies/(?P<c>{_INT})(?:/projects/(?P<p>{_INT}|-))?")
 _HOOK_RE = re.compile(rf"companies/(?P<c>{_INT})(?:/projects/(?P<p>{_INT}))?/hooks/(?P<h>{_HOOK_ID})")
 _HOOK_ID_RE = re.compile(_HOOK_ID)
+_TEMPLATE_RE = re.compile(rf"companies/(?P<c>{_INT})/templates/(?P<t>{_HOOK_ID})")
+_COMPANY_RE = re.compile(rf"companies/(?P<c>{_INT})")
+_PROJECT_RE = re.compile(rf"companies/(?P<c>{_INT})/projects/(?P<p>{_INT})")
 _TRIGGER_ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,126})\.[a-z0-9_-]{1,64}")
 MAX_ID = 2**63 - 1  # ids are signed 64-bit integers end to end (proto int64, SQLite INTEGER)
 
@@ -69,10 +72,11 @@ def parse_hook_name(field: str, value: str) -> tuple[Parent, str]:
     return parent, m["h"]
 
 
-def check_hook_id(field: str, value: str) -> str:
+def check_hook_id(field: str, value: str, kind: str = "hook") -> str:
+    """A hook id (or, with ``kind``, a template id: the same rule)."""
     if not _HOOK_ID_RE.fullmatch(value):
         raise InvalidArgument(
-            f"{field}: {quote(value)} is not a valid hook id; use 1 to 63 lowercase letters, digits"
+            f"{field}: {quote(value)} is not a valid {kind} id; use 1 to 63 lowercase letters, digits"
             " and hyphens, starting and ending with a letter or digit"
         )
     return value
@@ -106,3 +110,40 @@ def check_trigger_name(field: str, value: str, hook: str) -> str:
             f"{field}: {quote(value)} is not a valid trigger name; expected {prefix}{{resource}}.{{event_type}}"
         )
     return value
+
+
+TEMPLATE_FORM = "companies/{company}/templates/{template}"
+
+
+def parse_company(field: str, value: str) -> int:
+    """The company id of ``companies/{company}`` (a template collection)."""
+    m = _COMPANY_RE.fullmatch(value)
+    if m is None:
+        raise InvalidArgument(f"{field}: {quote(value)} is not a valid parent; expected companies/{{company}}")
+    return _id(m["c"], field)
+
+
+def parse_project(field: str, value: str) -> Parent:
+    """``companies/{company}/projects/{project}``: one project (where a template is applied)."""
+    m = _PROJECT_RE.fullmatch(value)
+    if m is None:
+        raise InvalidArgument(
+            f"{field}: {quote(value)} is not a valid project; expected companies/{{company}}/projects/{{project}}"
+        )
+    return Parent(_id(m["c"], field), _id(m["p"], field))
+
+
+def parse_template_name(field: str, value: str) -> tuple[int, str]:
+    """Split a template name into its company id and template id."""
+    m = _TEMPLATE_RE.fullmatch(value)
+    if m is None:
+        raise InvalidArgument(f"{field}: {quote(value)} is not a valid template name; expected {TEMPLATE_FORM}")
+    return _id(m["c"], field), m["t"]
+
+
+def check_template_id(field: str, value: str) -> str:
+    return check_hook_id(field, value, "template")
+
+
+def template_name(company_id: int, template_id: str) -> str:
+    return f"companies/{company_id}/templates/{template_id}"

@@ -25,6 +25,7 @@ from tidings_server.domain.model import (
     Hook,
     RenderedBody,
     SendRate,
+    Template,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -40,6 +41,9 @@ class Published:
     serial: int
     deliveries: int
     duplicate: bool
+    # Set by the event service, never by a store: why the project template a Projects create
+    # event named was not applied ("" when it was, or none was named).
+    project_template_error: str = ""
 
 
 class IdempotencyConflict(Exception):
@@ -309,6 +313,34 @@ class Store(Protocol):
         """Return up to ``limit`` triggers of the hook with names > ``after``. Raises ``NotFound``."""
         ...
 
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        """Insert several hooks, each with its triggers, all or none (applying a template).
+
+        Raises ``AlreadyExists`` naming the first hook (in input order) whose name is taken,
+        and then stores nothing.
+        """
+
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(self, template: Template) -> None:
+        """Insert ``template``. Raises ``AlreadyExists`` if its name is taken."""
+
+    async def get_template(self, name: str) -> Template:
+        """Return the template called ``name``. Raises ``NotFound``."""
+        ...
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        """Up to ``limit`` templates of the company with names > ``after``, by name."""
+        ...
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        """Replace the template with ``change(current)`` atomically and return the new one; as
+        ``update_hook``: ``change`` is pure and must not rename it. Raises ``NotFound``."""
+        ...
+
+    async def delete_template(self, name: str) -> None:
+        """Delete the template (the hooks made from it stay). Raises ``NotFound``."""
+
     # -- events and deliveries -------------------------------------------------------------
 
     async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:
@@ -323,9 +355,12 @@ class Store(Protocol):
         anyway reads it) and read back with it. Otherwise the event is stored with the
         next serial (ignoring ``event.serial``; serials increase in publish order) and
         ``now`` as its publish time, and one QUEUED delivery due at ``now`` is created for every
-        ACTIVE or PAUSED hook of the same company and the same project (company hooks only for
-        company-level events, where ``project_id`` is None) that has a trigger for the event's
-        (resource_name, event_type). Finding those hooks must not scan unrelated hooks.
+        ACTIVE or PAUSED hook that has a trigger for the event's (resource_name, event_type) and
+        is either a hook of the same company and the same project, or a company hook of the same
+        company (for a company-level event, where ``project_id`` is None, only those) — for a
+        project's event, a company hook whose ``projects`` is not empty only if it lists the
+        event's project. Finding those hooks must not scan unrelated hooks, nor cost more with
+        the number of projects a company or a hook's list has.
         """
         ...
 
@@ -454,6 +489,13 @@ class Store(Protocol):
         attempt, the end and error of its last failed attempt, failed attempts since the last
         success, and the earliest ``next_attempt_time`` of its pending deliveries. Must not
         read every delivery of the hook: an overview answers fast with millions of them."""
+        ...
+
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        """A company hook's overview narrowed to one project: counts per status of its
+        deliveries of that project's events (every status present, 0 for none) and the earliest
+        ``next_attempt_time`` of those pending; the other fields are left empty. Reads an index
+        of (hook, project, status), never the hook's other deliveries."""
         ...
 
     async def redeliver(self, names: Sequence[str], now: datetime) -> list[str]:

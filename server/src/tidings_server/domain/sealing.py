@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tidings_server.domain.errors import DataLoss
-from tidings_server.domain.model import Hook
+from tidings_server.domain.model import Hook, HookDefinition, Template
 
 PREFIX: Final = "§sealed:v1:"
 KEY_BYTES: Final = 32  # AES-256
@@ -188,3 +188,34 @@ def open_hook(keyring: Keyring, hook: Hook) -> Hook:
 def stale_fields(keyring: Keyring, hook: Hook) -> list[str]:
     """The secret values of ``hook`` not sealed under the newest key (plaintext, or an older key)."""
     return [value for value in _fields(hook) if value and sealed_key_id(value) != keyring.primary_id]
+
+
+def _definition_ad(template: Template, definition: HookDefinition) -> str:
+    return associated_data(f"{template.name}/hooks/{definition.hook_id}", "authorization_header")
+
+
+def seal_template(keyring: Keyring, template: Template) -> Template:
+    """``template`` with each definition's Authorization header sealed under the newest key."""
+    hooks = []
+    for d in template.hooks:
+        ad = _definition_ad(template, d)
+        try:
+            value = d.authorization_header
+            if not is_sealed(value) or sealed_key_id(value) != keyring.primary_id:
+                value = keyring.seal(keyring.open(value, ad), ad)
+        except SealingError as exc:
+            raise SealingError(f"template {template.name}, hook {d.hook_id}: {exc}") from None
+        hooks.append(replace(d, authorization_header=value))
+    return replace(template, hooks=tuple(hooks))
+
+
+def open_template(keyring: Keyring, template: Template) -> Template:
+    """``template`` with each definition's Authorization header in plaintext."""
+    hooks = []
+    for d in template.hooks:
+        try:
+            value = keyring.open(d.authorization_header, _definition_ad(template, d))
+        except SealingError as exc:
+            raise SealingError(f"template {template.name}, hook {d.hook_id}: {exc}") from None
+        hooks.append(replace(d, authorization_header=value))
+    return replace(template, hooks=tuple(hooks))

@@ -10,7 +10,7 @@ from typing import TypeVar
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tidings.v1 import catalog_pb2, events_pb2, hooks_pb2
+from tidings.v1 import catalog_pb2, events_pb2, hooks_pb2, templates_pb2
 from tidings_server.domain.catalog import CatalogEntry, FormatInfo
 from tidings_server.domain.errors import InvalidArgument
 from tidings_server.domain.events import EventDraft
@@ -24,10 +24,12 @@ from tidings_server.domain.model import (
     RetryPolicy,
     Scope,
     SendRate,
+    Template,
     Trigger,
 )
 from tidings_server.domain.ports import Published
 from tidings_server.domain.secrets import mask
+from tidings_server.domain.templates import Applied, DefinitionInput
 
 MAX_DURATION_SECONDS = 10 * 365 * 86400  # beyond any limit; keeps datetime arithmetic finite
 MAX_STATUS_RANGES = 50
@@ -153,6 +155,7 @@ def hook_input(message: hooks_pb2.Hook, paths: Collection[str] | None = None) ->
         max_concurrency=message.max_concurrency,
         signing_disabled=message.signing_disabled,
         rate_limit=send_rate(message) if wanted("rate_limit") else None,
+        projects=tuple(message.projects),
     )
 
 
@@ -205,6 +208,9 @@ def hook(value: Hook, *, with_secret: bool = False) -> hooks_pb2.Hook:
         else hooks_pb2.RateLimit(per_second=value.rate_limit.per_second, burst=value.rate_limit.burst),
         disabled_reason=value.disabled_reason,
         disable_time=timestamp(value.disable_time) if value.disable_time is not None else None,
+        projects=value.projects,
+        template=value.template,
+        template_revision=value.template_revision,
     )
 
 
@@ -223,6 +229,7 @@ def catalog_resource(entry: CatalogEntry) -> catalog_pb2.CatalogResource:
         scope=_SCOPE_TO_PROTO[entry.resource.scope],
         event_types=sorted(entry.resource.event_types),
         catalog=entry.catalog,
+        hook_scopes=[_SCOPE_TO_PROTO[s] for s in entry.hook_scopes],
     )
 
 
@@ -266,8 +273,63 @@ def event_draft(where: str, message: events_pb2.Event) -> EventDraft:
         related_resources=tuple(RelatedResource(r.id, r.name) for r in message.related_resources),
         idempotency_key=message.idempotency_key,
         traceparent=message.traceparent,
+        project_template=message.project_template,
     )
 
 
 def published(value: Published) -> events_pb2.PublishedEvent:
-    return events_pb2.PublishedEvent(event_id=value.event_id, deliveries=value.deliveries, duplicate=value.duplicate)
+    return events_pb2.PublishedEvent(
+        event_id=value.event_id,
+        deliveries=value.deliveries,
+        duplicate=value.duplicate,
+        project_template_error=value.project_template_error,
+    )
+
+
+def definition_inputs(message: templates_pb2.Template) -> list[DefinitionInput]:
+    """A template's hook definitions as given."""
+    return [
+        DefinitionInput(
+            hook_id=d.hook_id,
+            hook=hook_input(d.hook),
+            triggers=tuple((t.resource_name, t.event_type) for t in d.triggers),
+        )
+        for d in message.hooks
+    ]
+
+
+def template(value: Template) -> templates_pb2.Template:
+    """A template as callers see it: each definition's Authorization header masked."""
+    return templates_pb2.Template(
+        name=value.name,
+        display_name=value.display_name,
+        hooks=[
+            templates_pb2.HookDefinition(
+                hook_id=d.hook_id,
+                hook=hooks_pb2.Hook(
+                    display_name=d.display_name,
+                    destination_url=d.destination_url,
+                    authorization_header=mask(d.authorization_header),
+                    payload_format=d.payload_format,
+                    retry_policy=retry_policy(d.retry_policy),
+                    ordering=_ORDERING_TO_PROTO[d.ordering],
+                    max_concurrency=d.max_concurrency,
+                    signing_disabled=d.signing_disabled,
+                ),
+                triggers=[hooks_pb2.Trigger(resource_name=r, event_type=e) for r, e in d.triggers],
+            )
+            for d in value.hooks
+        ],
+        revision=value.revision,
+        create_time=timestamp(value.create_time),
+        update_time=timestamp(value.update_time),
+    )
+
+
+def applied(value: Applied) -> templates_pb2.ApplyTemplateResponse:
+    return templates_pb2.ApplyTemplateResponse(
+        created_hooks=[hook(h, with_secret=True) for h in value.created],
+        existing_hooks=value.already_applied,
+        already_applied=bool(value.already_applied) and not value.created,
+        revision=value.template.revision,
+    )

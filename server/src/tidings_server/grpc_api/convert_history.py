@@ -159,6 +159,7 @@ def overview(value: Overview) -> deliveries_pb2.HookOverview:
         success_rate=value.success_rate,
         last_failure_reason=value.last_failure_reason,
         consecutive_failures=value.consecutive_failures,
+        project_id=value.project_id or 0,
     )
     if value.latency_p50 is not None:
         message.latency_p50.CopyFrom(duration(value.latency_p50))

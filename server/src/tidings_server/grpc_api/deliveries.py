@@ -83,7 +83,8 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
     async def GetHookOverview(  # noqa: N802
         self, request: deliveries_pb2.GetHookOverviewRequest, context: Context
     ) -> deliveries_pb2.HookOverview:
-        return convert_history.overview(await self._call(context, self._history.overview, request.name))
+        project = request.project_id or None
+        return convert_history.overview(await self._call(context, self._history.overview, request.name, project))
 
     async def WatchDeliveries(  # type: ignore[override]  # noqa: N802 - writes itself to time each write
         self, request: deliveries_pb2.WatchDeliveriesRequest, context: Context

@@ -31,6 +31,8 @@ from tidings.v1 import (
     events_pb2_grpc,
     hooks_pb2,
     hooks_pb2_grpc,
+    templates_pb2,
+    templates_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
 )
@@ -38,12 +40,14 @@ from tidings_server.domain.catalog import CatalogService
 from tidings_server.domain.events import EventService
 from tidings_server.domain.history import HistoryService
 from tidings_server.domain.hooks import HookService
+from tidings_server.domain.templates import TemplateService
 from tidings_server.domain.tokens import TokenService
 from tidings_server.grpc_api.access import Guard, PolicyInterceptor
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.decoding import TRANSPORT_LIMIT_BYTES, register
 from tidings_server.grpc_api.deliveries import DeliveryServicer, WatchSettings
 from tidings_server.grpc_api.servicers import CatalogServicer, EventServicer, HookServicer
+from tidings_server.grpc_api.templates import TemplateServicer
 from tidings_server.grpc_api.tls import server_credentials
 from tidings_server.grpc_api.tokens import TokenServicer
 from tidings_server.tls import Certificates
@@ -56,6 +60,7 @@ SERVICE_NAMES: Sequence[str] = (
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     deliveries_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
     tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    templates_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
 )
 
 
@@ -78,6 +83,7 @@ class Core:
     tokens: TokenService
     watch: WatchSettings = field(default_factory=WatchSettings)
     auth: bool = True  # False: --no-auth, every caller let through (loopback only)
+    templates: TemplateService | None = None
 
 
 class GrpcServer:
@@ -209,6 +215,8 @@ class GrpcServer:
             self.deliveries = DeliveryServicer(bridge, core.history, core.watch)
             add(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries)
             add(tokens_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(bridge, core.tokens))
+            if core.templates is not None:
+                add(templates_pb2_grpc.add_TemplateServiceServicer_to_server, TemplateServicer(bridge, core.templates))
         health_servicer = health.aio.HealthServicer()
         register(health_pb2_grpc.add_HealthServicer_to_server, health_servicer, server, guard)
         reflected = (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

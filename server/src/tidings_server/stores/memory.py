@@ -6,7 +6,8 @@ every method is a trio checkpoint, so cancellation lands before a change, never 
 It never blocks and starts no threads, so the delivery engine can run on it in virtual time.
 
 Next to the records it keeps the indexes the SQLite schema has, so that fan-out looks only at
-the triggers of one (company, project, resource, event type) and claiming walks pending
+the triggers of one (company, project, resource, event type), a company hook's filed under
+each project it takes events from too, and claiming walks pending
 deliveries in due order, stopping at the first not yet due. History lists and the change log
 are plain scans, planned like SQLite's walks (``stores.history``) so that they examine the same
 deliveries and changes and return the same pages; per-hook counters and health are kept as
@@ -39,6 +40,7 @@ from tidings_server.domain.model import (
     Ordering,
     RenderedBody,
     SendRate,
+    Template,
     Trigger,
 )
 from tidings_server.domain.names import Parent
@@ -65,7 +67,7 @@ from tidings_server.domain.tokens import Token
 from tidings_server.plugins.spec import StorageBackend, hookimpl
 from tidings_server.stores import history
 
-_Named = TypeVar("_Named", Hook, Trigger)
+_Named = TypeVar("_Named", Hook, Trigger, Template)
 _MatchKey = tuple[int, int | None, str, str]  # company, project, resource name, event type
 _DueKey = tuple[datetime, int, str]  # next attempt time, event serial, delivery name
 _ResourceKey = tuple[str, str, int]  # hook name, resource name, resource id
@@ -95,8 +97,17 @@ def _in_parent(hook: Hook, parent: Parent) -> bool:
     return hook.project_id == parent.project_id
 
 
-def _match_key(hook: Hook, trigger: Trigger) -> _MatchKey:
-    return (hook.company_id, hook.project_id, trigger.resource_name, trigger.event_type)
+_EVERY_PROJECT = 0  # the project of the match keys of company hooks without a project list
+
+
+def _match_keys(hook: Hook, trigger: Trigger) -> list[_MatchKey]:
+    """Where fan-out finds the trigger: under its hook's parent and, for a company hook, under
+    every project it takes events from (``_EVERY_PROJECT`` when it has no list)."""
+    pair = (trigger.resource_name, trigger.event_type)
+    keys = [(hook.company_id, hook.project_id, *pair)]
+    if hook.project_id is None:
+        keys += [(hook.company_id, p, *pair) for p in hook.projects or (_EVERY_PROJECT,)]
+    return keys
 
 
 def _in_scope(query: DeliveryQuery, delivery: Delivery) -> bool:
@@ -146,6 +157,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._hooks: dict[str, Hook] = {}
+        self._templates: dict[str, Template] = {}
         self._triggers: dict[str, dict[str, Trigger]] = {}
         # Fan-out: (hook name, trigger name) of every trigger matching a key.
         self._matching: dict[_MatchKey, set[tuple[str, str]]] = {}
@@ -166,6 +178,7 @@ class MemoryStore:
         self._changes: list[Change] = []
         self._last_seq = 0
         self._counts: dict[str, dict[DeliveryStatus, int]] = {}
+        self._project_counts: dict[tuple[str, int], dict[DeliveryStatus, int]] = {}  # (hook, project)
         self._health: dict[str, _Health] = {}
         # A cluster of one: the nodes registered, and each hook's leased deliveries (as many
         # as it has attempts in flight, plus leases that ended and were not cleared).
@@ -197,6 +210,67 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         return self._hook(name)
 
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        await trio.lowlevel.checkpoint()
+        names: set[str] = set()
+        for hook, triggers in hooks:
+            _check_time("create_time", hook.create_time)
+            _check_time("update_time", hook.update_time)
+            if hook.name in self._hooks or hook.name in names:
+                raise AlreadyExists(f"hook {hook.name} already exists")
+            names.add(hook.name)
+            for trigger in triggers:
+                if trigger.hook_name != hook.name:
+                    raise ValueError(f"trigger {trigger.name} does not belong to hook {hook.name}")
+                _check_time("create_time", trigger.create_time)
+        for hook, triggers in hooks:
+            self._hooks[hook.name] = hook
+            stored = self._triggers[hook.name] = {}
+            for trigger in triggers:
+                if trigger.name not in stored:
+                    stored[trigger.name] = trigger
+                    self._index(hook, trigger)
+
+    # -- templates -------------------------------------------------------------------------
+
+    def _template(self, name: str) -> Template:
+        template = self._templates.get(name)
+        if template is None:
+            raise NotFound(f"template {name} does not exist")
+        return template
+
+    async def create_template(self, template: Template) -> None:
+        await trio.lowlevel.checkpoint()
+        _check_time("create_time", template.create_time)
+        _check_time("update_time", template.update_time)
+        if template.name in self._templates:
+            raise AlreadyExists(f"template {template.name} already exists")
+        self._templates[template.name] = template
+
+    async def get_template(self, name: str) -> Template:
+        await trio.lowlevel.checkpoint()
+        return self._template(name)
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        return _page((t for t in self._templates.values() if t.company_id == company_id), after, limit)
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        await trio.lowlevel.checkpoint()
+        current = self._template(name)
+        new = change(current)
+        if (new.name, new.company_id) != (current.name, current.company_id):
+            raise ValueError(f"change() must not rename template {name}")
+        _check_time("update_time", new.update_time)
+        self._templates[name] = new
+        return new
+
+    async def delete_template(self, name: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._template(name)
+        del self._templates[name]
+
     async def list_hooks(self, parent: Parent, *, after: str | None, limit: int) -> list[Hook]:
         await trio.lowlevel.checkpoint()
         _check_limit(limit)
@@ -223,6 +297,10 @@ class MemoryStore:
             raise ValueError(f"change() must not rename hook {name} or move it to another parent")
         _check_time("create_time", new.create_time)
         _check_time("update_time", new.update_time)
+        if new.projects != current.projects:
+            for trigger in self._triggers[name].values():
+                self._unindex(current, trigger)
+                self._index(new, trigger)
         self._hooks[name] = new
         return new
 
@@ -235,12 +313,16 @@ class MemoryStore:
         del self._triggers[name]
         self._buckets.pop(name, None)
 
+    def _index(self, hook: Hook, trigger: Trigger) -> None:
+        for key in _match_keys(hook, trigger):
+            self._matching.setdefault(key, set()).add((hook.name, trigger.name))
+
     def _unindex(self, hook: Hook, trigger: Trigger) -> None:
-        key = _match_key(hook, trigger)
-        matching = self._matching[key]
-        matching.discard((hook.name, trigger.name))
-        if not matching:
-            del self._matching[key]
+        for key in _match_keys(hook, trigger):
+            matching = self._matching[key]
+            matching.discard((hook.name, trigger.name))
+            if not matching:
+                del self._matching[key]
 
     async def add_triggers(self, hook_name: str, triggers: Sequence[Trigger]) -> list[Trigger]:
         await trio.lowlevel.checkpoint()
@@ -255,7 +337,7 @@ class MemoryStore:
             kept = stored.get(trigger.name)
             if kept is None:
                 kept = stored[trigger.name] = trigger
-                self._matching.setdefault(_match_key(hook, trigger), set()).add((hook_name, trigger.name))
+                self._index(hook, trigger)
             added.append(kept)
         return added
 
@@ -281,10 +363,17 @@ class MemoryStore:
     # -- events and deliveries -------------------------------------------------------------
 
     def _fan_out(self, event: Event) -> list[str]:
-        """The ACTIVE or PAUSED hooks with a trigger for ``event``, by name."""
+        """The ACTIVE or PAUSED hooks with a trigger for ``event``, by name.
+
+        A project's event also reaches the company hooks with a trigger for it whose project
+        list allows the project: one more index entry, that of the company's own hooks.
+        """
         key = (event.company_id, event.project_id, event.resource_name, event.event_type)
-        names = sorted({hook for hook, _ in self._matching.get(key, ())})
-        return [name for name in names if self._hooks[name].status is not HookStatus.DISABLED]
+        found = {hook for hook, _ in self._matching.get(key, ())}
+        if event.project_id is not None:
+            every = (event.company_id, _EVERY_PROJECT, event.resource_name, event.event_type)
+            found |= {hook for hook, _ in self._matching.get(every, ())}
+        return [name for name in sorted(found) if self._hooks[name].status is not HookStatus.DISABLED]
 
     async def publish_events(self, events: Sequence[Event], now: datetime) -> list[Published]:
         await trio.lowlevel.checkpoint()
@@ -354,6 +443,10 @@ class MemoryStore:
     def _count(self, delivery: Delivery, delta: int) -> None:
         counts = self._counts.setdefault(delivery.hook_name, dict.fromkeys(DeliveryStatus, 0))
         counts[delivery.status] += delta
+        if delivery.project_id is not None:
+            key = (delivery.hook_name, delivery.project_id)
+            by_project = self._project_counts.setdefault(key, dict.fromkeys(DeliveryStatus, 0))
+            by_project[delivery.status] += delta
 
     def _log(self, delivery: Delivery) -> None:
         self._last_seq += 1
@@ -656,6 +749,13 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         self._delivery(delivery_name)
         return self._bodies.get(delivery_name)
+
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        await trio.lowlevel.checkpoint()
+        counts = dict(self._project_counts.get((hook_name, project_id), dict.fromkeys(DeliveryStatus, 0)))
+        pending = (self._deliveries[n].delivery for n in self._pending_by_hook.get(hook_name, ()))
+        due = [d.next_attempt_time for d in pending if d.project_id == project_id]
+        return HookStats(counts, [], next_attempt_time=min((t for t in due if t is not None), default=None))
 
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         await trio.lowlevel.checkpoint()

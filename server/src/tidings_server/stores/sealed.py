@@ -2,7 +2,8 @@
 
 ``SealedStore`` wraps a store. Hooks going in are sealed (``domain.sealing``), hooks coming out
 (get, list, update, claims) are opened; ``update_hook``'s change function sees plaintext. Every
-other method passes through untouched: only those four carry a hook. So SQLite, memory and any
+other method passes through untouched: only those (and ``create_hooks``) carry a hook. A
+template's hook definitions carry Authorization headers too: they are sealed the same way. So SQLite, memory and any
 plugin backend (PostgreSQL) get secrets at rest from this one place, and a backend never sees a
 secret in plaintext. A test checks that every port method with a hook in its signature is
 wrapped here, so a new one cannot slip through sealed.
@@ -14,7 +15,7 @@ batch after batch, so what they open is cached by the sealed values (docs/securi
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -22,7 +23,7 @@ from typing import Any, Final, TypeVar
 import trio
 
 from tidings_server.domain.errors import NotFound
-from tidings_server.domain.model import Hook
+from tidings_server.domain.model import Hook, Template, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import Claim, Store
 from tidings_server.domain.sealing import (
@@ -30,7 +31,9 @@ from tidings_server.domain.sealing import (
     SealingError,
     is_sealed,
     open_hook,
+    open_template,
     seal_hook,
+    seal_template,
     stale_fields,
 )
 from tidings_server.keys import KeySource
@@ -108,6 +111,40 @@ class SealedStore:
     async def create_hook(self, hook: Hook) -> None:
         await self._reload()
         await self.inner.create_hook(seal_hook(self._keys.keyring, hook))
+
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        await self._reload()
+        keyring = self._keys.keyring
+        await self.inner.create_hooks([(seal_hook(keyring, h), triggers) for h, triggers in hooks])
+
+    # Templates hold Authorization headers for the hooks they make: sealed the same way.
+
+    async def create_template(self, template: Template) -> None:
+        await self._reload()
+        await self.inner.create_template(seal_template(self._keys.keyring, template))
+
+    async def get_template(self, name: str) -> Template:
+        return await self._opening(
+            lambda: self.inner.get_template(name), lambda t: open_template(self._keys.keyring, t)
+        )
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        return await self._opening(
+            lambda: self.inner.list_templates(company_id, after=after, limit=limit),
+            lambda found: [open_template(self._keys.keyring, t) for t in found],
+        )
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        await self._reload()
+        keyring = self._keys.keyring
+        changed: list[Template] = []
+
+        def sealed_change(current: Template) -> Template:
+            changed[:] = [change(open_template(keyring, current))]
+            return seal_template(keyring, changed[0])
+
+        await self.inner.update_template(name, sealed_change)
+        return changed[0]
 
     def _open_all(self, hooks: list[Hook]) -> list[Hook]:
         return [self._open(h) for h in hooks]

@@ -24,27 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tidings/v1/catalog.proto\x12\ntidings.v1\"p\n\x0f\x43\x61talogResource\x12\x15\n\rresource_name\x18\x01 \x01(\t\x12 \n\x05scope\x18\x02 \x01(\x0e\x32\x11.tidings.v1.Scope\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x0f\n\x07\x63\x61talog\x18\x04 \x01(\t\"o\n\rPayloadFormat\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"w\n\x14ListResourcesRequest\x12 \n\x05scope\x18\x01 \x01(\x0e\x32\x11.tidings.v1.Scope\x12\x16\n\x0epayload_format\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"`\n\x15ListResourcesResponse\x12.\n\tresources\x18\x01 \x03(\x0b\x32\x1b.tidings.v1.CatalogResource\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x19ListPayloadFormatsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"i\n\x1aListPayloadFormatsResponse\x12\x32\n\x0fpayload_formats\x18\x01 \x03(\x0b\x32\x19.tidings.v1.PayloadFormat\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*D\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x11\n\rSCOPE_COMPANY\x10\x01\x12\x11\n\rSCOPE_PROJECT\x10\x02\x32\xcb\x01\n\x0e\x43\x61talogService\x12T\n\rListResources\x12 .tidings.v1.ListResourcesRequest\x1a!.tidings.v1.ListResourcesResponse\x12\x63\n\x12ListPayloadFormats\x12%.tidings.v1.ListPayloadFormatsRequest\x1a&.tidings.v1.ListPayloadFormatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tidings/v1/catalog.proto\x12\ntidings.v1\"\x98\x01\n\x0f\x43\x61talogResource\x12\x15\n\rresource_name\x18\x01 \x01(\t\x12 \n\x05scope\x18\x02 \x01(\x0e\x32\x11.tidings.v1.Scope\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x0f\n\x07\x63\x61talog\x18\x04 \x01(\t\x12&\n\x0bhook_scopes\x18\x05 \x03(\x0e\x32\x11.tidings.v1.Scope\"o\n\rPayloadFormat\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"w\n\x14ListResourcesRequest\x12 \n\x05scope\x18\x01 \x01(\x0e\x32\x11.tidings.v1.Scope\x12\x16\n\x0epayload_format\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"`\n\x15ListResourcesResponse\x12.\n\tresources\x18\x01 \x03(\x0b\x32\x1b.tidings.v1.CatalogResource\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x19ListPayloadFormatsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"i\n\x1aListPayloadFormatsResponse\x12\x32\n\x0fpayload_formats\x18\x01 \x03(\x0b\x32\x19.tidings.v1.PayloadFormat\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*D\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x11\n\rSCOPE_COMPANY\x10\x01\x12\x11\n\rSCOPE_PROJECT\x10\x02\x32\xcb\x01\n\x0e\x43\x61talogService\x12T\n\rListResources\x12 .tidings.v1.ListResourcesRequest\x1a!.tidings.v1.ListResourcesResponse\x12\x63\n\x12ListPayloadFormats\x12%.tidings.v1.ListPayloadFormatsRequest\x1a&.tidings.v1.ListPayloadFormatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tidings.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCOPE']._serialized_start=661
-  _globals['_SCOPE']._serialized_end=729
-  _globals['_CATALOGRESOURCE']._serialized_start=40
-  _globals['_CATALOGRESOURCE']._serialized_end=152
-  _globals['_PAYLOADFORMAT']._serialized_start=154
-  _globals['_PAYLOADFORMAT']._serialized_end=265
-  _globals['_LISTRESOURCESREQUEST']._serialized_start=267
-  _globals['_LISTRESOURCESREQUEST']._serialized_end=386
-  _globals['_LISTRESOURCESRESPONSE']._serialized_start=388
-  _globals['_LISTRESOURCESRESPONSE']._serialized_end=484
-  _globals['_LISTPAYLOADFORMATSREQUEST']._serialized_start=486
-  _globals['_LISTPAYLOADFORMATSREQUEST']._serialized_end=552
-  _globals['_LISTPAYLOADFORMATSRESPONSE']._serialized_start=554
-  _globals['_LISTPAYLOADFORMATSRESPONSE']._serialized_end=659
-  _globals['_CATALOGSERVICE']._serialized_start=732
-  _globals['_CATALOGSERVICE']._serialized_end=935
+  _globals['_SCOPE']._serialized_start=702
+  _globals['_SCOPE']._serialized_end=770
+  _globals['_CATALOGRESOURCE']._serialized_start=41
+  _globals['_CATALOGRESOURCE']._serialized_end=193
+  _globals['_PAYLOADFORMAT']._serialized_start=195
+  _globals['_PAYLOADFORMAT']._serialized_end=306
+  _globals['_LISTRESOURCESREQUEST']._serialized_start=308
+  _globals['_LISTRESOURCESREQUEST']._serialized_end=427
+  _globals['_LISTRESOURCESRESPONSE']._serialized_start=429
+  _globals['_LISTRESOURCESRESPONSE']._serialized_end=525
+  _globals['_LISTPAYLOADFORMATSREQUEST']._serialized_start=527
+  _globals['_LISTPAYLOADFORMATSREQUEST']._serialized_end=593
+  _globals['_LISTPAYLOADFORMATSRESPONSE']._serialized_start=595
+  _globals['_LISTPAYLOADFORMATSRESPONSE']._serialized_end=700
+  _globals['_CATALOGSERVICE']._serialized_start=773
+  _globals['_CATALOGSERVICE']._serialized_end=976
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,7 @@ class CatalogResource(_message.Message):
     SCOPE_FIELD_NUMBER: _builtins.int
     EVENT_TYPES_FIELD_NUMBER: _builtins.int
     CATALOG_FIELD_NUMBER: _builtins.int
+    HOOK_SCOPES_FIELD_NUMBER: _builtins.int
     resource_name: _builtins.str
     """As events and triggers name it, e.g. `RFIs`."""
     scope: Global___Scope.ValueType
@@ -60,6 +61,13 @@ class CatalogResource(_message.Message):
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """E.g. `create`, `update`, `delete`."""
 
+    @_builtins.property
+    def hook_scopes(self) -> _containers.RepeatedScalarFieldContainer[Global___Scope.ValueType]:
+        """The levels of the hooks that may select it: a company-level resource
+        SCOPE_COMPANY; a project-level one SCOPE_COMPANY and SCOPE_PROJECT (a company
+        hook receives it from every project of its company, or those it lists).
+        """
+
     def __init__(
         self,
         *,
@@ -67,10 +75,11 @@ class CatalogResource(_message.Message):
         scope: Global___Scope.ValueType = ...,
         event_types: _abc.Iterable[_builtins.str] | None = ...,
         catalog: _builtins.str = ...,
+        hook_scopes: _abc.Iterable[Global___Scope.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "event_types", b"event_types", "resource_name", b"resource_name", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "event_types", b"event_types", "hook_scopes", b"hook_scopes", "resource_name", b"resource_name", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,7 +54,9 @@ class CatalogServiceServicer:
     """
 
     def ListResources(self, request, context):
-        """Lists the resources that hooks of a scope may select, ordered by name.
+        """Lists the resources of a scope (their own level), ordered by name; each says
+        which hooks may select it (hook_scopes): company hooks may also select
+        project-level resources, and then receive them from every project.
         Errors: INVALID_ARGUMENT (scope unset, unknown payload_format, negative
         page_size, bad page_token).
         """

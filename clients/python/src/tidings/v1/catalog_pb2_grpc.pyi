@@ -36,7 +36,9 @@ class CatalogServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CatalogServiceAsyncStub: ...
     ListResources: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListResourcesRequest, _catalog_pb2.ListResourcesResponse]
-    """Lists the resources that hooks of a scope may select, ordered by name.
+    """Lists the resources of a scope (their own level), ordered by name; each says
+    which hooks may select it (hook_scopes): company hooks may also select
+    project-level resources, and then receive them from every project.
     Errors: INVALID_ARGUMENT (scope unset, unknown payload_format, negative
     page_size, bad page_token).
     """
@@ -53,7 +55,9 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListResources: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListResourcesRequest, _catalog_pb2.ListResourcesResponse]  # type: ignore[assignment]
-    """Lists the resources that hooks of a scope may select, ordered by name.
+    """Lists the resources of a scope (their own level), ordered by name; each says
+    which hooks may select it (hook_scopes): company hooks may also select
+    project-level resources, and then receive them from every project.
     Errors: INVALID_ARGUMENT (scope unset, unknown payload_format, negative
     page_size, bad page_token).
     """
@@ -73,7 +77,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.ListResourcesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ListResourcesResponse, _abc.Awaitable[_catalog_pb2.ListResourcesResponse]]:
-        """Lists the resources that hooks of a scope may select, ordered by name.
+        """Lists the resources of a scope (their own level), ordered by name; each says
+        which hooks may select it (hook_scopes): company hooks may also select
+        project-level resources, and then receive them from every project.
         Errors: INVALID_ARGUMENT (scope unset, unknown payload_format, negative
         page_size, bad page_token).
         """

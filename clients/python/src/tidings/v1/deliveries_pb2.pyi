@@ -360,16 +360,23 @@ class GetHookOverviewRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The hook."""
+    project_id: _builtins.int
+    """Optional, company hooks only: narrow the counts, success_rate and next_retry_time to
+    the deliveries of this project's events (latencies and the last success and failure
+    stay the hook's). 0: the whole hook.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        project_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "project_id", b"project_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -395,6 +402,7 @@ class HookOverview(_message.Message):
     LAST_FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
     NEXT_RETRY_TIME_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     RATE_LIMITED_TIME_FIELD_NUMBER: _builtins.int
     CIRCUIT_OPEN_TIME_FIELD_NUMBER: _builtins.int
     NEXT_PROBE_TIME_FIELD_NUMBER: _builtins.int
@@ -409,6 +417,8 @@ class HookOverview(_message.Message):
     last_failure_reason: _builtins.str
     consecutive_failures: _builtins.int
     """Failed attempts since the last success."""
+    project_id: _builtins.int
+    """The project the counts are narrowed to (GetHookOverviewRequest.project_id); 0 for none."""
     @_builtins.property
     def hook(self) -> _hooks_pb2.Hook:
         """The hook (its Authorization header masked, no signing secret)."""
@@ -468,13 +478,14 @@ class HookOverview(_message.Message):
         last_failure_reason: _builtins.str = ...,
         consecutive_failures: _builtins.int = ...,
         next_retry_time: _timestamp_pb2.Timestamp | None = ...,
+        project_id: _builtins.int = ...,
         rate_limited_time: _timestamp_pb2.Timestamp | None = ...,
         circuit_open_time: _timestamp_pb2.Timestamp | None = ...,
         next_probe_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["circuit_open_time", b"circuit_open_time", "hook", b"hook", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_probe_time", b"next_probe_time", "next_retry_time", b"next_retry_time", "rate_limited_time", b"rate_limited_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit_open_time", b"circuit_open_time", "consecutive_failures", b"consecutive_failures", "delivered_count", b"delivered_count", "discarded_count", b"discarded_count", "failed_count", b"failed_count", "hook", b"hook", "last_failure_reason", b"last_failure_reason", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_probe_time", b"next_probe_time", "next_retry_time", b"next_retry_time", "queued_count", b"queued_count", "rate_limited_time", b"rate_limited_time", "retrying_count", b"retrying_count", "success_rate", b"success_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["circuit_open_time", b"circuit_open_time", "consecutive_failures", b"consecutive_failures", "delivered_count", b"delivered_count", "discarded_count", b"discarded_count", "failed_count", b"failed_count", "hook", b"hook", "last_failure_reason", b"last_failure_reason", "last_failure_time", b"last_failure_time", "last_success_time", b"last_success_time", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "next_probe_time", b"next_probe_time", "next_retry_time", b"next_retry_time", "project_id", b"project_id", "queued_count", b"queued_count", "rate_limited_time", b"rate_limited_time", "retrying_count", b"retrying_count", "success_rate", b"success_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tidings/v1/events.proto\x12\ntidings.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\rEventMetadata\x12\x1b\n\x0esource_user_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11source_project_id\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12 \n\x13source_operation_id\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1e\n\x11source_company_id\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\"\n\x15source_application_id\x18\x05 \x01(\tH\x04\x88\x01\x01\x42\x11\n\x0f_source_user_idB\x14\n\x12_source_project_idB\x16\n\x14_source_operation_idB\x14\n\x12_source_company_idB\x18\n\x16_source_application_id\"+\n\x0fRelatedResource\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xce\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncompany_id\x18\x02 \x01(\x03\x12\x12\n\nproject_id\x18\x03 \x01(\x03\x12\x15\n\rresource_name\x18\x04 \x01(\t\x12\x13\n\x0bresource_id\x18\x05 \x01(\x03\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\x03\x12-\n\ttimestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08metadata\x18\t \x01(\x0b\x32\x19.tidings.v1.EventMetadata\x12\x36\n\x11related_resources\x18\n \x03(\x0b\x32\x1b.tidings.v1.RelatedResource\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x13\n\x0btraceparent\x18\x0c \x01(\t\"9\n\x14PublishEventsRequest\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.tidings.v1.Event\"I\n\x0ePublishedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ndeliveries\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"D\n\x15PublishEventsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.tidings.v1.PublishedEvent2d\n\x0c\x45ventService\x12T\n\rPublishEvents\x12 .tidings.v1.PublishEventsRequest\x1a!.tidings.v1.PublishEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tidings/v1/events.proto\x12\ntidings.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\rEventMetadata\x12\x1b\n\x0esource_user_id\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11source_project_id\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12 \n\x13source_operation_id\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1e\n\x11source_company_id\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\"\n\x15source_application_id\x18\x05 \x01(\tH\x04\x88\x01\x01\x42\x11\n\x0f_source_user_idB\x14\n\x12_source_project_idB\x16\n\x14_source_operation_idB\x14\n\x12_source_company_idB\x18\n\x16_source_application_id\"+\n\x0fRelatedResource\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe8\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncompany_id\x18\x02 \x01(\x03\x12\x12\n\nproject_id\x18\x03 \x01(\x03\x12\x15\n\rresource_name\x18\x04 \x01(\t\x12\x13\n\x0bresource_id\x18\x05 \x01(\x03\x12\x12\n\nevent_type\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\x03\x12-\n\ttimestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08metadata\x18\t \x01(\x0b\x32\x19.tidings.v1.EventMetadata\x12\x36\n\x11related_resources\x18\n \x03(\x0b\x32\x1b.tidings.v1.RelatedResource\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x13\n\x0btraceparent\x18\x0c \x01(\t\x12\x18\n\x10project_template\x18\r \x01(\t\"9\n\x14PublishEventsRequest\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.tidings.v1.Event\"i\n\x0ePublishedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\ndeliveries\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x1e\n\x16project_template_error\x18\x04 \x01(\t\"D\n\x15PublishEventsResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.tidings.v1.PublishedEvent2d\n\x0c\x45ventService\x12T\n\rPublishEvents\x12 .tidings.v1.PublishEventsRequest\x1a!.tidings.v1.PublishEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELATEDRESOURCE']._serialized_start=366
   _globals['_RELATEDRESOURCE']._serialized_end=409
   _globals['_EVENT']._serialized_start=412
-  _globals['_EVENT']._serialized_end=746
-  _globals['_PUBLISHEVENTSREQUEST']._serialized_start=748
-  _globals['_PUBLISHEVENTSREQUEST']._serialized_end=805
-  _globals['_PUBLISHEDEVENT']._serialized_start=807
-  _globals['_PUBLISHEDEVENT']._serialized_end=880
-  _globals['_PUBLISHEVENTSRESPONSE']._serialized_start=882
-  _globals['_PUBLISHEVENTSRESPONSE']._serialized_end=950
-  _globals['_EVENTSERVICE']._serialized_start=952
-  _globals['_EVENTSERVICE']._serialized_end=1052
+  _globals['_EVENT']._serialized_end=772
+  _globals['_PUBLISHEVENTSREQUEST']._serialized_start=774
+  _globals['_PUBLISHEVENTSREQUEST']._serialized_end=831
+  _globals['_PUBLISHEDEVENT']._serialized_start=833
+  _globals['_PUBLISHEDEVENT']._serialized_end=938
+  _globals['_PUBLISHEVENTSRESPONSE']._serialized_start=940
+  _globals['_PUBLISHEVENTSRESPONSE']._serialized_end=1008
+  _globals['_EVENTSERVICE']._serialized_start=1010
+  _globals['_EVENTSERVICE']._serialized_end=1110
 # @@protoc_insertion_point(module_scope)

@@ -113,6 +113,7 @@ class Event(_message.Message):
     RELATED_RESOURCES_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
+    PROJECT_TEMPLATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only: a ULID assigned at publish time; receivers de-duplicate on it."""
     company_id: _builtins.int
@@ -140,6 +141,14 @@ class Event(_message.Message):
     its own, so the receiver's trace joins the publisher's. When unset, a `traceparent` in the
     call's metadata applies to every event of the batch (an invalid one there is ignored).
     """
+    project_template: _builtins.str
+    """Optional, only on a company-level `Projects` × `create` event: a project template of
+    the company to apply to the new project (resource_id is the project's id), by id
+    (`standard`) or full name (`companies/{c}/templates/standard`), as
+    TemplateService.ApplyTemplate would. The event is stored and delivered whatever happens:
+    a template that cannot be applied (unknown, say) is logged and reported in
+    PublishedEvent.project_template_error, never refused.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the change happened; the server's time when unset."""
@@ -165,10 +174,11 @@ class Event(_message.Message):
         related_resources: _abc.Iterable[Global___RelatedResource] | None = ...,
         idempotency_key: _builtins.str = ...,
         traceparent: _builtins.str = ...,
+        project_template: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["company_id", b"company_id", "event_type", b"event_type", "id", b"id", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "project_id", b"project_id", "related_resources", b"related_resources", "resource_id", b"resource_id", "resource_name", b"resource_name", "timestamp", b"timestamp", "traceparent", b"traceparent", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["company_id", b"company_id", "event_type", b"event_type", "id", b"id", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "project_id", b"project_id", "project_template", b"project_template", "related_resources", b"related_resources", "resource_id", b"resource_id", "resource_name", b"resource_name", "timestamp", b"timestamp", "traceparent", b"traceparent", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -203,22 +213,28 @@ class PublishedEvent(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    PROJECT_TEMPLATE_ERROR_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """The event's id (the original one for a repeated idempotency key)."""
     deliveries: _builtins.int
     """How many deliveries it created (0 for a repeat)."""
     duplicate: _builtins.bool
     """True when the idempotency key had been published before."""
+    project_template_error: _builtins.str
+    """Set when the event named a project_template that could not be applied: why. Empty when
+    it was applied, or none was named.
+    """
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         deliveries: _builtins.int = ...,
         duplicate: _builtins.bool = ...,
+        project_template_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "duplicate", b"duplicate", "event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "duplicate", b"duplicate", "event_id", b"event_id", "project_template_error", b"project_template_error"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

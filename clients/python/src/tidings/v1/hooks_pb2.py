@@ -28,51 +28,51 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tidings/v1/hooks.proto\x12\ntidings.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x04\n\x04Hook\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x65stination_url\x18\x03 \x01(\t\x12\x1c\n\x14\x61uthorization_header\x18\x04 \x01(\t\x12\x16\n\x0epayload_format\x18\x05 \x01(\t\x12&\n\x06status\x18\x06 \x01(\x0e\x32\x16.tidings.v1.HookStatus\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0cretry_policy\x18\t \x01(\x0b\x32\x17.tidings.v1.RetryPolicy\x12.\n\x08ordering\x18\n \x01(\x0e\x32\x1c.tidings.v1.DeliveryOrdering\x12\x17\n\x0fmax_concurrency\x18\x0b \x01(\x05\x12\x18\n\x10signing_disabled\x18\x0c \x01(\x08\x12\x16\n\x0esigning_secret\x18\r \x01(\t\x12?\n\x1bprevious_secret_expire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\nrate_limit\x18\x14 \x01(\x0b\x32\x15.tidings.v1.RateLimit\x12\x17\n\x0f\x64isabled_reason\x18\x15 \x01(\t\x12\x30\n\x0c\x64isable_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\tRateLimit\x12\x12\n\nper_second\x18\x01 \x01(\x01\x12\r\n\x05\x62urst\x18\x02 \x01(\x05\"\x83\x02\n\x0bRetryPolicy\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cretry_window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0finitial_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x12retryable_statuses\x18\x05 \x03(\x0b\x32\x17.tidings.v1.StatusRange\"*\n\x0bStatusRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x05\x12\x0c\n\x04last\x18\x02 \x01(\x05\"s\n\x07Trigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x11\x43reateHookRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1e\n\x04hook\x18\x02 \x01(\x0b\x32\x10.tidings.v1.Hook\x12\x0f\n\x07hook_id\x18\x03 \x01(\t\"\x1e\n\x0eGetHookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListHooksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"M\n\x11ListHooksResponse\x12\x1f\n\x05hooks\x18\x01 \x03(\x0b\x32\x10.tidings.v1.Hook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x11UpdateHookRequest\x12\x1e\n\x04hook\x18\x01 \x01(\x0b\x32\x10.tidings.v1.Hook\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x11\x44\x65leteHookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"S\n\x1a\x42\x61tchCreateTriggersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12%\n\x08triggers\x18\x02 \x03(\x0b\x32\x13.tidings.v1.Trigger\"D\n\x1b\x42\x61tchCreateTriggersResponse\x12%\n\x08triggers\x18\x01 \x03(\x0b\x32\x13.tidings.v1.Trigger\"R\n\x1a\x42\x61tchDeleteTriggersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x15\n\rallow_missing\x18\x03 \x01(\x08\"L\n\x13ListTriggersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x14ListTriggersResponse\x12%\n\x08triggers\x18\x01 \x03(\x0b\x32\x13.tidings.v1.Trigger\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x1aRotateSigningSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07overlap\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*s\n\nHookStatus\x12\x1b\n\x17HOOK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12HOOK_STATUS_ACTIVE\x10\x01\x12\x16\n\x12HOOK_STATUS_PAUSED\x10\x02\x12\x18\n\x14HOOK_STATUS_DISABLED\x10\x03*z\n\x10\x44\x65liveryOrdering\x12!\n\x1d\x44\x45LIVERY_ORDERING_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44\x45LIVERY_ORDERING_UNORDERED\x10\x01\x12\"\n\x1e\x44\x45LIVERY_ORDERING_PER_RESOURCE\x10\x02\x32\xb6\x05\n\x0bHookService\x12=\n\nCreateHook\x12\x1d.tidings.v1.CreateHookRequest\x1a\x10.tidings.v1.Hook\x12\x37\n\x07GetHook\x12\x1a.tidings.v1.GetHookRequest\x1a\x10.tidings.v1.Hook\x12H\n\tListHooks\x12\x1c.tidings.v1.ListHooksRequest\x1a\x1d.tidings.v1.ListHooksResponse\x12=\n\nUpdateHook\x12\x1d.tidings.v1.UpdateHookRequest\x1a\x10.tidings.v1.Hook\x12\x43\n\nDeleteHook\x12\x1d.tidings.v1.DeleteHookRequest\x1a\x16.google.protobuf.Empty\x12\x66\n\x13\x42\x61tchCreateTriggers\x12&.tidings.v1.BatchCreateTriggersRequest\x1a\'.tidings.v1.BatchCreateTriggersResponse\x12U\n\x13\x42\x61tchDeleteTriggers\x12&.tidings.v1.BatchDeleteTriggersRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x0cListTriggers\x12\x1f.tidings.v1.ListTriggersRequest\x1a .tidings.v1.ListTriggersResponse\x12O\n\x13RotateSigningSecret\x12&.tidings.v1.RotateSigningSecretRequest\x1a\x10.tidings.v1.Hookb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tidings/v1/hooks.proto\x12\ntidings.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x05\n\x04Hook\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x65stination_url\x18\x03 \x01(\t\x12\x1c\n\x14\x61uthorization_header\x18\x04 \x01(\t\x12\x16\n\x0epayload_format\x18\x05 \x01(\t\x12&\n\x06status\x18\x06 \x01(\x0e\x32\x16.tidings.v1.HookStatus\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0cretry_policy\x18\t \x01(\x0b\x32\x17.tidings.v1.RetryPolicy\x12.\n\x08ordering\x18\n \x01(\x0e\x32\x1c.tidings.v1.DeliveryOrdering\x12\x17\n\x0fmax_concurrency\x18\x0b \x01(\x05\x12\x18\n\x10signing_disabled\x18\x0c \x01(\x08\x12\x16\n\x0esigning_secret\x18\r \x01(\t\x12?\n\x1bprevious_secret_expire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08projects\x18\x0f \x03(\x03\x12\x10\n\x08template\x18\x10 \x01(\t\x12\x19\n\x11template_revision\x18\x11 \x01(\x03\x12)\n\nrate_limit\x18\x14 \x01(\x0b\x32\x15.tidings.v1.RateLimit\x12\x17\n\x0f\x64isabled_reason\x18\x15 \x01(\t\x12\x30\n\x0c\x64isable_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\tRateLimit\x12\x12\n\nper_second\x18\x01 \x01(\x01\x12\r\n\x05\x62urst\x18\x02 \x01(\x05\"\x83\x02\n\x0bRetryPolicy\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cretry_window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0finitial_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x12retryable_statuses\x18\x05 \x03(\x0b\x32\x17.tidings.v1.StatusRange\"*\n\x0bStatusRange\x12\r\n\x05\x66irst\x18\x01 \x01(\x05\x12\x0c\n\x04last\x18\x02 \x01(\x05\"s\n\x07Trigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x11\x43reateHookRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1e\n\x04hook\x18\x02 \x01(\x0b\x32\x10.tidings.v1.Hook\x12\x0f\n\x07hook_id\x18\x03 \x01(\t\"\x1e\n\x0eGetHookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListHooksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"M\n\x11ListHooksResponse\x12\x1f\n\x05hooks\x18\x01 \x03(\x0b\x32\x10.tidings.v1.Hook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x11UpdateHookRequest\x12\x1e\n\x04hook\x18\x01 \x01(\x0b\x32\x10.tidings.v1.Hook\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x11\x44\x65leteHookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"S\n\x1a\x42\x61tchCreateTriggersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12%\n\x08triggers\x18\x02 \x03(\x0b\x32\x13.tidings.v1.Trigger\"D\n\x1b\x42\x61tchCreateTriggersResponse\x12%\n\x08triggers\x18\x01 \x03(\x0b\x32\x13.tidings.v1.Trigger\"R\n\x1a\x42\x61tchDeleteTriggersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05names\x18\x02 \x03(\t\x12\x15\n\rallow_missing\x18\x03 \x01(\x08\"L\n\x13ListTriggersRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x14ListTriggersResponse\x12%\n\x08triggers\x18\x01 \x03(\x0b\x32\x13.tidings.v1.Trigger\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x1aRotateSigningSecretRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07overlap\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*s\n\nHookStatus\x12\x1b\n\x17HOOK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12HOOK_STATUS_ACTIVE\x10\x01\x12\x16\n\x12HOOK_STATUS_PAUSED\x10\x02\x12\x18\n\x14HOOK_STATUS_DISABLED\x10\x03*z\n\x10\x44\x65liveryOrdering\x12!\n\x1d\x44\x45LIVERY_ORDERING_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x44\x45LIVERY_ORDERING_UNORDERED\x10\x01\x12\"\n\x1e\x44\x45LIVERY_ORDERING_PER_RESOURCE\x10\x02\x32\xb6\x05\n\x0bHookService\x12=\n\nCreateHook\x12\x1d.tidings.v1.CreateHookRequest\x1a\x10.tidings.v1.Hook\x12\x37\n\x07GetHook\x12\x1a.tidings.v1.GetHookRequest\x1a\x10.tidings.v1.Hook\x12H\n\tListHooks\x12\x1c.tidings.v1.ListHooksRequest\x1a\x1d.tidings.v1.ListHooksResponse\x12=\n\nUpdateHook\x12\x1d.tidings.v1.UpdateHookRequest\x1a\x10.tidings.v1.Hook\x12\x43\n\nDeleteHook\x12\x1d.tidings.v1.DeleteHookRequest\x1a\x16.google.protobuf.Empty\x12\x66\n\x13\x42\x61tchCreateTriggers\x12&.tidings.v1.BatchCreateTriggersRequest\x1a\'.tidings.v1.BatchCreateTriggersResponse\x12U\n\x13\x42\x61tchDeleteTriggers\x12&.tidings.v1.BatchDeleteTriggersRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x0cListTriggers\x12\x1f.tidings.v1.ListTriggersRequest\x1a .tidings.v1.ListTriggersResponse\x12O\n\x13RotateSigningSecret\x12&.tidings.v1.RotateSigningSecretRequest\x1a\x10.tidings.v1.Hookb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tidings.v1.hooks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOOKSTATUS']._serialized_start=2170
-  _globals['_HOOKSTATUS']._serialized_end=2285
-  _globals['_DELIVERYORDERING']._serialized_start=2287
-  _globals['_DELIVERYORDERING']._serialized_end=2409
+  _globals['_HOOKSTATUS']._serialized_start=2233
+  _globals['_HOOKSTATUS']._serialized_end=2348
+  _globals['_DELIVERYORDERING']._serialized_start=2350
+  _globals['_DELIVERYORDERING']._serialized_end=2472
   _globals['_HOOK']._serialized_start=167
-  _globals['_HOOK']._serialized_end=779
-  _globals['_RATELIMIT']._serialized_start=781
-  _globals['_RATELIMIT']._serialized_end=827
-  _globals['_RETRYPOLICY']._serialized_start=830
-  _globals['_RETRYPOLICY']._serialized_end=1089
-  _globals['_STATUSRANGE']._serialized_start=1091
-  _globals['_STATUSRANGE']._serialized_end=1133
-  _globals['_TRIGGER']._serialized_start=1135
-  _globals['_TRIGGER']._serialized_end=1250
-  _globals['_CREATEHOOKREQUEST']._serialized_start=1252
-  _globals['_CREATEHOOKREQUEST']._serialized_end=1336
-  _globals['_GETHOOKREQUEST']._serialized_start=1338
-  _globals['_GETHOOKREQUEST']._serialized_end=1368
-  _globals['_LISTHOOKSREQUEST']._serialized_start=1370
-  _globals['_LISTHOOKSREQUEST']._serialized_end=1459
-  _globals['_LISTHOOKSRESPONSE']._serialized_start=1461
-  _globals['_LISTHOOKSRESPONSE']._serialized_end=1538
-  _globals['_UPDATEHOOKREQUEST']._serialized_start=1540
-  _globals['_UPDATEHOOKREQUEST']._serialized_end=1640
-  _globals['_DELETEHOOKREQUEST']._serialized_start=1642
-  _globals['_DELETEHOOKREQUEST']._serialized_end=1675
-  _globals['_BATCHCREATETRIGGERSREQUEST']._serialized_start=1677
-  _globals['_BATCHCREATETRIGGERSREQUEST']._serialized_end=1760
-  _globals['_BATCHCREATETRIGGERSRESPONSE']._serialized_start=1762
-  _globals['_BATCHCREATETRIGGERSRESPONSE']._serialized_end=1830
-  _globals['_BATCHDELETETRIGGERSREQUEST']._serialized_start=1832
-  _globals['_BATCHDELETETRIGGERSREQUEST']._serialized_end=1914
-  _globals['_LISTTRIGGERSREQUEST']._serialized_start=1916
-  _globals['_LISTTRIGGERSREQUEST']._serialized_end=1992
-  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=1994
-  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=2080
-  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_start=2082
-  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_end=2168
-  _globals['_HOOKSERVICE']._serialized_start=2412
-  _globals['_HOOKSERVICE']._serialized_end=3106
+  _globals['_HOOK']._serialized_end=842
+  _globals['_RATELIMIT']._serialized_start=844
+  _globals['_RATELIMIT']._serialized_end=890
+  _globals['_RETRYPOLICY']._serialized_start=893
+  _globals['_RETRYPOLICY']._serialized_end=1152
+  _globals['_STATUSRANGE']._serialized_start=1154
+  _globals['_STATUSRANGE']._serialized_end=1196
+  _globals['_TRIGGER']._serialized_start=1198
+  _globals['_TRIGGER']._serialized_end=1313
+  _globals['_CREATEHOOKREQUEST']._serialized_start=1315
+  _globals['_CREATEHOOKREQUEST']._serialized_end=1399
+  _globals['_GETHOOKREQUEST']._serialized_start=1401
+  _globals['_GETHOOKREQUEST']._serialized_end=1431
+  _globals['_LISTHOOKSREQUEST']._serialized_start=1433
+  _globals['_LISTHOOKSREQUEST']._serialized_end=1522
+  _globals['_LISTHOOKSRESPONSE']._serialized_start=1524
+  _globals['_LISTHOOKSRESPONSE']._serialized_end=1601
+  _globals['_UPDATEHOOKREQUEST']._serialized_start=1603
+  _globals['_UPDATEHOOKREQUEST']._serialized_end=1703
+  _globals['_DELETEHOOKREQUEST']._serialized_start=1705
+  _globals['_DELETEHOOKREQUEST']._serialized_end=1738
+  _globals['_BATCHCREATETRIGGERSREQUEST']._serialized_start=1740
+  _globals['_BATCHCREATETRIGGERSREQUEST']._serialized_end=1823
+  _globals['_BATCHCREATETRIGGERSRESPONSE']._serialized_start=1825
+  _globals['_BATCHCREATETRIGGERSRESPONSE']._serialized_end=1893
+  _globals['_BATCHDELETETRIGGERSREQUEST']._serialized_start=1895
+  _globals['_BATCHDELETETRIGGERSREQUEST']._serialized_end=1977
+  _globals['_LISTTRIGGERSREQUEST']._serialized_start=1979
+  _globals['_LISTTRIGGERSREQUEST']._serialized_end=2055
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=2057
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=2143
+  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_start=2145
+  _globals['_ROTATESIGNINGSECRETREQUEST']._serialized_end=2231
+  _globals['_HOOKSERVICE']._serialized_start=2475
+  _globals['_HOOKSERVICE']._serialized_end=3169
 # @@protoc_insertion_point(module_scope)

@@ -94,6 +94,9 @@ class Hook(_message.Message):
     SIGNING_DISABLED_FIELD_NUMBER: _builtins.int
     SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    PROJECTS_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    TEMPLATE_REVISION_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
     DISABLED_REASON_FIELD_NUMBER: _builtins.int
     DISABLE_TIME_FIELD_NUMBER: _builtins.int
@@ -129,6 +132,12 @@ class Hook(_message.Message):
     secret deliveries are signed with (Standard Webhooks: `whsec_` and base64 of 32 random
     bytes). It is never returned again; rotate it if it is lost.
     """
+    template: _builtins.str
+    """Output only: the template the hook was made from by TemplateService.ApplyTemplate (or a
+    `Projects` × `create` event naming it), empty for a hook made by hand.
+    """
+    template_revision: _builtins.int
+    """Output only: the template's revision the hook was copied from; 0 when template is empty."""
     disabled_reason: _builtins.str
     """Output only: why tidings itself disabled the hook (its endpoint answered 410 Gone, or it
     failed without a single success for the server's deactivation period, 5 days unless
@@ -150,6 +159,13 @@ class Hook(_message.Message):
     def previous_secret_expire_time(self) -> _timestamp_pb2.Timestamp:
         """Output only: while a rotation's overlap lasts, deliveries are also signed with the
         previous secret until this time. Unset otherwise.
+        """
+
+    @_builtins.property
+    def projects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Company hooks only: the projects whose events of project-level resources (RFIs,
+        Submittals, …) the hook receives; empty means every project of the company. It never
+        narrows the company's own events. Ids are positive, each listed once, at most 1000.
         """
 
     @_builtins.property
@@ -181,13 +197,16 @@ class Hook(_message.Message):
         signing_disabled: _builtins.bool = ...,
         signing_secret: _builtins.str = ...,
         previous_secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        projects: _abc.Iterable[_builtins.int] | None = ...,
+        template: _builtins.str = ...,
+        template_revision: _builtins.int = ...,
         rate_limit: Global___RateLimit | None = ...,
         disabled_reason: _builtins.str = ...,
         disable_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "disable_time", b"disable_time", "previous_secret_expire_time", b"previous_secret_expire_time", "rate_limit", b"rate_limit", "retry_policy", b"retry_policy", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "disable_time", b"disable_time", "disabled_reason", b"disabled_reason", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "rate_limit", b"rate_limit", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_header", b"authorization_header", "create_time", b"create_time", "destination_url", b"destination_url", "disable_time", b"disable_time", "disabled_reason", b"disabled_reason", "display_name", b"display_name", "max_concurrency", b"max_concurrency", "name", b"name", "ordering", b"ordering", "payload_format", b"payload_format", "previous_secret_expire_time", b"previous_secret_expire_time", "projects", b"projects", "rate_limit", b"rate_limit", "retry_policy", b"retry_policy", "signing_disabled", b"signing_disabled", "signing_secret", b"signing_secret", "status", b"status", "template", b"template", "template_revision", b"template_revision", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -107,7 +107,8 @@ class HookServiceServicer:
         """Creates a hook under a company or project.
         Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
         Authorization header, too long display_name, unknown payload format, bad
-        hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range),
+        hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range, projects
+        on a project hook or not positive or repeated),
         ALREADY_EXISTS (hook_id taken).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -135,7 +136,7 @@ class HookServiceServicer:
     def UpdateHook(self, request, context):
         """Updates the fields named in update_mask (display_name, destination_url,
         authorization_header, status, retry_policy, ordering, max_concurrency, rate_limit,
-        signing_disabled).
+        signing_disabled, projects).
         Disabling a hook discards its pending deliveries.
         Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
         value),

@@ -47,7 +47,8 @@ class HookServiceStub:
     """Creates a hook under a company or project.
     Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
     Authorization header, too long display_name, unknown payload format, bad
-    hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range),
+    hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range, projects
+    on a project hook or not positive or repeated),
     ALREADY_EXISTS (hook_id taken).
     """
     GetHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.GetHookRequest, _hooks_pb2.Hook]
@@ -63,7 +64,7 @@ class HookServiceStub:
     UpdateHook: _grpc.UnaryUnaryMultiCallable[_hooks_pb2.UpdateHookRequest, _hooks_pb2.Hook]
     """Updates the fields named in update_mask (display_name, destination_url,
     authorization_header, status, retry_policy, ordering, max_concurrency, rate_limit,
-    signing_disabled).
+    signing_disabled, projects).
     Disabling a hook discards its pending deliveries.
     Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
     value),
@@ -118,7 +119,8 @@ class HookServiceAsyncStub(HookServiceStub):
     """Creates a hook under a company or project.
     Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
     Authorization header, too long display_name, unknown payload format, bad
-    hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range),
+    hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range, projects
+    on a project hook or not positive or repeated),
     ALREADY_EXISTS (hook_id taken).
     """
     GetHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.GetHookRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
@@ -134,7 +136,7 @@ class HookServiceAsyncStub(HookServiceStub):
     UpdateHook: _aio.UnaryUnaryMultiCallable[_hooks_pb2.UpdateHookRequest, _hooks_pb2.Hook]  # type: ignore[assignment]
     """Updates the fields named in update_mask (display_name, destination_url,
     authorization_header, status, retry_policy, ordering, max_concurrency, rate_limit,
-    signing_disabled).
+    signing_disabled, projects).
     Disabling a hook discards its pending deliveries.
     Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
     value),
@@ -192,7 +194,8 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates a hook under a company or project.
         Errors: INVALID_ARGUMENT (malformed parent, bad URL, refused host, bad
         Authorization header, too long display_name, unknown payload format, bad
-        hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range),
+        hook_id, a retry_policy, ordering, max_concurrency or rate_limit out of range, projects
+        on a project hook or not positive or repeated),
         ALREADY_EXISTS (hook_id taken).
         """
 
@@ -226,7 +229,7 @@ class HookServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_hooks_pb2.Hook, _abc.Awaitable[_hooks_pb2.Hook]]:
         """Updates the fields named in update_mask (display_name, destination_url,
         authorization_header, status, retry_policy, ordering, max_concurrency, rate_limit,
-        signing_disabled).
+        signing_disabled, projects).
         Disabling a hook discards its pending deliveries.
         Errors: INVALID_ARGUMENT (missing, unknown or output-only mask path, bad
         value),

@@ -37,7 +37,11 @@ Examples:
 @click.option("--search", default="", help="Only resources whose name contains this text (any case).")
 @pass_env
 def resources(env: Env, scope: str, payload_format: str, search: str) -> None:
-    """Resources hooks of a scope can select, with their event types."""
+    """Resources of a scope, with their event types and the hooks that may select them.
+
+    Company hooks may select project-level resources too: they then receive them from every
+    project of the company, or from the projects the hook lists (`hooks create --projects`).
+    """
     found = [
         r
         for r in env.client().list_resources(Scope(scope), payload_format=payload_format, page_size=1000)
@@ -46,9 +50,10 @@ def resources(env: Env, scope: str, payload_format: str, search: str) -> None:
     if env.out.as_json:
         env.out.json(found)
         return
-    t = table("RESOURCE", "EVENTS", "CATALOG")
+    t = table("RESOURCE", "EVENTS", "SELECTABLE BY", "CATALOG")
     for r in found:
-        t.add_row(r.resource_name, ", ".join(r.event_types), r.catalog)
+        hooks = ", ".join(f"{s.value} hooks" for s in r.hook_scopes)
+        t.add_row(r.resource_name, ", ".join(r.event_types), hooks, r.catalog)
     env.out.print(t)
     env.out.note(f"{len(found)} resource(s)")
 

@@ -28,6 +28,13 @@ def hook_scope(hook_name: str) -> Scope:
     return Scope.PROJECT if "/projects/" in hook_name else Scope.COMPANY
 
 
+def selectable_scopes(hook_name: str) -> tuple[Scope, ...]:
+    """The levels of the resources a hook may select: a company hook's include the projects'."""
+    if hook_scope(hook_name) is Scope.PROJECT:
+        return (Scope.PROJECT,)
+    return (Scope.COMPANY, Scope.PROJECT)
+
+
 def expand_events(client: Client, hook: Hook, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Pairs with ``*`` become every event type the catalog lists for that resource.
 
@@ -39,7 +46,8 @@ def expand_events(client: Client, hook: Hook, pairs: Iterable[tuple[str, str]]) 
         return pairs
     catalog = {
         r.resource_name.lower(): r
-        for r in client.list_resources(hook_scope(hook.name), payload_format=hook.payload_format, page_size=1000)
+        for scope in reversed(selectable_scopes(hook.name))  # a company resource wins a tie of names
+        for r in client.list_resources(scope, payload_format=hook.payload_format, page_size=1000)
     }
     out: list[tuple[str, str]] = []
     for resource, event_type in pairs:
@@ -63,7 +71,11 @@ def unknown_resource(client: Client, hook: Hook, resource: str) -> UnknownResour
     """A resource the catalog does not have, with the closest ones it has and where to look."""
     scope = hook_scope(hook.name)
     try:
-        known = [r.resource_name for r in client.list_resources(scope, payload_format=hook.payload_format)]
+        known = [
+            r.resource_name
+            for level in selectable_scopes(hook.name)
+            for r in client.list_resources(level, payload_format=hook.payload_format, page_size=1000)
+        ]
     except TidingsError:
         known = []
     close = difflib.get_close_matches(resource, known, n=3, cutoff=0.5) or difflib.get_close_matches(
@@ -71,7 +83,7 @@ def unknown_resource(client: Client, hook: Hook, resource: str) -> UnknownResour
     )
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return UnknownResource(
-        f"--event: {resource!r} is not a {scope} resource for {hook.payload_format}{hint}"
+        f"--event: {resource!r} is not a resource {scope} hooks can select for {hook.payload_format}{hint}"
         f" See `tidings catalog resources --scope {scope}`"
     )
 

@@ -97,10 +97,14 @@ def hook_rows(hook: Hook) -> list[tuple[str, Any]]:
     ]
     if hook.disabled_reason:
         rows.append(("disabled", Text(f"since {when(hook.disable_time)}: {hook.disabled_reason}", style="bold red")))
+    if "/projects/" not in hook.name:
+        rows.append(("projects", ", ".join(map(str, hook.projects)) or "every project of the company"))
     if hook.signing_secret:
         rows.append(("signing secret", Text(hook.signing_secret, style="bold")))
     if hook.previous_secret_expire_time is not None:
         rows.append(("previous secret", f"also signs until {when(hook.previous_secret_expire_time)}"))
+    if hook.template:
+        rows.append(("template", f"{hook.template} (revision {hook.template_revision})"))
     rows += [("created", when(hook.create_time)), ("updated", when(hook.update_time))]
     return rows
 
@@ -185,6 +189,8 @@ Examples:
   vault read -field=header secret/erp | tidings hooks create --project 8/6778 \\
       --url https://erp.example.com/procore --format procore.v4 --auth-header-file -
   tidings hooks create --company 8 --url https://erp.example.com/in --format procore.v3 --id erp-sync
+  tidings hooks create --company 8 --url https://erp.example.com/rfis --format procore.v4 \\
+      --event 'RFIs:*' --projects 1,3      # RFIs of projects 1 and 3 (without --projects: every project)
   tidings hooks create --project 8/6778 --url https://example.com/in --format procore.v4 \\
       --event 'Submittals:*' --ordering per-resource --retry-window 2h
   tidings --json hooks create --company 8 --url https://erp.example.com/in --format procore.v3 \\
@@ -216,6 +222,12 @@ Examples:
     type=params.EVENT,
     help="An event to send, RESOURCE:TYPE (RESOURCE:* for all of its types); repeatable.",
 )
+@click.option(
+    "--projects",
+    type=params.PROJECT_IDS,
+    help="Company hooks: receive project-level events (RFIs, …) from these projects only, e.g. 1,3;"
+    " default every project of the company.",
+)
 @click.option("--paused", is_flag=True, help="Create it paused: deliveries wait until `hooks resume`.")
 @click.option(
     "--ordering", type=click.Choice(list(ORDERINGS)), help="per-resource keeps each resource's events in order."
@@ -242,6 +254,7 @@ def create(
     display_name: str,
     hook_id: str,
     events: tuple[tuple[str, str], ...],
+    projects: tuple[int, ...] | None,
     paused: bool,
     ordering: str | None,
     max_concurrency: int | None,
@@ -264,6 +277,8 @@ def create(
     assert parent is not None
     if parent.endswith("/-"):
         raise click.UsageError("--project needs one project, not '-'")
+    if projects and project is not None:
+        raise click.UsageError("--projects is for company hooks (--company); a project hook has its project")
     auth_header = read_auth_header(auth_header, auth_header_file)
     client = env.client()
     hook = client.create_hook(
@@ -279,6 +294,7 @@ def create(
         max_concurrency=max_concurrency,
         signing_disabled=no_signing,
         rate_limit=limit if (limit := rate_limit_option(rate_limit, burst)) and limit.per_second else None,
+        projects=projects or (),
     )
     triggers = []
     if events:
@@ -391,7 +407,8 @@ def circuit_text(o: HookOverview) -> Text:
 
 
 def overview_view(o: HookOverview) -> Group:
-    counts = table("QUEUED", "RETRYING", "DELIVERED", "FAILED", "DISCARDED", "SUCCESS", "P50", "P95")
+    title = f"project {o.project_id} only (latency and health: the whole hook)" if o.project_id else None
+    counts = table("QUEUED", "RETRYING", "DELIVERED", "FAILED", "DISCARDED", "SUCCESS", "P50", "P95", title=title)
     counts.add_row(
         Text(str(o.queued_count), style="cyan"),
         Text(str(o.retrying_count), style="yellow"),
@@ -420,16 +437,23 @@ SHOW_EXAMPLES = """\b
 Examples:
   tidings hooks show companies/8/projects/6778/hooks/procore-sync
   tidings --json hooks show HOOK | jq .success_rate
+  tidings hooks show companies/8/hooks/rfis --project 6778   # a company hook, in one project
 """
 
 
 @hooks.command(epilog=SHOW_EXAMPLES)
 @click.argument("hook", type=names.HOOK)
+@click.option(
+    "--project",
+    "project_id",
+    type=click.IntRange(min=1),
+    help="Company hooks: count only the deliveries of this project's events (a project id, e.g. 6778).",
+)
 @pass_env
-def show(env: Env, hook: str) -> None:
+def show(env: Env, hook: str, project_id: int | None) -> None:
     """The hook's Overview: settings, deliveries per status in the last 28 days, success rate,
     latency, and the last success and failure."""
-    o = env.client().get_hook_overview(hook)
+    o = env.client().get_hook_overview(hook, project_id=project_id or 0)
     if env.out.as_json:
         env.out.json(o)
     else:
@@ -443,6 +467,8 @@ Examples:
   tidings hooks update HOOK --no-auth-header --retry-window 1h --retry-statuses 429,500-599
   tidings hooks update HOOK --status disabled      # discards pending deliveries
   tidings hooks update HOOK --no-signing           # no webhook-signature headers from now on
+  tidings hooks update companies/8/hooks/rfis --projects 1,3,4   # a company hook: these projects only
+  tidings hooks update companies/8/hooks/rfis --all-projects     # every project again
 
 The payload format never changes: delete the hook and create it again.
 """
@@ -470,6 +496,8 @@ The payload format never changes: delete the hook and create it again.
 )
 @click.option("--rate-limit", type=params.RATE, help=RATE_LIMIT_HELP)
 @click.option("--burst", type=click.IntRange(1, 10_000), help=BURST_HELP)
+@click.option("--projects", type=params.PROJECT_IDS, help="Company hooks: these projects only, e.g. 1,3.")
+@click.option("--all-projects", is_flag=True, help="Company hooks: every project of the company again.")
 @retry_options
 @pass_env
 def update(
@@ -487,6 +515,8 @@ def update(
     signing: bool | None,
     rate_limit: float | None,
     burst: int | None,
+    projects: tuple[int, ...] | None,
+    all_projects: bool,
     **retry: Any,
 ) -> None:
     """Change a hook's settings; what is not given stays as it is.
@@ -496,6 +526,8 @@ def update(
     auth_header = read_auth_header(auth_header, auth_header_file)
     if auth_header is not None and no_auth_header:
         raise click.UsageError("give --auth-header (or --auth-header-file) or --no-auth-header, not both")
+    if projects is not None and all_projects:
+        raise click.UsageError("give --projects or --all-projects, not both")
     client = env.client()
     policy = None
     if any(v is not None for v in retry.values()):
@@ -510,6 +542,7 @@ def update(
         max_concurrency=max_concurrency,
         signing_disabled=None if signing is None else not signing,
         rate_limit=rate_limit_option(rate_limit, burst),
+        projects=() if all_projects else projects,
     )
     if changes == HookChanges():
         raise click.UsageError("nothing to change: give at least one option (see --help)")

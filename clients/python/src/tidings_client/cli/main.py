@@ -17,6 +17,7 @@ from tidings_client.cli.events import events
 from tidings_client.cli.hooks import hooks
 from tidings_client.cli.names import accept_parent_options
 from tidings_client.cli.publish import publish
+from tidings_client.cli.templates import templates
 from tidings_client.cli.tokens import tokens
 from tidings_client.console.command import console
 from tidings_client.convert import ProtocolError
@@ -56,7 +57,7 @@ def completion(shell: str) -> None:
     click.echo(cls(root, {}, "tidings", "_TIDINGS_COMPLETE").source())
 
 
-for command in (hooks, events, catalog, deliveries, publish, tokens, completion, console):
+for command in (hooks, events, catalog, deliveries, publish, tokens, templates, completion, console):
     accept_parent_options(command)
     root.add_command(command)
 

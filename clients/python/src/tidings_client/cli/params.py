@@ -130,6 +130,16 @@ EVENT = _Parsed("resource:event", parse_event)
 RATE = _Parsed("rate", parse_rate)
 
 
+def parse_project_ids(text: str) -> tuple[int, ...]:
+    """``1,3,6778`` → (1, 3, 6778): the projects a company hook is limited to."""
+    ids = []
+    for part in text.split(","):
+        if not re.fullmatch(r"\s*[1-9]\d*\s*", part):
+            raise ValueError(f"{part.strip()!r} is not a project id; use positive numbers, e.g. 1,3,6778")
+        ids.append(int(part))
+    return tuple(ids)
+
+
 def _company(text: str) -> str:
     if not re.fullmatch(r"[1-9]\d*", text):
         raise ValueError(f"{text!r} is not a company id (a positive number)")
@@ -145,3 +155,4 @@ def _project(text: str) -> str:
 
 COMPANY = _Parsed("company", _company)
 PROJECT = _Parsed("company/project", _project)
+PROJECT_IDS = _Parsed("projects", parse_project_ids)

@@ -19,6 +19,7 @@ from typing import Any
 from tidings_server.domain import sendrate
 from tidings_server.domain.errors import NotFound
 from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook, SendRate
+from tidings_server.domain.names import trigger_id
 from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.domain.sendrate import SendGrant
 from tidings_server.stores import history as plans
@@ -45,6 +46,26 @@ _MATCHING_HOOKS = """
     WHERE t.company_id = ? AND t.project_id IS ? AND t.resource_name = ? AND t.event_type = ?
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
+"""
+# A project's event: the project's hooks; the company's hooks without a project list (the
+# partial index of their triggers, named: the planner would rather take triggers_by_event, which
+# holds the listing hooks' triggers too); the company's hooks listing the project, each probing its
+# trigger by primary key (the trigger id, ?5, is derived from the pair).
+_MATCHING_HOOKS_OF_PROJECT = """
+    SELECT t.hook_name FROM triggers AS t JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = ?1 AND t.project_id = ?2 AND t.resource_name = ?3 AND t.event_type = ?4
+      AND h.status IN ('active', 'paused')
+    UNION
+    SELECT t.hook_name FROM triggers AS t INDEXED BY triggers_of_every_project JOIN hooks AS h ON h.name = t.hook_name
+    WHERE t.company_id = ?1 AND t.project_id IS NULL AND t.all_projects = 1 AND t.resource_name = ?3
+      AND t.event_type = ?4 AND h.status IN ('active', 'paused')
+    UNION
+    SELECT t.hook_name FROM hook_projects AS p
+    JOIN triggers AS t ON t.hook_name = p.hook_name AND t.name = p.hook_name || '/triggers/' || ?5
+    JOIN hooks AS h ON h.name = p.hook_name
+    WHERE p.company_id = ?1 AND p.project_id = ?2 AND t.resource_name = ?3 AND t.event_type = ?4
+      AND h.status IN ('active', 'paused')
+    ORDER BY 1
 """
 _INSERT_EVENT = """
     INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
@@ -91,7 +112,11 @@ def publish(conn: sqlite3.Connection, *, events: Sequence[Event], now: int) -> l
         match = (event.company_id, event.project_id, event.resource_name, event.event_type)
         hooks = hooks_for.get(match)
         if hooks is None:
-            hooks = hooks_for[match] = [row[0] for row in conn.execute(_MATCHING_HOOKS, match)]
+            if event.project_id is None:
+                found = conn.execute(_MATCHING_HOOKS, match)
+            else:
+                found = conn.execute(_MATCHING_HOOKS_OF_PROJECT, (*match, trigger_id(*match[2:])))
+            hooks = hooks_for[match] = [row[0] for row in found]
         event_rows.append(rows.event_row(event, serial, now))
         for hook in hooks:
             name = f"{hook}/deliveries/{event.id}"

@@ -255,6 +255,23 @@ _NEXT_ATTEMPT: Final = """
 """
 
 
+_PROJECT_COUNTS: Final = """
+    SELECT status, count(*) FROM deliveries WHERE hook_name = ? AND project_id = ? GROUP BY status
+"""
+_PROJECT_NEXT_ATTEMPT: Final = """
+    SELECT min(next_attempt_time) FROM deliveries
+    WHERE hook_name = ? AND project_id = ? AND status IN ('queued', 'retrying')
+"""
+
+
+def hook_project_stats(conn: sqlite3.Connection, *, hook_name: str, project_id: int) -> HookStats:
+    counts = dict.fromkeys(DeliveryStatus, 0)
+    for status, total in conn.execute(_PROJECT_COUNTS, (hook_name, project_id)):
+        counts[DeliveryStatus(status)] = total
+    (next_attempt,) = conn.execute(_PROJECT_NEXT_ATTEMPT, (hook_name, project_id)).fetchone()
+    return HookStats(counts, [], next_attempt_time=rows.optional_time(next_attempt))
+
+
 def hook_stats(conn: sqlite3.Connection, *, hook_name: str, latency_sample: int) -> HookStats:
     counts = dict.fromkeys(DeliveryStatus, 0)
     for status, total in conn.execute(_COUNTS, (hook_name,)):

@@ -68,7 +68,8 @@ def _statuses(text: str) -> frozenset[int]:
 
 
 def hook_row(hook: Hook) -> tuple[object, ...]:
-    """The row for ``hook``: the columns ``hook()`` reads (the signing ones last), then ``parent``."""
+    """The row for ``hook``: the columns ``hook()`` reads (the signing ones last), then ``parent``,
+    ``template`` and ``template_revision``."""
     policy = hook.retry_policy
     return (
         hook.name,
@@ -91,6 +92,8 @@ def hook_row(hook: Hook) -> tuple[object, ...]:
         *signing_row(hook),
         *protection_row(hook),
         str(Parent(hook.company_id, hook.project_id)),
+        hook.template,
+        hook.template_revision,
     )
 
 
@@ -141,9 +144,14 @@ def hook(row: Any) -> Hook:
     payload_format, status, create_time, update_time, timeout_us, retry_window_us,
     initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency, and the
     four signing columns when the row has them (``with_signing``), then the four protection
-    columns when it has those too (``with_protection``)."""
+    columns when it has those too (``with_protection``), then the company hook's projects
+    (comma-separated, NULL for none), template and template_revision when it has those."""
+    if len(row) > 25:
+        projects, template, revision = row[25:28]
+        found = sorted(int(p) for p in projects.split(",")) if projects else []
+        return replace(hook(row[:25]), projects=tuple(found), template=template, template_revision=revision)
     if len(row) > 21:
-        return with_protection(hook(row[:21]), row[21:])
+        return with_protection(hook(row[:21]), row[21:25])
     if len(row) > 17:
         return with_signing(hook(row[:17]), row[17:])
     (

@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
-from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Trigger
+from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Template, Trigger
 from tidings_server.domain.names import Parent
 from tidings_server.domain.ports import (
     Activity,
@@ -39,9 +39,18 @@ from tidings_server.domain.ports import (
 from tidings_server.domain.sendrate import SendGrant
 from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
+from tidings_server.stores import templates as template_text
 from tidings_server.stores.sqlite import deliveries, history, nodes, tokens
 from tidings_server.stores.sqlite import status as status_reads
-from tidings_server.stores.sqlite.rows import hook, hook_row, to_micros, trigger, with_protection, with_signing
+from tidings_server.stores.sqlite.rows import (
+    from_micros,
+    hook,
+    hook_row,
+    to_micros,
+    trigger,
+    with_protection,
+    with_signing,
+)
 
 __all__ = ["SqliteStore", "to_micros"]
 
@@ -55,15 +64,18 @@ _INSERT_HOOK = """
                        payload_format, status, create_time, update_time, timeout_us, retry_window_us,
                        initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
                        signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-                       rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time, parent)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time, parent,
+                       template, template_revision)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SELECT_HOOK = """
     SELECT name, company_id, project_id, display_name, destination_url, authorization_header,
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE name = ?
 """
 _LIST_HOOKS = """
@@ -71,7 +83,9 @@ _LIST_HOOKS = """
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE parent = ? AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_PROJECT_HOOKS = """
@@ -79,7 +93,9 @@ _LIST_PROJECT_HOOKS = """
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE company_id = ? AND project_id IS NOT NULL AND name > ? ORDER BY name LIMIT ?
 """
 _LIST_ALL_HOOKS = """
@@ -87,7 +103,9 @@ _LIST_ALL_HOOKS = """
            payload_format, status, create_time, update_time, timeout_us, retry_window_us,
            initial_backoff_us, max_backoff_us, retryable_statuses, ordering, max_concurrency,
            signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
+           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time,
+           (SELECT group_concat(project_id) FROM hook_projects WHERE hook_name = hooks.name),
+           template, template_revision
     FROM hooks WHERE name > ? ORDER BY name LIMIT ?
 """
 _UPDATE_HOOK = """
@@ -96,17 +114,38 @@ _UPDATE_HOOK = """
                      initial_backoff_us = ?, max_backoff_us = ?, retryable_statuses = ?, ordering = ?,
                      max_concurrency = ?, signing_disabled = ?, signing_secret = ?, previous_signing_secret = ?,
                      previous_secret_expire_time = ?, rate_limit_per_second = ?, rate_limit_burst = ?,
-                     disabled_reason = ?, disable_time = ?
+                     disabled_reason = ?, disable_time = ?, template = ?, template_revision = ?
     WHERE name = ?
 """
 # A trigger copies its hook's company and project (fixed for the hook's life) for fan-out.
 _INSERT_TRIGGER = """
-    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time)
-    SELECT name, ?, company_id, project_id, ?, ?, ? FROM hooks WHERE name = ?
+    INSERT INTO triggers (hook_name, name, company_id, project_id, resource_name, event_type, create_time,
+                          all_projects)
+    SELECT name, ?, company_id, project_id, ?, ?, ?, NOT EXISTS (SELECT 1 FROM hook_projects WHERE hook_name = ?5)
+    FROM hooks WHERE name = ?5
     ON CONFLICT (hook_name, name) DO NOTHING
 """
 _SELECT_TRIGGER = """
     SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = ? AND name = ?
+"""
+_DELETE_PROJECTS = "DELETE FROM hook_projects WHERE hook_name = ?"
+_INSERT_PROJECT = """
+    INSERT INTO hook_projects (hook_name, company_id, project_id) SELECT name, company_id, ? FROM hooks WHERE name = ?
+"""
+_ALL_PROJECTS = "UPDATE triggers SET all_projects = ? WHERE hook_name = ?"
+_INSERT_TEMPLATE = """
+    INSERT INTO templates (name, company_id, display_name, hooks, revision, create_time, update_time)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+_SELECT_TEMPLATE = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates WHERE name = ?
+"""
+_LIST_TEMPLATES = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
+    WHERE company_id = ? AND name > ? ORDER BY name LIMIT ?
+"""
+_UPDATE_TEMPLATE = """
+    UPDATE templates SET display_name = ?, hooks = ?, revision = ?, create_time = ?, update_time = ? WHERE name = ?
 """
 _FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
 # The claim reads hooks with the delivery columns; their signing columns come from here.
@@ -127,6 +166,14 @@ _BEFORE_ANY = -(2**63)  # microseconds before every time a datetime can hold
 def _check_limit(limit: int) -> None:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+def _template_row(template: Template) -> tuple[object, ...]:
+    return template_text.template_row(template, to_micros)
+
+
+def _template(row: Sequence[Any]) -> Template:
+    return template_text.template(row, from_micros)
 
 
 def _require_hook(conn: sqlite3.Connection, name: str) -> None:
@@ -195,6 +242,80 @@ class SqliteStore:
             if conn.execute("SELECT 1 FROM hooks WHERE name = ?", (hook.name,)).fetchone() is not None:
                 raise AlreadyExists(f"hook {hook.name} already exists")
             conn.execute(_INSERT_HOOK, row)
+            conn.executemany(_INSERT_PROJECT, [(p, hook.name) for p in hook.projects])
+
+        await self._run(run, write=True)
+
+    async def create_hooks(self, hooks: Sequence[tuple[Hook, Sequence[Trigger]]]) -> None:
+        hook_rows = [hook_row(h) for h, _ in hooks]
+        trigger_rows: list[tuple[str, str, str, int, str]] = []
+        for h, triggers in hooks:
+            for t in triggers:
+                if t.hook_name != h.name:
+                    raise ValueError(f"trigger {t.name} does not belong to hook {h.name}")
+                trigger_rows.append(
+                    (t.name, t.resource_name, t.event_type, to_micros("create_time", t.create_time), h.name)
+                )
+
+        def run(conn: sqlite3.Connection) -> None:
+            seen: set[str] = set()
+            for h, _ in hooks:
+                taken = conn.execute("SELECT 1 FROM hooks WHERE name = ?", (h.name,)).fetchone() is not None
+                if taken or h.name in seen:
+                    raise AlreadyExists(f"hook {h.name} already exists")
+                seen.add(h.name)
+            conn.executemany(_INSERT_HOOK, hook_rows)
+            conn.executemany(_INSERT_PROJECT, [(p, h.name) for h, _ in hooks for p in h.projects])
+            conn.executemany(_INSERT_TRIGGER, trigger_rows)
+
+        await self._run(run, write=True)
+
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(self, template: Template) -> None:
+        row = _template_row(template)
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM templates WHERE name = ?", (template.name,)).fetchone() is not None:
+                raise AlreadyExists(f"template {template.name} already exists")
+            conn.execute(_INSERT_TEMPLATE, row)
+
+        await self._run(run, write=True)
+
+    @staticmethod
+    def _get_template(conn: sqlite3.Connection, name: str) -> Template:
+        row = conn.execute(_SELECT_TEMPLATE, (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"template {name} does not exist")
+        return _template(row)
+
+    async def get_template(self, name: str) -> Template:
+        return await self._run(partial(self._get_template, name=name), write=False)
+
+    async def list_templates(self, company_id: int, *, after: str | None, limit: int) -> list[Template]:
+        _check_limit(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Template]:
+            return [_template(r) for r in conn.execute(_LIST_TEMPLATES, (company_id, after or "", limit))]
+
+        return await self._run(run, write=False)
+
+    async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
+        def run(conn: sqlite3.Connection) -> Template:
+            current = self._get_template(conn, name)
+            new = change(current)
+            if (new.name, new.company_id) != (current.name, current.company_id):
+                raise ValueError(f"change() must not rename template {name}")
+            row = _template_row(new)
+            conn.execute(_UPDATE_TEMPLATE, (*row[2:], name))
+            return new
+
+        return await self._run(run, write=True)
+
+    async def delete_template(self, name: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM templates WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"template {name} does not exist")
 
         await self._run(run, write=True)
 
@@ -242,7 +363,12 @@ class SqliteStore:
             if (new.name, new.company_id, new.project_id) != (current.name, current.company_id, current.project_id):
                 raise ValueError(f"change() must not rename hook {name} or move it to another parent")
             row = hook_row(new)
-            conn.execute(_UPDATE_HOOK, (*row[3:25], name))  # display_name … disable_time
+            # display_name … disable_time, then template and template_revision (not parent)
+            conn.execute(_UPDATE_HOOK, (*row[3:25], *row[26:28], name))
+            if new.projects != current.projects:
+                conn.execute(_DELETE_PROJECTS, (name,))
+                conn.executemany(_INSERT_PROJECT, [(p, name) for p in new.projects])
+                conn.execute(_ALL_PROJECTS, (int(not new.projects), name))
             return new
 
         return await self._run(run, write=True)
@@ -421,6 +547,10 @@ class SqliteStore:
 
     async def get_rendered(self, delivery_name: str) -> RenderedBody | None:
         return await self._run(partial(history.get_rendered, delivery_name=delivery_name), write=False)
+
+    async def hook_project_stats(self, hook_name: str, project_id: int) -> HookStats:
+        run = partial(history.hook_project_stats, hook_name=hook_name, project_id=project_id)
+        return await self._run(run, write=False)
 
     async def hook_stats(self, hook_name: str, *, latency_sample: int) -> HookStats:
         run = partial(history.hook_stats, hook_name=hook_name, latency_sample=latency_sample)

@@ -15,10 +15,10 @@ Every test gets a new, empty store from the fixture and runs under pytest-trio (
 ``trio_mode = true``). The built-in memory and SQLite stores pass exactly this suite, so a
 backend that passes it can stand in for them: hooks and triggers, publishing and fan-out,
 claims and leases, attempts, purging, every history query, the nodes of a cluster, what
-``tidings-server status`` reads, and the tokens callers authenticate with. The parts can also
-be inherited one by one while a
-backend is being written. A backend that several processes share sets
-``notices_across_processes = True``: its ``listen`` must then report the notices its writes send.
+``tidings-server status`` reads, the tokens callers authenticate with, endpoint protection and
+project templates. The parts can also be inherited one by one while a backend is being written.
+A backend that several processes share sets ``notices_across_processes = True``: its ``listen``
+must then report the notices its writes send.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tidings_server.testing.stores.history import HistoryStoreContract
 from tidings_server.testing.stores.hooks import HookStoreContract
 from tidings_server.testing.stores.protection import ProtectionStoreContract
 from tidings_server.testing.stores.status import StatusStoreContract
+from tidings_server.testing.stores.templates import TemplateStoreContract
 from tidings_server.testing.stores.tokens import TokenStoreContract
 
 
@@ -40,6 +41,7 @@ class StoreContract(
     StatusStoreContract,
     TokenStoreContract,
     ProtectionStoreContract,
+    TemplateStoreContract,
 ):
     """All of it: inherit in a ``Test…`` class and provide a ``store`` fixture."""
 
@@ -52,5 +54,6 @@ __all__ = [
     "ProtectionStoreContract",
     "StatusStoreContract",
     "StoreContract",
+    "TemplateStoreContract",
     "TokenStoreContract",
 ]

@@ -127,15 +127,70 @@ class DeliveryStoreContract:
             "companies/1/projects/2/hooks/b",
             "companies/1/projects/3/hooks/a",
             "companies/2/projects/2/hooks/a",
-            "companies/1/hooks/company",
         ):
             await _hook(store, name)
+        await _hook(store, "companies/1/hooks/company", [("Projects", "update")])
         [published] = await store.publish_events([make_event(1, company=1, project=2)], T0)
         assert published == Published(event_id(1), 1, 2, False)
         assert await _delivered_to(store, "companies/1/projects/2/hooks/a") == [event_id(1)]
         assert await _delivered_to(store, "companies/1/projects/2/hooks/b") == [event_id(1)]
         for other in ("companies/1/projects/3/hooks/a", "companies/2/projects/2/hooks/a", "companies/1/hooks/company"):
             assert await _delivered_to(store, other) == []
+
+    async def test_a_project_event_reaches_the_company_hooks_with_a_trigger_for_it(self, store: Store) -> None:
+        await _hook(store, "companies/1/hooks/rfis", [("RFIs", "create")])
+        await _hook(store, "companies/1/hooks/other", [("RFIs", "update"), ("Submittals", "create")])
+        await _hook(store, "companies/2/hooks/rfis", [("RFIs", "create")])
+        await _hook(store, "companies/1/projects/2/hooks/p", [("RFIs", "create")])
+        events = [make_event(n, project=n, resource="RFIs") for n in (1, 2, 3)]
+        results = await store.publish_events(events, T0)
+        assert [r.deliveries for r in results] == [1, 2, 1]
+        assert await _delivered_to(store, "companies/1/hooks/rfis") == [event_id(1), event_id(2), event_id(3)]
+        assert await _delivered_to(store, "companies/1/projects/2/hooks/p") == [event_id(2)]
+        for other in ("companies/1/hooks/other", "companies/2/hooks/rfis"):
+            assert await _delivered_to(store, other) == []
+        delivery = await store.get_delivery(_delivery_name("companies/1/hooks/rfis", 2))
+        assert (delivery.company_id, delivery.project_id) == (1, 2)  # history under project 2 lists it
+
+    async def test_a_company_hook_listing_projects_receives_theirs_only(self, store: Store) -> None:
+        hook = "companies/1/hooks/some"
+        await _hook(store, hook, [("RFIs", "create"), ("Users", "create")], projects=(1, 3))
+        await _hook(store, "companies/1/hooks/all", [("RFIs", "create")])
+        events = [make_event(n, project=n, resource="RFIs") for n in (1, 2, 3)]
+        results = await store.publish_events(events, T0)
+        assert [r.deliveries for r in results] == [2, 1, 2]
+        assert await _delivered_to(store, hook) == [event_id(1), event_id(3)]
+        # The list narrows project events only: the company's own events still arrive.
+        [company_event] = await store.publish_events([make_event(4, project=None, resource="Users")], T0)
+        assert company_event.deliveries == 1
+        assert await _delivered_to(store, hook) == [event_id(1), event_id(3), event_id(4)]
+
+    async def test_a_company_hooks_stats_narrow_to_one_project(self, store: Store) -> None:
+        hook = "companies/1/hooks/rfis"
+        await _hook(store, hook, [("RFIs", "create")])
+        events = [make_event(n, project=p, resource="RFIs") for n, p in ((1, 1), (2, 1), (3, 2))]
+        await store.publish_events(events, T0)
+        await store.discard_pending(hook, T1, "gone")
+        await store.publish_events([make_event(4, project=1, resource="RFIs")], T2)
+        one = await store.hook_project_stats(hook, 1)
+        assert one.counts == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.QUEUED: 1, DeliveryStatus.DISCARDED: 2}
+        assert one.next_attempt_time == T2
+        two = await store.hook_project_stats(hook, 2)
+        assert two.counts == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.DISCARDED: 1}
+        assert two.next_attempt_time is None
+        none = await store.hook_project_stats(hook, 3)
+        assert none.counts == dict.fromkeys(DeliveryStatus, 0)
+
+    async def test_fan_out_follows_a_company_hooks_project_list(self, store: Store) -> None:
+        hook = "companies/1/hooks/some"
+        await _hook(store, hook, [("RFIs", "create")], projects=(1,))
+        await store.update_hook(hook, lambda h: dataclasses.replace(h, projects=(2, 5)))
+        events = [make_event(n, project=n, resource="RFIs") for n in (1, 2, 3, 5)]
+        assert [r.deliveries for r in await store.publish_events(events, T0)] == [0, 1, 0, 1]
+        await store.update_hook(hook, lambda h: dataclasses.replace(h, projects=()))
+        events = [make_event(n, project=n - 10, resource="RFIs") for n in (11, 12, 13)]
+        assert [r.deliveries for r in await store.publish_events(events, T0)] == [1, 1, 1]
+        assert await _delivered_to(store, hook) == [event_id(n) for n in (2, 5, 11, 12, 13)]
 
     async def test_company_level_events_reach_company_hooks_only(self, store: Store) -> None:
         await _hook(store, "companies/1/hooks/c", [("Users", "create")])

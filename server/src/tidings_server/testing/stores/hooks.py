@@ -102,6 +102,18 @@ class HookStoreContract:
         assert got == hook
         assert (got.company_id, got.project_id) == (1, 2)
 
+    async def test_a_company_hooks_project_list_round_trips(self, store: Store) -> None:
+        hook = make_hook(HOOK, projects=(1, 3, 2**63 - 1))
+        await store.create_hook(hook)
+        assert await store.get_hook(HOOK) == hook
+        assert await store.list_hooks(Parent(1), after=None, limit=10) == [hook]
+        assert await store.list_all_hooks(after=None, limit=10) == [hook]
+        narrowed = await store.update_hook(HOOK, lambda h: dataclasses.replace(h, projects=(7,)))
+        assert narrowed.projects == (7,)
+        assert await store.get_hook(HOOK) == narrowed
+        widened = await store.update_hook(HOOK, lambda h: dataclasses.replace(h, projects=()))
+        assert await store.get_hook(HOOK) == widened == dataclasses.replace(hook, projects=())
+
     async def test_create_existing_name_raises_already_exists_and_keeps_the_first(self, store: Store) -> None:
         first = make_hook(HOOK)
         await store.create_hook(first)
