@@ -23,10 +23,10 @@ import os
 import secrets
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import psycopg
 import trio
@@ -38,6 +38,7 @@ from tidings_server.domain.model import Attempt, DeliveryStatus, Event, Hook, Ho
 from tidings_server.domain.names import trigger_name
 from tidings_server.domain.ports import AttemptRecord
 
+T = TypeVar("T")
 HOOKS = 4
 PUBLISH_BATCH = 500
 CLAIM_BATCH = 128
@@ -50,67 +51,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="rounds; medians shown (default 5)")
 
 
-def _backend_seconds(database: str) -> float:
-    """CPU seconds so far of the backends serving ``database`` (their command line names it)."""
-    total = 0.0
+def _backends(database: str) -> list[Path]:
+    """The stat files of the backends serving ``database`` (their command line names it)."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            if f" {database} " not in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and f" {database} " in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(entry / "stat")
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return found
 
 
-async def _phase(database: str, deliveries: int, work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
-    """(µs of this process, µs of the backends) per delivery spent by ``work``."""
-    ours, theirs = time.process_time(), _backend_seconds(database)
-    await work()
-    return (
-        (time.process_time() - ours) / deliveries * 1e6,
-        (_backend_seconds(database) - theirs) / deliveries * 1e6,
-    )
+def _seconds(stat: Path) -> float:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """CPU seconds of this process and of the store's backends, summed over the calls measured."""
+
+    def __init__(self, database: str) -> None:
+        self._stats = _backends(database)  # the pool's connections, open for the whole round
+        self.ours = self.theirs = 0.0
+
+    async def measure(self, call: Awaitable[T]) -> T:
+        ours, theirs = time.process_time(), sum(map(_seconds, self._stats))
+        result = await call
+        self.theirs += sum(map(_seconds, self._stats)) - theirs
+        self.ours += time.process_time() - ours
+        return result
 
 
 async def _round(url: str, database: str, events: int, record_batch: int, t0: datetime) -> dict[str, float]:
     async with PostgresBackend().open(url + "?pool_size=2") as store:
-        for _ in range(HOOKS):  # room for every claim at once: the phases are measured apart
-            name = f"companies/1/projects/2/hooks/h{secrets.token_hex(3)}"
+        names = [f"companies/1/projects/2/hooks/h{secrets.token_hex(3)}" for _ in range(HOOKS)]
+        for name in names:  # room for every claim at once: the phases are measured apart
             hook = Hook(name, 1, 2, name, "https://r.example.com/", "", "procore.v4", HookStatus.ACTIVE, t0, t0)
             await store.create_hook(dataclasses.replace(hook, max_concurrency=events))
             await store.add_triggers(name, [Trigger(trigger_name(name, "RFIs", "update"), "RFIs", "update", t0)])
         batch = [Event(str(ULID()), 0, t0, 1, 2, 7, "RFIs", i % 500, "update") for i in range(events)]
         deliveries = events * HOOKS
-        result: dict[str, float] = {}
-
-        async def publish() -> None:
-            for i in range(0, events, PUBLISH_BATCH):
-                await store.publish_events(batch[i : i + PUBLISH_BATCH], t0)
-
-        claimed: list[str] = []
+        meters = {phase: Meter(database) for phase in ("publish", "claim", "record")}
+        for i in range(0, events, PUBLISH_BATCH):
+            await meters["publish"].measure(store.publish_events(batch[i : i + PUBLISH_BATCH], t0))
+        # Claims and records take turns, as in the engine, so leases in flight stay at a batch.
         now = t0 + timedelta(seconds=1)
-
-        async def claim() -> None:
-            lease = now + timedelta(seconds=30)
-            while got := await store.claim_due(now, limit=CLAIM_BATCH, lease_until=lease, owner="n"):
-                claimed.extend(c.delivery.name for c in got)
-                await store.next_due_time(after=now)  # as the engine does after a claim that was not full
-
+        lease = now + timedelta(seconds=30)
         attempt = Attempt(1, now, now, (("Content-Type", "application/json"),), 200, (), b"ok", "")
         body = RenderedBody(b"x" * 1024, "application/json")
-
-        async def record() -> None:
-            records = [AttemptRecord(n, attempt, DeliveryStatus.DELIVERED, None, "", body) for n in claimed]
+        claimed = 0
+        claim = meters["claim"].measure
+        while got := await claim(store.claim_due(now, limit=CLAIM_BATCH, lease_until=lease, owner="n")):
+            await claim(store.next_due_time(after=now))  # as the engine does after each claim
+            claimed += len(got)
+            records = [AttemptRecord(c.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "", body) for c in got]
             for i in range(0, len(records), record_batch):
-                await store.record_attempts(records[i : i + record_batch])
-
-        for label, work in (("publish", publish), ("claim", claim), ("record", record)):
-            result[f"{label}: tidings µs/d"], result[f"{label}: pg µs/d"] = await _phase(database, deliveries, work)
-        assert len(claimed) == deliveries, f"claimed {len(claimed)} of {deliveries}"
+                await meters["record"].measure(store.record_attempts(records[i : i + record_batch]))
+        assert claimed == deliveries, f"claimed {claimed} of {deliveries}"
+        result = {}
+        for phase, meter in meters.items():
+            result[f"{phase}: tidings µs/d"] = meter.ours / deliveries * 1e6
+            result[f"{phase}: pg µs/d"] = meter.theirs / deliveries * 1e6
+        for name in names:  # the next round's events must not fan out to these too
+            await store.delete_hook(name)
     return result
 
 
