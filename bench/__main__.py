@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "sealing": "bench.sealing",
     "telemetry": "bench.telemetry",
     "pg": "bench.pg_calls",
+    "pgstore": "bench.pg_store",
     "render": "bench.render",
     "tls": "bench.tls",
     "auth": "bench.auth",

@@ -1,5 +1,6 @@
-"""Delivery history on SQLite: first-page latency of each list kind and of a hook's overview over
-1,000,000 deliveries and about 3,000,000 attempts, and what the history indexes cost publishing.
+"""Delivery history on SQLite (or PostgreSQL, ``--store``): first-page latency of each list kind
+and of a hook's overview over 1,000,000 deliveries and about 3,000,000 attempts, and what the
+history indexes cost publishing.
 
 The database is built once, straight into the current schema (bulk inserts in big transactions,
 the history indexes created after the load), and cached in var/ keyed by the schema version and
@@ -10,6 +11,9 @@ projects and resource ids, and p50/p99 are shown with the query plan of its firs
 Publishing is measured in the same process on fresh files, interleaved: the store as it is,
 then the same store with the history indexes dropped (deliveries by project, company, status,
 resource id; changes by hook, project, company), so the ratio is what those indexes cost.
+
+With ``--store postgresql://…`` the same kinds run on PostgreSQL instead (bench/history_pg.py:
+the rows loaded in SQL, and delivery measured while a day's partition is dropped).
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from ulid import ULID
 from tidings_server.domain import filtering
 from tidings_server.domain.model import DeliveryStatus, Event, Hook, HookStatus, Trigger
 from tidings_server.domain.names import trigger_name
-from tidings_server.domain.ports import DELIVERY_FILTER_SCHEMA, DeliveryQuery
+from tidings_server.domain.ports import DELIVERY_FILTER_SCHEMA, DeliveryQuery, Store
 from tidings_server.stores import history as plans
-from tidings_server.stores.sqlite import SqliteBackend, SqliteStore
+from tidings_server.stores.sqlite import SqliteBackend
 from tidings_server.stores.sqlite import history as sqlite_history
 from tidings_server.stores.sqlite.migrate import latest_version, migrate
 from tidings_server.stores.sqlite.rows import to_micros
@@ -248,7 +252,7 @@ class Kind:
     """One kind of request: a label, and the call for run number i."""
 
     label: str
-    call: Callable[[SqliteStore, int], Awaitable[object]]
+    call: Callable[[Store, int], Awaitable[object]]
     plan_query: DeliveryQuery | None = None
 
 
@@ -264,8 +268,8 @@ def _kinds(limit: int, scan_limit: int) -> list[Kind]:
     finished_badly = frozenset({DeliveryStatus.FAILED, DeliveryStatus.DISCARDED})
     last_day = NOW - timedelta(days=1)
 
-    def page(make: Callable[[int], DeliveryQuery]) -> Callable[[SqliteStore, int], Awaitable[object]]:
-        async def call(store: SqliteStore, i: int) -> object:
+    def page(make: Callable[[int], DeliveryQuery]) -> Callable[[Store, int], Awaitable[object]]:
+        async def call(store: Store, i: int) -> object:
             return await store.query_deliveries(make(i), after=None, limit=limit, scan_limit=scan_limit)
 
         return call
@@ -309,10 +313,10 @@ def _kinds(limit: int, scan_limit: int) -> list[Kind]:
     ]
     result = [Kind(label, page(make), make(0)) for label, make in kinds]
 
-    async def stats(store: SqliteStore, i: int) -> object:
+    async def stats(store: Store, i: int) -> object:
         return await store.hook_stats(hook(i), latency_sample=1000)
 
-    async def changes(store: SqliteStore, i: int) -> object:
+    async def changes(store: Store, i: int) -> object:
         query = DeliveryQuery(hook_name=hook(i), statuses=failed)
         return await store.list_changes(query, after=i * 1000, limit=limit, scan_limit=scan_limit)
 
@@ -389,6 +393,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scan-limit", type=int, default=5000, help="deliveries a page may examine (default 5000)")
     parser.add_argument("--publish-repeats", type=int, default=5, help="publish runs per variant (default 5; 0: skip)")
     parser.add_argument("--publish-events", type=int, default=20_000, help="events per publish run (default 20000)")
+    parser.add_argument(
+        "--store",
+        metavar="POSTGRESQL_URL",
+        help="run on PostgreSQL: the database is made (and kept) on this URL's server, e.g."
+        " postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    parser.add_argument("--drop", action="store_true", help="with --store: drop the database at the end")
+    parser.add_argument("--drop-rounds", type=int, default=3, help="with --store: partition drops measured (default 3)")
+    parser.add_argument("--drop-rate", type=int, default=200, help="with --store: events/s delivered (default 200)")
+    parser.add_argument("--drop-seconds", type=float, default=6.0, help="with --store: window length (default 6)")
 
 
 @contextlib.contextmanager
@@ -399,6 +413,10 @@ def _timed(what: str) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.store:
+        from bench import history_pg  # psycopg and the plugin only when asked for
+
+        return history_pg.run(args, _hooks(), _kinds(args.limit, args.scan_limit), WARM_UP)
     args.cache.mkdir(parents=True, exist_ok=True)
     path = _cached_path(args.cache, args.deliveries)
     if not path.exists():

@@ -317,6 +317,16 @@ async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
     return sealed
 
 
+async def decorate_store(store: Store, config: Config, scheme: str, metrics: Metrics | None) -> Store:
+    """The store as the rest of the server sees it; the one place its wrappers are put on.
+
+    Sealing goes innermost, next to the backend, so nothing above it ever sees a sealed secret;
+    metrics, when they are served, go outermost, so they time each call as its caller waits for it.
+    """
+    sealed = await seal_store(store, config, scheme)
+    return sealed if metrics is None else observed(sealed, metrics)
+
+
 def _may_provide(info: PluginInfo, format_name: str) -> bool:
     """Whether a plugin that failed to load looks like the provider of ``format_name``: formats
     are named ``vendor.…`` and plugins and distributions usually carry the vendor's name."""
@@ -383,10 +393,8 @@ async def serve(
             store = await stack.enter_async_context(backend.open(config.store_url))
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
-        store = await seal_store(store, config, backend.scheme)
         metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
-        if metrics is not None:
-            store = observed(store, metrics)
+        store = await decorate_store(store, config, backend.scheme, metrics)
         await check_formats_in_use(store, plugins, config.blocked_plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its

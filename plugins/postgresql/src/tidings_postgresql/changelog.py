@@ -2,16 +2,16 @@
 
 Seq order is commit order. A ``bigserial`` is handed out at insert, not at commit, so a reader
 that has seen seq 101 could later find seq 100 commit and skip it. Here every transaction that
-appends changes first takes one transaction-level advisory lock (held until it commits or rolls
-back) and only then numbers its changes from ``change_log_head``: the next appender waits for
-the lock, so it numbers after, and commits after, every change numbered before it. Writes are
-batched (a publish, a batch of attempts), so the lock is taken once per batch and held for the
-last few statements of its transaction only.
+appends changes numbers them by updating the one row of ``change_log_head``, in the statement
+that inserts them: the row stays locked until the transaction commits or rolls back, so the
+next appender waits for it, and numbers after, and commits after, every change numbered
+before it. Writes are batched (a publish, a batch of attempts), so the row is taken once per
+batch and held for the last statement of its transaction only.
 
-The lock must be the last one a transaction waits for: one that held it and then waited for a
-row (a counter, a delivery) could deadlock with a writer holding that row and waiting for the
-log. So every writer locks its rows and updates the counters first, and appends its changes
-last.
+That row must be the last lock a transaction waits for: one that held it and then waited for
+a row (a counter, a delivery) could deadlock with a writer holding that row and waiting for
+the log. So every writer locks its rows and updates the counters first, and appends its
+changes last.
 """
 
 from __future__ import annotations
@@ -24,22 +24,31 @@ import psycopg
 
 from tidings_postgresql.rows import DELIVERY_COLUMNS, prefixed
 
-CHANGE_LOG_LOCK: Final = 0x7469_6469_6E67_0003
 NOTICE_CHANNEL: Final = "tidings"
 """The LISTEN/NOTIFY channel; payloads are ``Notice`` values ("due", "changes")."""
 
 _CHANGE_COLUMNS: Final = f"seq, time, {DELIVERY_COLUMNS}"
-_NUMBER = "UPDATE change_log_head SET seq = seq + %s RETURNING seq"
+# Reserves n seqs (locking the head row until commit) in the statement that uses them.
+_HEAD: Final = "WITH head AS (UPDATE change_log_head SET seq = seq + %(n)s RETURNING seq - %(n)s AS base)"
 # From the deliveries as they are now, numbered in the order given.
 _LOG_DELIVERIES: Final = f"""
+    {_HEAD}
     INSERT INTO changes ({_CHANGE_COLUMNS})
-    SELECT %(base)s + u.ord, d.update_time, {prefixed(DELIVERY_COLUMNS, "d")}
-    FROM unnest(%(names)s::text[], %(created)s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
+    SELECT head.base + u.ord, d.update_time, {prefixed(DELIVERY_COLUMNS, "d")}
+    FROM head CROSS JOIN unnest(%(names)s::text[], %(created)s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
     JOIN deliveries AS d ON d.name = u.name AND d.create_time = u.created
 """
+# New QUEUED deliveries, from the columns publishing inserts them with, numbered in the order given.
 _LOG_NEW: Final = f"""
+    {_HEAD}
     INSERT INTO changes ({_CHANGE_COLUMNS})
-    VALUES (%s, %s, %s, %s, %s, 'queued', 0, %s, %s, %s, NULL, '', %s, %s, %s, %s, %s, NULL)
+    SELECT head.base + u.ord, u.now, u.name, u.hook, u.event_id, 'queued', 0, u.now, u.now, u.now, NULL, '',
+           u.company, u.project, u.resource, u.resource_id, u.event_type, NULL
+    FROM head CROSS JOIN unnest(%(names)s::text[], %(hooks)s::text[], %(event_ids)s::text[], %(serials)s::bigint[],
+        %(resources)s::text[], %(resource_ids)s::bigint[], %(times)s::timestamptz[], %(companies)s::bigint[],
+        %(projects)s::bigint[], %(event_types)s::text[])
+        WITH ORDINALITY AS u(name, hook, event_id, serial, resource, resource_id, now, company, project, event_type,
+                             ord)
 """
 _COUNT: Final = """
     INSERT INTO delivery_counts (hook_name, status, total)
@@ -48,37 +57,29 @@ _COUNT: Final = """
 """
 
 
-def _numbers(conn: psycopg.Connection[Any], n: int) -> int:
-    """Take the log's lock and reserve ``n`` seqs; return the one before the first."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOG_LOCK,))
-    row = conn.execute(_NUMBER, (n,)).fetchone()
-    assert row is not None
-    return int(row[0]) - n
-
-
 def log_deliveries(conn: psycopg.Connection[Any], keys: Sequence[tuple[str, datetime]]) -> None:
     """Append each delivery (name, create_time), as it is now, to the change log, in order."""
     if not keys:
         return
-    base = _numbers(conn, len(keys))
-    args = {"base": base, "names": [k[0] for k in keys], "created": [k[1] for k in keys]}
+    args = {"n": len(keys), "names": [k[0] for k in keys], "created": [k[1] for k in keys]}
     conn.execute(_LOG_DELIVERIES, args)
 
 
-def log_new(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append new QUEUED deliveries: rows of (name, hook_name, event_id, now, company_id,
-    project_id, resource_name, resource_id, event_type)."""
-    if not rows:
+NEW_DELIVERY_FIELDS: Final = (
+    "names", "hooks", "event_ids", "serials", "resources", "resource_ids", "times", "companies", "projects",
+    "event_types",
+)  # fmt: skip
+"""The columns of a new delivery as publishing has them: (name, hook_name, event_id,
+event_serial, resource_name, resource_id, create_time, company_id, project_id, event_type)."""
+
+
+def log_new(conn: psycopg.Connection[Any], columns: Sequence[list[Any]]) -> None:
+    """Append new QUEUED deliveries, given as one list per NEW_DELIVERY_FIELDS column."""
+    if not columns or not columns[0]:
         return
-    base = _numbers(conn, len(rows))
-    values = [
-        (base + i, now, name, hook, event_id, now, now, now, company, project, resource, resource_id, event_type)
-        for i, (name, hook, event_id, now, company, project, resource, resource_id, event_type) in enumerate(
-            rows, start=1
-        )
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(_LOG_NEW, values)
+    args: dict[str, Any] = dict(zip(NEW_DELIVERY_FIELDS, columns, strict=True))
+    args["n"] = len(columns[0])
+    conn.execute(_LOG_NEW, args)
 
 
 def count(conn: psycopg.Connection[Any], deltas: Mapping[tuple[str, str], int]) -> None:
@@ -89,6 +90,8 @@ def count(conn: psycopg.Connection[Any], deltas: Mapping[tuple[str, str], int]) 
 
 
 def notify(conn: psycopg.Connection[Any], *notices: str) -> None:
-    """Tell every listening server, when this transaction commits (PostgreSQL folds repeats)."""
-    for notice in notices:
-        conn.execute("SELECT pg_notify(%s, %s)", (NOTICE_CHANNEL, notice))
+    """Tell every listening server, when this transaction commits (PostgreSQL folds repeats);
+    one statement for all of them."""
+    if notices:
+        calls = ", ".join(["pg_notify(%s, %s)"] * len(notices))
+        conn.execute(f"SELECT {calls}", [arg for notice in notices for arg in (NOTICE_CHANNEL, notice)])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -30,6 +30,11 @@ PENDING: Final = "status IN ('queued', 'retrying')"
 _PENDING_VALUES: Final = frozenset(s.value for s in PENDING_STATUSES)
 DUE: Final = "due"
 CHANGES: Final = "changes"
+
+
+def columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``rows`` turned into one list per column, the parameters of an ``unnest`` statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class KeyRace(Exception):
@@ -56,13 +61,24 @@ _MATCHING_HOOKS: Final = """
       AND h.status IN ('active', 'paused')
     ORDER BY t.hook_name
 """
-_INSERT_EVENT: Final = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 19)})"
-_INSERT_DELIVERY: Final = """
+_EVENT_TYPES: Final = (
+    "bigint", "text", "timestamptz", "timestamptz", "bigint", "bigint", "bigint", "text", "bigint", "text", "bigint",
+    "bigint", "bigint", "bigint", "text", "text", "text", "text", "text",
+)  # fmt: skip
+# Every event and delivery of a publish in one statement each, from one array per column (a
+# delivery's are changelog.NEW_DELIVERY_FIELDS, which its change is logged from, too).
+_INSERT_EVENTS: Final = (
+    f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _EVENT_TYPES)})"
+)
+_INSERT_DELIVERIES: Final = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
                             last_error, lease_until, company_id, project_id, event_type, last_response_status)
-    VALUES (%(name)s, %(hook)s, %(event_id)s, %(serial)s, %(resource)s, %(resource_id)s, 'queued', 0, %(now)s,
-            %(now)s, %(now)s, NULL, '', NULL, %(company)s, %(project)s, %(event_type)s, NULL)
+    SELECT u.name, u.hook, u.event_id, u.serial, u.resource, u.resource_id, 'queued', 0, u.now, u.now, u.now,
+           NULL, '', NULL, u.company, u.project, u.event_type, NULL
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[],
+                %s::bigint[], %s::bigint[], %s::text[])
+        AS u(name, hook, event_id, serial, resource, resource_id, now, company, project, event_type)
 """
 
 
@@ -140,9 +156,8 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
         if e.idempotency_key
     ]
     if new_keys:
-        columns = list(zip(*new_keys, strict=True))
         with conn.cursor() as cur:
-            cur.execute(_STORE_KEYS, (*[list(c) for c in columns], [now] * len(new_keys)))
+            cur.execute(_STORE_KEYS, (*columns(new_keys), [now] * len(new_keys)))
             if cur.rowcount != len(new_keys):
                 raise KeyRace
     for e in stored:
@@ -150,8 +165,7 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
             known[(e.company_id, e.idempotency_key)] = (e.id, serial_of[e.id], e.idempotency_fingerprint)
     results: list[Published] = []
     event_rows: list[tuple[Any, ...]] = []
-    delivery_rows: list[dict[str, Any]] = []
-    log_rows: list[tuple[Any, ...]] = []
+    delivery_rows: list[tuple[Any, ...]] = []
     hooks_for: dict[tuple[int, int | None, str, str], list[str]] = {}
     stored_ids = set(serial_of)
     done: set[str] = set()
@@ -170,42 +184,29 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
         for hook in hooks:
             name = f"{hook}/deliveries/{event.id}"
             delivery_rows.append(
-                {
-                    "name": name,
-                    "hook": hook,
-                    "event_id": event.id,
-                    "serial": serial,
-                    "resource": event.resource_name,
-                    "resource_id": event.resource_id,
-                    "now": now,
-                    "company": event.company_id,
-                    "project": event.project_id,
-                    "event_type": event.event_type,
-                }
-            )
-            log_rows.append(
                 (
                     name,
                     hook,
                     event.id,
+                    serial,
+                    event.resource_name,
+                    event.resource_id,
                     now,
                     event.company_id,
                     event.project_id,
-                    event.resource_name,
-                    event.resource_id,
                     event.event_type,
                 )
             )
         results.append(Published(event.id, serial, len(hooks), False))
-    with conn.cursor() as cur:
+    with conn.pipeline():  # the writes need no answer before the next: one round trip for them all
         if event_rows:
-            cur.executemany(_INSERT_EVENT, event_rows)
+            conn.execute(_INSERT_EVENTS, columns(event_rows))
         if delivery_rows:
-            cur.executemany(_INSERT_DELIVERY, delivery_rows)
-    if delivery_rows:
-        changelog.count(conn, Counter((row["hook"], "queued") for row in delivery_rows))
-        changelog.log_new(conn, log_rows)
-        changelog.notify(conn, DUE, CHANGES)
+            new = columns(delivery_rows)
+            conn.execute(_INSERT_DELIVERIES, new)
+            changelog.count(conn, Counter((row[1], "queued") for row in delivery_rows))
+            changelog.log_new(conn, new)
+            changelog.notify(conn, DUE, CHANGES)
     return results
 
 
@@ -247,22 +248,21 @@ _CLAIM: Final = f"""
         ) AS c
         WHERE r.room > 0
         ORDER BY c.next_attempt_time, c.event_serial, c.name LIMIT %(limit)s
+    ), leased AS (
+        UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s,
+            claims_since_attempt = d.claims_since_attempt + 1
+        FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
+        RETURNING {prefixed(DELIVERY_COLUMNS, "d")}, d.event_serial, d.claims_since_attempt - 1 AS interrupted
     )
-    UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s,
-        claims_since_attempt = d.claims_since_attempt + 1
-    FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
-    RETURNING d.name, d.create_time, d.next_attempt_time, d.event_serial, d.claims_since_attempt - 1
+    SELECT {prefixed(DELIVERY_COLUMNS, "l")}, {prefixed(HOOK_COLUMNS, "h")}, {prefixed(EVENT_COLUMNS, "e")},
+           l.interrupted
+    FROM leased AS l
+    JOIN hooks AS h ON h.name = l.hook_name
+    JOIN events AS e ON e.serial = l.event_serial AND e.publish_time = l.create_time
+    ORDER BY l.next_attempt_time, l.event_serial, l.name
 """
 _LOCK_ACTIVE_HOOKS: Final = """
     SELECT name FROM hooks WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
-"""
-_CLAIMED: Final = f"""
-    SELECT {prefixed(DELIVERY_COLUMNS, "d")}, {prefixed(HOOK_COLUMNS, "h")}, {prefixed(EVENT_COLUMNS, "e")}
-    FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
-    JOIN deliveries AS d ON d.name = u.name AND d.create_time = u.created
-    JOIN hooks AS h ON h.name = d.hook_name
-    JOIN events AS e ON e.serial = d.event_serial AND e.publish_time = d.create_time
-    ORDER BY u.ord
 """
 _N_DELIVERY: Final = 16
 _N_HOOK: Final = 28
@@ -275,13 +275,8 @@ def claim(
     if not hooks_locked:
         return []
     args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner, "hooks": hooks_locked}
-    leased = conn.execute(_CLAIM, args).fetchall()
-    leased.sort(key=lambda row: (row[2], row[3], row[0]))  # earliest due first, then publish order, then name
-    if not leased:
-        return []
-    # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
-    interrupted = {r[0]: int(r[4]) for r in leased}
-    found = conn.execute(_CLAIMED, ([r[0] for r in leased], [r[1] for r in leased])).fetchall()
+    # Leased and read in one statement, earliest due first, then publish order, then name.
+    found = conn.execute(_CLAIM, args).fetchall()
     hooks: dict[str, Hook] = {}
     claims: list[Claim] = []
     for row in found:
@@ -289,8 +284,9 @@ def claim(
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
         delivery = rows.delivery(row[:_N_DELIVERY])
-        event = rows.event(row[_N_DELIVERY + _N_HOOK :])
-        claims.append(Claim(delivery, event, hook, interrupted=interrupted[delivery.name]))
+        event = rows.event(row[_N_DELIVERY + _N_HOOK : -1])
+        # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
+        claims.append(Claim(delivery, event, hook, interrupted=int(row[-1])))
     return claims
 
 
@@ -309,27 +305,27 @@ def queue_depth(conn: psycopg.Connection[Any], *, now: datetime, limit: int) -> 
 
 
 _BEFORE_ANY: Final = datetime.min.replace(tzinfo=UTC)
-_EARLIEST_UNLEASED: Final = f"""
-    SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
-        SELECT d.next_attempt_time AS t FROM deliveries AS d
-        WHERE d.hook_name = h.name AND d.{PENDING} AND d.next_attempt_time > %(after)s AND d.lease_until IS NULL
-        ORDER BY d.next_attempt_time LIMIT 1) AS x
-    WHERE h.status = 'active'
-"""
-_EARLIEST_LEASED: Final = f"""
-    SELECT min(greatest(d.next_attempt_time, d.lease_until))
-    FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name
-    WHERE d.lease_until IS NOT NULL AND d.{PENDING} AND greatest(d.next_attempt_time, d.lease_until) > %(after)s
-      AND h.status = 'active'
+# The earliest of: an unleased pending delivery due after ``after`` (hook by hook, in due
+# order), and a leased one's lease running out or its due time, whichever is later.
+_NEXT_DUE: Final = f"""
+    SELECT least((
+        SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
+            SELECT d.next_attempt_time AS t FROM deliveries AS d
+            WHERE d.hook_name = h.name AND d.{PENDING} AND d.next_attempt_time > %(after)s AND d.lease_until IS NULL
+            ORDER BY d.next_attempt_time LIMIT 1) AS x
+        WHERE h.status = 'active'
+    ), (
+        SELECT min(greatest(d.next_attempt_time, d.lease_until))
+        FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name
+        WHERE d.lease_until IS NOT NULL AND d.{PENDING} AND greatest(d.next_attempt_time, d.lease_until) > %(after)s
+          AND h.status = 'active'
+    ))
 """
 
 
 def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> datetime | None:
-    bound = {"after": after if after is not None else _BEFORE_ANY}
-    unleased = conn.execute(_EARLIEST_UNLEASED, bound).fetchone()
-    leased = conn.execute(_EARLIEST_LEASED, bound).fetchone()
-    times = [t for t in (unleased and unleased[0], leased and leased[0]) if t is not None]
-    return min(times) if times else None
+    row = conn.execute(_NEXT_DUE, {"after": after if after is not None else _BEFORE_ANY}).fetchone()
+    return None if row is None else row[0]
 
 
 # -- recording -------------------------------------------------------------------------------
@@ -338,21 +334,28 @@ def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> d
 _STATUSES: Final = """
     SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE
 """
-_INSERT_ATTEMPT: Final = """
+# Each statement below writes every row of its kind in the batch at once, from one array per
+# column: one execution in PostgreSQL whatever the batch's size.
+_INSERT_ATTEMPTS: Final = """
     INSERT INTO attempts (delivery_name, delivery_create_time, number, start_time, end_time, request_headers,
                           response_status, response_headers, response_body, error)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::timestamptz[], %s::timestamptz[],
+                         %s::text[], %s::integer[], %s::text[], %s::bytea[], %s::text[])
     ON CONFLICT DO NOTHING
 """
 _RECORD: Final = f"""
-    UPDATE deliveries SET status = %s, next_attempt_time = %s, last_error = %s, attempt_count = %s,
-                          first_attempt_time = coalesce(first_attempt_time, %s), update_time = %s,
-                          lease_until = NULL, lease_owner = NULL, last_response_status = %s,
-                          claims_since_attempt = 0
-    WHERE name = %s AND create_time = %s AND {PENDING}
+    UPDATE deliveries AS d SET status = u.status, next_attempt_time = u.next_attempt_time, last_error = u.error,
+        attempt_count = u.number, first_attempt_time = coalesce(d.first_attempt_time, u.start_time),
+        update_time = u.end_time, lease_until = NULL, lease_owner = NULL,
+        last_response_status = u.response_status, claims_since_attempt = 0
+    FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::integer[], %s::timestamptz[], %s::timestamptz[],
+                %s::integer[], %s::text[], %s::timestamptz[])
+        AS u(status, next_attempt_time, error, number, start_time, end_time, response_status, name, created)
+    WHERE d.name = u.name AND d.create_time = u.created AND d.{PENDING}
 """
-_INSERT_BODY: Final = """
-    INSERT INTO delivery_bodies (delivery_name, delivery_create_time, content_type, body) VALUES (%s, %s, %s, %s)
+_INSERT_BODIES: Final = """
+    INSERT INTO delivery_bodies (delivery_name, delivery_create_time, content_type, body)
+    SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::bytea[])
     ON CONFLICT DO NOTHING
 """
 _HEALTH: Final = """
@@ -362,7 +365,7 @@ _HEALTH: Final = """
 _WRITE_HEALTH: Final = """
     INSERT INTO hook_health (hook_name, last_success_time, last_failure_time, last_failure_reason,
                              consecutive_failures)
-    VALUES (%s, %s, %s, %s, %s)
+    SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::integer[])
     ON CONFLICT (hook_name) DO UPDATE SET last_success_time = excluded.last_success_time,
         last_failure_time = excluded.last_failure_time, last_failure_reason = excluded.last_failure_reason,
         consecutive_failures = excluded.consecutive_failures
@@ -449,26 +452,26 @@ def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
         deltas[_hook_of(name), old] -= 1
         deltas[_hook_of(name), r.status.value] += 1
         statuses[name] = r.status.value
-    with conn.cursor() as cur:
+    with conn.pipeline():  # the writes need no answer before the next: one round trip for them all
         if attempts:
-            cur.executemany(_INSERT_ATTEMPT, attempts)
+            conn.execute(_INSERT_ATTEMPTS, columns(attempts))
         if bodies:
-            cur.executemany(_INSERT_BODY, bodies)
+            conn.execute(_INSERT_BODIES, columns(bodies))
         changelog.count(conn, deltas)
         if health:
-            cur.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in sorted(health.items())])
+            conn.execute(_WRITE_HEALTH, columns([(hook, *values) for hook, values in sorted(health.items())]))
         # Last, the moves and their changes: every row they touch is locked already.
         moved = [(str(u[7]), u[8]) for u in applied]
         if len(set(moved)) == len(moved):
             if applied:
-                cur.executemany(_RECORD, applied)
+                conn.execute(_RECORD, columns(applied))
             changelog.log_deliveries(conn, moved)
         else:  # a delivery moved twice in one batch: each change is logged as it was then
             for update, key in zip(applied, moved, strict=True):
-                cur.execute(_RECORD, update)
+                conn.execute(_RECORD, columns([update]))
                 changelog.log_deliveries(conn, [key])
-    if applied:
-        changelog.notify(conn, DUE, CHANGES)
+        if applied:
+            changelog.notify(conn, DUE, CHANGES)
 
 
 def _move_health(health: list[Any], ok: bool, *, end: datetime, error: str) -> None:
@@ -604,8 +607,9 @@ def get_event(conn: psycopg.Connection[Any], *, event_id: str) -> Event:
 
 # -- purging ---------------------------------------------------------------------------------
 
-# A day that lies wholly before the cut goes whole: its partitions are dropped (the rows of a
-# delivery partition are first counted per hook and status, for the counters). What is left of
+# A day that lies wholly before the cut goes whole: its partitions are detached (outside the
+# transaction, detach_expired) and then dropped (the rows of a delivery partition are first
+# counted per hook and status, for the counters; see partitions). What is left of
 # the day the cut falls in goes row by row, oldest first, within the batch, as in SQLite.
 _OLD_DELIVERIES: Final = """
     SELECT name, create_time, hook_name, status FROM deliveries WHERE create_time < %s
@@ -642,39 +646,62 @@ _PURGE_EVENTS: Final = """
 """
 
 
-def _drop_day(conn: psycopg.Connection[Any], before: datetime) -> int:
-    """Drop the oldest whole day before ``before`` of each family; return the rows they held."""
+def detach_expired(conn: psycopg.Connection[Any], *, before: datetime) -> None:
+    """Detach the oldest whole day before ``before`` of each family (``conn`` in autocommit),
+    unless another server is detaching: one at a time, and the next purge goes on."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (partitions.RETIRE_LOCK,)).fetchone()
+    if row is None or not row[0]:
+        return
+    try:
+        day = partitions.oldest_expired(conn, "deliveries", before)
+        if day is not None:
+            partitions.detach(conn, "deliveries", day)
+        day = partitions.oldest_expired(conn, "events", before)
+        if day is not None and day not in partitions.days(conn, "deliveries"):  # its deliveries go first
+            partitions.detach(conn, "events", day)
+        day = partitions.oldest_expired(conn, "changes", before)
+        if day is not None:
+            partitions.detach(conn, "changes", day)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (partitions.RETIRE_LOCK,))
+
+
+def _count(conn: psycopg.Connection[Any], table: str, day: date) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partitions.partition_name(table, day)))
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _drop_detached(conn: psycopg.Connection[Any]) -> int:
+    """Drop the days detached by ``detach_expired``; return the rows they held. Another
+    server dropping them at the same time waits for this one (the tables' own locks), then
+    finds them gone."""
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (partitions.RETIRE_LOCK,)).fetchone()
+    if row is None or not row[0]:
+        return 0  # another server is detaching or dropping: its purge does this part
     removed = 0
-    day = partitions.oldest_expired(conn, "deliveries", before)
-    if day is not None:
+    for day in partitions.detached(conn, "deliveries"):
         name = partitions.partition_name("deliveries", day)
         per_status = sql.SQL("SELECT hook_name, status, count(*) FROM {} GROUP BY hook_name, status")
         counts = conn.execute(per_status.format(sql.Identifier(name))).fetchall()
         changelog.count(conn, {(hook, status): -int(n) for hook, status, n in counts})
         removed += sum(int(n) for _, _, n in counts)
         partitions.drop(conn, "deliveries", day)
-    day = partitions.oldest_expired(conn, "events", before)
-    if day is not None and day not in partitions.days(conn, "deliveries"):
-        name = partitions.partition_name("events", day)
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
-        assert row is not None
-        removed += int(row[0])
+    for day in partitions.detached(conn, "events"):
+        removed += _count(conn, "events", day)
         conn.execute(
             "DELETE FROM idempotency_keys WHERE publish_time < %s", (partitions.start_of(day) + timedelta(days=1),)
         )
         partitions.drop(conn, "events", day)
-    day = partitions.oldest_expired(conn, "changes", before)
-    if day is not None:
-        name = partitions.partition_name("changes", day)
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
-        assert row is not None
-        removed += int(row[0])
+    for day in partitions.detached(conn, "changes"):
+        removed += _count(conn, "changes", day)
         partitions.drop(conn, "changes", day)
     return removed
 
 
 def purge(conn: psycopg.Connection[Any], *, before: datetime, limit: int) -> int:
-    deleted = _drop_day(conn, before)
+    deleted = _drop_detached(conn)
     if deleted:
         return deleted
     old = conn.execute(_OLD_DELIVERIES, (before, limit)).fetchall()

@@ -5,22 +5,22 @@ takes the same transaction-level advisory lock before it reads the version, so o
 starting at once on an empty database one applies the migrations and the other nine find them
 done. Before anything is written the database is checked: one whose schema is newer than this
 code, or one that holds another application's tables (tables, no ``tidings_schema``), is
-refused untouched. Files are ``migrations/NNNN_what.sql`` in this package; never edit a
-released one, add the next.
+refused untouched. Files are ``migrations/NNNN_what.sql`` in this package, loaded as
+``tidings_server.stores.migrating`` loads every store's; never edit a released one, add the next.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import psycopg
 
+from tidings_server.stores import migrating
+from tidings_server.stores.migrating import Migration
+
 _PACKAGE = "tidings_postgresql"
-_FILE_RE = re.compile(r"(?P<version>[0-9]{4})_(?P<what>[a-z0-9_]+)\.sql")
 MIGRATION_LOCK = 0x7469_6469_6E67_0001  # "tiding" + 1: one key for every tidings database
 """The advisory lock key taken by every migration run (any 64-bit number no one else uses)."""
 
@@ -48,26 +48,10 @@ class Migrated:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
 @functools.cache
 def migrations() -> tuple[Migration, ...]:
-    """Every migration shipped with the package, by version; versions run 1, 2, … without gaps."""
-    found: list[Migration] = []
-    for entry in resources.files(_PACKAGE).joinpath("migrations").iterdir():
-        m = _FILE_RE.fullmatch(entry.name)
-        if m is not None:
-            found.append(Migration(int(m["version"]), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda step: step.version)
-    versions = [step.version for step in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"PostgreSQL migrations must be numbered 1..N without gaps; found {versions}")
-    return tuple(found)
+    """Every migration shipped with the package, by version."""
+    return migrating.load(_PACKAGE, "PostgreSQL")
 
 
 def latest_version() -> int:
@@ -98,10 +82,7 @@ def _check(conn: psycopg.Connection[Any]) -> int:
             )
         return 0
     if current > latest:
-        raise SchemaTooNewError(
-            f"the database has schema version {current}, but this tidings-server knows versions up to"
-            f" {latest}; run a tidings-server at least as new as the one that wrote it"
-        )
+        raise SchemaTooNewError(migrating.too_new(current, latest))
     return current
 
 

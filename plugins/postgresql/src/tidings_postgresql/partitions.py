@@ -6,6 +6,14 @@ days: attempts and bodies carry their delivery's create_time, so a day of delive
 everything hanging off it go together. Partition DDL runs in a transaction of its own under an
 advisory lock, so servers creating the same day at once do not collide, and a write transaction
 never holds the parent table's DDL lock.
+
+Retention takes a day away in two steps. First its partitions are detached CONCURRENTLY
+(outside any transaction, under a lock of its own that one server at a time takes): that
+locks the parent tables only in SHARE UPDATE EXCLUSIVE mode, which no write or read waits for.
+A plain DROP of a partition would take the parent ACCESS EXCLUSIVE, stalling every claim,
+publish and record behind it, and deadlocking with a publish that holds events and waits for
+deliveries while the drop holds deliveries and waits for events. Then, in a transaction,
+the detached tables (no longer part of any query) are counted and dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ FAMILIES: Final = {
 }
 AHEAD: Final = 1
 """Days created ahead of the day being written, so the day after is ready before midnight."""
+RETIRE_LOCK: Final = 0x7469_6469_6E67_0004
+"""The advisory lock key held (session-level) by the one server detaching expired days."""
 _NAME_RE = re.compile(r"_(\d{8})$")
 
 
@@ -89,8 +99,36 @@ def oldest_expired(conn: psycopg.Connection[Any], table: str, before: datetime) 
     return None
 
 
+def detach(conn: psycopg.Connection[Any], family: str, day: date) -> None:
+    """Detach the day's partitions of every table in ``family`` CONCURRENTLY; ``conn`` must be in
+    autocommit mode (each detach runs two transactions of its own)."""
+    for table in FAMILIES[family]:
+        name = partition_name(table, day)
+        row = conn.execute(
+            "SELECT i.inhdetachpending FROM pg_inherits AS i WHERE i.inhrelid = to_regclass(%s)"
+            " AND i.inhparent = %s::regclass",
+            (name, table),
+        ).fetchone()
+        if row is None:
+            continue  # detached already (or never made)
+        how = "FINALIZE" if row[0] else "CONCURRENTLY"  # a detach interrupted half-way is finished
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + how).format(sql.Identifier(table), sql.Identifier(name))
+        )
+
+
+def detached(conn: psycopg.Connection[Any], table: str) -> list[date]:
+    """The days of ``table`` detached and not dropped yet, oldest first."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class AS c WHERE c.relkind = 'r' AND NOT c.relispartition"
+        " AND c.relnamespace = current_schema()::regnamespace AND c.relname ~ %s",
+        (f"^{re.escape(table)}_[0-9]{{8}}$",),
+    ).fetchall()
+    return sorted(datetime.strptime(r[0][-8:], "%Y%m%d").replace(tzinfo=UTC).date() for r in rows)
+
+
 def drop(conn: psycopg.Connection[Any], family: str, day: date) -> None:
-    """Drop the day's partitions of every table in ``family`` (inside the caller's transaction)."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+    """Drop the day's detached tables of every table in ``family`` (inside the caller's
+    transaction); they are no partitions any more, so no parent is locked."""
     for table in FAMILIES[family]:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(partition_name(table, day))))

@@ -7,25 +7,22 @@ column lists here are the one spelling of each record's columns, shared by every
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from tidings_server.domain.model import (
     Attempt,
     Delivery,
-    DeliveryStatus,
     Event,
-    EventMetadata,
     Hook,
     HookStatus,
     Ordering,
-    RelatedResource,
     RetryPolicy,
     SendRate,
     Trigger,
 )
 from tidings_server.domain.names import Parent
+from tidings_server.stores import rowmap
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -179,132 +176,27 @@ def trigger(row: Any) -> Trigger:
 
 def event_row(event: Event, serial: int, publish_time: datetime) -> tuple[Any, ...]:
     """The row for ``event`` stored as ``serial``, in EVENT_COLUMNS order."""
-    meta = event.metadata
-    related = json.dumps([{"id": r.id, "name": r.name} for r in event.related_resources])
-    return (
-        serial,
-        event.id,
-        publish_time,
-        aware("timestamp", event.timestamp),
-        event.company_id,
-        event.project_id,
-        event.user_id,
-        event.resource_name,
-        event.resource_id,
-        event.event_type,
-        meta.source_user_id,
-        meta.source_project_id,
-        meta.source_operation_id,
-        meta.source_company_id,
-        meta.source_application_id,
-        related,
-        event.idempotency_key,
-        event.traceparent,
-        event.idempotency_fingerprint,
-    )
+    return rowmap.event_row(event, serial, publish_time, aware)
 
 
 def event(row: Any) -> Event:
     """Read EVENT_COLUMNS."""
-    (
-        serial,
-        event_id,
-        _publish_time,
-        timestamp,
-        company_id,
-        project_id,
-        user_id,
-        resource_name,
-        resource_id,
-        event_type,
-        source_user_id,
-        source_project_id,
-        source_operation_id,
-        source_company_id,
-        source_application_id,
-        related,
-        idempotency_key,
-        traceparent,
-        fingerprint,
-    ) = row
-    return Event(
-        id=event_id,
-        serial=serial,
-        timestamp=timestamp,
-        company_id=company_id,
-        project_id=project_id,
-        user_id=user_id,
-        resource_name=resource_name,
-        resource_id=resource_id,
-        event_type=event_type,
-        metadata=EventMetadata(
-            source_user_id=source_user_id,
-            source_project_id=source_project_id,
-            source_operation_id=source_operation_id,
-            source_company_id=source_company_id,
-            source_application_id=source_application_id,
-        ),
-        related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
-        idempotency_key=idempotency_key,
-        traceparent=traceparent,
-        idempotency_fingerprint=fingerprint,
-    )
+    return rowmap.event(row, _as_read)
 
 
 def delivery(row: Any) -> Delivery:
     """Read DELIVERY_COLUMNS (of deliveries and of changes alike)."""
-    (
-        name,
-        hook_name,
-        event_id,
-        status,
-        attempts,
-        created,
-        updated,
-        next_attempt,
-        first_attempt,
-        last_error,
-        company_id,
-        project_id,
-        resource_name,
-        resource_id,
-        event_type,
-        response_status,
-    ) = row
-    return Delivery(
-        name=name,
-        hook_name=hook_name,
-        event_id=event_id,
-        status=DeliveryStatus(status),
-        attempt_count=attempts,
-        create_time=created,
-        update_time=updated,
-        next_attempt_time=next_attempt,
-        first_attempt_time=first_attempt,
-        last_error=last_error,
-        company_id=company_id,
-        project_id=project_id,
-        resource_name=resource_name,
-        resource_id=resource_id,
-        event_type=event_type,
-        last_response_status=response_status,
-    )
+    return rowmap.delivery(row, _as_read)
 
 
-def headers_text(headers: tuple[tuple[str, str], ...]) -> str:
-    return json.dumps(headers)
+headers_text: Final = rowmap.headers_text
 
 
 def attempt(row: Any) -> Attempt:
     """Read ATTEMPT_COLUMNS."""
-    number, start, end, request_headers, status, response_headers, body, error = row
-    return Attempt(
-        number=number,
-        start_time=start,
-        end_time=end,
-        request_headers=tuple((n, v) for n, v in json.loads(request_headers)),
-        response_status=status,
-        response_headers=tuple((n, v) for n, v in json.loads(response_headers)),
-        response_body=bytes(body),
-        error=error,
-    )
+    return rowmap.attempt(row, _as_read)
+
+
+def _as_read(value: datetime) -> datetime:
+    """psycopg reads timestamptz as aware datetimes already."""
+    return value

@@ -161,6 +161,21 @@ class PostgresStore:
                 partitions.ensure(conn, family, missing)
                 self._days[family] |= missing
 
+    def _autocommit(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    return fn(conn)
+                finally:
+                    conn.autocommit = False
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _run_outside(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``fn`` on a pooled connection in autocommit mode, for DDL that runs no transaction block."""
+        return await trio.to_thread.run_sync(partial(self._autocommit, fn), limiter=self._limiter)
+
     async def _run(self, fn: Callable[[psycopg.Connection[Any]], T], **days: set[date]) -> T:
         # Not abandoned on cancellation: the transaction commits or rolls back before the
         # thread's place in the limiter is given back.
@@ -464,6 +479,7 @@ class PostgresStore:
     async def purge(self, before: datetime, limit: int) -> int:
         _check_limit(limit)
         rows.aware("before", before)
+        await self._run_outside(partial(deliveries.detach_expired, before=before))
         return await self._run(partial(deliveries.purge, before=before, limit=limit))
 
     # -- what operators check first ----------------------------------------------------------

@@ -2,49 +2,30 @@
 
 The schema version lives in ``PRAGMA user_version`` (0 for a new file), which SQLite changes
 inside the same transaction as the DDL, so a failed step leaves the previous version intact.
-Files are ``migrations/NNNN_what.sql`` inside this package, read with importlib.resources so
-they are found in a wheel as well as in a source tree. Never edit a released file: add the next.
+Files are ``migrations/NNNN_what.sql`` inside this package, loaded as ``stores.migrating``
+loads every store's. Never edit a released file: add the next.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
-from importlib import resources
+
+from tidings_server.stores import migrating
+from tidings_server.stores.migrating import Migration as Migration  # the step type, as callers knew it
 
 _PACKAGE = "tidings_server.stores.sqlite"
-_FILE_RE = re.compile(r"(?P<version>[0-9]{4})_(?P<what>[a-z0-9_]+)\.sql")
 
 
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer tidings-server whose schema this one does not know."""
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step: applying it to version ``version - 1`` yields ``version``."""
-
-    version: int
-    name: str
-    sql: str
-
-
 @functools.cache
 def migrations() -> tuple[Migration, ...]:
-    """Every migration shipped with the package, by version; versions must run 1, 2, … without gaps."""
-    found: list[Migration] = []
-    for entry in resources.files(_PACKAGE).joinpath("migrations").iterdir():
-        m = _FILE_RE.fullmatch(entry.name)
-        if m is not None:
-            found.append(Migration(int(m["version"]), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda step: step.version)
-    versions = [step.version for step in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"SQLite migrations must be numbered 1..N without gaps; found {versions}")
-    return tuple(found)
+    """Every migration shipped with the package, by version."""
+    return migrating.load(_PACKAGE, "SQLite")
 
 
 def latest_version() -> int:
@@ -61,10 +42,7 @@ def check_not_newer(conn: sqlite3.Connection) -> int:
     """Return the schema version, or raise SchemaTooNewError if this code does not know it."""
     current, latest = schema_version(conn), latest_version()
     if current > latest:
-        raise SchemaTooNewError(
-            f"the database has schema version {current}, but this tidings-server knows versions"
-            f" up to {latest}; run a tidings-server at least as new as the one that wrote it"
-        )
+        raise SchemaTooNewError(migrating.too_new(current, latest))
     return current
 
 

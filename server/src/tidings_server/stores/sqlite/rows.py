@@ -8,7 +8,6 @@ column lists here are the single spelling of each record's columns, shared by ev
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,18 +16,16 @@ from typing import Any
 from tidings_server.domain.model import (
     Attempt,
     Delivery,
-    DeliveryStatus,
     Event,
-    EventMetadata,
     Hook,
     HookStatus,
     Ordering,
-    RelatedResource,
     RetryPolicy,
     SendRate,
     Trigger,
 )
 from tidings_server.domain.names import Parent
+from tidings_server.stores import rowmap
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -201,138 +198,19 @@ def trigger(row: Any) -> Trigger:
     return Trigger(name=name, resource_name=resource_name, event_type=event_type, create_time=from_micros(created))
 
 
-_NO_RELATED = "[]"
-
-
 def event_row(event: Event, serial: int, publish_time: int) -> tuple[object, ...]:
     """The row for ``event`` stored as ``serial``, in the column order ``event()`` reads."""
-    meta = event.metadata
-    related = (
-        json.dumps([{"id": r.id, "name": r.name} for r in event.related_resources])
-        if event.related_resources
-        else _NO_RELATED
-    )
-    return (
-        serial,
-        event.id,
-        publish_time,
-        to_micros("timestamp", event.timestamp),
-        event.company_id,
-        event.project_id,
-        event.user_id,
-        event.resource_name,
-        event.resource_id,
-        event.event_type,
-        meta.source_user_id,
-        meta.source_project_id,
-        meta.source_operation_id,
-        meta.source_company_id,
-        meta.source_application_id,
-        related,
-        event.idempotency_key,
-        event.traceparent,
-        event.idempotency_fingerprint,
-    )
+    return rowmap.event_row(event, serial, publish_time, to_micros)
 
 
 def event(row: Any) -> Event:
-    """Read serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name,
-    resource_id, event_type, source_user_id, source_project_id, source_operation_id,
-    source_company_id, source_application_id, related_resources, idempotency_key, traceparent,
-    idempotency_fingerprint."""
-    (
-        serial,
-        event_id,
-        _publish_time,
-        timestamp,
-        company_id,
-        project_id,
-        user_id,
-        resource_name,
-        resource_id,
-        event_type,
-        source_user_id,
-        source_project_id,
-        source_operation_id,
-        source_company_id,
-        source_application_id,
-        related,
-        idempotency_key,
-        traceparent,
-        idempotency_fingerprint,
-    ) = row
-    return Event(
-        id=event_id,
-        serial=serial,
-        timestamp=from_micros(timestamp),
-        company_id=company_id,
-        project_id=project_id,
-        user_id=user_id,
-        resource_name=resource_name,
-        resource_id=resource_id,
-        event_type=event_type,
-        metadata=EventMetadata(
-            source_user_id=source_user_id,
-            source_project_id=source_project_id,
-            source_operation_id=source_operation_id,
-            source_company_id=source_company_id,
-            source_application_id=source_application_id,
-        ),
-        related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
-        idempotency_key=idempotency_key,
-        traceparent=traceparent,
-        idempotency_fingerprint=idempotency_fingerprint,
-    )
+    """Read the columns of ``rowmap.event``."""
+    return rowmap.event(row, from_micros)
 
 
 def delivery(row: Any) -> Delivery:
-    """Read name, hook_name, event_id, status, attempt_count, create_time, update_time,
-    next_attempt_time, first_attempt_time, last_error, company_id, project_id, resource_name,
-    resource_id, event_type, last_response_status (columns of deliveries and of changes alike)."""
-    (
-        name,
-        hook_name,
-        event_id,
-        status,
-        attempts,
-        created,
-        updated,
-        next_attempt,
-        first_attempt,
-        last_error,
-        company_id,
-        project_id,
-        resource_name,
-        resource_id,
-        event_type,
-        response_status,
-    ) = row
-    return Delivery(
-        name=name,
-        hook_name=hook_name,
-        event_id=event_id,
-        status=DeliveryStatus(status),
-        attempt_count=attempts,
-        create_time=from_micros(created),
-        update_time=from_micros(updated),
-        next_attempt_time=optional_time(next_attempt),
-        first_attempt_time=optional_time(first_attempt),
-        last_error=last_error,
-        company_id=company_id,
-        project_id=project_id,
-        resource_name=resource_name,
-        resource_id=resource_id,
-        event_type=event_type,
-        last_response_status=response_status,
-    )
-
-
-def _headers_text(headers: tuple[tuple[str, str], ...]) -> str:
-    return json.dumps(headers)  # the pairs become JSON arrays, as lists would
-
-
-def _headers(text: str) -> tuple[tuple[str, str], ...]:
-    return tuple((name, value) for name, value in json.loads(text))
+    """Read the columns of ``rowmap.delivery`` (of deliveries and of changes alike)."""
+    return rowmap.delivery(row, from_micros)
 
 
 def attempt_row(delivery_name: str, attempt: Attempt) -> tuple[object, ...]:
@@ -342,25 +220,14 @@ def attempt_row(delivery_name: str, attempt: Attempt) -> tuple[object, ...]:
         attempt.number,
         to_micros("start_time", attempt.start_time),
         to_micros("end_time", attempt.end_time),
-        _headers_text(attempt.request_headers),
+        rowmap.headers_text(attempt.request_headers),
         attempt.response_status,
-        _headers_text(attempt.response_headers),
+        rowmap.headers_text(attempt.response_headers),
         bytes(attempt.response_body),
         attempt.error,
     )
 
 
 def attempt(row: Any) -> Attempt:
-    """Read number, start_time, end_time, request_headers, response_status, response_headers,
-    response_body, error."""
-    number, start, end, request_headers, status, response_headers, body, error = row
-    return Attempt(
-        number=number,
-        start_time=from_micros(start),
-        end_time=from_micros(end),
-        request_headers=_headers(request_headers),
-        response_status=status,
-        response_headers=_headers(response_headers),
-        response_body=bytes(body),
-        error=error,
-    )
+    """Read the columns of ``rowmap.attempt``."""
+    return rowmap.attempt(row, from_micros)

@@ -1,0 +1,139 @@
+"""The PostgreSQL store's CPU per delivery, phase by phase: publish, claim, record.
+
+Through the Store API only, on a database of its own (made and dropped on ``--admin-url``):
+each round publishes EVENTS events to HOOKS hooks in batches of 500, claims them all in
+batches of 128 as the engine does, and records one delivered attempt each (with a 1 KiB body)
+in batches of ``--record-batch``. For every phase it reports the CPU time per delivery of this
+process (the store's worker threads included) and of the PostgreSQL backends serving it (from
+/proc), median of ``--repeat`` rounds.
+
+It uses nothing newer than the store of issue 10, so one file measures two trees: run it with
+an older tree first on the path, alternating with this one, e.g.
+
+    git worktree add --detach /tmp/before 85df9aa
+    PYTHONPATH=/tmp/before/server/src:/tmp/before/plugins/postgresql/src .venv/bin/python -m bench pgstore
+    .venv/bin/python -m bench pgstore
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import statistics
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import psycopg
+import trio
+from psycopg import sql
+from ulid import ULID
+
+from tidings_postgresql.backend import PostgresBackend
+from tidings_server.domain.model import Attempt, DeliveryStatus, Event, Hook, HookStatus, RenderedBody, Trigger
+from tidings_server.domain.names import trigger_name
+from tidings_server.domain.ports import AttemptRecord
+
+T = TypeVar("T")
+HOOKS = 4
+PUBLISH_BATCH = 500
+CLAIM_BATCH = 128
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--events", type=int, default=2000, help="events per round (default 2000)")
+    parser.add_argument("--record-batch", type=int, default=32, help="attempts per record call (default 32)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; medians shown (default 5)")
+
+
+def _backends(database: str) -> list[Path]:
+    """The stat files of the backends serving ``database`` (their command line names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f" {database} " in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(entry / "stat")
+        except OSError:
+            continue
+    return found
+
+
+def _seconds(stat: Path) -> float:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """CPU seconds of this process and of the store's backends, summed over the calls measured."""
+
+    def __init__(self, database: str) -> None:
+        self._stats = _backends(database)  # the pool's connections, open for the whole round
+        self.ours = self.theirs = 0.0
+
+    async def measure(self, call: Awaitable[T]) -> T:
+        ours, theirs = time.process_time(), sum(map(_seconds, self._stats))
+        result = await call
+        self.theirs += sum(map(_seconds, self._stats)) - theirs
+        self.ours += time.process_time() - ours
+        return result
+
+
+async def _round(url: str, database: str, events: int, record_batch: int, t0: datetime) -> dict[str, float]:
+    async with PostgresBackend().open(url + "?pool_size=2") as store:
+        names = [f"companies/1/projects/2/hooks/h{secrets.token_hex(3)}" for _ in range(HOOKS)]
+        for name in names:  # room for every claim at once: the phases are measured apart
+            hook = Hook(name, 1, 2, name, "https://r.example.com/", "", "procore.v4", HookStatus.ACTIVE, t0, t0)
+            await store.create_hook(dataclasses.replace(hook, max_concurrency=events))
+            await store.add_triggers(name, [Trigger(trigger_name(name, "RFIs", "update"), "RFIs", "update", t0)])
+        batch = [Event(str(ULID()), 0, t0, 1, 2, 7, "RFIs", i % 500, "update") for i in range(events)]
+        deliveries = events * HOOKS
+        meters = {phase: Meter(database) for phase in ("publish", "claim", "record")}
+        for i in range(0, events, PUBLISH_BATCH):
+            await meters["publish"].measure(store.publish_events(batch[i : i + PUBLISH_BATCH], t0))
+        # Claims and records take turns, as in the engine, so leases in flight stay at a batch.
+        now = t0 + timedelta(seconds=1)
+        lease = now + timedelta(seconds=30)
+        attempt = Attempt(1, now, now, (("Content-Type", "application/json"),), 200, (), b"ok", "")
+        body = RenderedBody(b"x" * 1024, "application/json")
+        claimed = 0
+        claim = meters["claim"].measure
+        while got := await claim(store.claim_due(now, limit=CLAIM_BATCH, lease_until=lease, owner="n")):
+            await claim(store.next_due_time(after=now))  # as the engine does after each claim
+            claimed += len(got)
+            records = [AttemptRecord(c.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "", body) for c in got]
+            for i in range(0, len(records), record_batch):
+                await meters["record"].measure(store.record_attempts(records[i : i + record_batch]))
+        assert claimed == deliveries, f"claimed {claimed} of {deliveries}"
+        result = {}
+        for phase, meter in meters.items():
+            result[f"{phase}: tidings µs/d"] = meter.ours / deliveries * 1e6
+            result[f"{phase}: pg µs/d"] = meter.theirs / deliveries * 1e6
+        for name in names:  # the next round's events must not fan out to these too
+            await store.delete_hook(name)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    database = f"tidings_pgstore_{secrets.token_hex(4)}"
+    with psycopg.connect(args.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    url = args.admin_url.rsplit("/", 1)[0] + "/" + database
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    try:
+        rounds = [trio.run(_round, url, database, args.events, args.record_batch, t0) for _ in range(args.repeat)]
+    finally:
+        with psycopg.connect(args.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    print(f"{args.events} events x {HOOKS} hooks a round, record batches of {args.record_batch}, {args.repeat} rounds")
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        print(f"{key:24} median {statistics.median(values):8.1f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+    return 0
