@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "telemetry": "bench.telemetry",
     "pg": "bench.pg_calls",
     "render": "bench.render",
+    "render-memory": "bench.render_memory",
 }
 
 

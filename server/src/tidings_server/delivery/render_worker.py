@@ -1,12 +1,18 @@
 """A render worker process, and the wire both its ends speak: the engine's render pool starts
 ``python -m tidings_server.delivery.render_worker PLUGIN…``, which loads those plugins exactly
-as the server did and renders one request at a time, so a format that exits, crashes, hangs or
-exhausts memory takes down this process only.
+as the server did and renders its requests one after another, so a format that exits, crashes,
+hangs or exhausts memory takes down this process only.
 
-Frames are length-prefixed. A request is a pickle of (format name, Event, RenderContext): our
-own types, unpickled only by the worker. A reply is never unpickled: a 9-byte head (kind,
-metadata length, body length), JSON metadata, then the body's raw bytes, so the server reads
-a bounded amount of plain data from a process that runs foreign code.
+Frames are length-prefixed, and the server may write several requests at once (a batch: one
+pipe write and one wake-up of this process for many renders). A request is a pickle of plain
+values only (the format name, the event's fields as a tuple, the context's, and the
+``time.monotonic()`` by which the render must have started): building them is a fraction of
+what pickling the dataclasses themselves costs, on both ends, and only the worker unpickles.
+A request reached after its start-by time is answered BUSY unrendered: its wait for a worker
+is over. Each reply is written as soon as its render ends (the server times each render from
+the previous reply) and is never unpickled: a 9-byte head (kind, metadata length, body
+length), JSON metadata, then the body's raw bytes, so the server reads a bounded amount of
+plain data from a process that runs foreign code.
 """
 
 from __future__ import annotations
@@ -18,19 +24,21 @@ import resource
 import signal
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import BinaryIO
 
-from tidings_server.domain.model import Event
+from tidings_server.domain.model import Event, EventMetadata, RelatedResource
 from tidings_server.domain.texts import MAX_QUOTED_CHARS, bound_error
 from tidings_server.plugins.spec import MAX_BODY_BYTES, PayloadFormat, RenderContext, RenderError, check_rendered
 
-REQUEST_HEAD = struct.Struct(">I")
+REQUEST_HEAD = struct.Struct(">Id")  # length, start-by time (time.monotonic())
 REPLY_HEAD = struct.Struct(">cII")
 MAX_META_BYTES = 256 * 1024  # 16 headers of 1,024 characters, or a bounded error, fit with room
 MAX_BODY = MAX_BODY_BYTES
-READY, FAILED_TO_START, RENDERED, REFUSED = b"S", b"F", b"R", b"E"
+READY, FAILED_TO_START, RENDERED, REFUSED, BUSY = b"S", b"F", b"R", b"E", b"B"
 NICENESS = 10
 
 
@@ -69,9 +77,36 @@ def reply(kind: bytes, meta: object, body: bytes = b"") -> bytes:
     return REPLY_HEAD.pack(kind, len(data), len(body)) + data + body
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_METADATA_FIELDS = tuple(f.name for f in fields(EventMetadata))
+_METADATA_AT = _EVENT_FIELDS.index("metadata")
+_RELATED_AT = _EVENT_FIELDS.index("related_resources")
+
+
+def encode_event(event: Event) -> tuple[object, ...]:
+    """``event`` as a tuple of plain values (its nested dataclasses as tuples too)."""
+    values: list[object] = [getattr(event, name) for name in _EVENT_FIELDS]
+    values[_METADATA_AT] = tuple(getattr(event.metadata, name) for name in _METADATA_FIELDS)
+    values[_RELATED_AT] = tuple((r.id, r.name) for r in event.related_resources)
+    return tuple(values)
+
+
+def decode_event(values: Sequence[object]) -> Event:
+    fields_ = list(values)
+    fields_[_METADATA_AT] = EventMetadata(*fields_[_METADATA_AT])  # type: ignore[misc]
+    fields_[_RELATED_AT] = tuple(RelatedResource(*r) for r in fields_[_RELATED_AT])  # type: ignore[attr-defined]
+    return Event(*fields_)  # type: ignore[arg-type]
+
+
 def request(format_name: str, event: Event, context: RenderContext) -> bytes:
-    data = pickle.dumps((format_name, event, context), protocol=pickle.HIGHEST_PROTOCOL)
-    return REQUEST_HEAD.pack(len(data)) + data
+    """A request's payload, to send in a ``frame``."""
+    values = (format_name, encode_event(event), context.hook_name, context.payload_format, context.test)
+    return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def frame(payload: bytes, start_by: float = float("inf")) -> bytes:
+    """A request as sent; ``start_by`` is the ``time.monotonic()`` after which it is not rendered."""
+    return REQUEST_HEAD.pack(len(payload), start_by) + payload
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
@@ -90,17 +125,21 @@ def _serve(requests: BinaryIO, replies: BinaryIO, formats: dict[str, PayloadForm
         head = _read_exactly(requests, REQUEST_HEAD.size)
         if head is None:
             return  # the server closed the pipe (or is gone): nothing more to do
-        data = _read_exactly(requests, REQUEST_HEAD.unpack(head)[0])
+        size, start_by = REQUEST_HEAD.unpack(head)
+        data = _read_exactly(requests, size)
         if data is None:
             return
-        name, event, context = pickle.loads(data)  # noqa: S301 - written by the server only
+        name, event, hook_name, payload_format, test = pickle.loads(data)  # noqa: S301 - written by the server
         del data
         fmt = formats.get(name)
         if fmt is None:
             out = reply(REFUSED, {"error": "is not provided by this worker's plugins"})
+        elif time.monotonic() > start_by:
+            out = reply(BUSY, {})
         else:
             try:
-                headers, body = render_checked(fmt, event, context)
+                context = RenderContext(hook_name, payload_format, test)
+                headers, body = render_checked(fmt, decode_event(event), context)
             except RenderError as exc:
                 out = reply(REFUSED, {"error": str(exc)})
             else:
