@@ -130,6 +130,7 @@ class _Job:
     time_bound: float
     start_by: float  # trio time past which it must not be taken for a worker
     waits: float = 0.0  # what was left of its wait when taken (the worker enforces it from then)
+    alone: bool = False  # in a batch that failed unanswered: sent on its own, to find the culprit
     done: trio.Event = field(default_factory=trio.Event)
     sent: bool = False
     reply: tuple[bytes, object, bytes] | None = None
@@ -147,9 +148,10 @@ class _Lane:
     up to ``MAX_BATCH`` of them to it at once and reads the replies as they come, so under load
     one pipe write, one wake-up of each side and a few reads serve many renders (one round trip
     per render cost the server's core about 100 µs). Each render is still bounded alone: it is
-    timed from the reply before it (the worker renders them in order), and when it runs past
-    its bound or its worker dies, that render fails and the batch's unstarted rest is queued
-    again for the next worker.
+    timed from the reply before it (the worker renders them in order). When a render runs past
+    its bound or its worker dies, the one unanswered render fails; if several are unanswered
+    (the worker may have held finished ones' replies), each is sent again on its own, so only
+    the culprit fails and the others render.
     """
 
     def __init__(self, distribution: str, plugins: tuple[str, ...], config: PoolConfig) -> None:
@@ -201,12 +203,16 @@ class _Lane:
         share = -(-len(self._queue) // len(self._workers))  # the rest is for the other workers
         size = max(1, min(MAX_BATCH, share, int(BATCH_SPAN / self._per_render)))
         while self._queue and len(batch) < size:
+            if self._queue[0].alone and batch:
+                break
             job = self._queue.popleft()
             if now > job.start_by:
                 job.finish(reply=(wire.BUSY, {}, b""))
             else:
                 job.sent, job.waits = True, job.start_by - now
                 batch.append(job)
+                if job.alone:
+                    break
         return batch
 
     async def pump(self, slot: int) -> None:
@@ -255,9 +261,15 @@ class _Lane:
                 failure = RenderFailed(f"its render worker {exc} during render()")
             if failure is not None:
                 self._workers[slot] = None
-                job.finish(failure=failure)
-                for rest in reversed(batch[at + 1 :]):  # not started: not theirs to pay for
-                    rest.sent = False
+                unanswered = batch[at:]
+                if len(unanswered) == 1:
+                    job.finish(failure=failure)
+                    return
+                # The worker holds the replies of a batch's fast renders for one write, so any of
+                # these may be the culprit: each is sent again on its own (a render has no side
+                # effects), and only the one that fails alone is failed.
+                for rest in reversed(unanswered):
+                    rest.sent, rest.alone = False, True
                     self._queue.appendleft(rest)
                 self._parked.unpark_all()
                 return

@@ -109,28 +109,37 @@ def frame(payload: bytes, start_by: float = float("inf")) -> bytes:
     return REQUEST_HEAD.pack(len(payload), start_by) + payload
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+HOLD_SECONDS = 0.002  # replies held for one write at most this long while the batch goes on
+HOLD_BYTES = 64 * 1024
 
 
-def _serve(requests: BinaryIO, replies: BinaryIO, formats: dict[str, PayloadFormat]) -> None:
+def _serve(requests: int, replies: BinaryIO, formats: dict[str, PayloadFormat]) -> None:
+    """Render requests in order. Replies are held while more requests of the batch are already
+    here (one write, and one wake-up of the server, for a batch of fast renders) and written
+    when the batch is done, before blocking for more, or when held too long or too big."""
+    buffer = bytearray()
+    held: list[bytes] = []
+    held_size, held_since = 0, 0.0
     while True:
-        head = _read_exactly(requests, REQUEST_HEAD.size)
-        if head is None:
-            return  # the server closed the pipe (or is gone): nothing more to do
-        size, start_by = REQUEST_HEAD.unpack(head)
-        data = _read_exactly(requests, size)
-        if data is None:
-            return
+        if len(buffer) < REQUEST_HEAD.size or len(buffer) < REQUEST_HEAD.size + REQUEST_HEAD.unpack_from(buffer)[0]:
+            if held:  # nothing more of this batch is here: answer before waiting
+                replies.write(b"".join(held))
+                replies.flush()
+                held, held_size = [], 0
+            chunk = os.read(requests, 1 << 16)
+            if not chunk:
+                return  # the server closed the pipe (or is gone): nothing more to do
+            buffer += chunk
+            continue
+        size, start_by = REQUEST_HEAD.unpack_from(buffer)
+        data = bytes(buffer[REQUEST_HEAD.size : REQUEST_HEAD.size + size])
+        del buffer[: REQUEST_HEAD.size + size]
         name, event, hook_name, payload_format, test = pickle.loads(data)  # noqa: S301 - written by the server
         del data
+        if held and (held_size > HOLD_BYTES or time.monotonic() - held_since > HOLD_SECONDS):
+            replies.write(b"".join(held))
+            replies.flush()
+            held, held_size = [], 0
         fmt = formats.get(name)
         if fmt is None:
             out = reply(REFUSED, {"error": "is not provided by this worker's plugins"})
@@ -145,8 +154,10 @@ def _serve(requests: BinaryIO, replies: BinaryIO, formats: dict[str, PayloadForm
             else:
                 out = reply(RENDERED, headers, body)
                 del body
-        replies.write(out)
-        replies.flush()
+        if not held:
+            held_since = time.monotonic()
+        held.append(out)
+        held_size += len(out)
         del out
 
 
@@ -158,7 +169,7 @@ def main(argv: Sequence[str]) -> int:
         limit, args = int(args[1]), args[2:]
     # The pipes are ours alone: a plugin that prints writes to stderr, and reads nothing.
     replies = os.fdopen(os.dup(1), "wb")
-    requests = os.fdopen(os.dup(0), "rb")
+    requests = os.dup(0)
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
