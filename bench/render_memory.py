@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psycopg
 
 from bench import e2e
 from bench.watch import rss_kib
@@ -32,11 +33,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--warm-up", type=float, default=60.0, help="seconds not judged (default 60)")
     parser.add_argument("--tolerance", type=float, default=0.10, help="allowed spread around the median (0.10)")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="(default sqlite; SQLite's page cache lives in the server and grows with the file, up to its"
+        " bound: on PostgreSQL the server's RSS is its own heap alone)",
+    )
+    parser.add_argument("--postgres-admin", default=e2e.POSTGRES_ADMIN, help="where the bench database is made")
 
 
-def _statuses(db: Path) -> dict[str, int]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+def _statuses(where: e2e.Store) -> dict[str, int]:
+    query = "SELECT status, count(*) FROM deliveries GROUP BY status"
+    if where.db is not None:
+        with sqlite3.connect(f"file:{where.db}?mode=ro", uri=True) as conn:
+            return dict(conn.execute(query).fetchall())
+    with psycopg.connect(where.url) as conn:
+        return {str(status): int(n) for status, n in conn.execute(query).fetchall()}
+
+
+def _store_mib(where: e2e.Store) -> float:
+    """The SQLite file and its WAL (what the page cache can grow to hold); 0 on PostgreSQL."""
+    if where.db is None:
+        return 0.0
+    files = [where.db, where.db.with_name(where.db.name + "-wal")]
+    return sum(f.stat().st_size for f in files if f.exists()) / 2**20
 
 
 def _rss(pid: int) -> int:
@@ -51,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
     samples: list[tuple[float, int, list[int]]] = []  # (seconds, server KiB, each worker's KiB)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "memory.sqlite3"
             env = e2e.plugin_site(Path(tmp) / "site")
-            with e2e.server(db, env=env) as srv, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            with (
+                e2e.store(args.store, Path(tmp), "memory", args.postgres_admin) as where,
+                e2e.server(where, env=env) as srv,
+                grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel,
+            ):
                 url = f"http://127.0.0.1:{receiver.port}/in"
                 e2e.make_hooks(channel, url, 1, 8, "bench.hugebody")
                 e2e.make_hooks(channel, url, 1, 8, "procore.v4")
@@ -62,14 +86,19 @@ def run(args: argparse.Namespace) -> int:
                 end = start + args.minutes * 60
                 next_sample = start
                 second = 0
-                print(f"{'s':>5} {'server MiB':>10} {'workers MiB':>14} {'deliveries':>12}", flush=True)
+                header = f"{'s':>5} {'server MiB':>10} {'workers MiB':>24} {'deliveries':>10} {'store MiB':>9}"
+                print(header, flush=True)
                 while (now := time.monotonic()) < end:
                     if now >= next_sample:
                         workers = [_rss(p) for p in sorted(e2e._descendants(srv.pid) - {srv.pid})]
                         samples.append((now - start, _rss(srv.pid), workers))
-                        done = sum(_statuses(db).values())
+                        done = sum(_statuses(where).values())
                         shown = "+".join(f"{w / 1024:.0f}" for w in workers)
-                        print(f"{now - start:5.0f} {samples[-1][1] / 1024:10.1f} {shown:>14} {done:>12}", flush=True)
+                        print(
+                            f"{now - start:5.0f} {samples[-1][1] / 1024:10.1f} {shown:>24} {done:>10}"
+                            f" {_store_mib(where):9.1f}",
+                            flush=True,
+                        )
                         next_sample += args.every
                     publish(events_pb2.PublishEventsRequest(events=e2e.events(args.rate, second * args.rate + 1)))
                     second += 1
@@ -77,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(args.every)  # let the last events settle before the final sample
                 workers = [_rss(p) for p in sorted(e2e._descendants(srv.pid) - {srv.pid})]
                 samples.append((time.monotonic() - start, _rss(srv.pid), workers))
-                statuses = _statuses(db)
+                statuses = _statuses(where)
     finally:
         receiver.close()
     return _report(args, samples, statuses, second * args.rate)
@@ -97,8 +126,8 @@ def _report(
     flat = max(-low, high) <= args.tolerance
     peak_workers = max((max(w, default=0) for _, _, w in samples), default=0)
     print(
-        f"{events} events at {args.rate}/s for {args.minutes:g} min, each to a bench.hugebody hook and a procore.v4"
-        f" hook; deliveries by status: {statuses}"
+        f"{args.store}: {events} events at {args.rate}/s for {args.minutes:g} min, each to a bench.hugebody hook"
+        f" and a procore.v4 hook; deliveries by status: {statuses}"
     )
     print(
         f"server RSS after {args.warm_up:g} s: median {median / 1024:.1f} MiB, min {low:+.1%}, max {high:+.1%};"

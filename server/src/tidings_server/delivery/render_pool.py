@@ -233,6 +233,8 @@ class _Lane:
     async def _worker(self, slot: int, batch: list[_Job]) -> _Worker | None:
         """Worker ``slot``, started if need be (a start has its own bound, apart from the
         renders' wait, as a free worker was found); None, and ``batch`` told why, if it fails."""
+        if (worker := self._workers[slot]) is not None:
+            return worker  # the common case, without the lock's checkpoint (a scheduler round)
         async with self._starting[slot]:
             if self._workers[slot] is None:
                 try:
