@@ -67,6 +67,11 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _sample(pid: int, seconds: float) -> tuple[float, int, list[int]]:
+    """(seconds, the server's KiB, each render worker's KiB): the workers are its children."""
+    return seconds, _rss(pid), [_rss(p) for p in sorted(e2e._descendants(pid) - {pid})]
+
+
 def run(args: argparse.Namespace) -> int:
     receiver = e2e.ReceiverProcess()
     samples: list[tuple[float, int, list[int]]] = []  # (seconds, server KiB, each worker's KiB)
@@ -90,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
                 print(header, flush=True)
                 while (now := time.monotonic()) < end:
                     if now >= next_sample:
-                        workers = [_rss(p) for p in sorted(e2e._descendants(srv.pid) - {srv.pid})]
-                        samples.append((now - start, _rss(srv.pid), workers))
+                        samples.append(_sample(srv.pid, now - start))
+                        workers = samples[-1][2]
                         done = sum(_statuses(where).values())
                         shown = "+".join(f"{w / 1024:.0f}" for w in workers)
                         print(
@@ -104,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
                     second += 1
                     time.sleep(max(0.0, start + second - time.monotonic()))
                 time.sleep(args.every)  # let the last events settle before the final sample
-                workers = [_rss(p) for p in sorted(e2e._descendants(srv.pid) - {srv.pid})]
-                samples.append((time.monotonic() - start, _rss(srv.pid), workers))
+                samples.append(_sample(srv.pid, time.monotonic() - start))
                 statuses = _statuses(where)
     finally:
         receiver.close()
