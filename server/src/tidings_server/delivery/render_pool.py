@@ -162,6 +162,7 @@ class _Lane:
         self._parked = trio.lowlevel.ParkingLot()
         self._workers: list[_Worker | None] = [None] * config.workers
         self._starting = [trio.Lock() for _ in range(config.workers)]
+        self._busy = [False] * config.workers  # its pump or a direct render is using the worker
         self._per_render = BATCH_SPAN  # seconds, a moving average; one render a batch until known
 
     async def render(
@@ -169,6 +170,39 @@ class _Lane:
     ) -> tuple[list[tuple[str, str]], bytes]:
         busy = f"no render worker of {self.distribution} was free within {wait:g} s"
         job = _Job(wire.request(name, event, context), time_bound, trio.current_time() + wait)
+        slot = None if self._queue else self._idle_slot()
+        if slot is not None:
+            await self._direct(slot, job)
+        else:
+            await self._queued(job, busy)
+        return self._outcome(job, busy)
+
+    def _idle_slot(self) -> int | None:
+        for slot, worker in enumerate(self._workers):
+            if worker is not None and not self._busy[slot]:
+                return slot
+        return None
+
+    async def _direct(self, slot: int, job: _Job) -> None:
+        """Nothing queued and a worker idle: this task exchanges with it itself, as a batch of
+        one (the pump's hop, two scheduler rounds, is what a lone render would pay)."""
+        worker = self._workers[slot]
+        assert worker is not None
+        job.sent, job.waits = True, job.start_by - trio.current_time()
+        self._busy[slot] = True
+        try:
+            await self._serve(slot, worker, [job])
+        except BaseException:  # cancelled mid-exchange: the worker's pipe state is unknown
+            if not job.done.is_set():
+                self._workers[slot] = None
+                await worker.close()
+            raise
+        finally:
+            self._busy[slot] = False
+            if self._queue:
+                self._parked.unpark_all()
+
+    async def _queued(self, job: _Job, busy: str) -> None:
         self._queue.append(job)
         self._parked.unpark()
         try:
@@ -181,6 +215,9 @@ class _Lane:
         finally:
             if not job.sent and not job.done.is_set():
                 self._queue.remove(job)
+
+    @staticmethod
+    def _outcome(job: _Job, busy: str) -> tuple[list[tuple[str, str]], bytes]:
         if job.failure is not None:
             raise job.failure
         assert job.reply is not None
@@ -220,11 +257,15 @@ class _Lane:
         batch: list[_Job] = []
         try:
             while True:
-                while not self._queue:
+                while not self._queue or self._busy[slot]:
                     await self._parked.park()
-                batch = self._batch()
-                if batch and (worker := await self._worker(slot, batch)) is not None:
-                    await self._serve(slot, worker, batch)
+                self._busy[slot] = True
+                try:
+                    batch = self._batch()
+                    if batch and (worker := await self._worker(slot, batch)) is not None:
+                        await self._serve(slot, worker, batch)
+                finally:
+                    self._busy[slot] = False
         finally:  # the pool is closing: nothing sent is left waiting
             for job in batch:
                 if not job.done.is_set():
