@@ -144,7 +144,8 @@ class _Job:
 class _Lane:
     """The workers of one plugin distribution, and the queue of renders they share.
 
-    Each worker has a pump task: when the worker is idle and renders are queued, the pump writes
+    A render that finds nothing queued and a worker idle exchanges with it itself. Otherwise it
+    queues, and each worker has a pump task: when the worker is idle and renders are queued, the pump writes
     up to ``MAX_BATCH`` of them to it at once and reads the replies as they come, so under load
     one pipe write, one wake-up of each side and a few reads serve many renders (one round trip
     per render cost the server's core about 100 µs). Each render is still bounded alone: it is

@@ -4,10 +4,11 @@ as the server did and renders its requests one after another, so a format that e
 hangs or exhausts memory takes down this process only.
 
 Frames are length-prefixed, and the server may write several requests at once (a batch: one
-pipe write and one wake-up of this process for many renders). A request is a pickle of plain
-values only (the format name, the event's fields as a tuple, the context's, and the
-``time.monotonic()`` by which the render must have started): building them is a fraction of
-what pickling the dataclasses themselves costs, on both ends, and only the worker unpickles.
+pipe write and one wake-up of this process for many renders). A request's head gives its
+length and the ``time.monotonic()`` by which its render must have started; its payload is a
+pickle of plain values only (the format name, the event's fields as a tuple, the context's):
+building them is a fraction of what pickling the dataclasses themselves costs, on both ends,
+and only the worker unpickles.
 A request reached after its start-by time is answered BUSY unrendered: its wait for a worker
 is over. Each reply is written as soon as its render ends (the server times each render from
 the previous reply) and is never unpickled: a 9-byte head (kind, metadata length, body
