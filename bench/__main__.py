@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "tls": "bench.tls",
     "auth": "bench.auth",
     "fanout": "bench.fanout",
+    "render-memory": "bench.render_memory",
 }
 
 

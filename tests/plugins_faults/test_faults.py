@@ -8,6 +8,7 @@ uses a project of its own, so its event reaches its two hooks only."""
 from __future__ import annotations
 
 import itertools
+import pickle
 import sys
 import textwrap
 import time
@@ -23,8 +24,9 @@ from tests.harness import Api, ServerThread, secrets_key
 from tests.http_sink import Sink, running_sink
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
-from tidings_server.delivery.render_pool import PoolConfig, RenderBusy, RenderPool
-from tidings_server.domain.model import Event
+from tidings_server.delivery import render_worker as wire
+from tidings_server.delivery.render_pool import PoolConfig, RenderBusy, RenderFailed, RenderPool
+from tidings_server.domain.model import Event, EventMetadata, RelatedResource
 from tidings_server.domain.texts import MAX_ERROR_CHARS
 from tidings_server.plugins.manager import Plugins
 from tidings_server.plugins.spec import RenderContext
@@ -33,6 +35,7 @@ FAILED = deliveries_pb2.DELIVERY_STATUS_FAILED
 DELIVERED = deliveries_pb2.DELIVERY_STATUS_DELIVERED
 PENDING = {deliveries_pb2.DELIVERY_STATUS_QUEUED, deliveries_pb2.DELIVERY_STATUS_RETRYING}
 
+RENDER_OK = 'return RenderedPayload({"Content-Type": "application/json"}, b"{}")'
 # fault -> the body of its format's render(self, event, context)
 FAULTS = {
     "raise": 'raise ValueError("boom")',
@@ -46,6 +49,9 @@ FAULTS = {
     "exit": "os._exit(1)",
     "segfault": "ctypes.string_at(0)",
     "memory": "return bytearray(8 * 1024 ** 3)",
+    # fast and healthy but for one event: a render among others of a batch that hangs or exits
+    "onehang": f"if event.resource_id == 3:\n    time.sleep(3600)\n{RENDER_OK}",
+    "oneexit": f"if event.resource_id == 3:\n    os._exit(1)\n{RENDER_OK}",
 }
 PLUGIN = """
 import ctypes
@@ -329,3 +335,51 @@ async def test_the_pool_bounds_the_wait_for_a_worker_apart_from_the_render(fault
         "no render worker of acme-slow was free within 0.5 s",
         ([("Content-Type", "application/json")], b"{}"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("onehang", "render() took longer than 1 s; its worker was stopped"),
+        ("oneexit", "its render worker exited with code 1 during render()"),
+    ],
+)
+async def test_one_bad_render_among_a_batch_fails_alone(faulty: Faulty, fault: str, expected: str) -> None:
+    """Renders go to a worker in batches and it answers a batch's fast renders in one write, so
+    when it hangs or dies the pool cannot tell which unanswered render did it: each is sent
+    again on its own, and only the culprit (event 3 of 8) fails; the other seven render."""
+    name = f"acme.{fault}"
+    context = RenderContext("companies/8/projects/6778/hooks/h", name)
+    outcomes: dict[int, object] = {}
+    async with RenderPool({name: (f"acme-{fault}", [f"acme_{fault}"])}, PoolConfig(workers=1)) as pool:
+
+        async def render(resource_id: int) -> None:
+            event = Event(
+                "01jkg7hb7v8x0a3r2b4c5d6e7f", 1, datetime(2026, 11, 27, 9, tzinfo=UTC), 8, 6778, 1, "RFIs",
+                resource_id, "update",
+            )  # fmt: skip
+            try:
+                outcomes[resource_id] = await pool.render(name, event, context, time_bound=1.0, wait=60.0)
+            except RenderFailed as exc:
+                outcomes[resource_id] = str(exc)
+
+        for resource_id in range(100, 120):  # the lane learns the format is fast: batches follow
+            await render(resource_id)
+        async with trio.open_nursery() as nursery:
+            for resource_id in range(1, 9):
+                nursery.start_soon(render, resource_id)
+    rendered = ([("Content-Type", "application/json")], b"{}")
+    assert outcomes == {**dict.fromkeys([*range(100, 120), 1, 2, 4, 5, 6, 7, 8], rendered), 3: expected}
+
+
+def test_the_wire_carries_every_field_of_an_event() -> None:
+    event = Event(
+        "01jkg7hb7v8x0a3r2b4c5d6e7f", 7, datetime(2026, 11, 27, 9, 30, 1, 123456, tzinfo=UTC), 8, None, 5, "RFIs", 9,
+        "delete", EventMetadata(1, 2, 3, 4, "app"), (RelatedResource(5, "Drawings"), RelatedResource(6, "Specs")),
+        "key", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "fingerprint",
+    )  # fmt: skip
+    name, values, hook_name, payload_format, test = pickle.loads(
+        wire.request("acme.raise", event, RenderContext("companies/8/hooks/h", "acme.raise", test=True))
+    )
+    assert (name, hook_name, payload_format, test) == ("acme.raise", "companies/8/hooks/h", "acme.raise", True)
+    assert wire.decode_event(values) == event

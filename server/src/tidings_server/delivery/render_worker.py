@@ -1,12 +1,19 @@
 """A render worker process, and the wire both its ends speak: the engine's render pool starts
 ``python -m tidings_server.delivery.render_worker PLUGIN…``, which loads those plugins exactly
-as the server did and renders one request at a time, so a format that exits, crashes, hangs or
-exhausts memory takes down this process only.
+as the server did and renders its requests one after another, so a format that exits, crashes,
+hangs or exhausts memory takes down this process only.
 
-Frames are length-prefixed. A request is a pickle of (format name, Event, RenderContext): our
-own types, unpickled only by the worker. A reply is never unpickled: a 9-byte head (kind,
-metadata length, body length), JSON metadata, then the body's raw bytes, so the server reads
-a bounded amount of plain data from a process that runs foreign code.
+Frames are length-prefixed, and the server may write several requests at once (a batch: one
+pipe write and one wake-up of this process for many renders). A request's head gives its
+length and the ``time.monotonic()`` by which its render must have started; its payload is a
+pickle of plain values only (the format name, the event's fields as a tuple, the context's):
+building them is a fraction of what pickling the dataclasses themselves costs, on both ends,
+and only the worker unpickles.
+A request reached after its start-by time is answered BUSY unrendered: its wait for a worker
+is over. Each reply is written as soon as its render ends (the server times each render from
+the previous reply) and is never unpickled: a 9-byte head (kind, metadata length, body
+length), JSON metadata, then the body's raw bytes, so the server reads a bounded amount of
+plain data from a process that runs foreign code.
 """
 
 from __future__ import annotations
@@ -18,19 +25,21 @@ import resource
 import signal
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import BinaryIO
 
-from tidings_server.domain.model import Event
+from tidings_server.domain.model import Event, EventMetadata, RelatedResource
 from tidings_server.domain.texts import MAX_QUOTED_CHARS, bound_error
 from tidings_server.plugins.spec import MAX_BODY_BYTES, PayloadFormat, RenderContext, RenderError, check_rendered
 
-REQUEST_HEAD = struct.Struct(">I")
+REQUEST_HEAD = struct.Struct(">Id")  # length, start-by time (time.monotonic())
 REPLY_HEAD = struct.Struct(">cII")
 MAX_META_BYTES = 256 * 1024  # 16 headers of 1,024 characters, or a bounded error, fit with room
 MAX_BODY = MAX_BODY_BYTES
-READY, FAILED_TO_START, RENDERED, REFUSED = b"S", b"F", b"R", b"E"
+READY, FAILED_TO_START, RENDERED, REFUSED, BUSY = b"S", b"F", b"R", b"E", b"B"
 NICENESS = 10
 
 
@@ -69,45 +78,87 @@ def reply(kind: bytes, meta: object, body: bytes = b"") -> bytes:
     return REPLY_HEAD.pack(kind, len(data), len(body)) + data + body
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_METADATA_FIELDS = tuple(f.name for f in fields(EventMetadata))
+_METADATA_AT = _EVENT_FIELDS.index("metadata")
+_RELATED_AT = _EVENT_FIELDS.index("related_resources")
+
+
+def encode_event(event: Event) -> tuple[object, ...]:
+    """``event`` as a tuple of plain values (its nested dataclasses as tuples too)."""
+    values: list[object] = [getattr(event, name) for name in _EVENT_FIELDS]
+    values[_METADATA_AT] = tuple(getattr(event.metadata, name) for name in _METADATA_FIELDS)
+    values[_RELATED_AT] = tuple((r.id, r.name) for r in event.related_resources)
+    return tuple(values)
+
+
+def decode_event(values: Sequence[object]) -> Event:
+    fields_ = list(values)
+    fields_[_METADATA_AT] = EventMetadata(*fields_[_METADATA_AT])  # type: ignore[misc]
+    fields_[_RELATED_AT] = tuple(RelatedResource(*r) for r in fields_[_RELATED_AT])  # type: ignore[attr-defined]
+    return Event(*fields_)  # type: ignore[arg-type]
+
+
 def request(format_name: str, event: Event, context: RenderContext) -> bytes:
-    data = pickle.dumps((format_name, event, context), protocol=pickle.HIGHEST_PROTOCOL)
-    return REQUEST_HEAD.pack(len(data)) + data
+    """A request's payload, to send in a ``frame``."""
+    values = (format_name, encode_event(event), context.hook_name, context.payload_format, context.test)
+    return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+def frame(payload: bytes, start_by: float = float("inf")) -> bytes:
+    """A request as sent; ``start_by`` is the ``time.monotonic()`` after which it is not rendered."""
+    return REQUEST_HEAD.pack(len(payload), start_by) + payload
 
 
-def _serve(requests: BinaryIO, replies: BinaryIO, formats: dict[str, PayloadFormat]) -> None:
+HOLD_SECONDS = 0.002  # replies held for one write at most this long while the batch goes on
+HOLD_BYTES = 64 * 1024
+
+
+def _serve(requests: int, replies: BinaryIO, formats: dict[str, PayloadFormat]) -> None:
+    """Render requests in order. Replies are held while more requests of the batch are already
+    here (one write, and one wake-up of the server, for a batch of fast renders) and written
+    when the batch is done, before blocking for more, or when held too long or too big."""
+    buffer = bytearray()
+    held: list[bytes] = []
+    held_size, held_since = 0, 0.0
     while True:
-        head = _read_exactly(requests, REQUEST_HEAD.size)
-        if head is None:
-            return  # the server closed the pipe (or is gone): nothing more to do
-        data = _read_exactly(requests, REQUEST_HEAD.unpack(head)[0])
-        if data is None:
-            return
-        name, event, context = pickle.loads(data)  # noqa: S301 - written by the server only
+        if len(buffer) < REQUEST_HEAD.size or len(buffer) < REQUEST_HEAD.size + REQUEST_HEAD.unpack_from(buffer)[0]:
+            if held:  # nothing more of this batch is here: answer before waiting
+                replies.write(b"".join(held))
+                replies.flush()
+                held, held_size = [], 0
+            chunk = os.read(requests, 1 << 16)
+            if not chunk:
+                return  # the server closed the pipe (or is gone): nothing more to do
+            buffer += chunk
+            continue
+        size, start_by = REQUEST_HEAD.unpack_from(buffer)
+        data = bytes(buffer[REQUEST_HEAD.size : REQUEST_HEAD.size + size])
+        del buffer[: REQUEST_HEAD.size + size]
+        name, event, hook_name, payload_format, test = pickle.loads(data)  # noqa: S301 - written by the server
         del data
+        if held and (held_size > HOLD_BYTES or time.monotonic() - held_since > HOLD_SECONDS):
+            replies.write(b"".join(held))
+            replies.flush()
+            held, held_size = [], 0
         fmt = formats.get(name)
         if fmt is None:
             out = reply(REFUSED, {"error": "is not provided by this worker's plugins"})
+        elif time.monotonic() > start_by:
+            out = reply(BUSY, {})
         else:
             try:
-                headers, body = render_checked(fmt, event, context)
+                context = RenderContext(hook_name, payload_format, test)
+                headers, body = render_checked(fmt, decode_event(event), context)
             except RenderError as exc:
                 out = reply(REFUSED, {"error": str(exc)})
             else:
                 out = reply(RENDERED, headers, body)
                 del body
-        replies.write(out)
-        replies.flush()
+        if not held:
+            held_since = time.monotonic()
+        held.append(out)
+        held_size += len(out)
         del out
 
 
@@ -119,7 +170,7 @@ def main(argv: Sequence[str]) -> int:
         limit, args = int(args[1]), args[2:]
     # The pipes are ours alone: a plugin that prints writes to stderr, and reads nothing.
     replies = os.fdopen(os.dup(1), "wb")
-    requests = os.fdopen(os.dup(0), "rb")
+    requests = os.dup(0)
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
