@@ -64,3 +64,15 @@ def test_the_catalog_shows_which_hooks_may_select_a_resource(cli: Cli) -> None:
     table = cli.ok("catalog", "resources", "--scope", "project", "--search", "RFI Replies").out
     assert "SELECTABLE BY" in table
     assert "company hooks, project hooks" in table
+
+
+def test_a_company_hooks_overview_narrowed_to_one_project_beside_short_names(cli: Cli) -> None:
+    hook = cli.ok(
+        "--json", "hooks", "create", "--company", "86", "--id", "rfis", "--url", URL, "--format", "procore.v4",
+        "--event", "RFIs:update",
+    ).json()["hook"]  # fmt: skip
+    narrowed = cli.ok("--json", "hooks", "show", hook["name"], "--in-project", "3").json()
+    assert narrowed["project_id"] == 3
+    # --company is the parent short ids are relative to; --in-project still narrows.
+    short = cli.ok("--json", "hooks", "show", "rfis", "--company", "86", "--in-project", "4").json()
+    assert (short["hook"]["name"], short["project_id"]) == (hook["name"], 4)

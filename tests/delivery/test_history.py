@@ -178,4 +178,6 @@ async def test_watchers_of_one_parent_share_each_read_of_the_change_log(
         assert len(seen[0]) == 5
         assert all(s == seen[0] for s in seen)  # every watcher saw every change, in order
         assert rounds == [rounds[0]] * 5
-        assert reads == rounds[0]  # one read per round for all five, not one per watcher
+        # Shared: about one read a round for all five (a pulse with nothing new costs one more
+        # shared read), where reading apart would cost five a round.
+        assert rounds[0] <= reads < 2 * rounds[0], (reads, rounds)

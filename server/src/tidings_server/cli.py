@@ -24,6 +24,7 @@ from tidings_server import (
     cluster,
     collector,
     logs,
+    operational,
     secrets_cli,
     settings,
     status_report,
@@ -418,8 +419,11 @@ def _plugins() -> int:
     print()
     print("payload formats:", ", ".join(sorted(plugins.payload_formats)) or "none")
     print("storage backends:", ", ".join(f"{s}:" for s in sorted(plugins.storage_backends)) or "none")
-    print("catalog resources:", len(plugins.catalog.resources))
-    if not plugins.catalog.resources:
+    # tidings' own resources (its operational events) select nothing of the product's.
+    own = sum(1 for _, name in plugins.catalog.resources if name in operational.RESOURCES)
+    mine = f" (and {own} of tidings' own)" if own else ""
+    print(f"catalog resources: {len(plugins.catalog.resources) - own}{mine}")
+    if len(plugins.catalog.resources) == own:
         print(
             "tidings-server: warning: no resource catalog is installed, so hooks can select no events;"
             " install one (tidings-procore is the Procore catalog) and run this again",

@@ -437,14 +437,14 @@ SHOW_EXAMPLES = """\b
 Examples:
   tidings hooks show companies/8/projects/6778/hooks/procore-sync
   tidings --json hooks show HOOK | jq .success_rate
-  tidings hooks show companies/8/hooks/rfis --project 6778   # a company hook, in one project
+  tidings hooks show companies/8/hooks/rfis --in-project 6778   # a company hook, in one project
 """
 
 
 @hooks.command(epilog=SHOW_EXAMPLES)
 @click.argument("hook", type=names.HOOK)
 @click.option(
-    "--project",
+    "--in-project",
     "project_id",
     type=click.IntRange(min=1),
     help="Company hooks: count only the deliveries of this project's events (a project id, e.g. 6778).",
