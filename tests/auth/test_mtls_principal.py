@@ -121,3 +121,29 @@ def test_an_empty_or_over_long_certificate_name_is_one_line_naming_the_option(
     assert problem in lines[0]
     assert made.stdout == ""
     assert tokens_cli(store, "list").stdout.strip() == "no tokens"
+
+
+def test_a_revocation_on_a_shared_postgresql_store_holds_from_the_next_call(tmp_path: Path, postgres_url: str) -> None:
+    authority = Authority(tmp_path / "ca")
+    server, erp = authority.server(), authority.client("erp", "billing", ("spiffe://corp/erp",))
+    made = tokens_cli(postgres_url, "create", "--role", "viewer", "--name", "erp", "--client-cert-name",
+                      "spiffe://corp/erp")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    principal = made.stdout.split()[1]
+    tls = ["--tls-cert", str(server.cert_path), "--tls-key", str(server.key_path), "--client-ca",
+           str(authority.cert_path)]  # fmt: skip
+    with server_process(postgres_url, *tls) as process:
+        api = connect(process, authority, erp)
+        assert code_of(api.hooks.ListHooks, list_hooks(1)) == grpc.StatusCode.OK
+        again = tokens_cli(postgres_url, "create", "--role", "owner", "--name", "erp 2", "--client-cert-name",
+                           "spiffe://corp/erp")  # fmt: skip
+        assert again.returncode == 2
+        assert f"already bound to {principal}" in again.stderr
+        revoked = tokens_cli(postgres_url, "revoke", principal)  # while the server runs
+        assert revoked.returncode == 0, revoked.stderr
+        assert code_of(api.hooks.ListHooks, list_hooks(1)) == grpc.StatusCode.UNAUTHENTICATED
+        rebound = tokens_cli(postgres_url, "create", "--role", "viewer", "--name", "erp renewed",
+                             "--client-cert-name", "spiffe://corp/erp")  # fmt: skip
+        assert rebound.returncode == 0, rebound.stderr
+        assert code_of(api.hooks.ListHooks, list_hooks(1)) == grpc.StatusCode.OK
+        api.channel.close()
