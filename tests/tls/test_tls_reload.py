@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,13 +15,22 @@ from cryptography.hazmat.primitives import hashes
 from google.protobuf.duration_pb2 import Duration
 
 from tests.http_sink import running_sink
-from tests.tls.processes import server_process
+from tests.tls.processes import SERVER, server_process
 from tests.tls_certs import Authority, Issued, server_certificate
 from tidings.v1 import deliveries_pb2, events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
 from tidings.v1.deliveries_pb2_grpc import DeliveryServiceStub
 
 PROJECT = "companies/8/projects/6778"
 DELIVERED = deliveries_pb2.DELIVERY_STATUS_DELIVERED
+
+
+def bind_certificate(store: str, cert_name: str) -> None:
+    """An owner principal for the client certificate named ``cert_name``, made before start."""
+    subprocess.run(
+        [str(SERVER), "tokens", "create", "--store", store, "--role", "owner", "--name", "tls reload tests",
+         "--client-cert-name", cert_name],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
 
 
 def install(cert: Issued, live: Path) -> None:
@@ -85,6 +95,7 @@ def test_sighup_serves_new_connections_the_new_certificate_and_keeps_open_stream
     install(first, live)
     tls = ["--tls-cert", str(live / "server.pem"), "--tls-key", str(live / "server.key")]
     store = f"sqlite:///{tmp_path / 'tidings.sqlite3'}"
+    bind_certificate(store, "admin")  # the client authenticates by its certificate alone
     creds = grpc.ssl_channel_credentials(authority.cert_pem, client.key_pem, client.cert_pem)
     with running_sink() as sink, server_process(store, *tls, "--client-ca", str(authority.cert_path)) as server:
         assert server.logged("grpc serving")["transport"] == "mutual TLS"

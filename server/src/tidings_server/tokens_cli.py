@@ -1,4 +1,6 @@
-"""``tidings-server tokens``: create, list and revoke bearer tokens on the store directly.
+"""``tidings-server tokens``: create, list and revoke bearer tokens on the store directly, and
+principals bound to a client certificate (``create --client-cert-name``), which only this
+command makes.
 
 This is how the first owner token comes to exist (every later one can be made over the API by
 an owner, `tidings tokens create`). It opens the store as a server does: a SQLite file has one
@@ -33,6 +35,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--name", required=True, help="whose token this is (a service, a person)")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--scope", default="all", help=f"{REACH_FORMS} (default all)")
+    create.add_argument(
+        "--client-cert-name",
+        metavar="NAME",
+        help="bind the principal to a client certificate instead of a secret: a caller presenting a certificate"
+        " verified by --client-ca whose common name or one of whose SANs is NAME authenticates as it (no secret"
+        " is made, and no bearer token can ever match it)",
+    )
     listing = sub.add_parser("list", help="list every token, revoked ones too (never their secrets)")
     listing.add_argument("--store", required=True, metavar="URL", help="the store servers use")
     listing.add_argument("--json", action="store_true", help="print one JSON object per line")
@@ -53,6 +62,15 @@ async def _run(args: argparse.Namespace) -> int:
     backend = Plugins.load().storage_backend_for(args.store)
     async with backend.open(args.store) as store:
         tokens = TokenService(store, lambda: datetime.now(UTC))
+        if args.tokens_command == "create" and args.client_cert_name is not None:
+            t = await tokens.create_certificate_principal(
+                args.name, parse_role("--role", args.role), parse_reach("--scope", args.scope), args.client_cert_name
+            )
+            print(
+                f"created {t.name} ({t.role.value}, scope {t.scope}) for {t.display_name!r}, bound to client"
+                f" certificates named {t.client_cert_name!r} (common name or SAN); it has no secret"
+            )
+            return 0
         if args.tokens_command == "create":
             issued = await tokens.create_token(
                 args.name, parse_role("--role", args.role), parse_reach("--scope", args.scope)
@@ -83,7 +101,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(json.dumps(_as_dict(t)))
         else:
             state = f"revoked {_time(t.revoke_time)}" if t.revoked else f"last used {_time(t.last_used_time)}"
-            print(f"{t.name}  {t.role.value:<9} {t.scope!s:<28} {t.display_name!r}  {state}")
+            bound = "" if t.client_cert_name is None else f"  client certificate {t.client_cert_name!r}"
+            print(f"{t.name}  {t.role.value:<9} {t.scope!s:<28} {t.display_name!r}{bound}  {state}")
     if not found and not args.json:
         print("no tokens")
     return 0
@@ -99,6 +118,7 @@ def _as_dict(t: Token) -> dict[str, object]:
         "display_name": t.display_name,
         "role": t.role.value,
         "scope": str(t.scope),
+        "client_cert_name": t.client_cert_name,
         "create_time": t.create_time.isoformat(),
         "last_used_time": None if t.last_used_time is None else t.last_used_time.isoformat(),
         "revoke_time": None if t.revoke_time is None else t.revoke_time.isoformat(),

@@ -1,7 +1,8 @@
 """Applies the policy table (domain/access.py) to every call: the one place access is enforced.
 
 Each method handler is wrapped where it is registered (``decoding.register``): the wrapper sees
-the parsed request, authenticates the ``authorization: Bearer …`` metadata, reads the resources
+the parsed request, authenticates the ``authorization: Bearer …`` metadata (or, without one, a
+verified client certificate bound to a principal), reads the resources
 the table names from the request, and refuses the call before the method runs, so a refused
 call changes nothing. An interceptor is the second net: a method registered some other way
 (reflection) or added later without a table entry is refused unless the table lists it.
@@ -24,6 +25,7 @@ from tidings_server.domain.errors import TidingsError
 from tidings_server.domain.tokens import Reach, Token, TokenService
 from tidings_server.grpc_api.bridge import TrioBridge
 from tidings_server.grpc_api.errors import status_for
+from tidings_server.grpc_api.tls import peer_certificate
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("tidings_server.audit")
@@ -32,6 +34,7 @@ NO_CREDENTIALS = (
     "no credentials: send the metadata `authorization: Bearer <token>` (tidings --token, TIDINGS_TOKEN,"
     " or a profile's token)"
 )
+NO_CERT_PRINCIPAL = "no live principal is bound to the client certificate's names"
 BAD_CREDENTIALS = "the bearer token is unknown or revoked"
 
 
@@ -106,19 +109,30 @@ class Guard:
         return handler._replace(unary_stream=stream_writes)
 
     async def _admit(self, method: str, rule: Rule, request: Any, context: Context) -> Token | None:
-        """The caller's token if it may make this call; otherwise the call is aborted."""
+        """The caller's token if it may make this call; otherwise the call is aborted.
+
+        A bearer token, when sent, decides alone (a certificate never rescues a bad token).
+        Without one, a verified client certificate is looked up by its common name, then its
+        SANs; one bound to no live principal is told the same as a caller with nothing."""
         if self._tokens is None:
             return None
         secret = _bearer(context)
-        if secret is None:
-            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
         try:
-            token = await self._bridge.call(self._tokens.authenticate, secret)
+            if secret is not None:
+                token = await self._bridge.call(self._tokens.authenticate, secret)
+                reason = BAD_CREDENTIALS
+            else:
+                peer = peer_certificate(context)
+                if peer is None:
+                    await _abort(context, grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
+                names = ([peer.common_name] if peer.common_name else []) + list(peer.alt_names)
+                token = await self._bridge.call(self._tokens.authenticate_certificate, names)
+                reason = NO_CERT_PRINCIPAL
         except TidingsError as exc:
             await _abort(context, status_for(exc), str(exc))
         if token is None:
-            log.warning("refused a call", extra={"method": method, "reason": BAD_CREDENTIALS})
-            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+            log.warning("refused a call", extra={"method": method, "reason": reason})
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS if secret else NO_CREDENTIALS)
         denied = authorize(token, method, rule, targets(rule, request))
         if denied is not None:
             log.warning(
