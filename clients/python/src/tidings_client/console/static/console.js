@@ -114,14 +114,21 @@
   const form = document.querySelector("form[data-catalog]");
   const format = document.getElementById("payload_format");
   if (form && format) {
+    // Changes can overlap: only the newest one's catalog is shown, and the boxes kept are those
+    // checked when it arrives, not when it was asked for (the user may tick one meanwhile).
+    let latest = 0;
     format.addEventListener("change", async () => {
-      const picked = new Set(Array.from(form.querySelectorAll("input[name=event]:checked"), (i) => i.value));
+      const mine = ++latest;
       const url = form.dataset.catalog + "?format=" + encodeURIComponent(format.value);
       const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
-      if (!response.ok) return;
-      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("event-grid");
-      if (!fresh) return;
-      document.getElementById("event-grid").replaceWith(fresh);
+      if (!response.ok || mine !== latest) return;
+      const text = await response.text();
+      if (mine !== latest) return;
+      const fresh = new DOMParser().parseFromString(text, "text/html").getElementById("event-grid");
+      const current = document.getElementById("event-grid");
+      if (!fresh || !current) return;
+      const picked = new Set(Array.from(current.querySelectorAll("input[name=event]:checked"), (i) => i.value));
+      current.replaceWith(fresh);
       for (const box of fresh.querySelectorAll("input[name=event]")) box.checked = picked.has(box.value);
       wireSearch();
     });
