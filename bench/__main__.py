@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "auth": "bench.auth",
     "fanout": "bench.fanout",
     "render-memory": "bench.render_memory",
+    "publish": "bench.publish",
 }
 
 
