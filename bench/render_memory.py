@@ -3,7 +3,9 @@
 A real server process on SQLite with two hooks on the same events: one on ``bench.hugebody``
 (a third-party distribution written for the run; each render returns 50 MB, which the contract
 refuses inside the render worker) and one healthy ``procore.v4`` hook, so the server keeps
-delivering too. Events are published at ``--rate`` per second for ``--minutes``; every
+delivering too. ``--formats procore.v4,procore.v4 --rate 1000`` makes it a steady run of 2,000
+healthy deliveries a second instead, where the CPU per delivery of each sample's window shows
+whether the cost grows with the run. Events are published at ``--rate`` per second for ``--minutes``; every
 ``--every`` seconds the resident memory (VmRSS, from /proc) of the server and of each render
 worker is sampled. A rejected render must cost its memory only while it runs: after
 ``--warm-up`` the server's RSS stays within ±``--tolerance`` of its median, and the last
@@ -41,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " bound: on PostgreSQL the server's RSS is its own heap alone)",
     )
     parser.add_argument("--postgres-admin", default=e2e.POSTGRES_ADMIN, help="where the bench database is made")
+    parser.add_argument("--concurrency", type=int, default=8, help="max_concurrency of each hook (default 8)")
+    parser.add_argument(
+        "--formats",
+        default="bench.hugebody,procore.v4",
+        help="one hook per payload format named, every event to each (default bench.hugebody,procore.v4)",
+    )
 
 
 def _statuses(where: e2e.Store) -> dict[str, int]:
@@ -84,24 +92,31 @@ def run(args: argparse.Namespace) -> int:
                 grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel,
             ):
                 url = f"http://127.0.0.1:{receiver.port}/in"
-                e2e.make_hooks(channel, url, 1, 8, "bench.hugebody")
-                e2e.make_hooks(channel, url, 1, 8, "procore.v4")
+                for payload_format in args.formats.split(","):
+                    e2e.make_hooks(channel, url, 1, args.concurrency, payload_format)
                 publish = events_pb2_grpc.EventServiceStub(channel).PublishEvents
                 start = time.monotonic()
                 end = start + args.minutes * 60
                 next_sample = start
                 second = 0
                 header = f"{'s':>5} {'server MiB':>10} {'workers MiB':>24} {'deliveries':>10} {'store MiB':>9}"
-                print(header, flush=True)
+                print(header + f" {'delivered':>10} {'server µs/delivered':>19}", flush=True)
+                cpu, delivered = e2e.Cpu.now(srv.pid, where.database), 0
                 while (now := time.monotonic()) < end:
                     if now >= next_sample:
                         samples.append(_sample(srv.pid, now - start))
                         workers = samples[-1][2]
-                        done = sum(_statuses(where).values())
+                        statuses = _statuses(where)
+                        done = sum(statuses.values())
                         shown = "+".join(f"{w / 1024:.0f}" for w in workers)
+                        cpu_now, delivered_now = e2e.Cpu.now(srv.pid, where.database), statuses.get("delivered", 0)
+                        spent, _ = cpu_now.since(cpu)
+                        window = delivered_now - delivered
+                        per = f"{spent / window * 1e6:19,.0f}" if window else f"{'-':>19}"
+                        cpu, delivered = cpu_now, delivered_now
                         print(
                             f"{now - start:5.0f} {samples[-1][1] / 1024:10.1f} {shown:>24} {done:>10}"
-                            f" {_store_mib(where):9.1f}",
+                            f" {_store_mib(where):9.1f} {delivered_now:>10} {per}",
                             flush=True,
                         )
                         next_sample += args.every
@@ -130,8 +145,8 @@ def _report(
     flat = max(-low, high) <= args.tolerance
     peak_workers = max((max(w, default=0) for _, _, w in samples), default=0)
     print(
-        f"{args.store}: {events} events at {args.rate}/s for {args.minutes:g} min, each to a bench.hugebody hook"
-        f" and a procore.v4 hook; deliveries by status: {statuses}"
+        f"{args.store}: {events} events at {args.rate}/s for {args.minutes:g} min, each to a hook of each of"
+        f" {args.formats}; deliveries by status: {statuses}"
     )
     print(
         f"server RSS after {args.warm_up:g} s: median {median / 1024:.1f} MiB, min {low:+.1%}, max {high:+.1%};"
