@@ -122,7 +122,8 @@ class Throttle:
         """Tell the hook's breaker how an attempt went (a request that reached the wire only:
         a render failing is no news about the endpoint), then act on what changed: a closed
         circuit lets the hook's waiting deliveries go at once; a hook failing without a success
-        for ``deactivate_after`` is disabled. A discard by the retry window is announced."""
+        for ``deactivate_after`` is disabled, counted from the first failure of its run as the
+        store keeps it. A discard by the retry window is announced."""
         await self.announce_discard(claim, record)
         if record.rendered is None or record.status not in _BREAKER_STATUSES:
             return
@@ -132,6 +133,12 @@ class Throttle:
         end = record.attempt.end_time
         verdict = breakers.observe(hook, claim.delivery.name, ok, end)
         try:
+            if verdict.failing_since is not None and breakers.config.deactivate_after is not None:
+                # Once per failing run: the store keeps the earliest start, so the period holds
+                # across this process's restarts and is the same on every node.
+                last_success = breakers.last_success(hook.name)
+                since = await self._store.mark_failing(hook.name, verdict.failing_since, last_success=last_success)
+                breakers.adopt(hook, since)
             if verdict.opened:
                 log.warning("circuit opened", extra={"hook": hook.name, "error": record.error})
                 await self._announcer.announce(operational.hook_event(hook, operational.CIRCUIT_OPENED, end))
@@ -153,8 +160,8 @@ class Throttle:
             await self._announcer.announce(draft)
 
     async def _deactivate(self, hook: Hook, now: datetime, error: str) -> None:
-        """Disable ``hook``, failing without a success on this node since ``failing_since``,
-        unless another node had a success meanwhile (the store's record of the hook's health)."""
+        """Disable ``hook``, failing without a success since ``failing_since`` (as the store keeps
+        it), unless another node had a success meanwhile (the store's record of the hook's health)."""
         since = self.breakers.failing_since(hook.name)
         period = self.breakers.config.deactivate_after
         if since is None or period is None:

@@ -439,6 +439,18 @@ class Store(Protocol):
         changed, so what was held back for either goes at once."""
         ...
 
+    async def mark_failing(self, hook_name: str, since: datetime, *, last_success: datetime | None) -> datetime:
+        """The hook's endpoint has failed since ``since`` (the first failure a node saw after its
+        own last success, ``last_success``, None if it saw none): record that, unless the time
+        recorded already is earlier and still holds — no success at or after it, neither in the
+        hook's health (``HookStats.last_success_time``) nor ``last_success``. Return the time that
+        holds: deactivation counts from it, whichever node or process start saw the failure first."""
+        ...
+
+    async def clear_failing(self, hook_name: str) -> None:
+        """Forget since when the hook fails (it was disabled: once enabled again it starts afresh);
+        an unknown hook is not an error. Deleting a hook forgets it too."""
+
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         """Discard every QUEUED or RETRYING delivery of a hook; return how many.
 
