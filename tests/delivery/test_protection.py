@@ -126,6 +126,41 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
         assert [json.loads(r.body)["reason"] for r in told.requests] == ["circuit_opened", "circuit_closed"]
 
 
+async def test_probes_honour_the_endpoints_retry_after(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    start = trio.current_time()
+
+    def down_until_forty(request: Received) -> Reply:
+        return Reply(503, headers=(("Retry-After", "10"),)) if request.time - start < 40 else Reply(200)
+
+    failing = await ScriptedReceiver(default=down_until_forty).start(nursery)
+    async with world(BREAKER) as w:
+        hook = await w.hook(failing.url(), policy=POLICY)
+        await w.publish(*(rfi(n) for n in range(1, 6)))
+        await trio.sleep_until(start + 15)
+        overview = await w.history.overview(hook.name)
+        assert overview.next_probe_time == ORIGIN + timedelta(seconds=20)  # 10 + Retry-After, not 10 + 2
+        done = await w.settle(hook, 5)
+        # Five at once (the third failure opens the circuit); each probe then waits the 10 s the
+        # endpoint asks for, longer than the backoff steps of 1, 2, 4 and 8 s; the probe at 40
+        # succeeds and the other four follow at once.
+        assert _times(failing, start) == [0.0] * 5 + [10.0, 20.0, 30.0, 40.0] + [40.0] * 4
+        assert {d.status for d in done} == {DeliveryStatus.DELIVERED}
+
+
+async def test_a_retry_after_past_the_cap_waits_only_the_cap(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    start = trio.current_time()
+
+    def down_for_a_while(request: Received) -> Reply:
+        return Reply(503, headers=(("Retry-After", "86400"),)) if request.time - start < 100 else Reply(200)
+
+    failing = await ScriptedReceiver(default=down_for_a_while).start(nursery)
+    async with world(BREAKER) as w:
+        hook = await w.hook(failing.url(), policy=POLICY)  # max_backoff 60 s
+        await w.publish(*(rfi(n) for n in range(1, 4)))
+        await w.settle(hook, 3)
+        assert _times(failing, start) == [0.0] * 3 + [60.0, 120.0, 120.0, 120.0]
+
+
 async def test_a_retry_window_ending_behind_an_open_circuit_discards(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:

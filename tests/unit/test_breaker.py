@@ -96,3 +96,17 @@ def test_adopting_caps_an_open_circuits_probe_at_the_new_deadline() -> None:
     breakers.observe(HOOK, "a", False, T0 + timedelta(seconds=8))  # opens; probe at 8 + 2 s
     breakers.adopt(HOOK, T0 - timedelta(seconds=1.5))
     assert breakers.state(HOOK.name)[1] == T0 + timedelta(seconds=8.5)
+
+
+def test_a_longer_retry_after_moves_the_probe_within_the_cap() -> None:
+    breakers = Breakers(BreakerConfig(consecutive=1, deactivate_after=None))
+    breakers.observe(HOOK, "a", False, T0, retry_after=timedelta(seconds=5))  # opens: max(2, 5)
+    assert breakers.state(HOOK.name)[1] == T0 + timedelta(seconds=5)
+    at = T0 + timedelta(seconds=5)
+    assert breakers.admit(HOOK, "b", at) is None
+    breakers.observe(HOOK, "b", False, at, retry_after=timedelta(seconds=1))  # shorter: the backoff (4 s)
+    assert breakers.state(HOOK.name)[1] == at + timedelta(seconds=4)
+    at += timedelta(seconds=4)
+    assert breakers.admit(HOOK, "c", at) is None
+    breakers.observe(HOOK, "c", False, at, retry_after=timedelta(hours=1))  # past the cap: max_backoff (16 s)
+    assert breakers.state(HOOK.name)[1] == at + timedelta(seconds=16)

@@ -145,9 +145,14 @@ class Breakers:
             return None
         return since + self.config.deactivate_after
 
-    def observe(self, hook: Hook, delivery_name: str, ok: bool, at: datetime) -> Verdict:
+    def observe(
+        self, hook: Hook, delivery_name: str, ok: bool, at: datetime, retry_after: timedelta | None = None
+    ) -> Verdict:
         """Count one attempt's outcome, ended at ``at``; a success of any attempt closes the
-        circuit, a failed probe moves the next probe one backoff step further."""
+        circuit, a failed probe moves the next probe one backoff step further. A failure that
+        opens the circuit or fails a probe may carry the endpoint's ``Retry-After``: the next
+        probe waits for it when it is longer than the backoff step, up to the hook's
+        ``max_backoff`` (as a delivery's retry does, ``delivery/policy.py``)."""
         circuit = self._circuits.get(hook.name)
         if circuit is None:
             circuit = self._circuits[hook.name] = _Circuit()
@@ -170,12 +175,12 @@ class Breakers:
         if circuit.open_since is not None:
             if was_probe:
                 circuit.backoff = self._next_backoff(hook, circuit)
-                circuit.probe_at = self._cap(hook, circuit, at + circuit.backoff)
+                circuit.probe_at = self._cap(hook, circuit, at + _wait(hook, circuit.backoff, retry_after))
             return Verdict(failing_since=began)
         if self._trips(circuit):
             circuit.open_since = at
             circuit.backoff = hook.retry_policy.initial_backoff
-            circuit.probe_at = self._cap(hook, circuit, at + circuit.backoff)
+            circuit.probe_at = self._cap(hook, circuit, at + _wait(hook, circuit.backoff, retry_after))
             return Verdict(opened=True, failing_since=began)
         return Verdict(failing_since=began)
 
@@ -207,3 +212,10 @@ class Breakers:
         dead hook is disabled at exactly its period, not up to a backoff step after it."""
         deadline = self.deactivate_at(hook.name)
         return probe_at if deadline is None else min(probe_at, deadline)
+
+
+def _wait(hook: Hook, backoff: timedelta, retry_after: timedelta | None) -> timedelta:
+    """The backoff step, or the endpoint's longer ``Retry-After`` within the hook's cap."""
+    if retry_after is None:
+        return backoff
+    return max(backoff, min(retry_after, hook.retry_policy.max_backoff))

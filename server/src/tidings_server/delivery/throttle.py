@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from tidings_server import operational
 from tidings_server.delivery.breaker import Breakers
+from tidings_server.delivery.policy import parse_retry_after
 from tidings_server.domain import states
 from tidings_server.domain.errors import Unavailable
 from tidings_server.domain.hooks import disable_hook
@@ -121,7 +122,8 @@ class Throttle:
     async def observe(self, claim: Claim, record: AttemptRecord) -> None:
         """Tell the hook's breaker how an attempt went (a request that reached the wire only:
         a render failing is no news about the endpoint), then act on what changed: a closed
-        circuit lets the hook's waiting deliveries go at once; a hook failing without a success
+        circuit lets the hook's waiting deliveries go at once (a failure's ``Retry-After`` moves the
+        next probe as it moves a retry); a hook failing without a success
         for ``deactivate_after`` is disabled, counted from the first failure of its run as the
         store keeps it. A discard by the retry window is announced."""
         await self.announce_discard(claim, record)
@@ -131,7 +133,8 @@ class Throttle:
         status = record.attempt.response_status
         ok = status is not None and 200 <= status < 300
         end = record.attempt.end_time
-        verdict = breakers.observe(hook, claim.delivery.name, ok, end)
+        retry_after = None if ok else parse_retry_after(_header(record.attempt, "retry-after"), end)
+        verdict = breakers.observe(hook, claim.delivery.name, ok, end, retry_after)
         try:
             if verdict.failing_since is not None and breakers.config.deactivate_after is not None:
                 # Once per failing run: the store keeps the earliest start, so the period holds
@@ -183,6 +186,11 @@ class Throttle:
 _BREAKER_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRYING, DeliveryStatus.DISCARDED})
 """What a breaker learns from: successes and retryable failures (a 4xx other than 408/429 says
 the request was wrong, not that the endpoint is down)."""
+
+
+def _header(attempt: Attempt, name: str) -> str | None:
+    """The first response header called ``name`` (lower case) of a recorded attempt, or None."""
+    return next((value for key, value in attempt.response_headers if key.lower() == name), None)
 
 
 def _span(value: timedelta) -> str:
