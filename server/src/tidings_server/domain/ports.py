@@ -245,7 +245,9 @@ class NodeInfo:
 
     ``node_id`` is unique per process start (``<hostname>-<pid>-<4 random hex>``); ``role`` is
     ``all``, ``api`` or ``worker``; ``in_flight`` counts the attempts the node was running at
-    its last heartbeat. Who is alive is the reader's call, from ``last_seen``.
+    its last heartbeat; ``version`` is its tidings-server version ("" for a node registered by
+    its heartbeat alone, or by a server from before nodes recorded it). Who is alive is the
+    reader's call, from ``last_seen``.
     """
 
     node_id: str
@@ -255,6 +257,7 @@ class NodeInfo:
     start_time: datetime
     last_seen: datetime
     in_flight: int
+    version: str = ""
 
 
 class Store(Protocol):
