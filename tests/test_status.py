@@ -13,6 +13,7 @@ from tests.harness import Api
 from tests.http_sink import running_sink
 from tests.test_cli import BIN, start
 from tidings.v1 import events_pb2, hooks_pb2
+from tidings_server import __version__
 
 PROJECT = "companies/8/projects/6778"
 
@@ -61,7 +62,7 @@ def test_status_beside_a_running_sqlite_server_reports_nodes_rates_and_failing_h
             shown = _status(store, "--json")
             assert shown.returncode == 0, shown.stderr
             status = json.loads(shown.stdout)
-            assert [(n["pid"], n["role"]) for n in status["nodes"]] == [(proc.pid, "all")]
+            assert [(n["pid"], n["role"], n["version"]) for n in status["nodes"]] == [(proc.pid, "all", __version__)]
             assert status["store"] == store
             assert status["uptime_seconds"] > 0
             minute = status["last_minute"]
@@ -82,6 +83,9 @@ def test_status_beside_a_running_sqlite_server_reports_nodes_rates_and_failing_h
             lines = table.stdout.splitlines()
             assert all(len(line) <= 120 for line in lines), lines
             assert "1 live node," in table.stdout
+            assert f"tidings-server {__version__} (this command); nodes run {__version__}" in table.stdout
+            [node_row] = [line for line in lines if line.startswith(status["nodes"][0]["node_id"][:31])]
+            assert f" {proc.pid} {__version__} " in node_row
             assert "5 delivered" in table.stdout
             assert any(line.startswith(bad) for line in lines)
             assert good not in table.stdout  # it is not failing

@@ -38,6 +38,7 @@ def test_list_resources_by_scope_with_paging(api: Api) -> None:
     assert {r.resource_name: sorted(r.event_types) for r in company if r.catalog == "tidings"} == {
         "Webhook Deliveries": ["discarded"],
         "Webhook Hooks": ["circuit_closed", "circuit_opened", "disabled"],
+        "Webhook Templates": ["not_applied"],
     }
     assert {r.resource_name: list(r.event_types) for r in company}["Bids"] == ["update"]
 

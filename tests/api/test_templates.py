@@ -3,6 +3,7 @@ a ``Projects`` create event), applied again, edited after applying, and refused 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from tests.api.test_deliveries import settled
+from tests.api.test_deliveries import DELIVERED, settled
 from tests.harness import Api
 from tests.http_sink import Sink, running_sink
 from tidings.v1 import events_pb2, hooks_pb2, templates_pb2, templates_pb2_grpc
@@ -184,6 +185,61 @@ def test_a_projects_create_event_naming_the_template_applies_it(
     assert unknown.event_id
     assert unknown.project_template_error == "template companies/8/templates/nonesuch does not exist"
     assert hooks_of(api, f"{COMPANY}/projects/42") == []
+
+
+def test_a_template_not_applied_is_recorded_for_the_admins_who_subscribe(
+    api: Api, templates: templates_pb2_grpc.TemplateServiceStub, sink: Sink
+) -> None:
+    standard(templates, sink)
+    admins = api.hooks.CreateHook(
+        hooks_pb2.CreateHookRequest(
+            parent=COMPANY,
+            hook_id="admins",
+            hook=hooks_pb2.Hook(destination_url=sink.url("/admins"), payload_format="procore.v4"),
+        )
+    )
+    api.hooks.BatchCreateTriggers(
+        hooks_pb2.BatchCreateTriggersRequest(
+            parent=admins.name,
+            triggers=[hooks_pb2.Trigger(resource_name="Webhook Templates", event_type="not_applied")],
+        )
+    )
+    taken = f"{COMPANY}/projects/43"  # a hook of a definition's name already there: not applied either
+    api.hooks.CreateHook(
+        hooks_pb2.CreateHookRequest(
+            parent=taken,
+            hook_id="docs",
+            hook=hooks_pb2.Hook(destination_url=sink.url("/mine"), payload_format="procore.v4"),
+        )
+    )
+    published = api.events.PublishEvents(
+        events_pb2.PublishEventsRequest(
+            events=[
+                events_pb2.Event(
+                    company_id=8, resource_name="Projects", resource_id=project, event_type="create", user_id=2,
+                    project_template=template,
+                )
+                for project, template in ((42, "nonesuch"), (43, "standard"), (44, "standard"))
+            ]
+        )
+    )  # fmt: skip
+    assert [bool(r.project_template_error) for r in published.results] == [True, True, False]
+    # Both troubles are in the admin hook's history, newest first, and reached its endpoint.
+    rows = settled(api, admins.name, 2)
+    assert [(d.event.resource_name, d.event.event_type, d.event.resource_id) for d in rows] == [
+        ("Webhook Templates", "not_applied", 43),
+        ("Webhook Templates", "not_applied", 42),
+    ]
+    assert [[r.name for r in d.event.related_resources] for d in rows] == [
+        [taken, TEMPLATE],
+        [f"{COMPANY}/projects/42", f"{COMPANY}/templates/nonesuch"],
+    ]
+    assert {d.status for d in rows} == {DELIVERED}
+    assert {d.event.user_id for d in rows} == {1}
+    assert {d.event.metadata.source_application_id for d in rows} == {"tidings"}
+    bodies = [json.loads(body) for _, body in sink.received]
+    told = [b for b in bodies if b.get("resource_type") == "Webhook Templates"]  # Procore v4's shape
+    assert sorted((b["resource_id"], b["reason"]) for b in told) == [("42", "not_applied"), ("43", "not_applied")]
 
 
 def test_bad_inputs_are_refused_with_their_codes_and_write_nothing(

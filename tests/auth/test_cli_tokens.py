@@ -86,6 +86,31 @@ def test_tokens_over_the_cli_with_flag_environment_and_profile(served: tuple[str
     assert owner not in text
 
 
+def test_an_owner_binds_a_client_certificate_with_the_cli(served: tuple[str, str, Path], tmp_path: Path) -> None:
+    target, owner, _ = served
+    cli = Cli(target, tmp_path / "config.toml")
+    made = cli("--json", "--token", owner, "tokens", "create", "--name", "erp", "--role", "publisher",
+               "--scope", "companies/8", "--client-cert-name", "spiffe://corp/erp")  # fmt: skip
+    assert made.code == 0, made.err
+    bound = made.json()
+    assert (bound["client_cert_name"], bound["secret"], bound["role"]) == ("spiffe://corp/erp", "", "publisher")
+    shown = cli("--token", owner, "tokens", "show", bound["name"])
+    assert shown.code == 0, shown.err
+    assert "client certificate" in shown.out
+    assert "spiffe://corp/erp" in shown.out
+    text = cli("--token", owner, "tokens", "create", "--name", "erp 2", "--role", "viewer",
+               "--client-cert-name", "erp.internal")  # fmt: skip
+    assert text.code == 0, text.err
+    assert "tdg_" not in text.out + text.err  # no secret to show
+    assert "callers presenting a verified client certificate named 'erp.internal' act as it" in text.err
+    again = cli("--token", owner, "tokens", "create", "--name", "erp 3", "--role", "viewer",
+                "--client-cert-name", "erp.internal")  # fmt: skip
+    assert_one_line_error(again, 4, "ALREADY_EXISTS", "already bound to")
+    viewer = cli("--json", "--token", owner, "tokens", "create", "--name", "v", "--role", "viewer").json()["secret"]
+    refused = cli("--token", viewer, "tokens", "create", "--name", "x", "--role", "owner", "--client-cert-name", "x")
+    assert_one_line_error(refused, DENIED, "may not manage tokens")
+
+
 def test_no_auth_says_so_loudly_once_serving_with_how_to_make_the_first_token(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TIDINGS_NO_AUTH": "0"}

@@ -17,7 +17,7 @@ from tests.auth.world import BIN, DEADLINE, hook, metadata, project
 from tests.harness import SECRETS_ENV, Api
 from tests.tls.processes import ServerProcess, server_process
 from tests.tls_certs import Authority, Issued
-from tidings.v1 import hooks_pb2
+from tidings.v1 import hooks_pb2, tokens_pb2
 from tidings_server.domain.tokens import MAX_CERT_NAME
 
 
@@ -147,3 +147,57 @@ def test_a_revocation_on_a_shared_postgresql_store_holds_from_the_next_call(tmp_
         assert rebound.returncode == 0, rebound.stderr
         assert code_of(api.hooks.ListHooks, list_hooks(1)) == grpc.StatusCode.OK
         api.channel.close()
+
+
+def test_an_owner_binds_a_client_certificate_over_the_api(tmp_path: Path) -> None:
+    authority = Authority(tmp_path / "ca")
+    server = authority.server()
+    laptop, erp = authority.client("laptop", "ops-laptop"), authority.client("erp", "erp.internal")
+    tls = ["--tls-cert", str(server.cert_path), "--tls-key", str(server.key_path), "--client-ca",
+           str(authority.cert_path)]  # fmt: skip
+    store = f"sqlite:///{tmp_path / 'tidings.sqlite3'}"
+    owner = tokens_cli(store, "create", "--role", "owner", "--name", "ops")
+    admin = tokens_cli(store, "create", "--role", "admin", "--name", "ops admin")
+    local = tokens_cli(store, "create", "--role", "owner", "--name", "owner of 1", "--scope", "companies/1")
+    secrets_of = [made.stdout.split()[0] for made in (owner, admin, local)]
+    owner_secret, admin_secret, local_secret = secrets_of
+
+    def bind(name: str, role: tokens_pb2.Role.ValueType = tokens_pb2.ROLE_ADMIN) -> tokens_pb2.CreateTokenRequest:
+        wanted = tokens_pb2.Token(display_name="erp sync", role=role, scope="companies/1", client_cert_name=name)
+        return tokens_pb2.CreateTokenRequest(token=wanted)
+
+    with server_process(store, *tls) as process:
+        ops = connect(process, authority, laptop)  # its certificate is bound to nothing: the bearer decides
+        create = ops.tokens.CreateToken
+        # Token management is the owner's of scope all: an admin, a company's owner, no one else.
+        for secret in (admin_secret, local_secret):
+            assert code_of(create, bind("erp.internal"), secret) == grpc.StatusCode.PERMISSION_DENIED
+        assert code_of(create, bind("erp.internal")) == grpc.StatusCode.UNAUTHENTICATED
+        long_name = "e" * (MAX_CERT_NAME + 1)
+        assert details_of(create, bind(long_name), owner_secret) == (
+            f"token.client_cert_name: {MAX_CERT_NAME + 1} characters is more than {MAX_CERT_NAME}"
+        )
+        assert code_of(create, bind("erp\x00"), owner_secret) == grpc.StatusCode.INVALID_ARGUMENT
+        listed = ops.tokens.ListTokens(tokens_pb2.ListTokensRequest(), metadata=metadata(owner_secret))
+        assert len(listed.tokens) == 3  # nothing was made by the refused calls
+
+        made = create(bind("erp.internal"), metadata=metadata(owner_secret), timeout=DEADLINE)
+        assert (made.client_cert_name, made.secret, made.display_name) == (
+            "erp.internal", "", "erp sync [x509:erp.internal]"
+        )  # fmt: skip
+        assert (made.role, made.scope) == (tokens_pb2.ROLE_ADMIN, "companies/1")
+        shown = ops.tokens.GetToken(tokens_pb2.GetTokenRequest(name=made.name), metadata=metadata(owner_secret))
+        assert shown.client_cert_name == "erp.internal"
+        again = details_of(create, bind("erp.internal", tokens_pb2.ROLE_OWNER), owner_secret)
+        assert again == f"token.client_cert_name: 'erp.internal' is already bound to {made.name}; revoke it first"
+
+        # The certificate now authenticates, with the role and scope given, from the next call.
+        api = connect(process, authority, erp)
+        assert code_of(api.hooks.ListHooks, list_hooks(1)) == grpc.StatusCode.OK
+        assert code_of(api.hooks.ListHooks, list_hooks(2)) == grpc.StatusCode.PERMISSION_DENIED
+        assert code_of(api.tokens.CreateToken, bind("other")) == grpc.StatusCode.PERMISSION_DENIED  # an admin
+        assert process.logged("control-plane change")["principal_name"] == "ops"
+        ops.tokens.RevokeToken(tokens_pb2.RevokeTokenRequest(name=made.name), metadata=metadata(owner_secret))
+        assert code_of(api.hooks.ListHooks, list_hooks(1)) == grpc.StatusCode.UNAUTHENTICATED
+        for a in (ops, api):
+            a.channel.close()

@@ -14,6 +14,7 @@ import time
 from tests.cluster.nodes import BIN, LEASE, running_receiver
 from tests.harness import SECRETS_ENV, Api
 from tidings.v1 import events_pb2, hooks_pb2
+from tidings_server import __version__
 
 PROJECT = "companies/8/projects/6778"
 
@@ -21,7 +22,9 @@ PROJECT = "companies/8/projects/6778"
 def _live_pids(store: str) -> set[int]:
     shown = subprocess.run([str(BIN), "status", "--store", store, "--json"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    return {n["pid"] for n in json.loads(shown.stdout)["nodes"]}
+    nodes = json.loads(shown.stdout)["nodes"]
+    assert {n["version"] for n in nodes} <= {__version__}  # each node recorded the version it runs
+    return {n["pid"] for n in nodes}
 
 
 def _publish(api: Api, first: int, count: int) -> set[str]:

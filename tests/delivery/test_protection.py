@@ -126,6 +126,41 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
         assert [json.loads(r.body)["reason"] for r in told.requests] == ["circuit_opened", "circuit_closed"]
 
 
+async def test_probes_honour_the_endpoints_retry_after(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    start = trio.current_time()
+
+    def down_until_forty(request: Received) -> Reply:
+        return Reply(503, headers=(("Retry-After", "10"),)) if request.time - start < 40 else Reply(200)
+
+    failing = await ScriptedReceiver(default=down_until_forty).start(nursery)
+    async with world(BREAKER) as w:
+        hook = await w.hook(failing.url(), policy=POLICY)
+        await w.publish(*(rfi(n) for n in range(1, 6)))
+        await trio.sleep_until(start + 15)
+        overview = await w.history.overview(hook.name)
+        assert overview.next_probe_time == ORIGIN + timedelta(seconds=20)  # 10 + Retry-After, not 10 + 2
+        done = await w.settle(hook, 5)
+        # Five at once (the third failure opens the circuit); each probe then waits the 10 s the
+        # endpoint asks for, longer than the backoff steps of 1, 2, 4 and 8 s; the probe at 40
+        # succeeds and the other four follow at once.
+        assert _times(failing, start) == [0.0] * 5 + [10.0, 20.0, 30.0, 40.0] + [40.0] * 4
+        assert {d.status for d in done} == {DeliveryStatus.DELIVERED}
+
+
+async def test_a_retry_after_past_the_cap_waits_only_the_cap(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
+    start = trio.current_time()
+
+    def down_for_a_while(request: Received) -> Reply:
+        return Reply(503, headers=(("Retry-After", "86400"),)) if request.time - start < 100 else Reply(200)
+
+    failing = await ScriptedReceiver(default=down_for_a_while).start(nursery)
+    async with world(BREAKER) as w:
+        hook = await w.hook(failing.url(), policy=POLICY)  # max_backoff 60 s
+        await w.publish(*(rfi(n) for n in range(1, 4)))
+        await w.settle(hook, 3)
+        assert _times(failing, start) == [0.0] * 3 + [60.0, 120.0, 120.0, 120.0]
+
+
 async def test_a_retry_window_ending_behind_an_open_circuit_discards(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
@@ -145,14 +180,16 @@ async def test_a_retry_window_ending_behind_an_open_circuit_discards(
         assert all(round((d.update_time - ORIGIN).total_seconds(), 6) <= 60.0 + 1e-6 for d in done)
 
 
+DEACTIVATING = EngineConfig(poll=None, breaker=BreakerConfig(consecutive=3, deactivate_after=timedelta(hours=2)))
+SLOW_POLICY = RetryPolicyInput(initial_backoff=timedelta(seconds=1), max_backoff=timedelta(minutes=50))
+
+
 async def test_a_hook_failing_for_the_period_is_disabled_at_exactly_the_period(
     autojump_clock: MockClock, nursery: trio.Nursery
 ) -> None:
     failing = await ScriptedReceiver(default=Reply(503, body=b"down")).start(nursery)
-    config = EngineConfig(poll=None, breaker=BreakerConfig(consecutive=3, deactivate_after=timedelta(hours=2)))
-    policy = RetryPolicyInput(initial_backoff=timedelta(seconds=1), max_backoff=timedelta(minutes=50))
-    async with world(config) as w:
-        hook = await w.hook(failing.url(), policy=policy)
+    async with world(DEACTIVATING) as w:
+        hook = await w.hook(failing.url(), policy=SLOW_POLICY)
         start = trio.current_time()
         await w.publish(*(rfi(n) for n in range(1, 4)))
         await w.settle(hook, 3, within=3 * 3600)  # discarded when the hook is disabled
@@ -164,6 +201,36 @@ async def test_a_hook_failing_for_the_period_is_disabled_at_exactly_the_period(
         assert round(failing.requests[-1].time - start, 6) == 7200.0  # the last probe, at the period
         done = await w.deliveries(hook)
         assert {d.status for d in done} == {DeliveryStatus.DISCARDED}
+
+
+async def test_a_restart_does_not_reset_the_deactivation_period(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    failing = await ScriptedReceiver(default=Reply(503, body=b"down")).start(nursery)
+    async with world(DEACTIVATING) as w:
+        hook = await w.hook(failing.url(), policy=SLOW_POLICY)
+        start = trio.current_time()
+        await w.publish(*(rfi(n) for n in range(1, 4)))
+        await trio.sleep(3600)  # failing since 0, probes at 1, 3, 7, … 2047; the next is due at 4095
+        await w.engine.drain(0)  # the process stops: its breaker, and what it knew, are gone
+        assert len(failing.requests) == 3 + 11
+        async with second_node(w, DEACTIVATING) as restarted:
+            await w.settle(hook, 3, within=3 * 3600)
+            assert not restarted.throttle.breakers.is_open(hook.name)  # dropped with the hook
+        disabled = await w.store.get_hook(hook.name)
+        assert disabled.status is HookStatus.DISABLED
+        # Counted from the first failure before the restart, not from 4095 s.
+        assert disabled.disable_time == ORIGIN + timedelta(hours=2)
+        assert f"failing since {ORIGIN.isoformat()}" in disabled.disabled_reason
+        # After the restart: all three at 4095 (a closed circuit: this node knew nothing), which
+        # opens it again; the earliest retry due (4097) is its first probe, then probes doubling
+        # from 2 s, the last one at exactly the period.
+        after = [round(r.time - start, 6) for r in failing.requests[14:]]
+        probes = [4097.0, 4099.0, 4103.0, 4111.0, 4127.0, 4159.0, 4223.0, 4351.0, 4607.0, 5119.0, 6143.0, 7200.0]
+        assert after == [4095.0] * 3 + probes
+        # Disabling forgets the failing run: enabled again, the hook has a whole period afresh.
+        again = ORIGIN + timedelta(hours=3)
+        assert await w.store.mark_failing(hook.name, again, last_success=None) == again
 
 
 @asynccontextmanager

@@ -70,3 +70,43 @@ def test_probes_never_go_past_the_deactivation_moment() -> None:
     breakers.admit(HOOK, "b", T0 + timedelta(seconds=2))
     breakers.observe(HOOK, "b", False, T0 + timedelta(seconds=2))  # next would be 2 + 4 = 6
     assert breakers.state(HOOK.name)[1] == T0 + timedelta(seconds=5)
+
+
+def test_a_failing_run_is_told_once_and_an_earlier_start_is_adopted() -> None:
+    breakers = Breakers(BreakerConfig(consecutive=2, deactivate_after=timedelta(hours=1)))
+    assert breakers.observe(HOOK, "a", False, T0 + timedelta(minutes=30)).failing_since == T0 + timedelta(minutes=30)
+    opened = breakers.observe(HOOK, "b", False, T0 + timedelta(minutes=30))
+    assert (opened.opened, opened.failing_since) == (True, None)  # the run began with "a"
+    # The store had it failing since T0 (this node restarted): the period counts from there,
+    # and the next probe (due 30:02) is kept to the deactivation moment only if later.
+    breakers.adopt(HOOK, T0)
+    assert breakers.failing_since(HOOK.name) == T0
+    assert breakers.deactivate_at(HOOK.name) == T0 + timedelta(hours=1)
+    assert breakers.state(HOOK.name)[1] == T0 + timedelta(minutes=30, seconds=2)
+    breakers.adopt(HOOK, T0 + timedelta(minutes=10))  # a later time changes nothing
+    assert breakers.failing_since(HOOK.name) == T0
+    assert breakers.observe(HOOK, "c", True, T0 + timedelta(minutes=31)).closed
+    assert breakers.last_success(HOOK.name) == T0 + timedelta(minutes=31)
+    assert breakers.failing_since(HOOK.name) is None
+    assert breakers.observe(HOOK, "d", False, T0 + timedelta(minutes=32)).failing_since == T0 + timedelta(minutes=32)
+
+
+def test_adopting_caps_an_open_circuits_probe_at_the_new_deadline() -> None:
+    breakers = Breakers(BreakerConfig(consecutive=1, deactivate_after=timedelta(seconds=10)))
+    breakers.observe(HOOK, "a", False, T0 + timedelta(seconds=8))  # opens; probe at 8 + 2 s
+    breakers.adopt(HOOK, T0 - timedelta(seconds=1.5))
+    assert breakers.state(HOOK.name)[1] == T0 + timedelta(seconds=8.5)
+
+
+def test_a_longer_retry_after_moves_the_probe_within_the_cap() -> None:
+    breakers = Breakers(BreakerConfig(consecutive=1, deactivate_after=None))
+    breakers.observe(HOOK, "a", False, T0, retry_after=timedelta(seconds=5))  # opens: max(2, 5)
+    assert breakers.state(HOOK.name)[1] == T0 + timedelta(seconds=5)
+    at = T0 + timedelta(seconds=5)
+    assert breakers.admit(HOOK, "b", at) is None
+    breakers.observe(HOOK, "b", False, at, retry_after=timedelta(seconds=1))  # shorter: the backoff (4 s)
+    assert breakers.state(HOOK.name)[1] == at + timedelta(seconds=4)
+    at += timedelta(seconds=4)
+    assert breakers.admit(HOOK, "c", at) is None
+    breakers.observe(HOOK, "c", False, at, retry_after=timedelta(hours=1))  # past the cap: max_backoff (16 s)
+    assert breakers.state(HOOK.name)[1] == at + timedelta(seconds=16)

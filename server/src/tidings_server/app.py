@@ -14,7 +14,7 @@ from functools import partial
 
 import trio
 
-from tidings_server import __version__, cluster
+from tidings_server import __version__, cluster, operational
 from tidings_server.delivery.clock import Clock
 from tidings_server.delivery.engine import USER_AGENT, DeliveryEngine, EngineConfig
 from tidings_server.delivery.http import Sender
@@ -187,9 +187,10 @@ def build_core(
         on_change=changed,
     )
     templates = TemplateService(store, hooks, clock.now, on_change=changed)
-    events = EventService(
-        store, plugins.catalog.get, clock.now, on_published=changed, apply_template=templates.apply_on_project_created
+    apply_template = operational.telling_template_trouble(
+        templates.apply_on_project_created, engine.announcer, clock.now
     )
+    events = EventService(store, plugins.catalog.get, clock.now, on_published=changed, apply_template=apply_template)
     engine.announcer.connect(events.publish)
     history = HistoryService(
         store,

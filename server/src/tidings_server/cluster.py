@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import trio
 
+from tidings_server import __version__
 from tidings_server.delivery.clock import Clock
 from tidings_server.domain.ports import NodeInfo, Store
 
@@ -53,7 +54,7 @@ class Node:
     role: str
 
     def info(self, now: datetime, in_flight: int = 0) -> NodeInfo:
-        return NodeInfo(self.node_id, self.role, socket.gethostname(), os.getpid(), now, now, in_flight)
+        return NodeInfo(self.node_id, self.role, socket.gethostname(), os.getpid(), now, now, in_flight, __version__)
 
 
 async def beat(

@@ -1,7 +1,8 @@
-"""tidings' events about itself: a hook disabled, a circuit opened or closed, a delivery discarded.
+"""tidings' events about itself: a hook disabled, a circuit opened or closed, a delivery discarded,
+a project template not applied.
 
-They are resources of tidings' own catalog (``tidings``: ``Webhook Hooks`` and ``Webhook
-Deliveries``, company level), published like any internal service's events, so an admin tells
+They are resources of tidings' own catalog (``tidings``: ``Webhook Hooks``, ``Webhook
+Deliveries`` and ``Webhook Templates``, company level), published like any internal service's events, so an admin tells
 tidings where to send them the usual way: a company hook (Slack format, say) with triggers such
 as ``Webhook Hooks:disabled``. Each event names what it is about in ``related_resources`` (the
 hook's or the delivery's full name, with the event's ``resource_id``) and says it comes from
@@ -9,7 +10,8 @@ application ``tidings``.
 
 Loops are guarded here: a delivery of an operational event that is discarded is announced by
 nobody, so a failing admin hook cannot feed itself. Hook events follow state changes (one per
-disabling, opening or closing), never deliveries, so they cannot cascade either.
+disabling, opening or closing), never deliveries, so they cannot cascade either; a template
+event follows a ``Projects`` × ``create`` event, which an operational event never is.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from tidings_server.domain.events import EventDraft
+from tidings_server.domain.events import ApplyTemplate, EventDraft
 from tidings_server.domain.model import Event, EventMetadata, Hook, RelatedResource, ResourceType, Scope
+from tidings_server.domain.names import Parent
+from tidings_server.domain.templates import project_template_name
 from tidings_server.plugins.spec import ResourceCatalog, hookimpl
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,13 @@ log = logging.getLogger(__name__)
 CATALOG = "tidings"
 HOOKS = "Webhook Hooks"
 DELIVERIES = "Webhook Deliveries"
+TEMPLATES = "Webhook Templates"
 DISABLED = "disabled"
 CIRCUIT_OPENED = "circuit_opened"
 CIRCUIT_CLOSED = "circuit_closed"
 DISCARDED = "discarded"
-RESOURCES = frozenset({HOOKS, DELIVERIES})
+NOT_APPLIED = "not_applied"
+RESOURCES = frozenset({HOOKS, DELIVERIES, TEMPLATES})
 APPLICATION = "tidings"
 SYSTEM_USER_ID = 1
 """The user an operational event is by: tidings itself, not a person (events need a user id)."""
@@ -49,6 +55,7 @@ class OperationalCatalog:
         return (
             ResourceType(HOOKS, Scope.COMPANY, frozenset({DISABLED, CIRCUIT_OPENED, CIRCUIT_CLOSED})),
             ResourceType(DELIVERIES, Scope.COMPANY, frozenset({DISCARDED})),
+            ResourceType(TEMPLATES, Scope.COMPANY, frozenset({NOT_APPLIED})),
         )
 
 
@@ -73,6 +80,39 @@ def discard_event(hook: Hook, delivery_name: str, event: Event, at: datetime) ->
     if event.resource_name in RESOURCES:
         return None
     return _draft(hook, DELIVERIES, DISCARDED, event.serial, delivery_name, at)
+
+
+def template_event(template: str, company_id: int, project_id: int, at: datetime) -> EventDraft:
+    """``Webhook Templates`` × ``not_applied``: the template (full name) a ``Projects`` ×
+    ``create`` event named was not applied to the new project. Its ``resource_id`` is the
+    project's id, as the ``Projects`` event's is; ``related_resources`` name the project and
+    the template."""
+    project = str(Parent(company_id, project_id))
+    return EventDraft(
+        company_id=company_id,
+        project_id=0,
+        resource_name=TEMPLATES,
+        resource_id=project_id,
+        event_type=NOT_APPLIED,
+        user_id=SYSTEM_USER_ID,
+        timestamp=at,
+        metadata=EventMetadata(source_project_id=project_id, source_application_id=APPLICATION),
+        related_resources=(RelatedResource(project_id, project), RelatedResource(hook_number(template), template)),
+    )
+
+
+def telling_template_trouble(apply: ApplyTemplate, announcer: Announcer, now: Callable[[], datetime]) -> ApplyTemplate:
+    """``apply`` (the TemplateService's ``Projects`` × ``create`` step), announcing each template
+    it could not apply, so the trouble is recorded for admins, not only logged and answered."""
+
+    async def applying(template: str, company_id: int, project_id: int) -> str:
+        error = await apply(template, company_id, project_id)
+        if error:
+            name = project_template_name(template, company_id)
+            await announcer.announce(template_event(name, company_id, project_id, now()))
+        return error
+
+    return applying
 
 
 def _draft(hook: Hook, resource: str, event_type: str, number: int, name: str, at: datetime) -> EventDraft:

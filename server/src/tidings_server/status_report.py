@@ -5,14 +5,15 @@ and the change log there, so one read gives the cluster's figures whichever node
 says "no live nodes" when none is, which a call to a server could not). A SQLite file is read
 through ``?mode=ro`` beside the server that holds it. The figures:
 
-* nodes heard from within ``cluster.ALIVE_BEATS`` heartbeats, each with its uptime and the
-  attempts it had in flight at its last heartbeat;
+* nodes heard from within ``cluster.ALIVE_BEATS`` heartbeats, each with its tidings-server
+  version, its uptime and the attempts it had in flight at its last heartbeat;
 * deliveries due now and not leased, and how long the oldest has been due;
 * the last minute's changes by the status they led to (delivered, retried, failed, discarded,
   and queued: created or queued again), from the change log, bounded by ``ACTIVITY_SCAN``;
 * the hooks failing now, most failures in a row first.
 
-The version shown is this command's: nodes do not record theirs.
+The summary shows this command's version beside the versions the live nodes run (each node
+records its own when it registers), so a cluster half-way through an upgrade says so.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def as_json(status: Status) -> str:
                 "start_time": n.start_time.isoformat(),
                 "last_seen": n.last_seen.isoformat(),
                 "in_flight": n.in_flight,
+                "version": n.version,
             }
             for n in status.nodes
         ],
@@ -153,7 +155,7 @@ def as_text(status: Status, width: int = 120) -> str:
     rates = ", ".join(f"{counts.get(s, 0)} {name}" for s, name in OUTCOMES)
     due = f"{status.queue.due:,}{'+' if status.queue.due >= DUE_LIMIT else ''}"
     lines = [
-        f"version    tidings-server {__version__} (this command)",
+        f"version    tidings-server {__version__} (this command){_node_versions(status)}",
         f"store      {status.store}",
         f"uptime     {ago(uptime) if uptime is not None else '-'} (the longest-running live node)",
         f"nodes      {len(status.nodes)} live node{plural}, {status.in_flight} in flight",
@@ -162,10 +164,14 @@ def as_text(status: Status, width: int = 120) -> str:
         f"failing    {_failing_summary(status)}",
     ]
     if status.nodes:
-        lines += ["", f"{'NODE':<32} {'ROLE':<6} {'HOST':<16} {'PID':>7} {'UP':>5} {'SEEN':>5} {'IN FLIGHT':>9}"]
+        head = (
+            f"{'NODE':<32} {'ROLE':<6} {'HOST':<16} {'PID':>7} {'VERSION':<16} {'UP':>5} {'SEEN':>5} {'IN FLIGHT':>9}"
+        )
+        lines += ["", head]
         for n in status.nodes:
             lines.append(
                 f"{_cut(n.node_id, 32):<32} {n.role:<6} {_cut(n.host, 16):<16} {n.pid:>7}"
+                f" {_cut(n.version or UNKNOWN_VERSION, 16):<16}"
                 f" {ago(now - n.start_time):>5} {ago(now - n.last_seen):>5} {n.in_flight:>9}"
             )
     if status.failing:
@@ -176,6 +182,16 @@ def as_text(status: Status, width: int = 120) -> str:
             row = f"{_cut(f.hook_name, 60):<60} {f.consecutive_failures:>8} {failed:>6} {succeeded:>5}  "
             lines.append(row + _cut(" ".join(f.last_failure_reason.split()), max(width - len(row), 10)))
     return "\n".join(line[:width] for line in lines)
+
+
+UNKNOWN_VERSION = "-"
+"""Shown for a node that recorded no version (registered by a server from before nodes did)."""
+
+
+def _node_versions(status: Status) -> str:
+    """``; nodes run 1.4.0`` (or ``1.4.0, 1.5.0`` during an upgrade); nothing without live nodes."""
+    versions = sorted({n.version or UNKNOWN_VERSION for n in status.nodes})
+    return f"; nodes run {', '.join(versions)}" if versions else ""
 
 
 def _cut(text: str, width: int) -> str:

@@ -246,11 +246,21 @@ class Client:
     # -- tokens (an owner of scope all) -----------------------------------------------------------
 
     def create_token(
-        self, display_name: str, role: t.Role, *, scope: str = "all", timeout: float | None = None
+        self,
+        display_name: str,
+        role: t.Role,
+        *,
+        scope: str = "all",
+        client_cert_name: str = "",
+        timeout: float | None = None,
     ) -> t.Token:
-        """Create a bearer token; its ``secret`` is in the answer, and never again anywhere."""
+        """Create a bearer token; its ``secret`` is in the answer, and never again anywhere. With
+        ``client_cert_name``, a principal bound to mutual-TLS client certificates whose common
+        name or a SAN is that name instead: it has no secret."""
         request = tokens_pb2.CreateTokenRequest(
-            token=tokens_pb2.Token(display_name=display_name, role=convert.ROLE[role], scope=scope)
+            token=tokens_pb2.Token(
+                display_name=display_name, role=convert.ROLE[role], scope=scope, client_cert_name=client_cert_name
+            )
         )
         # Not retried: a repeat after a lost answer would mint a second token.
         return convert.token(self._call(self._tokens.CreateToken, request, idempotent=False, timeout=timeout))

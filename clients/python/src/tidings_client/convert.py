@@ -474,6 +474,7 @@ def token(message: tokens_pb2.Token) -> t.Token:
         last_used_time=from_timestamp(message, "last_used_time"),
         revoke_time=from_timestamp(message, "revoke_time"),
         secret=message.secret,
+        client_cert_name=message.client_cert_name,
     )
 
 

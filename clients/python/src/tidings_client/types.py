@@ -330,7 +330,8 @@ class HookChanges:
 @dataclass(frozen=True)
 class Token:
     """A bearer token: ``secret`` is set only in what ``create_token`` returns, the one time it
-    is ever shown; ``scope`` is ``all``, ``companies/{c}`` or ``companies/{c}/projects/{p}``."""
+    is ever shown; ``scope`` is ``all``, ``companies/{c}`` or ``companies/{c}/projects/{p}``.
+    A principal bound to mutual-TLS client certificates has ``client_cert_name`` and no secret."""
 
     name: str
     display_name: str
@@ -340,6 +341,7 @@ class Token:
     last_used_time: datetime | None = None
     revoke_time: datetime | None = None
     secret: str = ""
+    client_cert_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 
 
 _REGISTER: Final = """
-    INSERT INTO nodes (node_id, role, host, pid, start_time, last_seen, in_flight)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    INSERT INTO nodes (node_id, role, host, pid, start_time, last_seen, in_flight, version)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
     ON CONFLICT (node_id) DO UPDATE SET role = excluded.role, host = excluded.host, pid = excluded.pid,
-        start_time = excluded.start_time, last_seen = excluded.last_seen, in_flight = excluded.in_flight
+        start_time = excluded.start_time, last_seen = excluded.last_seen, in_flight = excluded.in_flight,
+        version = excluded.version
 """
 _BEAT: Final = """
     INSERT INTO nodes (node_id, role, host, pid, start_time, last_seen, in_flight)
@@ -41,7 +42,7 @@ _EXTEND: Final = """
     UPDATE deliveries SET lease_until = %(lease_until)s
     WHERE lease_owner = %(node)s AND lease_until > %(now)s AND status IN ('queued', 'retrying')
 """
-_NODES: Final = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight FROM nodes ORDER BY node_id"
+_NODES: Final = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight, version FROM nodes ORDER BY node_id"
 RECONNECT_DELAY: Final = 1.0
 """Seconds between attempts to open the listening connection again."""
 POLL_SECONDS: Final = 0.5
@@ -51,7 +52,7 @@ POLL_SECONDS: Final = 0.5
 def register_node(conn: psycopg.Connection[Any], *, node: NodeInfo) -> None:
     conn.execute(
         _REGISTER,
-        (node.node_id, node.role, node.host, node.pid, node.start_time, node.last_seen, node.in_flight),
+        (node.node_id, node.role, node.host, node.pid, node.start_time, node.last_seen, node.in_flight, node.version),
     )
 
 

@@ -20,7 +20,7 @@ import psycopg
 import psycopg_pool
 import trio
 
-from tidings_postgresql import changelog, cluster, deliveries, history, partitions, rows, status, tokens
+from tidings_postgresql import changelog, cluster, deliveries, history, partitions, protection, rows, status, tokens
 from tidings_postgresql.rows import HOOK_COLUMNS
 from tidings_server.domain.errors import AlreadyExists, NotFound, Unavailable
 from tidings_server.domain.model import Attempt, Delivery, Event, Hook, RenderedBody, SendRate, Template, Trigger
@@ -414,6 +414,16 @@ class PostgresStore:
     async def take_sends(self, hook_name: str, rate: SendRate, now: datetime, wanted: int) -> SendGrant:
         rows.aware("now", now)
         return await self._run(partial(deliveries.take_sends, hook_name=hook_name, rate=rate, now=now, wanted=wanted))
+
+    async def mark_failing(self, hook_name: str, since: datetime, *, last_success: datetime | None) -> datetime:
+        rows.aware("since", since)
+        if last_success is not None:
+            rows.aware("last_success", last_success)
+        mark = partial(protection.mark_failing, hook_name=hook_name, since=since, last_success=last_success)
+        return await self._run(mark)
+
+    async def clear_failing(self, hook_name: str) -> None:
+        await self._run(partial(protection.clear_failing, hook_name=hook_name))
 
     async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
         rows.aware("until", until)

@@ -13,9 +13,12 @@ store write per attempt and no node waits on another to learn an endpoint is bac
 nodes a dead endpoint sees at most N probes at a time (one per node), never a flood; each
 node's breaker opens from its own failures. docs/delivery.md says the same to operators.
 
-The breaker also tracks since when a hook has failed without a single success (on this node),
-for deactivation: after ``deactivate_after`` the engine disables the hook, having checked with
-the store that no node had a success since.
+The breaker also tracks since when a hook has failed without a single success, for
+deactivation: after ``deactivate_after`` the engine disables the hook, having checked with the
+store that no node had a success since. That time is kept in the store too (``Store.mark_failing``,
+written once per failing run, when it starts): a node that meets a hook already failing, after a
+restart or beside another node, adopts the earlier time (``adopt``), so the period is the hook's,
+not a process's.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class _Circuit:
     slots: deque[list[int]] = field(default_factory=deque)
     streak: int = 0  # failures in a row
     failing_since: datetime | None = None  # first failure after the last success
+    last_success: datetime | None = None  # the end of this node's last successful attempt
     open_since: datetime | None = None
     backoff: timedelta = timedelta(0)
     probe_at: datetime | None = None  # when the next probe may go (open circuits only)
@@ -62,10 +66,12 @@ class _Circuit:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What an attempt's outcome changed: the circuit opened or closed with it."""
+    """What an attempt's outcome changed: the circuit opened or closed with it; ``failing_since``
+    is set when this failure began the hook's failing run (the time to record in the store)."""
 
     opened: bool = False
     closed: bool = False
+    failing_since: datetime | None = None
 
 
 class Breakers:
@@ -117,6 +123,21 @@ class Breakers:
         circuit = self._circuits.get(hook_name)
         return None if circuit is None else circuit.failing_since
 
+    def last_success(self, hook_name: str) -> datetime | None:
+        circuit = self._circuits.get(hook_name)
+        return None if circuit is None else circuit.last_success
+
+    def adopt(self, hook: Hook, since: datetime) -> None:
+        """The hook has failed since ``since`` as the store has it (earlier than this node knew,
+        after a restart or because another node saw it first): count the period from there, and
+        keep an open circuit's next probe from passing the moment that makes due."""
+        circuit = self._circuits.get(hook.name)
+        if circuit is None or circuit.failing_since is None or since >= circuit.failing_since:
+            return
+        circuit.failing_since = since
+        if circuit.probe_at is not None:
+            circuit.probe_at = self._cap(hook, circuit, circuit.probe_at)
+
     def deactivate_at(self, hook_name: str) -> datetime | None:
         """When the hook is due to be disabled if nothing succeeds before (None: not failing)."""
         since = self.failing_since(hook_name)
@@ -124,9 +145,14 @@ class Breakers:
             return None
         return since + self.config.deactivate_after
 
-    def observe(self, hook: Hook, delivery_name: str, ok: bool, at: datetime) -> Verdict:
+    def observe(
+        self, hook: Hook, delivery_name: str, ok: bool, at: datetime, retry_after: timedelta | None = None
+    ) -> Verdict:
         """Count one attempt's outcome, ended at ``at``; a success of any attempt closes the
-        circuit, a failed probe moves the next probe one backoff step further."""
+        circuit, a failed probe moves the next probe one backoff step further. A failure that
+        opens the circuit or fails a probe may carry the endpoint's ``Retry-After``: the next
+        probe waits for it when it is longer than the backoff step, up to the hook's
+        ``max_backoff`` (as a delivery's retry does, ``delivery/policy.py``)."""
         circuit = self._circuits.get(hook.name)
         if circuit is None:
             circuit = self._circuits[hook.name] = _Circuit()
@@ -139,21 +165,24 @@ class Breakers:
             if closed:  # the endpoint answers again: what it did before no longer counts
                 circuit.slots.clear()
             circuit.streak, circuit.failing_since, circuit.open_since, circuit.probe_at = 0, None, None, None
+            if circuit.last_success is None or circuit.last_success < at:
+                circuit.last_success = at
             return Verdict(closed=closed)
         circuit.streak += 1
+        began = None
         if circuit.failing_since is None:
-            circuit.failing_since = at
+            circuit.failing_since = began = at
         if circuit.open_since is not None:
             if was_probe:
                 circuit.backoff = self._next_backoff(hook, circuit)
-                circuit.probe_at = self._cap(hook, circuit, at + circuit.backoff)
-            return Verdict()
+                circuit.probe_at = self._cap(hook, circuit, at + _wait(hook, circuit.backoff, retry_after))
+            return Verdict(failing_since=began)
         if self._trips(circuit):
             circuit.open_since = at
             circuit.backoff = hook.retry_policy.initial_backoff
-            circuit.probe_at = self._cap(hook, circuit, at + circuit.backoff)
-            return Verdict(opened=True)
-        return Verdict()
+            circuit.probe_at = self._cap(hook, circuit, at + _wait(hook, circuit.backoff, retry_after))
+            return Verdict(opened=True, failing_since=began)
+        return Verdict(failing_since=began)
 
     def _count(self, circuit: _Circuit, at: datetime, ok: bool) -> None:
         width = self.config.window / SLOTS
@@ -183,3 +212,10 @@ class Breakers:
         dead hook is disabled at exactly its period, not up to a backoff step after it."""
         deadline = self.deactivate_at(hook.name)
         return probe_at if deadline is None else min(probe_at, deadline)
+
+
+def _wait(hook: Hook, backoff: timedelta, retry_after: timedelta | None) -> timedelta:
+    """The backoff step, or the endpoint's longer ``Retry-After`` within the hook's cap."""
+    if retry_after is None:
+        return backoff
+    return max(backoff, min(retry_after, hook.retry_policy.max_backoff))

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from tidings_server import operational
 from tidings_server.delivery.breaker import Breakers
+from tidings_server.delivery.policy import parse_retry_after
 from tidings_server.domain import states
 from tidings_server.domain.errors import Unavailable
 from tidings_server.domain.hooks import disable_hook
@@ -121,8 +122,10 @@ class Throttle:
     async def observe(self, claim: Claim, record: AttemptRecord) -> None:
         """Tell the hook's breaker how an attempt went (a request that reached the wire only:
         a render failing is no news about the endpoint), then act on what changed: a closed
-        circuit lets the hook's waiting deliveries go at once; a hook failing without a success
-        for ``deactivate_after`` is disabled. A discard by the retry window is announced."""
+        circuit lets the hook's waiting deliveries go at once (a failure's ``Retry-After`` moves the
+        next probe as it moves a retry); a hook failing without a success
+        for ``deactivate_after`` is disabled, counted from the first failure of its run as the
+        store keeps it. A discard by the retry window is announced."""
         await self.announce_discard(claim, record)
         if record.rendered is None or record.status not in _BREAKER_STATUSES:
             return
@@ -130,8 +133,15 @@ class Throttle:
         status = record.attempt.response_status
         ok = status is not None and 200 <= status < 300
         end = record.attempt.end_time
-        verdict = breakers.observe(hook, claim.delivery.name, ok, end)
+        retry_after = None if ok else parse_retry_after(_header(record.attempt, "retry-after"), end)
+        verdict = breakers.observe(hook, claim.delivery.name, ok, end, retry_after)
         try:
+            if verdict.failing_since is not None and breakers.config.deactivate_after is not None:
+                # Once per failing run: the store keeps the earliest start, so the period holds
+                # across this process's restarts and is the same on every node.
+                last_success = breakers.last_success(hook.name)
+                since = await self._store.mark_failing(hook.name, verdict.failing_since, last_success=last_success)
+                breakers.adopt(hook, since)
             if verdict.opened:
                 log.warning("circuit opened", extra={"hook": hook.name, "error": record.error})
                 await self._announcer.announce(operational.hook_event(hook, operational.CIRCUIT_OPENED, end))
@@ -153,8 +163,8 @@ class Throttle:
             await self._announcer.announce(draft)
 
     async def _deactivate(self, hook: Hook, now: datetime, error: str) -> None:
-        """Disable ``hook``, failing without a success on this node since ``failing_since``,
-        unless another node had a success meanwhile (the store's record of the hook's health)."""
+        """Disable ``hook``, failing without a success since ``failing_since`` (as the store keeps
+        it), unless another node had a success meanwhile (the store's record of the hook's health)."""
         since = self.breakers.failing_since(hook.name)
         period = self.breakers.config.deactivate_after
         if since is None or period is None:
@@ -176,6 +186,11 @@ class Throttle:
 _BREAKER_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRYING, DeliveryStatus.DISCARDED})
 """What a breaker learns from: successes and retryable failures (a 4xx other than 408/429 says
 the request was wrong, not that the endpoint is down)."""
+
+
+def _header(attempt: Attempt, name: str) -> str | None:
+    """The first response header called ``name`` (lower case) of a recorded attempt, or None."""
+    return next((value for key, value in attempt.response_headers if key.lower() == name), None)
 
 
 def _span(value: timedelta) -> str:

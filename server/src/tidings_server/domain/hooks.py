@@ -385,8 +385,8 @@ class HookService:
 
 async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> bool:
     """Disable a hook because delivering to it is pointless (410 Gone, failing for too long) and
-    discard what is pending; the hook keeps ``reason`` and ``now`` so its readers learn why and
-    since when. False when it was gone or disabled already (nothing to tell anyone)."""
+    discard what is pending and forget since when it fails; the hook keeps ``reason`` and ``now``
+    so its readers learn why and since when. False when it was gone or disabled already (nothing to tell anyone)."""
     changed = False
 
     def change(hook: Hook) -> Hook:
@@ -402,6 +402,7 @@ async def disable_hook(store: Store, name: str, now: datetime, reason: str) -> b
         except NotFound:
             return False
         await store.discard_pending(name, now, reason)
+        await store.clear_failing(name)  # enabled again, it is given a whole period afresh
     return changed
 
 

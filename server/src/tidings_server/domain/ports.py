@@ -245,7 +245,9 @@ class NodeInfo:
 
     ``node_id`` is unique per process start (``<hostname>-<pid>-<4 random hex>``); ``role`` is
     ``all``, ``api`` or ``worker``; ``in_flight`` counts the attempts the node was running at
-    its last heartbeat. Who is alive is the reader's call, from ``last_seen``.
+    its last heartbeat; ``version`` is its tidings-server version ("" for a node registered by
+    its heartbeat alone, or by a server from before nodes recorded it). Who is alive is the
+    reader's call, from ``last_seen``.
     """
 
     node_id: str
@@ -255,6 +257,7 @@ class NodeInfo:
     start_time: datetime
     last_seen: datetime
     in_flight: int
+    version: str = ""
 
 
 class Store(Protocol):
@@ -438,6 +441,18 @@ class Store(Protocol):
         return how many moved: its circuit closed (the endpoint answers again) or its rate limit
         changed, so what was held back for either goes at once."""
         ...
+
+    async def mark_failing(self, hook_name: str, since: datetime, *, last_success: datetime | None) -> datetime:
+        """The hook's endpoint has failed since ``since`` (the first failure a node saw after its
+        own last success, ``last_success``, None if it saw none): record that, unless the time
+        recorded already is earlier and still holds — no success at or after it, neither in the
+        hook's health (``HookStats.last_success_time``) nor ``last_success``. Return the time that
+        holds: deactivation counts from it, whichever node or process start saw the failure first."""
+        ...
+
+    async def clear_failing(self, hook_name: str) -> None:
+        """Forget since when the hook fails (it was disabled: once enabled again it starts afresh);
+        an unknown hook is not an error. Deleting a hook forgets it too."""
 
     async def discard_pending(self, hook_name: str, now: datetime, reason: str) -> int:
         """Discard every QUEUED or RETRYING delivery of a hook; return how many.

@@ -165,7 +165,7 @@ class TemplateService:
         """Apply the template a ``Projects`` × ``create`` event named (``project_template``:
         a template id or full name); "" when done, else why not. Never raises: the event is
         stored already, and a template that cannot be applied is logged and reported."""
-        name = template if "/" in template else names.template_name(company_id, template)
+        name = project_template_name(template, company_id)
         project = str(names.Parent(company_id, project_id))
         try:
             applied = await self.apply_template(name, project)
@@ -194,6 +194,11 @@ class TemplateService:
             seen[d.hook_id] = index
             checked.append(await self._hooks.check_definition(field, d.hook_id, d.hook, d.triggers))
         return tuple(checked)
+
+
+def project_template_name(template: str, company_id: int) -> str:
+    """The full name of the template a ``Projects`` × ``create`` event named by id or full name."""
+    return template if "/" in template else names.template_name(company_id, template)
 
 
 def _hook(definition: HookDefinition, name: str, where: names.Parent, template: Template, now: datetime) -> Hook:

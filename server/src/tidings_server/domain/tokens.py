@@ -210,29 +210,39 @@ class TokenService:
         await self._store.create_token(token)
         return Issued(token, secret)
 
-    async def create_certificate_principal(self, display_name: str, role: Role, scope: Reach, cert_name: str) -> Token:
+    async def create_certificate_principal(
+        self,
+        display_name: str,
+        role: Role,
+        scope: Reach,
+        cert_name: str,
+        *,
+        fields: tuple[str, str] = ("--client-cert-name", "--name"),
+    ) -> Token:
         """A principal that a caller presenting a verified client certificate whose common name
         or one of whose subject alternative names is ``cert_name`` authenticates as. It has no
-        secret (see the module's docstring for why no bearer can ever match it)."""
+        secret (see the module's docstring for why no bearer can ever match it). ``fields``
+        names the certificate name and the display name in errors, as the caller spelled them
+        (the store CLI's options, or the API's ``token.client_cert_name`` and
+        ``token.display_name``)."""
+        field, name_field = fields
         if not cert_name.strip():
-            raise InvalidArgument("--client-cert-name: required; the certificate's common name or one of its SANs")
+            raise InvalidArgument(f"{field}: required; the certificate's common name or one of its SANs")
         if len(cert_name) > MAX_CERT_NAME:
-            raise InvalidArgument(f"--client-cert-name: {len(cert_name)} characters is more than {MAX_CERT_NAME}")
+            raise InvalidArgument(f"{field}: {len(cert_name)} characters is more than {MAX_CERT_NAME}")
         if any(not c.isprintable() for c in cert_name):
-            raise InvalidArgument(f"--client-cert-name: {quote(cert_name)} holds a control character")
+            raise InvalidArgument(f"{field}: {quote(cert_name)} holds a control character")
         generation = 0
         while (bound := await self._store.find_token(hash_secret(certificate_key(cert_name, generation)))) is not None:
             if not bound.revoked:
-                raise AlreadyExists(
-                    f"--client-cert-name: {quote(cert_name)} is already bound to {bound.name}; revoke it first"
-                )
+                raise AlreadyExists(f"{field}: {quote(cert_name)} is already bound to {bound.name}; revoke it first")
             generation += 1
         key = certificate_key(cert_name, generation)
         self._check_display_name(display_name)
         marked = _marked(display_name, key)
         if len(marked) > MAX_DISPLAY_NAME:
             raise InvalidArgument(
-                f"--name: {len(display_name)} characters is too long beside --client-cert-name"
+                f"{name_field}: {len(display_name)} characters is too long beside {field}"
                 f" ({len(marked)} stored, more than {MAX_DISPLAY_NAME})"
             )
         token = Token(secrets.token_hex(8), marked, role, scope, hash_secret(key), self._now())

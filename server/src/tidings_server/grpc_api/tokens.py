@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Final
 
 from tidings.v1 import tokens_pb2, tokens_pb2_grpc
@@ -19,6 +20,7 @@ ROLE_VALUES: Final[Mapping[Role, tokens_pb2.Role.ValueType]] = {
     Role.PUBLISHER: tokens_pb2.ROLE_PUBLISHER,
 }
 ROLES: Final[Mapping[int, Role]] = {int(v): r for r, v in ROLE_VALUES.items()}
+CERT_FIELDS: Final = ("token.client_cert_name", "token.display_name")
 
 
 def role(field: str, value: int) -> Role:
@@ -40,6 +42,7 @@ def token(value: Token, secret: str = "") -> tokens_pb2.Token:
         scope=str(value.scope),
         secret=secret,
         create_time=timestamp(value.create_time),
+        client_cert_name=value.client_cert_name or "",
     )
     if value.last_used_time is not None:
         message.last_used_time.CopyFrom(timestamp(value.last_used_time))
@@ -59,6 +62,12 @@ class TokenServicer(Servicer, tokens_pb2_grpc.TokenServiceServicer):
         given = request.token
         wanted_role = await self._decode(context, lambda: role("token.role", given.role))
         wanted_reach = await self._decode(context, lambda: reach("token.scope", given.scope))
+        if given.client_cert_name:  # a principal for mutual-TLS client certificates: no secret
+            create = partial(self._tokens.create_certificate_principal, fields=CERT_FIELDS)
+            bound: Token = await self._call(
+                context, create, given.display_name, wanted_role, wanted_reach, given.client_cert_name
+            )
+            return token(bound)
         issued: Issued = await self._call(
             context, self._tokens.create_token, given.display_name, wanted_role, wanted_reach
         )

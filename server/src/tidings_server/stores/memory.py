@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tidings_server.domain import sendrate
+from tidings_server.domain import failing, sendrate
 from tidings_server.domain.errors import AlreadyExists, NotFound
 from tidings_server.domain.model import (
     PENDING_STATUSES,
@@ -188,6 +188,7 @@ class MemoryStore:
         self._token_hashes: dict[str, str] = {}  # secret hash → token id
         # Each rate-limited hook's token bucket, and the last time it held a send back.
         self._buckets: dict[str, tuple[Bucket, datetime | None]] = {}
+        self._failing: dict[str, datetime] = {}  # since when each hook fails (Store.mark_failing)
 
     def _hook(self, name: str) -> Hook:
         hook = self._hooks.get(name)
@@ -312,6 +313,7 @@ class MemoryStore:
         del self._hooks[name]
         del self._triggers[name]
         self._buckets.pop(name, None)
+        self._failing.pop(name, None)
 
     def _index(self, hook: Hook, trigger: Trigger) -> None:
         for key in _match_keys(hook, trigger):
@@ -642,6 +644,18 @@ class MemoryStore:
         grant, bucket = sendrate.take(bucket, rate, now, wanted)
         self._buckets[hook_name] = (bucket, now if grant.granted < wanted else limited)
         return grant
+
+    async def mark_failing(self, hook_name: str, since: datetime, *, last_success: datetime | None) -> datetime:
+        await trio.lowlevel.checkpoint()
+        _check_time("since", since)
+        health = self._health.get(hook_name, _Health())
+        held = failing.holding(self._failing.get(hook_name), (health.last_success_time, last_success), since)
+        self._failing[hook_name] = held
+        return held
+
+    async def clear_failing(self, hook_name: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._failing.pop(hook_name, None)
 
     async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
         await trio.lowlevel.checkpoint()

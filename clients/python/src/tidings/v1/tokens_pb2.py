@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tidings/v1/tokens.proto\x12\ntidings.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x02\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.tidings.v1.Role\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_used_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x12\x43reateTokenRequest\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.tidings.v1.Token\"\x1f\n\x0fGetTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"P\n\x12ListTokensResponse\x12!\n\x06tokens\x18\x01 \x03(\x0b\x32\x11.tidings.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0f\n\x0bROLE_VIEWER\x10\x03\x12\x12\n\x0eROLE_PUBLISHER\x10\x04\x32\x9b\x02\n\x0cTokenService\x12@\n\x0b\x43reateToken\x12\x1e.tidings.v1.CreateTokenRequest\x1a\x11.tidings.v1.Token\x12:\n\x08GetToken\x12\x1b.tidings.v1.GetTokenRequest\x1a\x11.tidings.v1.Token\x12K\n\nListTokens\x12\x1d.tidings.v1.ListTokensRequest\x1a\x1e.tidings.v1.ListTokensResponse\x12@\n\x0bRevokeToken\x12\x1e.tidings.v1.RevokeTokenRequest\x1a\x11.tidings.v1.Tokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tidings/v1/tokens.proto\x12\ntidings.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x02\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1e\n\x04role\x18\x03 \x01(\x0e\x32\x10.tidings.v1.Role\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x0e\n\x06secret\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_used_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63lient_cert_name\x18\t \x01(\t\"6\n\x12\x43reateTokenRequest\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.tidings.v1.Token\"\x1f\n\x0fGetTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"P\n\x12ListTokensResponse\x12!\n\x06tokens\x18\x01 \x03(\x0b\x32\x11.tidings.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0f\n\x0bROLE_VIEWER\x10\x03\x12\x12\n\x0eROLE_PUBLISHER\x10\x04\x32\x9b\x02\n\x0cTokenService\x12@\n\x0b\x43reateToken\x12\x1e.tidings.v1.CreateTokenRequest\x1a\x11.tidings.v1.Token\x12:\n\x08GetToken\x12\x1b.tidings.v1.GetTokenRequest\x1a\x11.tidings.v1.Token\x12K\n\nListTokens\x12\x1d.tidings.v1.ListTokensRequest\x1a\x1e.tidings.v1.ListTokensResponse\x12@\n\x0bRevokeToken\x12\x1e.tidings.v1.RevokeTokenRequest\x1a\x11.tidings.v1.Tokenb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tidings.v1.tokens_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=598
-  _globals['_ROLE']._serialized_end=695
+  _globals['_ROLE']._serialized_start=624
+  _globals['_ROLE']._serialized_end=721
   _globals['_TOKEN']._serialized_start=73
-  _globals['_TOKEN']._serialized_end=329
-  _globals['_CREATETOKENREQUEST']._serialized_start=331
-  _globals['_CREATETOKENREQUEST']._serialized_end=385
-  _globals['_GETTOKENREQUEST']._serialized_start=387
-  _globals['_GETTOKENREQUEST']._serialized_end=418
-  _globals['_LISTTOKENSREQUEST']._serialized_start=420
-  _globals['_LISTTOKENSREQUEST']._serialized_end=478
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=480
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=560
-  _globals['_REVOKETOKENREQUEST']._serialized_start=562
-  _globals['_REVOKETOKENREQUEST']._serialized_end=596
-  _globals['_TOKENSERVICE']._serialized_start=698
-  _globals['_TOKENSERVICE']._serialized_end=981
+  _globals['_TOKEN']._serialized_end=355
+  _globals['_CREATETOKENREQUEST']._serialized_start=357
+  _globals['_CREATETOKENREQUEST']._serialized_end=411
+  _globals['_GETTOKENREQUEST']._serialized_start=413
+  _globals['_GETTOKENREQUEST']._serialized_end=444
+  _globals['_LISTTOKENSREQUEST']._serialized_start=446
+  _globals['_LISTTOKENSREQUEST']._serialized_end=504
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=506
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=586
+  _globals['_REVOKETOKENREQUEST']._serialized_start=588
+  _globals['_REVOKETOKENREQUEST']._serialized_end=622
+  _globals['_TOKENSERVICE']._serialized_start=724
+  _globals['_TOKENSERVICE']._serialized_end=1007
 # @@protoc_insertion_point(module_scope)

@@ -64,6 +64,7 @@ class Token(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_USED_TIME_FIELD_NUMBER: _builtins.int
     REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    CLIENT_CERT_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`tokens/{token}`. Output only."""
     display_name: _builtins.str
@@ -76,6 +77,15 @@ class Token(_message.Message):
     """
     secret: _builtins.str
     """`tdg_…`: set only in the response to CreateToken. Output only."""
+    client_cert_name: _builtins.str
+    """Set at create to bind the principal to verified client certificates
+    (mutual TLS, a server started with --client-ca) whose common name or one of
+    whose subject alternative names is this, instead of a bearer secret: a
+    caller presenting such a certificate and no bearer token authenticates as
+    it. Such a principal has no secret, and its display_name ends with the key
+    it is stored under (` [x509:NAME]`). At most 128 characters. Empty for a
+    bearer token.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only."""
@@ -99,10 +109,11 @@ class Token(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         last_used_time: _timestamp_pb2.Timestamp | None = ...,
         revoke_time: _timestamp_pb2.Timestamp | None = ...,
+        client_cert_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_used_time", b"last_used_time", "revoke_time", b"revoke_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "last_used_time", b"last_used_time", "name", b"name", "revoke_time", b"revoke_time", "role", b"role", "scope", b"scope", "secret", b"secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_cert_name", b"client_cert_name", "create_time", b"create_time", "display_name", b"display_name", "last_used_time", b"last_used_time", "name", b"name", "revoke_time", b"revoke_time", "role", b"role", "scope", b"scope", "secret", b"secret"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -115,7 +126,9 @@ class CreateTokenRequest(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def token(self) -> Global___Token:
-        """display_name, role and scope are read; the rest is output only."""
+        """display_name, role, scope and client_cert_name are read; the rest is
+        output only.
+        """
 
     def __init__(
         self,

@@ -83,8 +83,12 @@ class TokenServiceServicer:
 
     def CreateToken(self, request, context):
         """Creates a token; the response carries its secret, the only time it is
-        ever shown. Errors: INVALID_ARGUMENT (display_name empty or over 200
-        characters, role unset, malformed scope).
+        ever shown. With client_cert_name set it creates a principal bound to
+        mutual-TLS client certificates instead, which has no secret.
+        Errors: INVALID_ARGUMENT (display_name empty or over 200 characters, role
+        unset, malformed scope, client_cert_name over 128 characters or holding a
+        control character), ALREADY_EXISTS (client_cert_name already bound to a
+        token not revoked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,8 +46,12 @@ class TokenServiceStub:
     def __new__(cls, channel: _aio.Channel) -> TokenServiceAsyncStub: ...
     CreateToken: _grpc.UnaryUnaryMultiCallable[_tokens_pb2.CreateTokenRequest, _tokens_pb2.Token]
     """Creates a token; the response carries its secret, the only time it is
-    ever shown. Errors: INVALID_ARGUMENT (display_name empty or over 200
-    characters, role unset, malformed scope).
+    ever shown. With client_cert_name set it creates a principal bound to
+    mutual-TLS client certificates instead, which has no secret.
+    Errors: INVALID_ARGUMENT (display_name empty or over 200 characters, role
+    unset, malformed scope, client_cert_name over 128 characters or holding a
+    control character), ALREADY_EXISTS (client_cert_name already bound to a
+    token not revoked).
     """
     GetToken: _grpc.UnaryUnaryMultiCallable[_tokens_pb2.GetTokenRequest, _tokens_pb2.Token]
     """Returns one token, revoked or not (never its secret).
@@ -82,8 +86,12 @@ class TokenServiceAsyncStub(TokenServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateToken: _aio.UnaryUnaryMultiCallable[_tokens_pb2.CreateTokenRequest, _tokens_pb2.Token]  # type: ignore[assignment]
     """Creates a token; the response carries its secret, the only time it is
-    ever shown. Errors: INVALID_ARGUMENT (display_name empty or over 200
-    characters, role unset, malformed scope).
+    ever shown. With client_cert_name set it creates a principal bound to
+    mutual-TLS client certificates instead, which has no secret.
+    Errors: INVALID_ARGUMENT (display_name empty or over 200 characters, role
+    unset, malformed scope, client_cert_name over 128 characters or holding a
+    control character), ALREADY_EXISTS (client_cert_name already bound to a
+    token not revoked).
     """
     GetToken: _aio.UnaryUnaryMultiCallable[_tokens_pb2.GetTokenRequest, _tokens_pb2.Token]  # type: ignore[assignment]
     """Returns one token, revoked or not (never its secret).
@@ -121,8 +129,12 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tokens_pb2.Token, _abc.Awaitable[_tokens_pb2.Token]]:
         """Creates a token; the response carries its secret, the only time it is
-        ever shown. Errors: INVALID_ARGUMENT (display_name empty or over 200
-        characters, role unset, malformed scope).
+        ever shown. With client_cert_name set it creates a principal bound to
+        mutual-TLS client certificates instead, which has no secret.
+        Errors: INVALID_ARGUMENT (display_name empty or over 200 characters, role
+        unset, malformed scope, client_cert_name over 128 characters or holding a
+        control character), ALREADY_EXISTS (client_cert_name already bound to a
+        token not revoked).
         """
 
     @_abc_1.abstractmethod

@@ -33,6 +33,8 @@ def _rows(token: Token) -> list[tuple[str, object]]:
         ("last used", when(token.last_used_time)),
         ("revoked", when(token.revoke_time)),
     ]
+    if token.client_cert_name:
+        rows.append(("client certificate", token.client_cert_name))
     if token.secret:
         rows.append(("secret", Text(token.secret, style="bold")))
     return rows
@@ -40,19 +42,29 @@ def _rows(token: Token) -> list[tuple[str, object]]:
 
 @tokens.command(
     epilog="\b\nExamples:\n  tidings tokens create --name ops --role owner\n"
-    "  tidings --json tokens create --name ingest --role publisher --scope companies/8 | jq -r .secret"
+    "  tidings --json tokens create --name ingest --role publisher --scope companies/8 | jq -r .secret\n"
+    "  tidings tokens create --name erp --role publisher --scope companies/8 --client-cert-name erp.internal"
 )
 @click.option("--name", "display_name", required=True, help="Whose token this is (a service, a person).")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True, help="What it may do.")
 @click.option("--scope", default="all", show_default=True, help="all, companies/{c} or companies/{c}/projects/{p}.")
+@click.option(
+    "--client-cert-name",
+    default="",
+    help="Bind the principal to mutual-TLS client certificates with this common name or SAN (no secret).",
+)
 @pass_env
-def create(env: Env, display_name: str, role: str, scope: str) -> None:
-    """Create a token and show its secret: the only time it is ever shown."""
-    made = env.client().create_token(display_name, Role(role), scope=scope)
+def create(env: Env, display_name: str, role: str, scope: str, client_cert_name: str) -> None:
+    """Create a token and show its secret: the only time it is ever shown. With
+    --client-cert-name, a principal for callers presenting that client certificate instead."""
+    made = env.client().create_token(display_name, Role(role), scope=scope, client_cert_name=client_cert_name)
     if env.out.as_json:
         env.out.json(made)
         return
     env.out.print(fields_table(_rows(made)))
+    if made.client_cert_name:
+        env.out.note(f"callers presenting a verified client certificate named {made.client_cert_name!r} act as it")
+        return
     env.out.note("keep the secret: it is never shown again (send it with --token or TIDINGS_TOKEN)")
 
 

@@ -13,9 +13,11 @@ from tidings_server.domain.ports import NodeInfo
 from tidings_server.stores.sqlite import rows
 
 _UPSERT_NODE = """
-    INSERT INTO nodes (node_id, role, host, pid, start_time, last_seen, in_flight) VALUES (?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO nodes (node_id, role, host, pid, start_time, last_seen, in_flight, version)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (node_id) DO UPDATE SET role = excluded.role, host = excluded.host, pid = excluded.pid,
-        start_time = excluded.start_time, last_seen = excluded.last_seen, in_flight = excluded.in_flight
+        start_time = excluded.start_time, last_seen = excluded.last_seen, in_flight = excluded.in_flight,
+        version = excluded.version
 """
 # A node heard of first through its heartbeat is registered with what the heartbeat knows.
 _BEAT = """
@@ -26,7 +28,7 @@ _EXTEND = """
     UPDATE deliveries INDEXED BY deliveries_leased_by_owner SET lease_until = ?
     WHERE lease_owner = ? AND lease_until IS NOT NULL AND lease_until > ? AND status IN ('queued', 'retrying')
 """
-_LIST_NODES = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight FROM nodes ORDER BY node_id"
+_LIST_NODES = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight, version FROM nodes ORDER BY node_id"
 _RELEASE_OWNED = """
     UPDATE deliveries INDEXED BY deliveries_leased_by_owner SET lease_until = NULL, lease_owner = NULL
     WHERE lease_owner = ? AND lease_until IS NOT NULL
@@ -47,6 +49,7 @@ def node_row(node: NodeInfo) -> tuple[object, ...]:
         rows.to_micros("start_time", node.start_time),
         rows.to_micros("last_seen", node.last_seen),
         node.in_flight,
+        node.version,
     )
 
 
@@ -58,8 +61,8 @@ def heartbeat(conn: sqlite3.Connection, *, node_id: str, now: int, lease_until: 
 
 def list_nodes(conn: sqlite3.Connection) -> list[NodeInfo]:
     return [
-        NodeInfo(node_id, role, host, pid, rows.from_micros(start), rows.from_micros(seen), in_flight)
-        for node_id, role, host, pid, start, seen, in_flight in conn.execute(_LIST_NODES)
+        NodeInfo(node_id, role, host, pid, rows.from_micros(start), rows.from_micros(seen), in_flight, version)
+        for node_id, role, host, pid, start, seen, in_flight, version in conn.execute(_LIST_NODES)
     ]
 
 

@@ -40,12 +40,13 @@ from tidings_server.domain.sendrate import SendGrant
 from tidings_server.domain.tokens import Token
 from tidings_server.stores import history as plans
 from tidings_server.stores import templates as template_text
-from tidings_server.stores.sqlite import deliveries, history, nodes, tokens
+from tidings_server.stores.sqlite import deliveries, history, nodes, protection, tokens
 from tidings_server.stores.sqlite import status as status_reads
 from tidings_server.stores.sqlite.rows import (
     from_micros,
     hook,
     hook_row,
+    optional_micros,
     to_micros,
     trigger,
     with_protection,
@@ -380,6 +381,7 @@ class SqliteStore:
             if conn.execute("DELETE FROM hooks WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"hook {name} does not exist")
             conn.execute("DELETE FROM send_buckets WHERE hook_name = ?", (name,))
+            protection.clear_failing(conn, hook_name=name)
 
         await self._run(run, write=True)
 
@@ -510,6 +512,18 @@ class SqliteStore:
     async def take_sends(self, hook_name: str, rate: SendRate, now: datetime, wanted: int) -> SendGrant:
         take = partial(deliveries.take_sends, hook_name=hook_name, rate=rate, now=to_micros("now", now), wanted=wanted)
         return await self._run(take, write=True)
+
+    async def mark_failing(self, hook_name: str, since: datetime, *, last_success: datetime | None) -> datetime:
+        mark = partial(
+            protection.mark_failing,
+            hook_name=hook_name,
+            since=to_micros("since", since),
+            last_success=optional_micros("last_success", last_success),
+        )
+        return await self._run(mark, write=True)
+
+    async def clear_failing(self, hook_name: str) -> None:
+        await self._run(partial(protection.clear_failing, hook_name=hook_name), write=True)
 
     async def postpone(self, delivery_names: Sequence[str], until: datetime) -> None:
         postpone = partial(deliveries.postpone, names=list(delivery_names), until=to_micros("until", until))

@@ -35,7 +35,8 @@ async def _claim(store: Store, owner: str, now: datetime = T0, *, lease_until: d
 
 
 def _node(node_id: str, *, role: str = "all", seen: datetime = T0, in_flight: int = 0) -> NodeInfo:
-    return NodeInfo(node_id, role, node_id.split("-")[0], int(node_id.split("-")[2]), T0, seen, in_flight)
+    host, pid = node_id.split("-")[0], int(node_id.split("-")[2])
+    return NodeInfo(node_id, role, host, pid, T0, seen, in_flight, version="1.4.0")
 
 
 class ClusterStoreContract:
@@ -86,7 +87,7 @@ class ClusterStoreContract:
         nodes = {n.node_id: n for n in await store.list_nodes()}
         assert (nodes[A].last_seen, nodes[A].in_flight) == (now, 2)
         assert (nodes[B].last_seen, nodes[B].in_flight) == (T0, 0)
-        assert (nodes[A].start_time, nodes[A].role) == (T0, "all")
+        assert (nodes[A].start_time, nodes[A].role, nodes[A].version) == (T0, "all", "1.4.0")  # a beat keeps it
 
     async def test_a_heartbeat_extends_pending_deliveries_only(self, store: Store) -> None:
         await _hook(store)
@@ -103,7 +104,8 @@ class ClusterStoreContract:
         await store.register_node(worker)
         await store.register_node(api)
         assert await store.list_nodes() == [api, worker]  # by node id
-        restarted = dataclasses.replace(worker, start_time=T1, last_seen=T2, in_flight=0)
+        # Restarted on a newer version (a rolling upgrade): the node says which it runs now.
+        restarted = dataclasses.replace(worker, start_time=T1, last_seen=T2, in_flight=0, version="1.5.0.dev3")
         await store.register_node(restarted)
         assert await store.list_nodes() == [api, restarted]
         await store.remove_node(B)

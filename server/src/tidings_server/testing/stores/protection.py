@@ -1,5 +1,6 @@
 """The Store contract for endpoint protection: a hook's rate limit and protection fields, its
-token bucket shared by every process, and deliveries postponed without an attempt."""
+token bucket shared by every process, deliveries postponed without an attempt, and since when a
+hook fails (kept for its deactivation across restarts)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from datetime import timedelta
 
 import trio
 
-from tidings_server.domain.model import DeliveryStatus, HookStatus, SendRate
-from tidings_server.domain.ports import Store
+from tidings_server.domain.model import Attempt, DeliveryStatus, HookStatus, SendRate
+from tidings_server.domain.ports import AttemptRecord, Store
 from tidings_server.domain.sendrate import SendGrant
 from tidings_server.testing.stores.samples import T0, event_id, make_event, make_hook, make_trigger
 
@@ -123,3 +124,35 @@ class ProtectionStoreContract:
         assert await store.hasten(HOOK, now) == 0
         claimed = await store.claim_due(now, limit=10, lease_until=now + _seconds(60), owner=NODE)
         assert [c.delivery.name for c in claimed] == names
+
+    async def test_the_earliest_failing_since_holds_until_a_success(self, store: Store) -> None:
+        await _hook(store)
+        await _hook(store, OTHER)
+        later, latest = T0 + _seconds(30), T0 + _seconds(90)
+        assert await store.mark_failing(HOOK, later, last_success=None) == later
+        assert await store.mark_failing(HOOK, T0, last_success=None) == T0  # an earlier report wins
+        assert await store.mark_failing(HOOK, latest, last_success=None) == T0  # a restarted node learns it
+        assert await store.mark_failing(OTHER, latest, last_success=None) == latest  # per hook
+        # The node reporting had a success after the recorded time: its own run begins later.
+        assert await store.mark_failing(HOOK, latest, last_success=later) == latest
+        assert await store.mark_failing(HOOK, latest + _seconds(1), last_success=None) == latest
+
+    async def test_a_success_in_the_hooks_health_ends_the_recorded_run(self, store: Store) -> None:
+        await _hook(store)
+        await store.publish_events([make_event(1)], T0)
+        [claim] = await store.claim_due(T0, limit=1, lease_until=LEASE, owner=NODE)
+        assert await store.mark_failing(HOOK, T0, last_success=None) == T0
+        ok = Attempt(1, T0 + _seconds(1), T0 + _seconds(2), (), 200, (), b"", "")
+        await store.record_attempts([AttemptRecord(claim.delivery.name, ok, DeliveryStatus.DELIVERED, None, "")])
+        # Another node saw the success, not this one: the store's health says the run ended.
+        assert await store.mark_failing(HOOK, T0 + _seconds(5), last_success=None) == T0 + _seconds(5)
+
+    async def test_cleared_or_deleted_a_hook_fails_afresh(self, store: Store) -> None:
+        await _hook(store)
+        assert await store.mark_failing(HOOK, T0, last_success=None) == T0
+        await store.clear_failing(HOOK)
+        await store.clear_failing(OTHER)  # unknown: not an error
+        assert await store.mark_failing(HOOK, T0 + _seconds(7), last_success=None) == T0 + _seconds(7)
+        await store.delete_hook(HOOK)
+        await _hook(store)  # the same name again
+        assert await store.mark_failing(HOOK, T0 + _seconds(9), last_success=None) == T0 + _seconds(9)
