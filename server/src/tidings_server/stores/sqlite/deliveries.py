@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings_server.domain import sendrate
 from tidings_server.domain.errors import NotFound
-from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook, SendRate
+from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, SendRate
 from tidings_server.domain.names import trigger_id
 from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.domain.sendrate import SendGrant
@@ -205,11 +205,15 @@ _DUE_OF_ORDERED_HOOK = """
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
 # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
-# Both statements take the whole claim at once (the names as one JSON array), so a claim of
-# many rows costs two statements, not two per row.
+# The lease returns the leased rows as they are after it, so the claim reads each row once; the
+# events and hooks of the claim follow in one statement each (the serials and names as JSON
+# arrays), an event or hook read once however many of the claim's deliveries share it.
 _LEASE = """
     UPDATE deliveries SET lease_until = ?, lease_owner = ?, claims_since_attempt = claims_since_attempt + 1
     WHERE name IN (SELECT value FROM json_each(?))
+    RETURNING name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,
+              first_attempt_time, last_error, company_id, project_id, resource_name, resource_id, event_type,
+              last_response_status, event_serial, claims_since_attempt
 """
 # Every hook's unexpired leases, whoever holds them: the leased rows are few (one per attempt
 # in flight) and all in this partial index.
@@ -217,19 +221,20 @@ _LEASES_HELD = """
     SELECT hook_name, count(*) FROM deliveries INDEXED BY deliveries_leased_by_hook
     WHERE lease_until IS NOT NULL AND lease_until > ? GROUP BY hook_name
 """
-_CLAIMED = """
-    SELECT d.name, d.hook_name, d.event_id, d.status, d.attempt_count, d.create_time, d.update_time,
-           d.next_attempt_time, d.first_attempt_time, d.last_error, d.company_id, d.project_id,
-           d.resource_name, d.resource_id, d.event_type, d.last_response_status,
-           h.name, h.company_id, h.project_id, h.display_name, h.destination_url, h.authorization_header,
-           h.payload_format, h.status, h.create_time, h.update_time, h.timeout_us, h.retry_window_us,
-           h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
-           e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
-           e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
-           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
-           e.idempotency_fingerprint, d.claims_since_attempt
-    FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
-    WHERE d.name IN (SELECT value FROM json_each(?))
+_CLAIMED_EVENTS = """
+    SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
+           event_type, source_user_id, source_project_id, source_operation_id, source_company_id,
+           source_application_id, related_resources, idempotency_key, traceparent, idempotency_fingerprint
+    FROM events WHERE serial IN (SELECT value FROM json_each(?))
+"""
+# The hook columns rows.hook() reads with signing and protection (no projects: a claim needs none).
+_CLAIMED_HOOKS = """
+    SELECT name, company_id, project_id, display_name, destination_url, authorization_header, payload_format,
+           status, create_time, update_time, timeout_us, retry_window_us, initial_backoff_us, max_backoff_us,
+           retryable_statuses, ordering, max_concurrency, signing_disabled, signing_secret,
+           previous_signing_secret, previous_secret_expire_time, rate_limit_per_second, rate_limit_burst,
+           disabled_reason, disable_time
+    FROM hooks WHERE name IN (SELECT value FROM json_each(?))
 """
 
 
@@ -247,17 +252,15 @@ def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, o
     chosen = [name for _, _, name in candidates[:limit]]
     if not chosen:
         return []
-    names = json.dumps(chosen)
-    conn.execute(_LEASE, (lease_until, owner, names))
-    found = {row[0]: row for row in conn.execute(_CLAIMED, (names,))}
-    hooks: dict[str, Hook] = {}
+    found = {row[0]: row for row in conn.execute(_LEASE, (lease_until, owner, json.dumps(chosen)))}
+    serials = sorted({row[16] for row in found.values()})
+    events = {row[0]: rows.event(row) for row in conn.execute(_CLAIMED_EVENTS, (json.dumps(serials),))}
+    hook_names = sorted({row[1] for row in found.values()})
+    hooks = {row[0]: rows.hook(row) for row in conn.execute(_CLAIMED_HOOKS, (json.dumps(hook_names),))}
     claims: list[Claim] = []
     for name in chosen:
         row = found[name]
-        hook = hooks.get(row[1])
-        if hook is None:
-            hook = hooks[row[1]] = rows.hook(row[16:33])
-        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:-1]), hook, row[-1] - 1))
+        claims.append(Claim(rows.delivery(row[:16]), events[row[16]], hooks[row[1]], row[17] - 1))
     return claims
 
 
