@@ -310,12 +310,13 @@ _PENDING_VALUES = frozenset(s.value for s in PENDING_STATUSES)
 
 # -- recording -------------------------------------------------------------------------------
 
-# An attempt is kept only if its delivery still exists (it may have been purged meanwhile); a
-# second record of the same attempt number keeps the first.
+# An attempt is kept only if its delivery still exists (it may have been purged meanwhile: record
+# inserts only the attempts of the deliveries it read); a second record of the same attempt
+# number keeps the first.
 _INSERT_ATTEMPT = """
     INSERT INTO attempts (delivery_name, number, start_time, end_time, request_headers, response_status,
                           response_headers, response_body, error)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = ?1)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (delivery_name, number) DO NOTHING
 """
 _RECORD = """
@@ -329,7 +330,13 @@ _INSERT_BODY = """
     INSERT INTO delivery_bodies (delivery_name, content_type, body) VALUES (?, ?, ?)
     ON CONFLICT (delivery_name) DO NOTHING
 """
-_STATUSES = "SELECT name, status FROM deliveries WHERE name IN (SELECT value FROM json_each(?))"
+# Each delivery's status before the batch, and the columns of its change-log row that an update
+# leaves as they are (first_attempt_time only moves from NULL).
+_STATUSES = """
+    SELECT name, status, hook_name, event_id, create_time, first_attempt_time, company_id, project_id,
+           resource_name, resource_id, event_type
+    FROM deliveries WHERE name IN (SELECT value FROM json_each(?))
+"""
 _HEALTH = """
     SELECT hook_name, last_success_time, last_failure_time, last_failure_reason, consecutive_failures
     FROM hook_health WHERE hook_name IN (SELECT value FROM json_each(?))
@@ -384,13 +391,14 @@ def _hook_of(delivery_name: str) -> str:
 
 
 def record(conn: sqlite3.Connection, *, recording: Recording) -> None:
-    conn.executemany(_INSERT_ATTEMPT, recording.attempts)
     # What each record does follows from the deliveries' statuses before the batch, taken in
     # record order: an update applies to a pending delivery (it is logged as it was right after
     # it, counted, and brings the first body), and every attempt of a delivery that exists
-    # moves its hook's health on.
+    # is kept and moves its hook's health on.
     names = sorted({str(update[-1]) for update in recording.updates})
-    statuses: dict[str, str] = dict(conn.execute(_STATUSES, (json.dumps(names),)).fetchall())
+    found = {row[0]: row for row in conn.execute(_STATUSES, (json.dumps(names),))}
+    conn.executemany(_INSERT_ATTEMPT, [attempt for attempt in recording.attempts if attempt[0] in found])
+    statuses: dict[str, str] = {name: row[1] for name, row in found.items()}
     hooks = sorted({_hook_of(name) for name in statuses})
     health = {row[0]: list(row[1:]) for row in conn.execute(_HEALTH, (json.dumps(hooks),))}
     deltas: Counter[tuple[str, str]] = Counter()
@@ -417,13 +425,25 @@ def record(conn: sqlite3.Connection, *, recording: Recording) -> None:
     moved = [str(update[-1]) for update in applied]
     if len(set(moved)) == len(moved):
         conn.executemany(_RECORD, applied)
-        history.log_changes(conn, moved)
+        conn.executemany(history.LOG_CHANGE_VALUES, [_change_row(found[str(u[-1])], u) for u in applied])
     else:  # a delivery moved twice in one batch: each change is logged as it was then
         for update, name in zip(applied, moved, strict=True):
             conn.execute(_RECORD, update)
             history.log_changes(conn, [name])
     history.count(conn, deltas)
     conn.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in health.items()])
+
+
+def _change_row(before: Sequence[Any], update: tuple[object, ...]) -> tuple[object, ...]:
+    """The change-log row of a delivery read as ``before`` (_STATUSES) once ``update`` (_RECORD's
+    parameters) applied to it, in LOG_CHANGE_VALUES' parameter order."""
+    status, next_attempt, error, attempts, start, end, response_status, name = update
+    _, _, hook_name, event_id, created, first_attempt, company_id, project_id, resource, resource_id, kind = before
+    first = start if first_attempt is None else first_attempt
+    return (
+        name, hook_name, event_id, status, attempts, created, next_attempt, end, first, error,
+        company_id, project_id, resource, resource_id, kind, response_status,
+    )  # fmt: skip
 
 
 def _move_health(health: list[Any], ok: bool, *, end: object, error: object) -> None:
