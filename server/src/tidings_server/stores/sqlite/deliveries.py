@@ -276,7 +276,7 @@ _EARLIEST_UNLEASED = """
 """
 _EARLIEST_LEASED = """
     SELECT min(max(d.next_attempt_time, d.lease_until))
-    FROM deliveries AS d INDEXED BY deliveries_leased CROSS JOIN hooks AS h
+    FROM deliveries AS d INDEXED BY deliveries_leased_by_hook CROSS JOIN hooks AS h
     WHERE d.lease_until IS NOT NULL AND d.status IN ('queued', 'retrying')
       AND max(d.next_attempt_time, d.lease_until) > ?
       AND h.name = d.hook_name AND h.status = 'active'
