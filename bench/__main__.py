@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "telemetry": "bench.telemetry",
     "pg": "bench.pg_calls",
     "pgstore": "bench.pg_store",
+    "sqlstore": "bench.sqlite_store",
     "render": "bench.render",
     "tls": "bench.tls",
     "auth": "bench.auth",

@@ -247,14 +247,30 @@ def _optional(message: events_pb2.EventMetadata, name: str) -> int | None:
     return getattr(message, name) if message.HasField(name) else None  # type: ignore[arg-type]
 
 
-def event_draft(where: str, message: events_pb2.Event) -> EventDraft:
+_NO_METADATA = EventMetadata()  # immutable, so every event published without metadata shares it
+
+
+def _metadata(message: events_pb2.Event) -> EventMetadata:
+    if not message.HasField("metadata"):
+        return _NO_METADATA
     meta = message.metadata
+    return EventMetadata(
+        source_user_id=_optional(meta, "source_user_id"),
+        source_project_id=_optional(meta, "source_project_id"),
+        source_operation_id=_optional(meta, "source_operation_id"),
+        source_company_id=_optional(meta, "source_company_id"),
+        source_application_id=meta.source_application_id if meta.HasField("source_application_id") else None,
+    )
+
+
+def event_draft(where: str, message: events_pb2.Event) -> EventDraft:
     timestamp = None
     if message.HasField("timestamp"):
         try:
             timestamp = message.timestamp.ToDatetime(tzinfo=UTC)
         except (ValueError, OverflowError):
             raise InvalidArgument(f"{where}.timestamp: not a valid point in time") from None
+    related = message.related_resources
     return EventDraft(
         company_id=message.company_id,
         project_id=message.project_id,
@@ -263,14 +279,8 @@ def event_draft(where: str, message: events_pb2.Event) -> EventDraft:
         event_type=message.event_type,
         user_id=message.user_id,
         timestamp=timestamp,
-        metadata=EventMetadata(
-            source_user_id=_optional(meta, "source_user_id"),
-            source_project_id=_optional(meta, "source_project_id"),
-            source_operation_id=_optional(meta, "source_operation_id"),
-            source_company_id=_optional(meta, "source_company_id"),
-            source_application_id=meta.source_application_id if meta.HasField("source_application_id") else None,
-        ),
-        related_resources=tuple(RelatedResource(r.id, r.name) for r in message.related_resources),
+        metadata=_metadata(message),
+        related_resources=tuple(RelatedResource(r.id, r.name) for r in related) if related else (),
         idempotency_key=message.idempotency_key,
         traceparent=message.traceparent,
         project_template=message.project_template,

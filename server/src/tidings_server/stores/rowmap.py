@@ -98,11 +98,17 @@ def event(row: Any, read: Read) -> Event:
             source_company_id=source_company_id,
             source_application_id=source_application_id,
         ),
-        related_resources=tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(related)),
+        related_resources=_related(related),
         idempotency_key=idempotency_key,
         traceparent=traceparent,
         idempotency_fingerprint=idempotency_fingerprint,
     )
+
+
+def _related(text: str) -> tuple[RelatedResource, ...]:
+    if text == NO_RELATED:  # most events name none: no parse for them, on every claim
+        return ()
+    return tuple(RelatedResource(r["id"], r["name"]) for r in json.loads(text))
 
 
 def delivery(row: Any, read: Read) -> Delivery:

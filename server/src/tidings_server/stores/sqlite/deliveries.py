@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings_server.domain import sendrate
 from tidings_server.domain.errors import NotFound
-from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, Hook, SendRate
+from tidings_server.domain.model import PENDING_STATUSES, Attempt, Delivery, Event, SendRate
 from tidings_server.domain.names import trigger_id
 from tidings_server.domain.ports import AttemptRecord, Claim, IdempotencyConflict, Published, QueueDepth, same_event
 from tidings_server.domain.sendrate import SendGrant
@@ -205,11 +205,15 @@ _DUE_OF_ORDERED_HOOK = """
     ORDER BY d.next_attempt_time, d.event_serial LIMIT :room
 """
 # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
-# Both statements take the whole claim at once (the names as one JSON array), so a claim of
-# many rows costs two statements, not two per row.
+# The lease returns the leased rows as they are after it, so the claim reads each row once; the
+# events and hooks of the claim follow in one statement each (the serials and names as JSON
+# arrays), an event or hook read once however many of the claim's deliveries share it.
 _LEASE = """
     UPDATE deliveries SET lease_until = ?, lease_owner = ?, claims_since_attempt = claims_since_attempt + 1
     WHERE name IN (SELECT value FROM json_each(?))
+    RETURNING name, hook_name, event_id, status, attempt_count, create_time, update_time, next_attempt_time,
+              first_attempt_time, last_error, company_id, project_id, resource_name, resource_id, event_type,
+              last_response_status, event_serial, claims_since_attempt
 """
 # Every hook's unexpired leases, whoever holds them: the leased rows are few (one per attempt
 # in flight) and all in this partial index.
@@ -217,19 +221,20 @@ _LEASES_HELD = """
     SELECT hook_name, count(*) FROM deliveries INDEXED BY deliveries_leased_by_hook
     WHERE lease_until IS NOT NULL AND lease_until > ? GROUP BY hook_name
 """
-_CLAIMED = """
-    SELECT d.name, d.hook_name, d.event_id, d.status, d.attempt_count, d.create_time, d.update_time,
-           d.next_attempt_time, d.first_attempt_time, d.last_error, d.company_id, d.project_id,
-           d.resource_name, d.resource_id, d.event_type, d.last_response_status,
-           h.name, h.company_id, h.project_id, h.display_name, h.destination_url, h.authorization_header,
-           h.payload_format, h.status, h.create_time, h.update_time, h.timeout_us, h.retry_window_us,
-           h.initial_backoff_us, h.max_backoff_us, h.retryable_statuses, h.ordering, h.max_concurrency,
-           e.serial, e.id, e.publish_time, e.timestamp, e.company_id, e.project_id, e.user_id, e.resource_name,
-           e.resource_id, e.event_type, e.source_user_id, e.source_project_id, e.source_operation_id,
-           e.source_company_id, e.source_application_id, e.related_resources, e.idempotency_key, e.traceparent,
-           e.idempotency_fingerprint, d.claims_since_attempt
-    FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name JOIN events AS e ON e.serial = d.event_serial
-    WHERE d.name IN (SELECT value FROM json_each(?))
+_CLAIMED_EVENTS = """
+    SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
+           event_type, source_user_id, source_project_id, source_operation_id, source_company_id,
+           source_application_id, related_resources, idempotency_key, traceparent, idempotency_fingerprint
+    FROM events WHERE serial IN (SELECT value FROM json_each(?))
+"""
+# The hook columns rows.hook() reads with signing and protection (no projects: a claim needs none).
+_CLAIMED_HOOKS = """
+    SELECT name, company_id, project_id, display_name, destination_url, authorization_header, payload_format,
+           status, create_time, update_time, timeout_us, retry_window_us, initial_backoff_us, max_backoff_us,
+           retryable_statuses, ordering, max_concurrency, signing_disabled, signing_secret,
+           previous_signing_secret, previous_secret_expire_time, rate_limit_per_second, rate_limit_burst,
+           disabled_reason, disable_time
+    FROM hooks WHERE name IN (SELECT value FROM json_each(?))
 """
 
 
@@ -247,17 +252,15 @@ def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, o
     chosen = [name for _, _, name in candidates[:limit]]
     if not chosen:
         return []
-    names = json.dumps(chosen)
-    conn.execute(_LEASE, (lease_until, owner, names))
-    found = {row[0]: row for row in conn.execute(_CLAIMED, (names,))}
-    hooks: dict[str, Hook] = {}
+    found = {row[0]: row for row in conn.execute(_LEASE, (lease_until, owner, json.dumps(chosen)))}
+    serials = sorted({row[16] for row in found.values()})
+    events = {row[0]: rows.event(row) for row in conn.execute(_CLAIMED_EVENTS, (json.dumps(serials),))}
+    hook_names = sorted({row[1] for row in found.values()})
+    hooks = {row[0]: rows.hook(row) for row in conn.execute(_CLAIMED_HOOKS, (json.dumps(hook_names),))}
     claims: list[Claim] = []
     for name in chosen:
         row = found[name]
-        hook = hooks.get(row[1])
-        if hook is None:
-            hook = hooks[row[1]] = rows.hook(row[16:33])
-        claims.append(Claim(rows.delivery(row[:16]), rows.event(row[33:-1]), hook, row[-1] - 1))
+        claims.append(Claim(rows.delivery(row[:16]), events[row[16]], hooks[row[1]], row[17] - 1))
     return claims
 
 
@@ -273,7 +276,7 @@ _EARLIEST_UNLEASED = """
 """
 _EARLIEST_LEASED = """
     SELECT min(max(d.next_attempt_time, d.lease_until))
-    FROM deliveries AS d INDEXED BY deliveries_leased CROSS JOIN hooks AS h
+    FROM deliveries AS d INDEXED BY deliveries_leased_by_hook CROSS JOIN hooks AS h
     WHERE d.lease_until IS NOT NULL AND d.status IN ('queued', 'retrying')
       AND max(d.next_attempt_time, d.lease_until) > ?
       AND h.name = d.hook_name AND h.status = 'active'
@@ -307,12 +310,13 @@ _PENDING_VALUES = frozenset(s.value for s in PENDING_STATUSES)
 
 # -- recording -------------------------------------------------------------------------------
 
-# An attempt is kept only if its delivery still exists (it may have been purged meanwhile); a
-# second record of the same attempt number keeps the first.
+# An attempt is kept only if its delivery still exists (it may have been purged meanwhile: record
+# inserts only the attempts of the deliveries it read); a second record of the same attempt
+# number keeps the first.
 _INSERT_ATTEMPT = """
     INSERT INTO attempts (delivery_name, number, start_time, end_time, request_headers, response_status,
                           response_headers, response_body, error)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE name = ?1)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (delivery_name, number) DO NOTHING
 """
 _RECORD = """
@@ -326,7 +330,13 @@ _INSERT_BODY = """
     INSERT INTO delivery_bodies (delivery_name, content_type, body) VALUES (?, ?, ?)
     ON CONFLICT (delivery_name) DO NOTHING
 """
-_STATUSES = "SELECT name, status FROM deliveries WHERE name IN (SELECT value FROM json_each(?))"
+# Each delivery's status before the batch, and the columns of its change-log row that an update
+# leaves as they are (first_attempt_time only moves from NULL).
+_STATUSES = """
+    SELECT name, status, hook_name, event_id, create_time, first_attempt_time, company_id, project_id,
+           resource_name, resource_id, event_type
+    FROM deliveries WHERE name IN (SELECT value FROM json_each(?))
+"""
 _HEALTH = """
     SELECT hook_name, last_success_time, last_failure_time, last_failure_reason, consecutive_failures
     FROM hook_health WHERE hook_name IN (SELECT value FROM json_each(?))
@@ -381,13 +391,14 @@ def _hook_of(delivery_name: str) -> str:
 
 
 def record(conn: sqlite3.Connection, *, recording: Recording) -> None:
-    conn.executemany(_INSERT_ATTEMPT, recording.attempts)
     # What each record does follows from the deliveries' statuses before the batch, taken in
     # record order: an update applies to a pending delivery (it is logged as it was right after
     # it, counted, and brings the first body), and every attempt of a delivery that exists
-    # moves its hook's health on.
+    # is kept and moves its hook's health on.
     names = sorted({str(update[-1]) for update in recording.updates})
-    statuses: dict[str, str] = dict(conn.execute(_STATUSES, (json.dumps(names),)).fetchall())
+    found = {row[0]: row for row in conn.execute(_STATUSES, (json.dumps(names),))}
+    conn.executemany(_INSERT_ATTEMPT, [attempt for attempt in recording.attempts if attempt[0] in found])
+    statuses: dict[str, str] = {name: row[1] for name, row in found.items()}
     hooks = sorted({_hook_of(name) for name in statuses})
     health = {row[0]: list(row[1:]) for row in conn.execute(_HEALTH, (json.dumps(hooks),))}
     deltas: Counter[tuple[str, str]] = Counter()
@@ -414,13 +425,25 @@ def record(conn: sqlite3.Connection, *, recording: Recording) -> None:
     moved = [str(update[-1]) for update in applied]
     if len(set(moved)) == len(moved):
         conn.executemany(_RECORD, applied)
-        history.log_changes(conn, moved)
+        conn.executemany(history.LOG_CHANGE_VALUES, [_change_row(found[str(u[-1])], u) for u in applied])
     else:  # a delivery moved twice in one batch: each change is logged as it was then
         for update, name in zip(applied, moved, strict=True):
             conn.execute(_RECORD, update)
             history.log_changes(conn, [name])
     history.count(conn, deltas)
     conn.executemany(_WRITE_HEALTH, [(hook, *values) for hook, values in health.items()])
+
+
+def _change_row(before: Sequence[Any], update: tuple[object, ...]) -> tuple[object, ...]:
+    """The change-log row of a delivery read as ``before`` (_STATUSES) once ``update`` (_RECORD's
+    parameters) applied to it, in LOG_CHANGE_VALUES' parameter order."""
+    status, next_attempt, error, attempts, start, end, response_status, name = update
+    _, _, hook_name, event_id, created, first_attempt, company_id, project_id, resource, resource_id, kind = before
+    first = start if first_attempt is None else first_attempt
+    return (
+        name, hook_name, event_id, status, attempts, created, next_attempt, end, first, error,
+        company_id, project_id, resource, resource_id, kind, response_status,
+    )  # fmt: skip
 
 
 def _move_health(health: list[Any], ok: bool, *, end: object, error: object) -> None:

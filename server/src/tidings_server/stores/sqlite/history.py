@@ -46,6 +46,13 @@ LOG_NEW_DELIVERY: Final = """
                          resource_name, resource_id, event_type, last_response_status)
     VALUES (?7, ?1, ?2, ?3, 'queued', 0, ?7, ?7, ?7, NULL, '', ?8, ?9, ?5, ?6, ?10, NULL)
 """
+# The same, from values: what record knows each delivery is right after its update.
+LOG_CHANGE_VALUES: Final = """
+    INSERT INTO changes (time, name, hook_name, event_id, status, attempt_count, create_time, update_time,
+                         next_attempt_time, first_attempt_time, last_error, company_id, project_id,
+                         resource_name, resource_id, event_type, last_response_status)
+    VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+"""
 _COUNT: Final = """
     INSERT INTO delivery_counts (hook_name, status, total) VALUES (?, ?, ?)
     ON CONFLICT (hook_name, status) DO UPDATE SET total = total + excluded.total

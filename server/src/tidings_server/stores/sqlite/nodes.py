@@ -25,12 +25,12 @@ _BEAT = """
     ON CONFLICT (node_id) DO UPDATE SET last_seen = excluded.last_seen, in_flight = excluded.in_flight
 """
 _EXTEND = """
-    UPDATE deliveries INDEXED BY deliveries_leased_by_owner SET lease_until = ?
+    UPDATE deliveries INDEXED BY deliveries_leased_by_hook SET lease_until = ?
     WHERE lease_owner = ? AND lease_until IS NOT NULL AND lease_until > ? AND status IN ('queued', 'retrying')
 """
 _LIST_NODES = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight, version FROM nodes ORDER BY node_id"
 _RELEASE_OWNED = """
-    UPDATE deliveries INDEXED BY deliveries_leased_by_owner SET lease_until = NULL, lease_owner = NULL
+    UPDATE deliveries INDEXED BY deliveries_leased_by_hook SET lease_until = NULL, lease_owner = NULL
     WHERE lease_owner = ? AND lease_until IS NOT NULL
 """
 _RELEASE_ALL = "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL WHERE lease_until IS NOT NULL"

@@ -38,7 +38,10 @@ def to_micros(what: str, value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
+@functools.lru_cache(maxsize=4096)
 def from_micros(value: int) -> datetime:
+    """The datetime of ``value``; cached, since a claim reads the same few times (a publish's,
+    a hook's) on many rows, and a datetime is immutable."""
     return _EPOCH + timedelta(microseconds=value)
 
 

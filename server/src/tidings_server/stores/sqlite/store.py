@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -49,8 +49,6 @@ from tidings_server.stores.sqlite.rows import (
     optional_micros,
     to_micros,
     trigger,
-    with_protection,
-    with_signing,
 )
 
 __all__ = ["SqliteStore", "to_micros"]
@@ -149,12 +147,6 @@ _UPDATE_TEMPLATE = """
     UPDATE templates SET display_name = ?, hooks = ?, revision = ?, create_time = ?, update_time = ? WHERE name = ?
 """
 _FORMATS_IN_USE = "SELECT payload_format, count(*), min(name) FROM hooks GROUP BY payload_format"
-# The claim reads hooks with the delivery columns; their signing columns come from here.
-_SIGNING_OF_HOOK = """
-    SELECT signing_disabled, signing_secret, previous_signing_secret, previous_secret_expire_time,
-           rate_limit_per_second, rate_limit_burst, disabled_reason, disable_time
-    FROM hooks WHERE name = ?
-"""
 _LIST_TRIGGERS = """
     SELECT name, resource_name, event_type, create_time FROM triggers
     WHERE hook_name = ? AND name > ? ORDER BY name LIMIT ?
@@ -476,17 +468,7 @@ class SqliteStore:
             lease_until=to_micros("lease_until", lease_until),
             owner=owner,
         )
-
-        def run(conn: sqlite3.Connection) -> list[Claim]:
-            claims = claim(conn)
-            signed: dict[str, Hook] = {}
-            for c in claims:  # a few hooks per batch: one probe each, in the claim's transaction
-                if c.hook.name not in signed:
-                    signing = conn.execute(_SIGNING_OF_HOOK, (c.hook.name,)).fetchone()
-                    signed[c.hook.name] = with_protection(with_signing(c.hook, signing[:4]), signing[4:])
-            return [replace(c, hook=signed[c.hook.name]) for c in claims]
-
-        return await self._run(run, write=True)
+        return await self._run(claim, write=True)
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
         """As the protocol says, counting only times later than ``after``.
