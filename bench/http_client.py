@@ -3,7 +3,7 @@
 Every variant keeps ``--in-flight`` POSTs (a small JSON body) open from one trio run in this
 process against one receiver:
 
-  sender      Sender: httpx requests on H11Transport (h11 over trio streams, our pool)
+  sender      Sender: request bytes written and responses parsed on H11Transport's pool
   httpx+h11   httpx.AsyncClient(transport=H11Transport): httpx's client layer on our transport
   httpx       httpx.AsyncClient() with its default transport (httpcore's pool)
   h11         h11 over trio streams, one connection per task, no httpx: what HTTP/1.1

@@ -192,6 +192,79 @@ async def test_body_cut_short_is_a_network_failure(nursery: trio.Nursery, sender
     assert sender.transport.idle_connections == 0
 
 
+# -- responses as written on the wire -------------------------------------------------------------
+
+
+async def raw_receiver(nursery: trio.Nursery, *answers: bytes) -> tuple[int, list[int]]:
+    """A receiver that answers each request (read up to its end, the test's bodies being small)
+    with the next of ``answers`` as it stands, then closes the connection if the answers are used
+    up; returns its port and a list counting its connections."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    connections: list[int] = []
+    left = list(answers)
+
+    async def serve(stream: trio.SocketStream) -> None:
+        connections.append(1)
+        async with stream:
+            received = b""
+            while left:
+                while b"\r\n\r\n{}" not in received:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    received += data
+                received = received.partition(b"\r\n\r\n{}")[2]
+                await stream.send_all(left.pop(0))
+
+    nursery.start_soon(trio.serve_listeners, serve, listeners)
+    return listeners[0].socket.getsockname()[1], connections
+
+
+async def test_chunked_body_with_extensions_and_trailers(nursery: trio.Nursery, sender: Sender) -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n"
+    port, connections = await raw_receiver(nursery, chunked, chunked)
+    outcomes = [await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT) for _ in range(2)]
+    assert [(o.status, o.body, o.failure) for o in outcomes] == [(200, b"Wikipedia", None)] * 2
+    assert len(connections) == 1
+
+
+async def test_informational_response_is_skipped(nursery: trio.Nursery, sender: Sender) -> None:
+    port, _ = await raw_receiver(
+        nursery, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    outcome = await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT)
+    assert (outcome.status, outcome.headers, outcome.body) == (201, (("Content-Length", "2"),), b"hi")
+
+
+async def test_body_until_close_and_http_1_0_are_not_reused(nursery: trio.Nursery, sender: Sender) -> None:
+    port, _ = await raw_receiver(nursery, b"HTTP/1.1 200 OK\r\n\r\nto the end")
+    outcome = await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT)
+    assert (outcome.status, outcome.body, sender.transport.idle_connections) == (200, b"to the end", 0)
+    port, _ = await raw_receiver(nursery, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    outcome = await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT)
+    assert (outcome.status, outcome.body, sender.transport.idle_connections) == (200, b"ok", 0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        (b"HTTP/2 200\r\n\r\n", "the status line is not HTTP/1.x"),
+        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "a response header is not valid"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx", "the Content-Length is not valid"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "only one Transfer-Encoding: chunked is supported"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "a chunk header is not valid"),
+    ],
+)
+async def test_malformed_response_is_a_network_failure(
+    nursery: trio.Nursery, sender: Sender, answer: bytes, what: str
+) -> None:
+    port, _ = await raw_receiver(nursery, answer)
+    outcome = await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT)
+    assert (outcome.status, outcome.failure) == (None, Failure.NETWORK)
+    assert outcome.error.startswith(f"127.0.0.1:{port} broke the HTTP/1.1 protocol: {what}")
+    assert sender.transport.idle_connections == 0
+
+
 async def test_next_address_is_tried_when_one_refuses(nursery: trio.Nursery) -> None:
     receiver = await ScriptedReceiver().start(nursery)
 

@@ -85,7 +85,6 @@ class EngineConfig:
 class _Flight:
     hook: str
     claim: Claim
-    cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
 class DeliveryEngine:
@@ -138,6 +137,8 @@ class DeliveryEngine:
         self._idle.set()
         self._stopped = trio.Event()
         self._dispatcher_done = trio.Event()
+        self._cancel_flights = trio.CancelScope()
+        self._flights_closed = False
         # Operational events (a hook disabled, a circuit opened or closed, a delivery discarded),
         # published once the event service is connected (app.py).
         self.announcer = operational.Announcer()
@@ -165,7 +166,8 @@ class DeliveryEngine:
             outer.start_soon(self._background, background)
             async with self._records_send:
                 async with trio.open_nursery() as attempts:
-                    attempts.start_soon(self._dispatch_loop, attempts)
+                    flights: trio.Nursery = await attempts.start(self._run_flights)
+                    attempts.start_soon(self._dispatch_loop, flights)
                     task_status.started()
                 unfinished = [f.claim.delivery.name for f in self._flights.values()]
                 if unfinished:
@@ -183,9 +185,19 @@ class DeliveryEngine:
         with trio.move_on_after(grace):
             await self._dispatcher_done.wait()  # no claim can start a flight after this
             await self._idle.wait()
-        for flight in list(self._flights.values()):
-            flight.cancel.cancel()
+        self._cancel_flights.cancel()
         await self._stopped.wait()
+
+    async def _run_flights(self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
+        """The nursery of the attempts, under one cancel scope that ``drain`` cancels: cheaper
+        than a scope per attempt. It stays open to new attempts until the dispatcher is done."""
+        with self._cancel_flights:
+            async with trio.open_nursery() as flights:
+                task_status.started(flights)
+                try:
+                    await self._dispatcher_done.wait()
+                finally:  # drained, cancelled or failing: the nursery closes to new attempts
+                    self._flights_closed = True
 
     # -- dispatcher ------------------------------------------------------------------------
 
@@ -248,6 +260,8 @@ class DeliveryEngine:
                 self._flights[claim.delivery.name] = flight
                 self._per_hook[flight.hook] += 1
                 self._idle = trio.Event()
+                if self._flights_closed:
+                    continue  # not started: released as unfinished when run ends
                 attempts.start_soon(self._attempt, flight)
             if held_back:  # claimable again at once; the test send's end wakes the dispatcher
                 await self._store.release(held_back)
@@ -267,16 +281,15 @@ class DeliveryEngine:
         disable = False
         sent: AttemptRecord | None = None  # recorded (on its way to the store): the breaker hears of it
         try:
-            with flight.cancel:
-                try:
-                    record, disable = await self._traced(flight.claim)
-                except Exception:  # a defect must cost one delivery a lease period, not the server
-                    log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
-                    del self._flights[flight.claim.delivery.name]
-                    return
-                await self._records_send.send(record)
+            try:
+                record, disable = await self._traced(flight.claim)
+            except Exception:  # a defect must cost one delivery a lease period, not the server
+                log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
                 del self._flights[flight.claim.delivery.name]
-                sent = record
+                return
+            await self._records_send.send(record)
+            del self._flights[flight.claim.delivery.name]
+            sent = record
             if disable:  # 410 Gone
                 with trio.CancelScope(shield=True):
                     now = self._clock.now()
@@ -285,13 +298,15 @@ class DeliveryEngine:
                             operational.hook_event(flight.claim.hook, operational.DISABLED, now)
                         )
                 self._on_recorded()  # its pending deliveries were discarded: watchers want to know
-            elif sent is not None:
+            else:
                 with trio.CancelScope(shield=True):
                     await self.throttle.observe(flight.claim, sent)
+        except trio.Cancelled:
+            if sent is None:
+                log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
+            raise
         finally:
             self.throttle.breakers.forget(flight.hook, flight.claim.delivery.name)
-            if flight.cancel.cancelled_caught:
-                log.info("attempt cancelled", extra={"delivery": flight.claim.delivery.name})
             self._release_slot(flight.hook)
             if not self._flights:
                 self._idle.set()

@@ -1,24 +1,28 @@
-"""The HTTP client of the delivery engine: httpx requests carried by h11 over trio streams.
+"""The HTTP client of the delivery engine: HTTP/1.1 over trio streams, written and parsed here.
 
-Why a transport of our own: under trio, one pooled ``httpx.AsyncClient`` managed ~900
+Why a client of our own: under trio, one pooled ``httpx.AsyncClient`` managed ~900
 deliveries/s where h11 over trio streams managed ~11k/s (DESIGN §7); the cost is httpx's
-default connection pool, not trio. ``H11Transport`` keeps httpx's request and response types
-(any ``httpx.AsyncClient`` can use it) and replaces that pool with a plain keep-alive pool per
-origin. It also enforces the destination policy at connect time, on the addresses it actually
-connects to, so a name that resolved to a public address when the hook was created cannot be
-pointed at an internal one later.
+default connection pool, not trio. Then h11's general state machine and httpx's request and
+response objects were most of what was left of a delivery's HTTP cost (issue #12), so the
+delivery path now writes its request as bytes (a head cached per destination) and parses only
+what it reads of the response: status, headers, and the body by its framing, by h11's rules.
+
+``H11Transport`` keeps a plain keep-alive pool per origin and serves httpx too (any
+``httpx.AsyncClient`` can use it: probes, tests, tools). It enforces the destination policy at
+connect time, on the addresses it actually connects to, so a name that resolved to a public
+address when the hook was created cannot be pointed at an internal one later.
 
 ``Sender`` is what the engine calls: one POST, never a redirect, bounded time, a bounded body,
-and every failure turned into an ``Outcome`` instead of an exception. It hands requests to the
-transport itself rather than through ``httpx.AsyncClient``, whose per-request work (default
-headers, cookies, redirect and auth handling) would add headers we must not send and, measured
-with ``python -m bench.http_client``, halve the rate again.
+and every failure turned into an ``Outcome`` instead of an exception. It writes to the
+transport directly rather than through ``httpx.AsyncClient``, whose per-request work (default
+headers, cookies, redirect and auth handling) would add headers we must not send.
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +30,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-import h11
 import httpx
 import trio
 
@@ -79,30 +82,49 @@ class DestinationRefused(httpx.ConnectError):
 
 
 class _Connection:
-    """One HTTP/1.1 connection: a trio stream and the h11 state of the exchange on it."""
+    """One HTTP/1.1 connection: a trio stream, the bytes received and not yet parsed, and where
+    the current response's body stands.
 
-    __slots__ = ("h11", "idle_since", "name", "origin", "received", "socket", "stream")
+    Requests go out as bytes the caller built (``_request_head``); a response is parsed here,
+    only as far as delivery needs: the status, the headers, and the body by its framing
+    (Content-Length, chunked, or until the server closes), following h11's rules for what is
+    valid."""
+
+    __slots__ = (
+        "buffer",
+        "chunk",
+        "idle_since",
+        "keep_alive",
+        "left",
+        "name",
+        "origin",
+        "plain",
+        "received",
+        "socket",
+        "stream",
+    )
 
     def __init__(self, origin: Origin, name: str, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self.origin = origin
         self.name = name  # host:port, for error messages
         self.stream = stream
         self.socket = socket
-        self.h11 = h11.Connection(h11.CLIENT)
+        # The socket itself when nothing (TLS) sits between it and the stream.
+        self.plain = socket if isinstance(stream, trio.SocketStream) else None
+        self.buffer = bytearray()
         self.received = False  # any byte of the current response has arrived
         self.idle_since = 0.0
+        self.keep_alive = False
+        self.left = _BODY_DONE  # body bytes still to come: a count, or _CHUNKED, _UNTIL_CLOSE, _BODY_DONE
+        self.chunk = 0  # bytes of the current chunk still to come (chunked bodies)
 
     def is_stale(self) -> bool:
         """An idle connection with something to read was closed by the server (or is out of step)."""
         return self.socket.fileno() == -1 or self.socket.is_readable()
 
     def finish_cycle(self) -> bool:
-        """Prepare for the next request after a complete exchange; False if the connection must close."""
-        h = self.h11
-        if h.our_state is not h11.DONE or h.their_state is not h11.DONE or h.trailing_data[0]:
-            return False
-        h.start_next_cycle()
-        return True
+        """After a complete exchange: True if the connection may carry the next request."""
+        return self.keep_alive and self.left == _BODY_DONE and not self.buffer
 
     def close(self) -> None:
         """Close at once. Synchronous, so cleanup cannot be interrupted by a cancellation; a TLS
@@ -111,48 +133,212 @@ class _Connection:
 
     async def send_all(self, data: bytes, limit: float | None) -> None:
         self.received = False
+        self.left = _BODY_DONE
         try:
             if limit is None:
-                await self.stream.send_all(data)
+                await self._write(data)
             else:
                 with trio.fail_after(limit):
-                    await self.stream.send_all(data)
+                    await self._write(data)
         except trio.TooSlowError:
             raise httpx.WriteTimeout(f"{self.name} took the request for {_seconds(limit)} s") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"the connection to {self.name} broke while sending: {_reason(exc)}") from exc
 
-    async def next_event(self, limit: float | None) -> h11.Event:
-        """The next h11 event from the server, reading as needed; ``limit`` bounds each read."""
-        ended = False
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                what = "closed the connection mid-response" if ended else "broke the HTTP/1.1 protocol"
-                raise httpx.RemoteProtocolError(f"{self.name} {what}: {exc}") from exc
-            if event is h11.NEED_DATA:
-                data = await self._receive(limit)
-                if not data and not self.received:
-                    raise httpx.RemoteProtocolError(f"{self.name} closed the connection without answering")
-                ended = not data
-                self.received = True
-                self.h11.receive_data(data)
-                continue
-            if not isinstance(event, h11.Event) or isinstance(event, h11.ConnectionClosed):
-                raise httpx.RemoteProtocolError(f"{self.name} closed the connection mid-response")
-            return event
+    async def _write(self, data: bytes) -> None:
+        """Plain TCP is written on the socket itself: ``SocketStream`` adds a conflict detector
+        and an error-translating context manager per call, a few percent of a delivery's CPU."""
+        if self.plain is None:
+            await self.stream.send_all(data)
+            return
+        with memoryview(data) as view:
+            sent = 0
+            while sent < len(view):
+                sent += await self.plain.send(view[sent:])
 
-    async def _receive(self, limit: float | None) -> bytes:
+    async def read_head(self, limit: float | None) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """The status, reason phrase and headers of the response (informational ones skipped);
+        the body is then read with ``read_body``. ``limit`` bounds each read."""
+        while True:
+            lines = await self._head_lines(limit)
+            status_line = _STATUS_LINE.fullmatch(lines[0])
+            if status_line is None:
+                raise self._broken("the status line is not HTTP/1.x")
+            version, code, reason = status_line.groups()
+            status = int(code)
+            headers: list[tuple[bytes, bytes]] = []
+            for line in lines[1:]:
+                field = _HEADER_FIELD.fullmatch(line)
+                if field is None:
+                    raise self._broken("a response header is not valid")
+                headers.append((field[1], field[2]))
+            if status >= 200:
+                break
+            if status == 101:
+                raise self._broken("101 Switching Protocols was not asked for")
+            # 1xx: informational, the response proper follows.
+        self._frame(status, version, headers)
+        return status, reason or b"", headers
+
+    async def read_body(self, limit: float | None) -> bytes | None:
+        """The next piece of the body, or None at its end."""
+        left = self.left
+        if left == _BODY_DONE:
+            return None
+        if left == _CHUNKED:
+            return await self._read_chunked(limit)
+        buffer = self.buffer
+        if not buffer:
+            data = await self._receive(limit)
+            if not data:
+                if left == _UNTIL_CLOSE:
+                    self.left = _BODY_DONE
+                    return None
+                raise httpx.RemoteProtocolError(
+                    f"{self.name} closed the connection mid-response: {left} bytes of the body never arrived"
+                )
+            buffer += data
+        if left == _UNTIL_CLOSE:
+            piece = bytes(buffer)
+            buffer.clear()
+            return piece
+        piece = bytes(buffer[:left])
+        del buffer[:left]
+        self.left = left - len(piece) or _BODY_DONE
+        return piece
+
+    async def _head_lines(self, limit: float | None) -> list[bytes]:
+        buffer = self.buffer
+        searched = 0
+        while (end := _BLANK_LINE.search(buffer, searched)) is None:
+            if len(buffer) > MAX_HEAD:
+                raise self._broken(f"the response head is longer than {MAX_HEAD} bytes")
+            searched = max(0, len(buffer) - 3)
+            data = await self._receive(limit)
+            if not data:
+                if not self.received:
+                    raise httpx.RemoteProtocolError(f"{self.name} closed the connection without answering")
+                raise httpx.RemoteProtocolError(f"{self.name} closed the connection mid-response: in its head")
+            self.received = True
+            buffer += data
+        head = bytes(buffer[: end.start()])
+        del buffer[: end.end()]
+        return [line.rstrip(b"\r") for line in head.split(b"\n")]
+
+    def _frame(self, status: int, version: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """Where the body ends and whether the connection stays open (RFC 9112 §6, as h11 reads it)."""
+        lengths: set[bytes] = set()
+        chunked = False
+        keep_alive = version == b"1.1"
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length":
+                lengths.update(length.strip() for length in value.split(b","))
+            elif name == b"transfer-encoding":
+                if chunked or value.lower() != b"chunked":
+                    raise self._broken("only one Transfer-Encoding: chunked is supported")
+                chunked = True
+            elif name == b"connection" and b"close" in (token.strip() for token in value.lower().split(b",")):
+                keep_alive = False
+        self.keep_alive = keep_alive
+        self.chunk = 0
+        if status in (204, 304):
+            self.left = _BODY_DONE
+        elif chunked:
+            self.left = _CHUNKED
+        elif lengths:
+            (length,) = lengths if len(lengths) == 1 else (b"",)
+            if not _CONTENT_LENGTH.fullmatch(length):
+                raise self._broken("the Content-Length is not valid")
+            self.left = int(length) or _BODY_DONE
+        else:
+            self.left = _UNTIL_CLOSE
+            self.keep_alive = False
+
+    async def _read_chunked(self, limit: float | None) -> bytes | None:
+        buffer = self.buffer
+        while True:
+            if self.chunk > 0:
+                if not buffer:
+                    await self._more(limit, "in a chunk")
+                piece = bytes(buffer[: self.chunk])
+                del buffer[: self.chunk]
+                self.chunk -= len(piece)
+                if not self.chunk:
+                    self.chunk = -1  # the chunk's CRLF comes next
+                return piece
+            if self.chunk < 0:
+                while len(buffer) < 2:
+                    await self._more(limit, "after a chunk")
+                if buffer[:2] != b"\r\n":
+                    raise self._broken("a chunk does not end with CRLF")
+                del buffer[:2]
+                self.chunk = 0
+            while (end := buffer.find(b"\r\n")) < 0:
+                if len(buffer) > MAX_HEAD:
+                    raise self._broken("a chunk header is too long")
+                await self._more(limit, "before a chunk")
+            header = _CHUNK_HEADER.fullmatch(buffer, 0, end)
+            if header is None:
+                raise self._broken("a chunk header is not valid")
+            self.chunk = int(header[1], 16)  # read before the buffer moves under the match
+            del buffer[: end + 2]
+            if not self.chunk:  # the last chunk: then trailers (ignored) up to a blank line
+                while (trailers := _TRAILERS_END.search(buffer)) is None:
+                    if len(buffer) > MAX_HEAD:
+                        raise self._broken("the trailers are too long")
+                    await self._more(limit, "in its trailers")
+                del buffer[: trailers.end()]
+                self.left = _BODY_DONE
+                return None
+
+    async def _more(self, limit: float | None, where: str) -> None:
+        data = await self._receive(limit)
+        if not data:
+            raise httpx.RemoteProtocolError(f"{self.name} closed the connection mid-response: {where}")
+        self.buffer += data
+
+    def _broken(self, what: str) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(f"{self.name} broke the HTTP/1.1 protocol: {what}")
+
+    async def _receive(self, limit: float | None) -> bytes | bytearray:
         try:
             if limit is None:
-                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+                return await self._read()
             with trio.fail_after(limit):
-                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+                return await self._read()
         except trio.TooSlowError:
             raise httpx.ReadTimeout(f"{self.name} sent nothing for {_seconds(limit)} s") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(f"the connection to {self.name} broke: {_reason(exc)}") from exc
+
+    async def _read(self) -> bytes | bytearray:
+        if self.plain is None:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        return await self.plain.recv(RECEIVE_SIZE)
+
+
+_BODY_DONE = 0
+_CHUNKED = -1
+_UNTIL_CLOSE = -2
+MAX_HEAD = 16384
+"""The longest response head (or chunk header, or trailer block) read, as h11 allows."""
+
+# The grammar h11 checks (its _abnf module), for the parts delivery reads and writes.
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_FIELD_VCHAR = rb"[^\x00\s]"
+_FIELD_VALUE = rb"(?:" + _FIELD_VCHAR + rb"+(?:[ \t]+" + _FIELD_VCHAR + rb"+)*)?"
+_STATUS_LINE = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: ((?:[ \t]|" + _FIELD_VCHAR + rb")*))?")
+_HEADER_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")[ \t]*")
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,20}")
+_CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_TRAILERS_END = re.compile(rb"(?:^|\n)\r?\n")
+# Request headers as str, checked all at once: names joined by "\n" (never in a token), values
+# likewise (never in a value), so one match per list checks every item exactly.
+_NAMES = re.compile(r"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+\n)*", re.ASCII)
+_VALUES = re.compile(r"(?:(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?\n)*", re.ASCII)
+_TARGET = re.compile(rb"[\x21-\x7e]+")
 
 
 class _Pool:
@@ -233,19 +419,15 @@ class _ResponseStream(httpx.AsyncByteStream):
         if conn is None:
             return None
         try:
-            event = await conn.next_event(self._read_limit)
+            piece = await conn.read_body(self._read_limit)
         except BaseException:
             self._conn = None
             conn.close()
             raise
-        if isinstance(event, h11.Data):
-            return bytes(event.data)
-        self._conn = None
-        if isinstance(event, h11.EndOfMessage):
-            self._transport._release(conn)
-            return None
-        conn.close()
-        raise httpx.RemoteProtocolError(f"{conn.name} sent {type(event).__name__} inside a response body")
+        if piece is None:
+            self._conn = None
+            self._transport.release(conn)
+        return piece
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while (chunk := await self.receive()) is not None:
@@ -295,45 +477,73 @@ class H11Transport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the transport is closed")
-        origin = self._origin(request.url)
+        origin = self.origin(request.url)
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
         on_connected: Callable[[], None] | None = request.extensions.get(ON_CONNECTED)
-        try:
-            head = h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
-        except h11.LocalProtocolError as exc:
-            # Not h11's message: it quotes the header value, which may be a secret.
-            raise httpx.LocalProtocolError("the request headers are not valid HTTP/1.1") from exc
         try:
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
+        raw = request.headers.raw
+        chunked = any(name.lower() == b"transfer-encoding" for name, _ in raw)
+        if body and not chunked and not any(name.lower() == b"content-length" for name, _ in raw):
+            raise httpx.LocalProtocolError("the request has a body but neither Content-Length nor Transfer-Encoding")
+        head = _request_head(request.method.encode("ascii"), request.url.raw_path, raw)
+        if chunked:  # the whole body was read: one chunk, then the last one
+            body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
+        conn, status, reason, headers = await self.exchange(
+            origin, head + body, on_connected, timeouts.get("connect"), timeouts.get("write"), timeouts.get("read")
+        )
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=_ResponseStream(self, conn, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
 
+    async def exchange(
+        self,
+        origin: Origin,
+        request: bytes,
+        on_connected: Callable[[], None] | None,
+        connect: float | None = None,
+        write: float | None = None,
+        read: float | None = None,
+    ) -> tuple[_Connection, int, bytes, list[tuple[bytes, bytes]]]:
+        """Send ``request`` (its head and body, as bytes) and read the response's head; the body
+        is then read from the connection, which the caller hands back with ``release`` once it
+        was read to its end, or closes. ``connect``, ``write`` and ``read`` bound each phase (a
+        read or write per operation)."""
+        if self._closed:
+            raise RuntimeError("the transport is closed")
         conn = self._pool.take(origin)
         reused = conn is not None
         if conn is None:
-            conn = await self._connect(origin, timeouts.get("connect"))
+            conn = await self._connect(origin, connect)
         if on_connected is not None:
             on_connected()
         if reused:
             try:
-                return await self._exchange(conn, head, body, timeouts)
+                return await self._exchange(conn, request, write, read)
             except (httpx.NetworkError, httpx.RemoteProtocolError):
                 if conn.received:
                     raise
-            conn = await self._connect(origin, timeouts.get("connect"))
-        return await self._exchange(conn, head, body, timeouts)
+            conn = await self._connect(origin, connect)
+        return await self._exchange(conn, request, write, read)
 
     async def aclose(self) -> None:
         self._closed = True
         self._pool.close_all()
 
-    def _release(self, conn: _Connection) -> None:
+    def release(self, conn: _Connection) -> None:
+        """A connection whose response was read to its end: kept for the next request if it can be."""
         if not self._closed and conn.finish_cycle():
             self._pool.put(conn)
         else:
             conn.close()
 
-    def _origin(self, url: httpx.URL) -> Origin:
+    def origin(self, url: httpx.URL) -> Origin:
+        """Where ``url``'s connections go; refused here if the policy forbids its scheme."""
         scheme = url.scheme
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"{scheme}:// is not HTTP")
@@ -345,30 +555,15 @@ class H11Transport(httpx.AsyncBaseTransport):
         return scheme, host, url.port or (443 if scheme == "https" else 80)
 
     async def _exchange(
-        self, conn: _Connection, head: h11.Request, body: bytes, timeouts: dict[str, float | None]
-    ) -> httpx.Response:
+        self, conn: _Connection, request: bytes, write: float | None, read: float | None
+    ) -> tuple[_Connection, int, bytes, list[tuple[bytes, bytes]]]:
         try:
-            h = conn.h11
-            data = h.send(head) or b""
-            if body:
-                data += h.send(h11.Data(data=body)) or b""
-            data += h.send(h11.EndOfMessage()) or b""
-            await conn.send_all(data, timeouts.get("write"))
-            while True:
-                event = await conn.next_event(timeouts.get("read"))
-                if isinstance(event, h11.Response):
-                    break
-                if not isinstance(event, h11.InformationalResponse):
-                    raise httpx.RemoteProtocolError(f"{conn.name} sent {type(event).__name__} instead of a response")
+            await conn.send_all(request, write)
+            status, reason, headers = await conn.read_head(read)
         except BaseException:
             conn.close()
             raise
-        return httpx.Response(
-            event.status_code,
-            headers=event.headers.raw_items(),
-            stream=_ResponseStream(self, conn, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
-        )
+        return conn, status, reason, headers
 
     async def _connect(self, origin: Origin, limit: float | None) -> _Connection:
         scheme, host, port = origin
@@ -498,7 +693,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    cause = exc.__cause__
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror.lower()
     return str(cause or exc) or type(cause or exc).__name__
@@ -587,9 +782,13 @@ class Sender:
     ) -> None:
         if max_response_body < 0:
             raise ValueError("max_response_body must not be negative")
-        self._user_agent = user_agent.encode()
+        if not (_NAMES.fullmatch("User-Agent\n") and _VALUES.fullmatch(f"{user_agent}\n")):
+            raise ValueError("the user agent cannot be sent in an HTTP/1.1 header")
+        self._user_agent = user_agent
+        self._user_agent_line = f"User-Agent: {user_agent}\r\n".encode()
         self._max_response_body = max_response_body
         self._urls: dict[str, _Target] = {}
+        self._valid_names: set[str] = set()  # header name lists seen valid, "\n"-joined
         self._transport = H11Transport(
             policy,
             pool_idle_per_origin=pool_idle_per_origin,
@@ -638,10 +837,7 @@ class Sender:
         if reserved is not None:
             return self._outcome(attempt, Failure.RENDER, f"the {reserved} header is set by the sender")
         try:
-            raw_headers = [
-                *((name.encode(), value.encode()) for name, value in headers),
-                (b"User-Agent", self._user_agent),
-            ]
+            block = "".join([f"{name}: {value}\r\n" for name, value in headers]).encode()
         except UnicodeEncodeError:
             return self._outcome(attempt, Failure.RENDER, "a header is not encodable as UTF-8")
         with trio.CancelScope(deadline=attempt.start + timeout) as scope:
@@ -650,7 +846,7 @@ class Sender:
                 attempt.connected = trio.current_time()
                 scope.deadline = attempt.connected + timeout
 
-            failure, error = await self._exchange(url, raw_headers, body, on_connected, attempt)
+            failure, error = await self._exchange(url, headers, block, body, on_connected, attempt)
             return self._outcome(attempt, failure, error)
         within = f"within {_seconds(timeout)} s"
         if attempt.connected is None:
@@ -662,62 +858,80 @@ class Sender:
     async def _exchange(
         self,
         url: str,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[str, str]],
+        block: bytes,
         body: bytes,
         on_connected: Callable[[], None],
         attempt: _Attempt,
     ) -> tuple[Failure | None, str]:
-        """Send the request and read the response into ``attempt``; the failure, if any, and the error text."""
+        """Send the request and read the response into ``attempt``; the failure, if any, and the error text.
+
+        The request is written as bytes here: the head the target repeats for every request
+        (request line and Host), then the given headers (``block``, already encoded), checked
+        as h11 checks them, in the order httpx would have sent them (a Content-Length of 0
+        second, any other last)."""
         destination = self._urls.get(url)
         if destination is None:
             try:
-                destination = _Target.of(url)
+                destination = _Target.of(url, self._transport)
             except httpx.InvalidURL as exc:
                 return Failure.REFUSED_DESTINATION, f"{url!r} is not a valid URL: {exc}"
             if len(self._urls) >= URL_CACHE_SIZE:
                 self._urls.clear()
             self._urls[url] = destination
-        # The headers httpx.Request(content=body) would add, in its order (Host first; a
-        # Content-Length of 0 second, any other last), given here so that httpx need not
-        # work them out again for every request.
+        user_agent = ("User-Agent", self._user_agent)
         if body:
-            raw = [*destination.host_header, *headers, (b"Content-Length", str(len(body)).encode())]
+            length = str(len(body))
+            attempt.sent_headers = (*destination.host_header, *headers, user_agent, ("Content-Length", length))
         else:
-            raw = [*destination.host_header, (b"Content-Length", b"0"), *headers]
-        request = httpx.Request(
-            "POST", destination.url, headers=raw, stream=httpx.ByteStream(body), extensions={ON_CONNECTED: on_connected}
-        )
-        request.read()
-        attempt.sent_headers = _decode_headers(raw)
+            attempt.sent_headers = (*destination.host_header, ("Content-Length", "0"), *headers, user_agent)
         attempt.destination = destination.destination
+        if destination.refused:
+            return Failure.REFUSED_DESTINATION, destination.refused
+        names = "\n".join([name for name, _ in headers])
+        if names not in self._valid_names:
+            if not _NAMES.fullmatch(f"{names}\n" if names else ""):
+                return Failure.RENDER, _invalid_header(headers)
+            if len(self._valid_names) >= URL_CACHE_SIZE:
+                self._valid_names.clear()
+            self._valid_names.add(names)
+        if destination.origin is None or not _valid_values("\n".join([value for _, value in headers]), len(headers)):
+            return Failure.RENDER, _invalid_header(headers)
+        if body:
+            framing = b"Content-Length: %s\r\n\r\n" % length.encode()
+            request = b"".join((destination.head, block, self._user_agent_line, framing, body))
+        else:
+            request = b"%sContent-Length: 0\r\n%s%s\r\n" % (destination.head, block, self._user_agent_line)
         try:
-            response = await self._transport.handle_async_request(request)
-            stream = response.stream
-            assert isinstance(stream, _ResponseStream)
+            conn, status, reason, raw = await self._transport.exchange(destination.origin, request, on_connected)
+            attempt.status = status
+            attempt.headers = _decode_headers(raw)
+            ended = False
             try:
-                attempt.status = response.status_code
-                attempt.headers = _decode_headers(response.headers.raw)
-                while attempt.size <= self._max_response_body and (chunk := await stream.receive()) is not None:
+                while attempt.size <= self._max_response_body:
+                    chunk = await conn.read_body(None)
+                    if chunk is None:
+                        ended = True
+                        break
                     attempt.chunks.append(chunk)
                     attempt.size += len(chunk)
             finally:
-                await stream.aclose()
+                if ended:
+                    self._transport.release(conn)
+                else:  # not read to its end: the connection cannot carry another request
+                    conn.close()
         except (DestinationRefused, httpx.UnsupportedProtocol) as exc:
             return Failure.REFUSED_DESTINATION, str(exc)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return Failure.CONNECT, str(exc)
-        except httpx.LocalProtocolError:
-            return Failure.RENDER, _invalid_header(headers)
         except httpx.TransportError as exc:
             begun = f" after the head of an HTTP {attempt.status} response" if attempt.status is not None else ""
             return Failure.NETWORK, f"{exc}{begun}"
-        status = response.status_code
         if 300 <= status < 400:
-            location = response.headers.get("location")
+            location = ", ".join(value for name, value in attempt.headers if name.lower() == "location")
             target = f"to {location}" if location else "without a Location"
             return None, f"redirects are not followed ({status} {target})"
         if not 200 <= status < 300:
-            reason = response.extensions.get("reason_phrase", b"")
             return None, f"HTTP {status} {_decode(reason)}".rstrip()
         return None, ""
 
@@ -738,18 +952,32 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """A parsed destination URL and what every request to it repeats."""
+    """A parsed destination URL and what every request to it repeats: its origin (or why the
+    transport refuses it), the Host header, and the request line with Host as bytes."""
 
-    url: httpx.URL
-    host_header: tuple[tuple[bytes, bytes], ...]
+    origin: Origin | None
+    refused: str
+    host_header: tuple[tuple[str, str], ...]
+    head: bytes
     destination: str
 
     @classmethod
-    def of(cls, url: str) -> _Target:
+    def of(cls, url: str, transport: H11Transport) -> _Target:
         parsed = httpx.URL(url)
-        host_header = ((b"Host", parsed.netloc),) if parsed.host else ()
+        netloc = parsed.netloc
+        host_header = (("Host", _decode(netloc)),) if parsed.host else ()
         port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0)
-        return cls(parsed, host_header, _host_port(parsed.host, port))
+        origin: Origin | None = None
+        refused = ""
+        try:
+            origin = transport.origin(parsed)
+        except (DestinationRefused, httpx.UnsupportedProtocol) as exc:
+            refused = str(exc)
+        target = parsed.raw_path
+        if not _TARGET.fullmatch(target):
+            origin = None  # nothing can be sent (refused, if it is, says so first)
+        head = b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (target, netloc)
+        return cls(origin, refused, host_header, head, _host_port(parsed.host, port))
 
 
 @dataclass(slots=True)
@@ -766,14 +994,44 @@ class _Attempt:
     size: int = 0
 
 
-def _invalid_header(headers: Sequence[tuple[bytes, bytes]]) -> str:
-    """Which header h11 refused, without its value: the value may be a secret."""
+def _request_head(method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A request's head as h11 would write it (Host first), checked as h11 checks it."""
+    if not _TOKEN_RE.fullmatch(method) or not _TARGET.fullmatch(target):
+        raise httpx.LocalProtocolError("the request line is not valid HTTP/1.1")
+    host: list[bytes] = []
+    rest: list[bytes] = []
     for name, value in headers:
-        try:
-            h11.Request(method="POST", target="/", headers=[(b"Host", b"h"), (name, value)])
-        except h11.LocalProtocolError:
-            return f"the {_decode(name)!r} header cannot be sent: HTTP/1.1 does not allow its name or value"
+        if not _TOKEN_RE.fullmatch(name) or not _FIELD_VALUE_RE.fullmatch(value):
+            # Not the header's value: it may be a secret.
+            raise httpx.LocalProtocolError("the request headers are not valid HTTP/1.1")
+        (host if name.lower() == b"host" else rest).append(b"%s: %s\r\n" % (name, value))
+    if not host:
+        raise httpx.LocalProtocolError("the request has no Host header")
+    return b"%s %s HTTP/1.1\r\n%s%s\r\n" % (method, target, b"".join(host), b"".join(rest))
+
+
+_TOKEN_RE = re.compile(_TOKEN)
+_FIELD_VALUE_RE = re.compile(_FIELD_VALUE)
+
+
+def _invalid_header(headers: Sequence[tuple[str, str]]) -> str:
+    """Which header HTTP/1.1 cannot carry, without its value: the value may be a secret."""
+    for name, value in headers:
+        if not _NAMES.fullmatch(f"{name}\n") or not _VALUES.fullmatch(f"{value}\n"):
+            return f"the {name!r} header cannot be sent: HTTP/1.1 does not allow its name or value"
     return "the request headers cannot be sent in HTTP/1.1"
+
+
+def _valid_values(joined: str, count: int) -> bool:
+    """Whether ``count`` header values joined by "\\n" are each one h11 would send (no control
+    whitespace but inner spaces and tabs, none at either end, no NUL): a few scans in C, where the
+    grammar's regular expression costs microseconds for a signature's length."""
+    if joined.count("\n") != max(count - 1, 0):
+        return False
+    for bad in ("\x00", "\r", "\f", "\v", "\n ", "\n\t", " \n", "\t\n"):
+        if bad in joined:
+            return False
+    return not joined or (joined[0] not in " \t" and joined[-1] not in " \t")
 
 
 def _decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
