@@ -37,7 +37,6 @@ from tidings_postgresql import partitions, rows
 from tidings_postgresql.backend import PostgresBackend
 from tidings_postgresql.migrate import latest_version, migrate
 from tidings_server.domain.model import Hook, HookStatus
-from tidings_server.stores import history as plans
 
 SHAPE = "v1"  # bump when the generated data changes, so a kept database is rebuilt
 RETENTION = timedelta(days=28)
@@ -165,9 +164,9 @@ def build(admin: str, database: str, deliveries: int, hooks: Sequence[Hook], now
                 hook = dataclasses.replace(
                     history_hook, status=HookStatus.PAUSED, destination_url="http://127.0.0.1:9/"
                 )
+                row = rows.hook_row(hook)
                 conn.execute(
-                    f"INSERT INTO hooks ({rows.HOOK_COLUMNS}, parent) VALUES ({', '.join(['%s'] * 22)})",
-                    rows.hook_row(hook),
+                    f"INSERT INTO hooks ({rows.HOOK_COLUMNS}, parent) VALUES ({', '.join(['%s'] * len(row))})", row
                 )
                 conn.execute(
                     "INSERT INTO bench_hooks VALUES (%s, %s, %s, %s)",
@@ -213,7 +212,7 @@ def build(admin: str, database: str, deliveries: int, hooks: Sequence[Hook], now
 
 def _plan(url: str, query: Any, scan_limit: int) -> str:
     """The first range's plan, in one line: the nodes PostgreSQL runs, indented by depth."""
-    statement, params = pg_history.walk_statements(query, plans.plan(query), None, scan_limit + 1)[0]
+    statement, params = pg_history.page_statement(query, None, 50, scan_limit)
     with psycopg.connect(url) as conn:
         lines = [r[0] for r in conn.execute(f"EXPLAIN (COSTS OFF) {statement}", params).fetchall()]
     nodes = [line.strip().removeprefix("-> ").strip() for line in lines if "Filter" not in line and "Cond" not in line]
@@ -287,7 +286,7 @@ def drop_stall(url: str, rounds: int, rate: int, seconds: float) -> dict[str, li
 
 
 def run(args: argparse.Namespace, hooks: Sequence[Hook], kinds: Sequence[Any], warm_up: int) -> int:
-    database = database_name(args.deliveries)
+    database = args.database or database_name(args.deliveries)
     url = _url(args.store, database)
     if not _exists(args.store, database):
         start = time.perf_counter()
