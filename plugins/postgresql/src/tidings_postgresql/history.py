@@ -136,13 +136,26 @@ _DECIDED: Final = """
     WHERE (x.hit AND x.hits <= %s) OR x.n >= %s OR x.hits - x.hit::int >= %s OR NOT x.followed
     LIMIT %s
 """
+# The page's rows by key; the bounds on the partition keys let the days it does not touch be
+# pruned when the statement starts, instead of probing every day's primary key for each row.
 _SELECT_FOUND: Final = f"""
     SELECT {prefixed(DELIVERY_COLUMNS, "d")}, {prefixed(EVENT_COLUMNS, "e")}
     FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
     JOIN deliveries AS d ON d.name = u.name AND d.create_time = u.created
     JOIN events AS e ON e.serial = d.event_serial AND e.publish_time = d.create_time
+    WHERE d.create_time BETWEEN %s AND %s AND e.publish_time BETWEEN %s AND %s
     ORDER BY u.ord
 """
+_GENERIC: Final = "SET LOCAL plan_cache_mode = force_generic_plan"
+"""Planned once per connection, not per call: a statement over the partitioned tables costs more
+to plan (every day's partition and its indexes considered) than to run (1-20 ms against
+0.2-1 ms for a first page, bench/history_pg.py), and nothing in these statements prunes days at
+plan time, so a generic plan is the custom one. Only for the transaction it is set in."""
+
+
+def _execute(conn: psycopg.Connection[Any], statement: tuple[str, Sequence[object]]) -> list[Any]:
+    """A history statement, prepared on the connection (run with its generic plan after _GENERIC)."""
+    return conn.execute(*statement, prepare=True).fetchall()
 
 
 def walk_statement(query: DeliveryQuery, walk: Walk, after: str | None, scan: int) -> tuple[str, list[object]]:
@@ -183,7 +196,7 @@ def _page(
 ) -> tuple[list[Any], Any | None, Any | None]:
     """Run a ``decided`` statement: (the page's hits, the last row it examined if more follow
     else None, the walk's final row if none follow else None)."""
-    got = conn.execute(*statement).fetchall()
+    got = _execute(conn, statement)
     # Each row ends with hit, n, hits, followed; n numbers the walk from 1.
     by_n = {row[-3]: row for row in got}
     examined = next((n for n, row in by_n.items() if row[-4] and row[-2] == limit and n <= scan_limit), scan_limit)
@@ -204,11 +217,13 @@ def page_statement(query: DeliveryQuery, after: str | None, limit: int, scan_lim
 def query_deliveries(
     conn: psycopg.Connection[Any], *, query: DeliveryQuery, after: str | None, limit: int, scan_limit: int
 ) -> DeliveryPage:
+    conn.execute(_GENERIC)
     found, last, _final = _page(conn, page_statement(query, after, limit, scan_limit), limit, scan_limit)
     page: list[Any] = []
     if found:
         names, created = [row[1] for row in found], [row[2] for row in found]
-        selected = conn.execute(_SELECT_FOUND, (names, created)).fetchall()
+        first, last_created = min(created), max(created)
+        selected = _execute(conn, (_SELECT_FOUND, (names, created, first, last_created, first, last_created)))
         page = [(rows.delivery(row[:16]), rows.event(row[16:])) for row in selected]
     return DeliveryPage(page, None if last is None else last[1])
 
@@ -362,6 +377,7 @@ def list_changes(
     sql, params = change_statement(query, after, scan_limit + 1)
     # The head first: read before the changes, it never names a seq this walk could not see.
     head = _head(conn)
+    conn.execute(_GENERIC)
     hits, last, final = _page(conn, decided(sql, "w.seq", params, limit, scan_limit), limit, scan_limit)
     found = [Change(row[0], row[1], rows.delivery(row[2:18])) for row in hits]
     if last is not None:
