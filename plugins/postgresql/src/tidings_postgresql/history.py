@@ -270,12 +270,12 @@ def hook_stats(conn: psycopg.Connection[Any], *, hook_name: str, latency_sample:
     counts = dict.fromkeys(DeliveryStatus, 0)
     for status, total in conn.execute(_COUNTS, (hook_name,)).fetchall():
         counts[DeliveryStatus(status)] = int(total)
+    conn.execute(_GENERIC)
     latencies: list[timedelta] = []
     if latency_sample > 0:
         bounds = (f"{hook_name}/deliveries/", f"{hook_name}/deliveries0", latency_sample)
-        latencies = [d for (d,) in conn.execute(_LATENCIES, bounds).fetchall()]
-    row = conn.execute(_NEXT_ATTEMPT, (hook_name,)).fetchone()
-    next_attempt = None if row is None else row[0]
+        latencies = [d for (d,) in _execute(conn, (_LATENCIES, bounds))]
+    (next_attempt,) = _execute(conn, (_NEXT_ATTEMPT, (hook_name,)))[0]
     health = conn.execute(_HEALTH, (hook_name,)).fetchone()
     limited = conn.execute("SELECT limited_time FROM send_buckets WHERE hook_name = %s", (hook_name,)).fetchone()
     limited_time = None if limited is None else limited[0]
