@@ -312,7 +312,7 @@ def run(args: argparse.Namespace, hooks: Sequence[Hook], kinds: Sequence[Any], w
         print(f"| {'request':<40} | {'p50':>7} | {'p99':>7} | found | plan of the walk")
         for label, p50, p99, found in results:
             query = plan_of[label]
-            plan = _plan(url, query, args.limit, args.scan_limit) if query is not None else ""
+            plan = _plan(url, query, args.limit, args.scan_limit) if query is not None and not args.no_plans else ""
             print(f"| {label:<40} | {p50:7.2f} | {p99:7.2f} | {found:5} | {plan}")
         if args.drop_rounds:
             got = drop_stall(url, args.drop_rounds, args.drop_rate, args.drop_seconds)
