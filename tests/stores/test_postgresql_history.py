@@ -121,9 +121,10 @@ async def test_every_change_page_is_sqlites(postgres_url: str, tmp_path: Path) -
         await _load(sqlite)
         for query in (QUERIES["hook"], QUERIES["hook, failed"], QUERIES["project, delivered"], QUERIES["company"]):
             for limit, scan_limit in BUDGETS:
-                pages = []
+                pages: list[list[tuple[list[tuple[int, str, DeliveryStatus]], int]]] = []
                 for store in (sqlite, postgresql):
-                    after, got = 0, []
+                    after = 0
+                    got: list[tuple[list[tuple[int, str, DeliveryStatus]], int]] = []
                     while len(got) <= 4 * EVENTS:
                         page = await store.list_changes(query, after=after, limit=limit, scan_limit=scan_limit)
                         got.append(([(c.seq, c.delivery.name, c.delivery.status) for c in page.changes], page.last_seq))
