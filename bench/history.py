@@ -399,6 +399,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run on PostgreSQL: the database is made (and kept) on this URL's server, e.g."
         " postgresql://postgres@127.0.0.1:5432/postgres",
     )
+    parser.add_argument(
+        "--database", default="", help="with --store: the database to build or reuse (default named after the data)"
+    )
+    parser.add_argument(
+        "--no-plans",
+        action="store_true",
+        help="with --store: no plan column (an older store, first on PYTHONPATH, can then run on the same data)",
+    )
     parser.add_argument("--drop", action="store_true", help="with --store: drop the database at the end")
     parser.add_argument("--drop-rounds", type=int, default=3, help="with --store: partition drops measured (default 3)")
     parser.add_argument("--drop-rate", type=int, default=200, help="with --store: events/s delivered (default 200)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import statistics
 import threading
 import time
@@ -37,7 +38,6 @@ from tidings_postgresql import partitions, rows
 from tidings_postgresql.backend import PostgresBackend
 from tidings_postgresql.migrate import latest_version, migrate
 from tidings_server.domain.model import Hook, HookStatus
-from tidings_server.stores import history as plans
 
 SHAPE = "v1"  # bump when the generated data changes, so a kept database is rebuilt
 RETENTION = timedelta(days=28)
@@ -165,9 +165,9 @@ def build(admin: str, database: str, deliveries: int, hooks: Sequence[Hook], now
                 hook = dataclasses.replace(
                     history_hook, status=HookStatus.PAUSED, destination_url="http://127.0.0.1:9/"
                 )
+                row = rows.hook_row(hook)
                 conn.execute(
-                    f"INSERT INTO hooks ({rows.HOOK_COLUMNS}, parent) VALUES ({', '.join(['%s'] * 22)})",
-                    rows.hook_row(hook),
+                    f"INSERT INTO hooks ({rows.HOOK_COLUMNS}, parent) VALUES ({', '.join(['%s'] * len(row))})", row
                 )
                 conn.execute(
                     "INSERT INTO bench_hooks VALUES (%s, %s, %s, %s)",
@@ -211,13 +211,20 @@ def build(admin: str, database: str, deliveries: int, hooks: Sequence[Hook], now
 # -- first pages ------------------------------------------------------------------------------
 
 
-def _plan(url: str, query: Any, scan_limit: int) -> str:
-    """The first range's plan, in one line: the nodes PostgreSQL runs, indented by depth."""
-    statement, params = pg_history.walk_statements(query, plans.plan(query), None, scan_limit + 1)[0]
-    with psycopg.connect(url) as conn:
-        lines = [r[0] for r in conn.execute(f"EXPLAIN (COSTS OFF) {statement}", params).fetchall()]
+def _plan(url: str, query: Any, limit: int, scan_limit: int) -> str:
+    """The walk's plan, in one line, as the store runs it (prepared, its generic plan): the
+    nodes under the window that decides the page."""
+    statement, params = pg_history.page_statement(query, None, limit, scan_limit)
+    numbered = iter(range(1, len(params) + 1))
+    prepared = re.sub("%s", lambda _: f"${next(numbered)}", statement)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE walk AS {prepared}")
+        explain = f"EXPLAIN (COSTS OFF) EXECUTE walk({', '.join(['%s'] * len(params))})"
+        lines = [r[0] for r in psycopg.ClientCursor(conn).execute(explain, params).fetchall()]
     nodes = [line.strip().removeprefix("-> ").strip() for line in lines if "Filter" not in line and "Cond" not in line]
-    return "; ".join(nodes)[:160]
+    walk = nodes[next(i for i, node in enumerate(nodes) if node.startswith("WindowAgg")) + 1 :]
+    return "; ".join(node for node in walk if not node.startswith("Subquery Scan"))[:160]
 
 
 async def _measure(url: str, kinds: Sequence[Any], runs: int, warm_up: int) -> list[tuple[str, float, float, int]]:
@@ -287,7 +294,7 @@ def drop_stall(url: str, rounds: int, rate: int, seconds: float) -> dict[str, li
 
 
 def run(args: argparse.Namespace, hooks: Sequence[Hook], kinds: Sequence[Any], warm_up: int) -> int:
-    database = database_name(args.deliveries)
+    database = args.database or database_name(args.deliveries)
     url = _url(args.store, database)
     if not _exists(args.store, database):
         start = time.perf_counter()
@@ -302,10 +309,10 @@ def run(args: argparse.Namespace, hooks: Sequence[Hook], kinds: Sequence[Any], w
         print(f"first page: limit {args.limit}, scan_limit {args.scan_limit}, {args.runs} runs per kind (ms)")
         results = trio.run(_measure, url, kinds, args.runs, warm_up)
         plan_of = {k.label: k.plan_query for k in kinds}
-        print(f"| {'request':<40} | {'p50':>7} | {'p99':>7} | found | plan of the first range")
+        print(f"| {'request':<40} | {'p50':>7} | {'p99':>7} | found | plan of the walk")
         for label, p50, p99, found in results:
             query = plan_of[label]
-            plan = _plan(url, query, args.scan_limit) if query is not None else ""
+            plan = _plan(url, query, args.limit, args.scan_limit) if query is not None and not args.no_plans else ""
             print(f"| {label:<40} | {p50:7.2f} | {p99:7.2f} | {found:5} | {plan}")
         if args.drop_rounds:
             got = drop_stall(url, args.drop_rounds, args.drop_rate, args.drop_seconds)
