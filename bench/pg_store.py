@@ -7,6 +7,9 @@ in batches of ``--record-batch``. For every phase it reports the CPU time per de
 process (the store's worker threads included) and of the PostgreSQL backends serving it (from
 /proc), median of ``--repeat`` rounds.
 
+``--days N`` first makes N empty days of partitions before the rounds' day, as a store keeping N
+days of history has: planning a statement over the deliveries costs per partition and index.
+
 It uses nothing newer than the store of issue 10, so one file measures two trees: run it with
 an older tree first on the path, alternating with this one, e.g.
 
@@ -33,6 +36,7 @@ import trio
 from psycopg import sql
 from ulid import ULID
 
+from tidings_postgresql import partitions
 from tidings_postgresql.backend import PostgresBackend
 from tidings_server.domain.model import Attempt, DeliveryStatus, Event, Hook, HookStatus, RenderedBody, Trigger
 from tidings_server.domain.names import trigger_name
@@ -49,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=2000, help="events per round (default 2000)")
     parser.add_argument("--record-batch", type=int, default=32, help="attempts per record call (default 32)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds; medians shown (default 5)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=0,
+        help="empty day partitions made before the rounds' day, as a store keeping that many days of"
+        " history has (default 0: only the days the rounds write)",
+    )
 
 
 def _backends(database: str) -> list[Path]:
@@ -84,6 +95,11 @@ class Meter:
         self.theirs += sum(map(_seconds, self._stats)) - theirs
         self.ours += time.process_time() - ours
         return result
+
+
+async def _migrate(url: str) -> None:
+    async with PostgresBackend().open(url):
+        pass
 
 
 async def _round(url: str, database: str, events: int, record_batch: int, t0: datetime) -> dict[str, float]:
@@ -128,11 +144,19 @@ def run(args: argparse.Namespace) -> int:
     url = args.admin_url.rsplit("/", 1)[0] + "/" + database
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     try:
+        if args.days:
+            trio.run(_migrate, url)
+            with psycopg.connect(url) as conn:
+                for family in partitions.FAMILIES:
+                    partitions.ensure(conn, family, [t0.date() - timedelta(days=n) for n in range(1, args.days + 1)])
         rounds = [trio.run(_round, url, database, args.events, args.record_batch, t0) for _ in range(args.repeat)]
     finally:
         with psycopg.connect(args.admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-    print(f"{args.events} events x {HOOKS} hooks a round, record batches of {args.record_batch}, {args.repeat} rounds")
+    print(
+        f"{args.events} events x {HOOKS} hooks a round, record batches of {args.record_batch}, {args.repeat} rounds,"
+        f" {args.days} empty days before"
+    )
     for key in rounds[0]:
         values = [r[key] for r in rounds]
         print(f"{key:24} median {statistics.median(values):8.1f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
