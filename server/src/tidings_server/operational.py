@@ -65,7 +65,8 @@ def tidings_resource_catalogs() -> list[ResourceCatalog]:
 
 
 def hook_number(name: str) -> int:
-    """A stable positive id for a hook (events carry numeric resource ids; hook ids are names)."""
+    """A stable positive id for a hook, or a template (events carry numeric resource ids; hooks
+    and templates are known by names)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") or 1
 
 
