@@ -34,7 +34,7 @@ _REGISTER: Final = """
 """
 _BEAT: Final = """
     INSERT INTO nodes (node_id, role, host, pid, start_time, last_seen, in_flight)
-    VALUES (%(node)s, '', '', 0, %(now)s, %(now)s, %(in_flight)s)
+    VALUES (%(node)s, 'all', '', 0, %(now)s, %(now)s, %(in_flight)s)
     ON CONFLICT (node_id) DO UPDATE SET last_seen = excluded.last_seen, in_flight = excluded.in_flight
 """
 # One statement for every lease the node holds that has not run out.

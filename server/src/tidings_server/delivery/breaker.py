@@ -11,7 +11,7 @@ hook's waiting deliveries go at once (the engine hastens them in the store).
 Per node, not shared: the breaker learns from the attempts its node makes, so it costs no
 store write per attempt and no node waits on another to learn an endpoint is back. With N
 nodes a dead endpoint sees at most N probes at a time (one per node), never a flood; each
-node's breaker opens from its own failures. docs/delivery.md says the same to operators.
+node's breaker opens from its own failures. docs/architecture.md ("Circuit breaker") says the same to operators.
 
 The breaker also tracks since when a hook has failed without a single success, for
 deactivation: after ``deactivate_after`` the engine disables the hook, having checked with the
