@@ -66,7 +66,7 @@ touches, and re-reading their pages halves publishing throughput once the backlo
 WAL_AUTOCHECKPOINT_PAGES = 10000
 """How many WAL pages (of 4 KiB) a commit lets pile up before it copies them into the database
 file. SQLite's default of 1,000 checkpoints every few record batches, each rewriting the same hot
-index pages; ten times that costs a quarter less CPU per commit (docs/performance.md) for a WAL
+index pages; ten times that cost a fifth less CPU in COMMIT (docs/performance.md) for a WAL
 file of up to about 40 MiB. Durability is the ``synchronous`` level's alone: a checkpoint only
 copies what is already committed."""
 
