@@ -236,6 +236,12 @@ async def test_informational_response_is_skipped(nursery: trio.Nursery, sender: 
     assert (outcome.status, outcome.headers, outcome.body) == (201, (("Content-Length", "2"),), b"hi")
 
 
+async def test_folded_header_is_joined(nursery: trio.Nursery, sender: Sender) -> None:
+    port, _ = await raw_receiver(nursery, b"HTTP/1.1 503 Busy\r\nRetry-After:\r\n  120\r\nContent-Length: 0\r\n\r\n")
+    outcome = await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT)
+    assert (outcome.status, outcome.header("Retry-After"), outcome.error) == (503, "120", "HTTP 503 Busy")
+
+
 async def test_body_until_close_and_http_1_0_are_not_reused(nursery: trio.Nursery, sender: Sender) -> None:
     port, _ = await raw_receiver(nursery, b"HTTP/1.1 200 OK\r\n\r\nto the end")
     outcome = await sender.post(f"http://127.0.0.1:{port}/", [], b"{}", TIMEOUT)

@@ -168,6 +168,10 @@ class _Connection:
             status = int(code)
             headers: list[tuple[bytes, bytes]] = []
             for line in lines[1:]:
+                if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding, as h11 reads it
+                    name, value = headers[-1]
+                    headers[-1] = (name, (value + b" " + line.strip(b" \t")).strip(b" \t"))
+                    continue
                 field = _HEADER_FIELD.fullmatch(line)
                 if field is None:
                     raise self._broken("a response header is not valid")
