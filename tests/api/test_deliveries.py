@@ -513,14 +513,23 @@ def test_a_stuck_watcher_is_dropped_and_does_not_slow_delivery(server: ServerThr
         f"127.0.0.1:{server.port}",
         options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)],
     )
-    call = deliveries_pb2_grpc.DeliveryServiceStub(stuck).WatchDeliveries(D.WatchDeliveriesRequest(parent=hook.name))
+    call = deliveries_pb2_grpc.DeliveryServiceStub(stuck).WatchDeliveries(
+        D.WatchDeliveriesRequest(parent=hook.name), timeout=120
+    )
     _until(lambda: _servicer(server).active_watches == 1, "the stuck watch did not start")
     # The rate with and without such watchers is measured by `python -m bench watch`; here,
     # every delivery arrives while the stuck stream is still open, then it is dropped.
+    # Events keep coming until the server drops the stream (its writes back up only while
+    # changes are offered), and every batch is delivered meanwhile. The client reads nothing
+    # before the drop: reading earlier would unstick the stream, and deliveries can all
+    # arrive within the stall timeout.
     ids: list[str] = []
-    for start in range(0, 1500, 500):
+    for start in range(0, 15_000, 500):
         ids += publish(api, *[("RFIs", i + 1, "update") for i in range(start, start + 500)])
-    assert not sink.wait_for(set(ids), 60)
+        assert not sink.wait_for(set(ids), 60)
+        if _servicer(server).watches_dropped:
+            break
+    _until(lambda: _servicer(server).watches_dropped == 1, "the stuck watch was not dropped")
     with pytest.raises(grpc.RpcError) as dropped:
         for _ in call:
             pass

@@ -43,6 +43,9 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
         self._watch = watch
         self.active_watches = 0  # streams being served now; tests check cancelled ones end
         self.watches_started = 0  # streams that got past their checks and are now followed
+        # Streams dropped for not reading. The stream ends for the client only once it has read
+        # what was already sent, so a dropped stream can still count as active meanwhile.
+        self.watches_dropped = 0
         # The watchers of one parent are sent the same messages (their tokens too): built once.
         self._messages: OrderedDict[tuple[tuple[str, ...], int], deliveries_pb2.DeliveryChange] = OrderedDict()
 
@@ -106,6 +109,7 @@ class DeliveryServicer(Servicer, deliveries_pb2_grpc.DeliveryServiceServicer):
                     try:
                         await asyncio.wait_for(context.write(message), self._watch.stall_timeout)
                     except TimeoutError:
+                        self.watches_dropped += 1
                         await abort(
                             context,
                             grpc.StatusCode.RESOURCE_EXHAUSTED,
