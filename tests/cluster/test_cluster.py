@@ -9,7 +9,6 @@ import time
 from collections import defaultdict
 
 import psycopg
-import pytest
 
 from tests.cluster.nodes import BIN, Receiver, nodes, running_receiver
 from tests.harness import Api
@@ -67,14 +66,14 @@ def publish(api: Api) -> set[tuple[str, str]]:
 
 def test_a_node_killed_mid_delivery_loses_nothing_and_breaks_no_promise(postgres_url: str) -> None:
     ordered = frozenset(f"h{i}" for i in range(0, 10, 2))
-    with running_receiver(0.002, ordered) as receiver, nodes(postgres_url, 3) as (first, second, _):
+    with running_receiver(0.002, ordered) as receiver, nodes(postgres_url, 3) as (first, second, third):
+        receiver.pids = (first.pid, second.pid, third.pid)
         api = Api.connect(first.port)
         paths = create_hooks(api, receiver)
         expected = publish(api)
         api.channel.close()
         assert receiver.wait_until(len(expected) // 4, timeout=120)
         second.kill()
-        killed_at = time.monotonic()
         assert len(receiver.distinct()) < len(expected), "the kill came too late to interrupt delivery"
 
         missing = receiver.wait_for(expected, timeout=180)
@@ -97,42 +96,31 @@ def test_a_node_killed_mid_delivery_loses_nothing_and_breaks_no_promise(postgres
         # receiver may have seen them anyway.
         retried = {(paths[hook], event_id): error for hook, event_id, error in failed}
 
-    arrivals = receiver.arrivals
-    # Sent twice: only what the killed node had sent and not yet recorded.
-    first_seen: dict[tuple[str, str], float] = {}
-    repeated: set[tuple[str, str]] = set()
-    for a in arrivals:
-        key = (a.hook, a.event_id)
-        if key in first_seen:
-            repeated.add(key)
-        else:
-            first_seen[key] = a.start
-    unexplained = {key for key in repeated if first_seen[key] >= killed_at + 0.5 and key not in retried}
+    delivered = receiver.delivered()
+    # Sent twice: what the killed node had sent and not recorded, and attempts that failed.
+    senders: dict[tuple[str, str], list[int | None]] = defaultdict(list)
+    for a in delivered:
+        senders[(a.hook, a.event_id)].append(a.sender)
+    repeated = {key for key, sent_by in senders.items() if len(sent_by) > 1}
+    unexplained = {key for key in repeated if second.pid not in senders[key][:-1] and key not in retried}
+    assert not unexplained, f"sent again with no kill or failed attempt to explain it: {sorted(unexplained)[:5]}"
     assert len(repeated - retried.keys()) <= 512  # what one node may have in flight
+    # Every request was told apart by the process that sent it, the killed node's too.
+    assert {a.sender for a in delivered} == {first.pid, second.pid, third.pid}
     for i, limit in CONCURRENCY.items():
         assert 1 <= receiver.most_in_flight[f"h{i}"] <= limit, f"h{i} exceeded its max_concurrency of {limit}"
     # Per-resource hooks: never two of one resource at once, and publish order kept (a
     # repeat of the last one sent is the only step back allowed).
+    assert receiver.most_resource_in_flight == 1
     sent: dict[tuple[str, str, int], list[int]] = defaultdict(list)
-    for a in arrivals:
+    for a in delivered:
         if a.hook in ordered:
             serials = sent[(a.hook, *a.resource)]
             if not serials or serials[-1] != a.serial:
                 serials.append(a.serial)
     assert sent
-    out_of_order = [key for key, serials in sent.items() if serials != sorted(serials)]
-    if unexplained or receiver.most_resource_in_flight != 1 or out_of_order:
-        # Known defect, open in issue #10 (found 2026-12-02 on a quiet machine, in about half the
-        # runs, on the code of the previous stop too): after the kill, some deliveries reach the
-        # receiver again with no failed attempt to explain it, which can also put two of one
-        # resource in flight or an earlier one after a later one. Reported as an expected
-        # failure, with what was seen, until fixed; everything above (nothing lost, all recorded
-        # delivered, max_concurrency) stays a hard failure.
-        pytest.xfail(
-            f"issue #10, known: {len(unexplained)} repeats unexplained by the kill or a failed attempt"
-            f" {sorted(unexplained)[:3]}; most of one resource in flight at once:"
-            f" {receiver.most_resource_in_flight}; resources out of order: {out_of_order[:3]}"
-        )
+    out_of_order = [(key, serials) for key, serials in sent.items() if serials != sorted(serials)]
+    assert not out_of_order, f"per-resource order broken: {out_of_order[:3]}"
 
 
 def test_status_lists_the_live_nodes_with_their_roles(postgres_url: str) -> None:
