@@ -21,30 +21,25 @@ an older tree first on the path, alternating with this one, e.g.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import secrets
-import statistics
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import psycopg
 import trio
 from psycopg import sql
-from ulid import ULID
 
+from bench.store_phases import print_medians, run_phases
 from tidings_postgresql import partitions
 from tidings_postgresql.backend import PostgresBackend
-from tidings_server.domain.model import Attempt, DeliveryStatus, Event, Hook, HookStatus, RenderedBody, Trigger
-from tidings_server.domain.names import trigger_name
-from tidings_server.domain.ports import AttemptRecord
 
 T = TypeVar("T")
 HOOKS = 4
-PUBLISH_BATCH = 500
 CLAIM_BATCH = 128
 
 
@@ -105,29 +100,16 @@ async def _migrate(url: str) -> None:
 async def _round(url: str, database: str, events: int, record_batch: int, t0: datetime) -> dict[str, float]:
     async with PostgresBackend().open(url + "?pool_size=2") as store:
         names = [f"companies/1/projects/2/hooks/h{secrets.token_hex(3)}" for _ in range(HOOKS)]
-        for name in names:  # room for every claim at once: the phases are measured apart
-            hook = Hook(name, 1, 2, name, "https://r.example.com/", "", "procore.v4", HookStatus.ACTIVE, t0, t0)
-            await store.create_hook(dataclasses.replace(hook, max_concurrency=events))
-            await store.add_triggers(name, [Trigger(trigger_name(name, "RFIs", "update"), "RFIs", "update", t0)])
-        batch = [Event(str(ULID()), 0, t0, 1, 2, 7, "RFIs", i % 500, "update") for i in range(events)]
+        meters = await run_phases(
+            store,
+            names,
+            events=events,
+            claim_batch=CLAIM_BATCH,
+            record_batch=record_batch,
+            t0=t0,
+            meter=partial(Meter, database),
+        )
         deliveries = events * HOOKS
-        meters = {phase: Meter(database) for phase in ("publish", "claim", "record")}
-        for i in range(0, events, PUBLISH_BATCH):
-            await meters["publish"].measure(store.publish_events(batch[i : i + PUBLISH_BATCH], t0))
-        # Claims and records take turns, as in the engine, so leases in flight stay at a batch.
-        now = t0 + timedelta(seconds=1)
-        lease = now + timedelta(seconds=30)
-        attempt = Attempt(1, now, now, (("Content-Type", "application/json"),), 200, (), b"ok", "")
-        body = RenderedBody(b"x" * 1024, "application/json")
-        claimed = 0
-        claim = meters["claim"].measure
-        while got := await claim(store.claim_due(now, limit=CLAIM_BATCH, lease_until=lease, owner="n")):
-            await claim(store.next_due_time(after=now))  # as the engine does after each claim
-            claimed += len(got)
-            records = [AttemptRecord(c.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "", body) for c in got]
-            for i in range(0, len(records), record_batch):
-                await meters["record"].measure(store.record_attempts(records[i : i + record_batch]))
-        assert claimed == deliveries, f"claimed {claimed} of {deliveries}"
         result = {}
         for phase, meter in meters.items():
             result[f"{phase}: tidings µs/d"] = meter.ours / deliveries * 1e6
@@ -157,7 +139,5 @@ def run(args: argparse.Namespace) -> int:
         f"{args.events} events x {HOOKS} hooks a round, record batches of {args.record_batch}, {args.repeat} rounds,"
         f" {args.days} empty days before"
     )
-    for key in rounds[0]:
-        values = [r[key] for r in rounds]
-        print(f"{key:24} median {statistics.median(values):8.1f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+    print_medians(rounds)
     return 0

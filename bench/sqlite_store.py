@@ -17,8 +17,6 @@ trees: run it with the older tree first on the path, alternating with this one, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable
@@ -27,16 +25,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import trio
-from ulid import ULID
 
-from tidings_server.domain.model import Attempt, DeliveryStatus, Event, Hook, HookStatus, RenderedBody, Trigger
-from tidings_server.domain.names import trigger_name
-from tidings_server.domain.ports import AttemptRecord
+from bench.store_phases import print_medians, run_phases
 from tidings_server.stores.sqlite import SqliteBackend
 
 T = TypeVar("T")
 HOOKS = 4
-PUBLISH_BATCH = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,30 +56,12 @@ class Meter:
 async def _round(path: Path, events: int, claim_batch: int, record_batch: int, t0: datetime) -> dict[str, float]:
     async with SqliteBackend().open(f"sqlite:///{path}") as store:
         names = [f"companies/1/projects/2/hooks/h{h}" for h in range(HOOKS)]
-        for name in names:  # room for every claim at once: the phases are measured apart
-            hook = Hook(name, 1, 2, name, "https://r.example.com/", "", "procore.v4", HookStatus.ACTIVE, t0, t0)
-            await store.create_hook(dataclasses.replace(hook, max_concurrency=events))
-            await store.add_triggers(name, [Trigger(trigger_name(name, "RFIs", "update"), "RFIs", "update", t0)])
-        batch = [Event(str(ULID()), 0, t0, 1, 2, 7, "RFIs", i % 500, "update") for i in range(events)]
-        deliveries = events * HOOKS
-        meters = {phase: Meter() for phase in ("publish", "claim", "record")}
-        for i in range(0, events, PUBLISH_BATCH):
-            await meters["publish"].measure(store.publish_events(batch[i : i + PUBLISH_BATCH], t0))
-        now = t0 + timedelta(seconds=1)
-        lease = now + timedelta(seconds=30)
-        attempt = Attempt(1, now, now, (("Content-Type", "application/json"),), 200, (), b"ok", "")
-        body = RenderedBody(b"x" * 1024, "application/json")
-        claimed = 0
-        claim = meters["claim"].measure
-        while got := await claim(store.claim_due(now, limit=claim_batch, lease_until=lease, owner="n")):
-            await claim(store.next_due_time(after=now))
-            claimed += len(got)
-            records = [AttemptRecord(c.delivery.name, attempt, DeliveryStatus.DELIVERED, None, "", body) for c in got]
-            for i in range(0, len(records), record_batch):
-                await meters["record"].measure(store.record_attempts(records[i : i + record_batch]))
-        assert claimed == deliveries, f"claimed {claimed} of {deliveries}"
-        result = {f"{phase} µs/delivery": meter.seconds / deliveries * 1e6 for phase, meter in meters.items()}
-        result["sum µs/delivery"] = sum(result.values())
+        meters = await run_phases(
+            store, names, events=events, claim_batch=claim_batch, record_batch=record_batch, t0=t0, meter=Meter
+        )
+    deliveries = events * HOOKS
+    result = {f"{phase} µs/delivery": meter.seconds / deliveries * 1e6 for phase, meter in meters.items()}
+    result["sum µs/delivery"] = sum(result.values())
     return result
 
 
@@ -99,7 +75,5 @@ def run(args: argparse.Namespace) -> int:
         f"{args.events} events x {HOOKS} hooks a round, claims of {args.claim_batch}, record batches of"
         f" {args.record_batch}, {args.repeat} rounds"
     )
-    for key in rounds[0]:
-        values = [r[key] for r in rounds]
-        print(f"{key:22} median {statistics.median(values):7.1f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+    print_medians(rounds)
     return 0

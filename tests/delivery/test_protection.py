@@ -4,7 +4,7 @@ real HTTP on loopback and exact send times."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -126,13 +126,18 @@ async def test_an_open_circuit_sends_one_probe_at_a_time_then_full_speed(
         assert [json.loads(r.body)["reason"] for r in told.requests] == ["circuit_opened", "circuit_closed"]
 
 
+def _unavailable(start: float, *, until: float, retry_after: str) -> Callable[[Received], Reply]:
+    """An endpoint answering 503 with ``Retry-After`` until ``until`` seconds after ``start``, then 200."""
+
+    def reply(request: Received) -> Reply:
+        return Reply(503, headers=(("Retry-After", retry_after),)) if request.time - start < until else Reply(200)
+
+    return reply
+
+
 async def test_probes_honour_the_endpoints_retry_after(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
     start = trio.current_time()
-
-    def down_until_forty(request: Received) -> Reply:
-        return Reply(503, headers=(("Retry-After", "10"),)) if request.time - start < 40 else Reply(200)
-
-    failing = await ScriptedReceiver(default=down_until_forty).start(nursery)
+    failing = await ScriptedReceiver(default=_unavailable(start, until=40, retry_after="10")).start(nursery)
     async with world(BREAKER) as w:
         hook = await w.hook(failing.url(), policy=POLICY)
         await w.publish(*(rfi(n) for n in range(1, 6)))
@@ -149,11 +154,7 @@ async def test_probes_honour_the_endpoints_retry_after(autojump_clock: MockClock
 
 async def test_a_retry_after_past_the_cap_waits_only_the_cap(autojump_clock: MockClock, nursery: trio.Nursery) -> None:
     start = trio.current_time()
-
-    def down_for_a_while(request: Received) -> Reply:
-        return Reply(503, headers=(("Retry-After", "86400"),)) if request.time - start < 100 else Reply(200)
-
-    failing = await ScriptedReceiver(default=down_for_a_while).start(nursery)
+    failing = await ScriptedReceiver(default=_unavailable(start, until=100, retry_after="86400")).start(nursery)
     async with world(BREAKER) as w:
         hook = await w.hook(failing.url(), policy=POLICY)  # max_backoff 60 s
         await w.publish(*(rfi(n) for n in range(1, 4)))

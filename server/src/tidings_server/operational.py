@@ -72,7 +72,8 @@ def hook_number(name: str) -> int:
 
 def hook_event(hook: Hook, event_type: str, at: datetime) -> EventDraft:
     """``Webhook Hooks`` × ``event_type`` about ``hook``, in its company."""
-    return _draft(hook, HOOKS, event_type, hook_number(hook.name), hook.name, at)
+    number = hook_number(hook.name)
+    return _draft(hook.company_id, hook.project_id, HOOKS, event_type, number, at, RelatedResource(number, hook.name))
 
 
 def discard_event(hook: Hook, delivery_name: str, event: Event, at: datetime) -> EventDraft | None:
@@ -80,7 +81,8 @@ def discard_event(hook: Hook, delivery_name: str, event: Event, at: datetime) ->
     operational event (the loop guard: its discard is told to nobody)."""
     if event.resource_name in RESOURCES:
         return None
-    return _draft(hook, DELIVERIES, DISCARDED, event.serial, delivery_name, at)
+    related = RelatedResource(event.serial, delivery_name)
+    return _draft(hook.company_id, hook.project_id, DELIVERIES, DISCARDED, event.serial, at, related)
 
 
 def template_event(template: str, company_id: int, project_id: int, at: datetime) -> EventDraft:
@@ -88,18 +90,9 @@ def template_event(template: str, company_id: int, project_id: int, at: datetime
     ``create`` event named was not applied to the new project. Its ``resource_id`` is the
     project's id, as the ``Projects`` event's is; ``related_resources`` name the project and
     the template."""
-    project = str(Parent(company_id, project_id))
-    return EventDraft(
-        company_id=company_id,
-        project_id=0,
-        resource_name=TEMPLATES,
-        resource_id=project_id,
-        event_type=NOT_APPLIED,
-        user_id=SYSTEM_USER_ID,
-        timestamp=at,
-        metadata=EventMetadata(source_project_id=project_id, source_application_id=APPLICATION),
-        related_resources=(RelatedResource(project_id, project), RelatedResource(hook_number(template), template)),
-    )
+    project = RelatedResource(project_id, str(Parent(company_id, project_id)))
+    related = RelatedResource(hook_number(template), template)
+    return _draft(company_id, project_id, TEMPLATES, NOT_APPLIED, project_id, at, project, related)
 
 
 def telling_template_trouble(apply: ApplyTemplate, announcer: Announcer, now: Callable[[], datetime]) -> ApplyTemplate:
@@ -116,18 +109,27 @@ def telling_template_trouble(apply: ApplyTemplate, announcer: Announcer, now: Ca
     return applying
 
 
-def _draft(hook: Hook, resource: str, event_type: str, number: int, name: str, at: datetime) -> EventDraft:
-    """A company-level event by tidings itself about the thing ``name`` (numbered ``number``)."""
+def _draft(
+    company_id: int,
+    source_project_id: int | None,
+    resource: str,
+    event_type: str,
+    number: int,
+    at: datetime,
+    *related: RelatedResource,
+) -> EventDraft:
+    """A company-level event by tidings itself about resource ``number``, naming ``related``
+    (the thing itself first); ``source_project_id`` is the project it came from, if any."""
     return EventDraft(
-        company_id=hook.company_id,
+        company_id=company_id,
         project_id=0,
         resource_name=resource,
         resource_id=number,
         event_type=event_type,
         user_id=SYSTEM_USER_ID,
         timestamp=at,
-        metadata=EventMetadata(source_project_id=hook.project_id, source_application_id=APPLICATION),
-        related_resources=(RelatedResource(number, name),),
+        metadata=EventMetadata(source_project_id=source_project_id, source_application_id=APPLICATION),
+        related_resources=related,
     )
 
 
