@@ -304,11 +304,9 @@ async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
             )
     sealed = SealedStore(store, keys)
     found = await audit(sealed)
-    if found.unopenable:
-        more = f" (and {len(found.unopenable) - 1} more)" if len(found.unopenable) > 1 else ""
-        raise ConfigError(
-            f"--secrets-key-file: stored secrets do not open with this keyring: {found.unopenable[0]}{more}"
-        )
+    if problems := found.not_opening:  # hooks' secrets, and templates' Authorization headers
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"--secrets-key-file: stored secrets do not open with this keyring: {problems[0]}{more}")
     if found.plaintext and keys.keyring.keys:
         log.warning(
             "hooks keep secrets unencrypted from before encryption at rest; each is encrypted when next written,"
