@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.auth.world import BIN, DEADLINE, World, build, cli_token, event, hook, metadata, project
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2
 from tidings_server.app import ConfigError, check_listen
 from tidings_server.domain.access import POLICY
 from tidings_server.grpc_api.access import Guard, PolicyInterceptor
@@ -38,14 +38,16 @@ def _error(call: object, request: object, secret: str | None) -> grpc.RpcError:
 
 
 def test_the_policy_lists_every_method_of_every_service_in_the_proto() -> None:
-    files = (catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2)
+    files = (catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2)
+    protos = {p.stem for p in (Path(__file__).resolve().parents[2] / "proto" / "tidings" / "v1").glob("*.proto")}
+    assert {f.DESCRIPTOR.name.rsplit("/", 1)[-1].removesuffix(".proto") for f in files} == protos
     methods = {
         f"/{service.full_name}/{method.name}"
         for module in files
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     }
-    assert len(methods) == 22
+    assert len(methods) == 28
     assert methods <= set(POLICY)
     open_ = {m for m, rule in POLICY.items() if rule.permission is None}
     assert open_ == {
