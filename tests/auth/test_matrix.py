@@ -11,6 +11,8 @@ The token methods are for unscoped owners: in scope there is a token of scope ``
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,12 @@ ROLES_BY_METHOD = {
     },
     **{f"/tidings.v1.TokenService/{m}": TOKENS for m in ("CreateToken", "GetToken", "ListTokens", "RevokeToken")},
 }
+CHANGES = {
+    *(m for m, roles in ROLES_BY_METHOD.items() if roles == WRITE),
+    "/tidings.v1.TokenService/CreateToken",
+    "/tidings.v1.TokenService/RevokeToken",
+}
+"""Control-plane changes (issue #11): each call let through is one audit line, whatever its outcome."""
 UNSCOPED = {"/tidings.v1.CatalogService/ListResources", "/tidings.v1.CatalogService/ListPayloadFormats"}
 """The catalog is every company's: no scope to be outside of."""
 
@@ -339,25 +347,47 @@ def _run(world: World, case: Case, company: int, secret: str | None) -> Code:
     return got
 
 
+def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "tidings_server.audit"]
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("in_scope", [True, False], ids=["in-scope", "out-of-scope"])
 @pytest.mark.parametrize("method", list(BY_METHOD), ids=lambda m: m.rsplit("/", 1)[-1])
-def test_role_and_scope(world: World, method: str, role: str, in_scope: bool) -> None:
+def test_role_and_scope(world: World, method: str, role: str, in_scope: bool, caplog: pytest.LogCaptureFixture) -> None:
     case = BY_METHOD[method]
-    if case.tokens:
-        secret, company = world.secrets[(role, "all" if in_scope else "companies/1")], 1
+    scope = "all" if case.tokens and in_scope else "companies/1"
+    secret = world.secrets[(role, scope)]
+    company = 1 if case.tokens or in_scope else 2
+    want = expected(case, role, in_scope)
+    changes = method in CHANGES and want != Code.PERMISSION_DENIED
+    with caplog.at_level(logging.INFO, logger="tidings_server.audit"):
+        assert _run(world, case, company, secret) == want
+        # An error status is sent as the method aborts, before the guard writes its line.
+        deadline = time.monotonic() + 5
+        while changes and not _audit_lines(caplog) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    lines = _audit_lines(caplog)
+    if changes:
+        outcome = "ok" if want == Code.OK else "failed"
+        assert [(r.method, r.principal_name, r.outcome) for r in lines] == [  # type: ignore[attr-defined]
+            (method.rsplit("/", 1)[-1], f"{role} {scope}", outcome)
+        ]
+        assert lines[0].principal.startswith("tokens/")  # type: ignore[attr-defined]
     else:
-        secret, company = world.secrets[(role, "companies/1")], 1 if in_scope else 2
-    assert _run(world, case, company, secret) == expected(case, role, in_scope)
+        assert lines == []
+    assert secret not in " ".join(str(vars(r)) for r in caplog.records)
 
 
 @pytest.mark.parametrize("credential", ["none", "revoked", "unknown", "basic"])
 @pytest.mark.parametrize("method", list(BY_METHOD), ids=lambda m: m.rsplit("/", 1)[-1])
-def test_without_a_live_token(world: World, method: str, credential: str) -> None:
+def test_without_a_live_token(world: World, method: str, credential: str, caplog: pytest.LogCaptureFixture) -> None:
     secret = {
         "none": None,
         "revoked": world.revoked,
         "unknown": "tdg_" + "x" * 43,
         "basic": "Basic b3duZXI6cHc=",  # a credential of another scheme is no credential
     }[credential]
-    assert _run(world, BY_METHOD[method], 1, secret) == Code.UNAUTHENTICATED
+    with caplog.at_level(logging.INFO, logger="tidings_server.audit"):
+        assert _run(world, BY_METHOD[method], 1, secret) == Code.UNAUTHENTICATED
+    assert _audit_lines(caplog) == []
