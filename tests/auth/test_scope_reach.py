@@ -31,18 +31,12 @@ def live(company: int) -> str:
 
 def publish(world: World, company: int, resource_id: int) -> str:
     """An RFI update in ``company`` (only the live hook is triggered by updates); its delivery."""
+    update = event(company)
+    update.event_type, update.resource_id = "update", resource_id
     reply = world.api.events.PublishEvents(
-        events_pb2.PublishEventsRequest(
-            events=[events_pb2.Event(**{**_fields(event(company)), "event_type": "update", "resource_id": resource_id})]
-        ),
-        metadata=metadata(world.owner),
-        timeout=DEADLINE,
+        events_pb2.PublishEventsRequest(events=[update]), metadata=metadata(world.owner), timeout=DEADLINE
     )
     return f"{live(company)}/deliveries/{reply.results[0].event_id}"
-
-
-def _fields(message: events_pb2.Event) -> dict[str, object]:
-    return {f.name: v for f, v in message.ListFields()}
 
 
 def delivery(world: World, name: str) -> D.Delivery:
