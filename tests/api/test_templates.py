@@ -4,6 +4,7 @@ a ``Projects`` create event), applied again, edited after applying, and refused 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +187,27 @@ def test_a_projects_create_event_naming_the_template_applies_it(
     assert unknown.event_id
     assert unknown.project_template_error == "template companies/8/templates/nonesuch does not exist"
     assert hooks_of(api, f"{COMPANY}/projects/42") == []
+
+
+def test_an_event_that_applies_a_template_is_an_audited_change(
+    api: Api, templates: templates_pb2_grpc.TemplateServiceStub, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Publishing is the data plane, but a Projects create event naming a template makes hooks:
+    that call gets the audit line every control-plane change gets; other batches none."""
+    standard(templates, sink)
+    created = events_pb2.Event(company_id=8, resource_name="Projects", resource_id=50, event_type="create", user_id=2)
+    named = events_pb2.Event()
+    named.CopyFrom(created)
+    named.resource_id, named.project_template = 51, "standard"
+    with caplog.at_level(logging.INFO, logger="tidings_server.audit"):
+        api.events.PublishEvents(events_pb2.PublishEventsRequest(events=[created]))
+        assert [r for r in caplog.records if r.name == "tidings_server.audit"] == []
+        api.events.PublishEvents(events_pb2.PublishEventsRequest(events=[created, named]))
+    lines = [r for r in caplog.records if r.name == "tidings_server.audit"]
+    assert [(r.method, r.resource, r.outcome, r.principal) for r in lines] == [  # type: ignore[attr-defined]
+        ("PublishEvents", "events[1].project_template=standard", "ok", "none (--no-auth)")
+    ]
+    assert len(hooks_of(api, f"{COMPANY}/projects/51")) == 2
 
 
 def test_a_template_not_applied_is_recorded_for_the_admins_who_subscribe(
