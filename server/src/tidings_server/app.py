@@ -160,7 +160,13 @@ def redact(text: str) -> str:
 
 
 def build_core(
-    store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine, pulse: Pulse
+    store: Store,
+    plugins: Plugins,
+    config: Config,
+    clock: Clock,
+    engine: DeliveryEngine,
+    pulse: Pulse,
+    metrics: Metrics | None = None,
 ) -> Core:
     def resources(scope: Scope, payload_format: str | None) -> list[CatalogEntry]:
         return [
@@ -211,6 +217,7 @@ def build_core(
         watch=config.watch,
         auth=config.auth,
         templates=templates,
+        observe_publish=metrics.observe_publish if metrics is not None else None,
     )
 
 
@@ -431,7 +438,7 @@ async def serve(
             tracer=attempt_tracer,
             node_id=node.node_id,
         )
-        core = build_core(store, plugins, config, clock, engine, pulse)
+        core = build_core(store, plugins, config, clock, engine, pulse, metrics)
         grpc_server = GrpcServer(
             core if config.role != "worker" else None,
             config.listen,
