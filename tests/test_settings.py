@@ -88,11 +88,22 @@ def test_the_config_file_may_come_from_the_environment(tmp_path: Path) -> None:
     assert got["retention-days"] == ("7.0", str(config))
 
 
-def test_a_store_password_is_never_shown() -> None:
-    result = run("config", "show", env={"TIDINGS_STORE": "postgresql://tidings:hunter2@db.internal/tidings"})
+def test_a_password_in_a_url_is_never_shown(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('otlp-endpoint = "https://tidings:s3cret@otel.internal:4318/v1/traces"\n', encoding="utf-8")
+    result = run(
+        "config",
+        "show",
+        "--config",
+        str(config),
+        env={"TIDINGS_STORE": "postgresql://tidings:hunter2@db.internal/tidings"},
+    )
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout
-    assert shown(result.stdout)["store"] == ('"postgresql://tidings:•••@db.internal/tidings"', "TIDINGS_STORE")
+    assert "s3cret" not in result.stdout
+    got = shown(result.stdout)
+    assert got["store"] == ('"postgresql://tidings:•••@db.internal/tidings"', "TIDINGS_STORE")
+    assert got["otlp-endpoint"] == ('"https://tidings:•••@otel.internal:4318/v1/traces"', str(config))
 
 
 @pytest.mark.parametrize(

@@ -504,7 +504,9 @@ def _parse_serve(top: argparse.ArgumentParser, serve_args: Sequence[str]) -> tup
     settings.apply(serve, layered)
     args = top.parse_args(["serve", *serve_args])
     settings.settle_lists(args, serve, layered)
-    return args, settings.show(args, serve, layered, redact={"store": redact(args.store)})
+    # Any URL may carry a password (the store's, an OTLP collector's): each string is shown without.
+    urls = {dest: redact(value) for dest, value in vars(args).items() if isinstance(value, str)}
+    return args, settings.show(args, serve, layered, redact=urls)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
