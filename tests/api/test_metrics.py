@@ -3,12 +3,9 @@ what the receiver saw."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 
 import grpc
 import httpx
@@ -18,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_deliveries import PROJECT, make_hook, publish
 from tests.harness import Api, ServerThread
-from tests.http_sink import Sink, running_sink
+from tests.http_sink import HeldReceiver, Sink, running_sink
 from tidings.v1 import deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
 from tidings_server.delivery.breaker import BreakerConfig
@@ -67,54 +64,6 @@ def until(ready: Callable[[], bool], why: str, timeout: float = 20.0) -> None:
 def sink() -> Iterator[Sink]:
     with running_sink() as s:
         yield s
-
-
-class HeldReceiver:
-    """An HTTP receiver that holds every request until released, counting those it holds."""
-
-    def __init__(self) -> None:
-        self.waiting = 0
-        self.answered = 0
-        self._lock = threading.Lock()
-        self._go = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.waiting += 1
-                receiver._go.wait(30)
-                with receiver._lock:
-                    receiver.waiting -= 1
-                    receiver.answered += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
-
-    def release(self) -> None:
-        self._go.set()
-
-    def __enter__(self) -> HeldReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.release()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def test_metrics_count_what_the_receiver_saw(server: ServerThread, api: Api) -> None:
