@@ -152,6 +152,7 @@ class Metrics:
             registry=r,
         )
         self._hooks_seen: set[str] = set()
+        self._attempt_series: dict[str, tuple[Histogram, Histogram]] = {}
 
     def hook_label(self, hook: str) -> str:
         """The hook's own name while fewer than ``MAX_HOOK_LABELS`` are tracked, else ``(other)``."""
@@ -163,9 +164,16 @@ class Metrics:
         return OTHER_HOOKS
 
     def observe_attempt(self, status_class: str, seconds: float) -> None:
-        """One attempt's duration, under both of its names."""
-        self.attempt_seconds.labels(status_class).observe(seconds)
-        self.tidings_attempt_seconds.labels(status_class).observe(seconds)
+        """One attempt's duration, under both of its names (each class's two series are looked
+        up once: a labels() call takes a lock and builds a key, every attempt)."""
+        pair = self._attempt_series.get(status_class)
+        if pair is None:
+            pair = self._attempt_series[status_class] = (
+                self.attempt_seconds.labels(status_class),
+                self.tidings_attempt_seconds.labels(status_class),
+            )
+        pair[0].observe(seconds)
+        pair[1].observe(seconds)
 
     def observe_publish(self, seconds: float, ok: bool) -> None:
         self.publish_seconds.labels("ok" if ok else "error").observe(seconds)
