@@ -213,6 +213,8 @@ def test_an_open_circuit_and_a_rate_limited_hook_are_counted(server_config: Conf
             publish(api, *[("RFIs", n, "create") for n in range(1, 6)])
             until(lambda: value(scrape(server), "tidings_circuits_open") == 1, "the failing hook's circuit open")
             until(lambda: value(scrape(server), "tidings_rate_limited_hooks") == 1, "the limited hook counted")
+            # The five published, and the server's own news that the circuit opened.
+            until(lambda: value(scrape(server), "tidings_events_published_total") == 6, "circuit_opened counted")
             samples = scrape(server)
             assert sink.hits.get("/slow") == 1, "the limit let one send through"
             assert sink.hits.get("/down", 0) >= 3, "the circuit opened after three failures in a row"

@@ -109,7 +109,10 @@ class Metrics:
             registry=r,
         )
         self.events_published = Counter(
-            "tidings_events_published", "Events stored by PublishEvents (retried duplicates left out).", registry=r
+            "tidings_events_published",
+            "Events stored: PublishEvents' and the server's own operational events (a circuit opened, a hook"
+            " disabled); retried duplicates left out.",
+            registry=r,
         )
         self.deliveries_created = Counter(
             "tidings_published_deliveries", "Deliveries created by publishing, one per matching hook.", registry=r
