@@ -21,7 +21,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from tests.harness import SECRETS_ENV, Api
 from tests.http_sink import HeldReceiver, running_sink
-from tests.test_cli import BIN, start
+from tests.test_cli import BIN
 from tidings.v1 import events_pb2, hooks_pb2
 from tidings_server import __version__
 
@@ -50,12 +50,21 @@ def _status(store: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_status_beside_a_running_sqlite_server_reports_nodes_rates_and_failing_hooks(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+def _store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    # A password in the URL (the test server trusts local connections and ignores it) is never shown.
+    return str(request.getfixturevalue("postgres_url")).replace("//postgres@", "//postgres:hunter2@")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_status_beside_a_running_server_reports_nodes_rates_and_failing_hooks(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    store = _store(backend, tmp_path, request)
     with running_sink() as sink:
         sink.answers["/bad"] = [500]
-        proc, port = start(tmp_path, "--allow-http", "--allow-private-destinations")
-        threading.Thread(target=lambda: proc.stderr and proc.stderr.read(), daemon=True).start()
+        proc, port = _serve(tmp_path, store)
         api = Api.connect(port)
         try:
             good = _hook(api, sink.url("/ok"))
@@ -73,7 +82,7 @@ def test_status_beside_a_running_sqlite_server_reports_nodes_rates_and_failing_h
             assert shown.returncode == 0, shown.stderr
             status = json.loads(shown.stdout)
             assert [(n["pid"], n["role"], n["version"]) for n in status["nodes"]] == [(proc.pid, "all", __version__)]
-            assert status["store"] == store
+            assert status["store"] == store.replace(":hunter2@", ":•••@")
             assert status["uptime_seconds"] > 0
             minute = status["last_minute"]
             assert minute["delivered"] == 5  # the good hook's five; nothing else succeeds
@@ -149,10 +158,7 @@ def test_status_counts_the_backlog_its_age_and_the_attempts_in_flight(
 ) -> None:
     """Two events to a hook whose receiver holds its requests and to a paused hook: two in flight,
     two due and ageing since the publish; once released, two delivered in the last minute."""
-    if backend == "sqlite":
-        store = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    else:  # a password in the URL (trust ignores it) must not be shown
-        store = str(request.getfixturevalue("postgres_url")).replace("//postgres@", "//postgres:hunter2@")
+    store = _store(backend, tmp_path, request)
     proc, port = _serve(tmp_path, store)
     api = Api.connect(port)
     try:
