@@ -3,6 +3,7 @@ running out) and latencies known to the second, read from the server's own regis
 
 from __future__ import annotations
 
+import pytest
 import trio
 from trio.testing import MockClock
 
@@ -10,7 +11,8 @@ from tests.delivery.test_engine import DEFAULT_SCHEDULE
 from tests.delivery.world import rfi, world
 from tests.receivers import Reply, ScriptedReceiver
 from tidings_server.domain.model import DeliveryStatus
-from tidings_server.telemetry.metrics import Metrics
+from tidings_server.telemetry import metrics as metrics_module
+from tidings_server.telemetry.metrics import OTHER_HOOKS, Metrics
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -62,3 +64,30 @@ async def test_latency_runs_from_publish_to_the_attempt_that_delivered(
     assert sample(metrics, "tidings_delivery_latency_seconds_bucket", le="5.0") == 1
     assert sample(metrics, "tidings_events_published_total") == 1
     assert sample(metrics, "tidings_published_deliveries_total") == 1
+
+
+async def test_hooks_past_the_label_bound_count_as_other(
+    autojump_clock: MockClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first hooks seen get a series each, up to the bound; the rest share ``(other)``, so
+    the series stay bounded however many hooks there are (the bound is made 3 here, of 5 hooks)."""
+    monkeypatch.setattr(metrics_module, "MAX_HOOK_LABELS", 3)
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(200)).run)
+    metrics = Metrics()
+    async with world(metrics=metrics) as w:
+        hooks = [await w.hook(receiver.url(f"/{n}")) for n in range(5)]
+        await w.publish(rfi(1), rfi(2))
+        for hook in hooks:
+            await w.settle(hook, 2)
+    series = {
+        sample.labels["hook"]: sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "tidings_hook_deliveries_total"
+    }
+    named = {name for name in series if name != OTHER_HOOKS}
+    assert len(named) == 3
+    assert named <= {h.name for h in hooks}
+    assert all(series[name] == 2 for name in named)
+    assert series[OTHER_HOOKS] == 4, "the two hooks past the bound, two deliveries each"
+    assert sample(metrics, "tidings_deliveries_total", outcome="delivered", payload_format="procore.v4") == 10
