@@ -4,7 +4,8 @@ The scripted trio receiver (tests/receivers.py) is for virtual-time tests inside
 this one serves blocking tests: it answers every POST after ``delay`` seconds, with 200 or
 what ``answers`` scripts for the request's path, and records the delivery id header and the
 body of each request (``received``), and each request whole, headers as they arrived
-(``requests``), for tests that verify signatures or formats.
+(``requests``), for tests that verify signatures or formats. ``HeldReceiver`` holds every
+request until released, for tests that look at a server while attempts are in flight.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
 
 
 @dataclass(frozen=True)
@@ -113,3 +115,51 @@ def running_sink(delay: float = 0.0) -> Iterator[Sink]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+class HeldReceiver:
+    """An HTTP receiver that holds every request until released, counting those it holds."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.answered = 0
+        self._lock = threading.Lock()
+        self._go = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver.waiting += 1
+                receiver._go.wait(30)
+                with receiver._lock:
+                    receiver.waiting -= 1
+                    receiver.answered += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def release(self) -> None:
+        self._go.set()
+
+    def __enter__(self) -> HeldReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()

@@ -88,11 +88,22 @@ def test_the_config_file_may_come_from_the_environment(tmp_path: Path) -> None:
     assert got["retention-days"] == ("7.0", str(config))
 
 
-def test_a_store_password_is_never_shown() -> None:
-    result = run("config", "show", env={"TIDINGS_STORE": "postgresql://tidings:hunter2@db.internal/tidings"})
+def test_a_password_in_a_url_is_never_shown(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('otlp-endpoint = "https://tidings:s3cret@otel.internal:4318/v1/traces"\n', encoding="utf-8")
+    result = run(
+        "config",
+        "show",
+        "--config",
+        str(config),
+        env={"TIDINGS_STORE": "postgresql://tidings:hunter2@db.internal/tidings"},
+    )
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout
-    assert shown(result.stdout)["store"] == ('"postgresql://tidings:•••@db.internal/tidings"', "TIDINGS_STORE")
+    assert "s3cret" not in result.stdout
+    got = shown(result.stdout)
+    assert got["store"] == ('"postgresql://tidings:•••@db.internal/tidings"', "TIDINGS_STORE")
+    assert got["otlp-endpoint"] == ('"https://tidings:•••@otel.internal:4318/v1/traces"', str(config))
 
 
 @pytest.mark.parametrize(
@@ -105,6 +116,16 @@ def test_a_store_password_is_never_shown() -> None:
         ('allow-http = "yes"\n', {}, '{config}: allow-http: expected true or false, got "yes"'),
         ('log-level = "loud"\n', {}, "{config}: log-level: 'loud' is not one of debug, info, warning, error"),
         ("listen = \n", {}, "{config}: not valid TOML"),
+        (
+            'metrics-listen = "9100"\n',
+            {},
+            "{config}: metrics-listen: expected HOST:PORT with a port from 0 to 65535, got '9100'",
+        ),
+        (
+            "",
+            {"TIDINGS_METRICS_LISTEN": "127.0.0.1:99999"},
+            "TIDINGS_METRICS_LISTEN: expected HOST:PORT with a port from 0 to 65535, got '127.0.0.1:99999'",
+        ),
         ("", {"TIDINGS_ALLOW_HTTP": "maybe"}, "TIDINGS_ALLOW_HTTP: expected 1 or 0 (true or false), got 'maybe'"),
         ("", {"TIDINGS_RETENTION_DAYS": "-1"}, "TIDINGS_RETENTION_DAYS: must be a positive number"),
     ],
@@ -157,3 +178,13 @@ def test_a_server_runs_from_its_config_file(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_processes_need_a_metrics_port_each_within_range() -> None:
+    result = run(
+        "serve", "--processes", "3", "--metrics-listen", "127.0.0.1:65534", "--store", "postgresql://127.0.0.1/x"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "tidings-server: --metrics-listen: 3 processes need ports 65534 to 65536, past 65535"
+    ), result.stderr

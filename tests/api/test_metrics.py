@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import grpc
 import httpx
 import pytest
 from google.protobuf import field_mask_pb2
@@ -14,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_deliveries import PROJECT, make_hook, publish
 from tests.harness import Api, ServerThread
-from tests.http_sink import Sink, running_sink
-from tidings.v1 import hooks_pb2
+from tests.http_sink import HeldReceiver, Sink, running_sink
+from tidings.v1 import deliveries_pb2, events_pb2, hooks_pb2
 from tidings_server.app import Config
+from tidings_server.delivery.breaker import BreakerConfig
 from tidings_server.telemetry.metrics import MetricsConfig
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -74,6 +76,11 @@ def test_metrics_count_what_the_receiver_saw(server: ServerThread, api: Api) -> 
         events = [("RFIs", n, "create") for n in range(1, 21)]
         publish(api, *events[:10])
         publish(api, *events[10:])
+        with pytest.raises(grpc.RpcError) as refused:  # a call refused is timed too, as an error
+            api.events.PublishEvents(
+                events_pb2.PublishEventsRequest(events=[events_pb2.Event(company_id=8, traceparent="bad")])
+            )
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         until(lambda: len(sink.received) == 20 * 3 + 1, "every attempt at the receiver")
         until(
             lambda: total(scrape(server), "tidings_deliveries_total") == 61,
@@ -95,6 +102,18 @@ def test_metrics_count_what_the_receiver_saw(server: ServerThread, api: Api) -> 
     assert value(samples, count, http_response_status_class="2xx") == 40
     assert value(samples, count, http_response_status_class="4xx") == 20
     assert value(samples, count, http_response_status_class="5xx") == 1
+    # The same observations under the tidings name, sums included.
+    for status_class in ("2xx", "4xx", "5xx"):
+        for suffix in ("_count", "_sum"):
+            assert value(samples, f"tidings_attempt_duration_seconds{suffix}", status_class=status_class) == value(
+                samples, f"http_client_request_duration_seconds{suffix}", http_response_status_class=status_class
+            )
+    assert value(samples, "tidings_publish_events_duration_seconds_count", result="ok") == 2
+    assert value(samples, "tidings_publish_events_duration_seconds_count", result="error") == 1
+    # A whole call takes at least as long as its durable part.
+    assert value(samples, "tidings_publish_events_duration_seconds_sum", result="ok") >= value(
+        samples, "tidings_store_operation_duration_seconds_sum", operation="publish_events"
+    )
     assert value(samples, "tidings_delivery_latency_seconds_count") == 40
     assert value(samples, "tidings_delivery_latency_seconds_sum") > 0
     assert value(samples, "tidings_store_operation_duration_seconds_count", operation="publish_events") == 2
@@ -147,5 +166,59 @@ def test_no_metrics_endpoint_unless_asked(server_config: Config) -> None:
     try:
         assert server.running is not None
         assert server.running.metrics_port is None
+    finally:
+        server.stop()
+
+
+def test_in_flight_and_watch_streams_are_what_is_open_at_the_scrape(server: ServerThread, api: Api) -> None:
+    """Scraped while the receiver holds every request it got: the gauges count those, no more."""
+    with HeldReceiver() as receiver:
+        first = make_hook(api, receiver.url("/a"))
+        make_hook(api, receiver.url("/b"))
+        watch = api.deliveries.WatchDeliveries(deliveries_pb2.WatchDeliveriesRequest(parent=first.name))
+        try:
+            until(lambda: value(scrape(server), "tidings_watch_streams") == 1, "the watch stream counted")
+            publish(api, ("RFIs", 1, "create"), ("RFIs", 2, "create"))
+            until(lambda: receiver.waiting == 4, "two requests held at each path")
+            samples = scrape(server)
+            assert value(samples, "tidings_attempts_in_flight") == receiver.waiting == 4
+            assert total(samples, "tidings_deliveries_total") == 0, "nothing recorded while all are in flight"
+            receiver.release()
+            until(lambda: total(scrape(server), "tidings_deliveries_total") == 4, "the four attempts recorded")
+            assert value(scrape(server), "tidings_attempts_in_flight") == 0
+        finally:
+            watch.cancel()
+        until(lambda: value(scrape(server), "tidings_watch_streams") == 0, "the closed stream no longer counted")
+    assert receiver.answered == 4
+
+
+def test_an_open_circuit_and_a_rate_limited_hook_are_counted(server_config: Config) -> None:
+    breaker = BreakerConfig(consecutive=3, deactivate_after=None)
+    config = replace(server_config, engine=replace(server_config.engine, breaker=breaker))
+    server = ServerThread(config).start()
+    try:
+        api = Api.connect(server.port)
+        with running_sink() as sink:
+            sink.answers["/down"] = [503]
+            make_hook(api, sink.url("/down"))
+            limited = make_hook(api, sink.url("/slow"))
+            api.hooks.UpdateHook(
+                hooks_pb2.UpdateHookRequest(
+                    hook=hooks_pb2.Hook(
+                        name=limited.name, rate_limit=hooks_pb2.RateLimit(per_second=0.01, burst=1)
+                    ),  # one send per 100 s
+                    update_mask=field_mask_pb2.FieldMask(paths=["rate_limit"]),
+                )
+            )
+            publish(api, *[("RFIs", n, "create") for n in range(1, 6)])
+            until(lambda: value(scrape(server), "tidings_circuits_open") == 1, "the failing hook's circuit open")
+            until(lambda: value(scrape(server), "tidings_rate_limited_hooks") == 1, "the limited hook counted")
+            # The five published, and the server's own news that the circuit opened.
+            until(lambda: value(scrape(server), "tidings_events_published_total") == 6, "circuit_opened counted")
+            samples = scrape(server)
+            assert sink.hits.get("/slow") == 1, "the limit let one send through"
+            assert sink.hits.get("/down", 0) >= 3, "the circuit opened after three failures in a row"
+            assert value(samples, "tidings_deliveries_total", outcome="delivered", payload_format="procore.v4") == 1
+        api.channel.close()
     finally:
         server.stop()

@@ -4,6 +4,7 @@ a ``Projects`` create event), applied again, edited after applying, and refused 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from google.protobuf import field_mask_pb2
 from tests.api.test_deliveries import DELIVERED, settled
 from tests.harness import Api
 from tests.http_sink import Sink, running_sink
+from tests.secrets.spelling import found_in
 from tidings.v1 import events_pb2, hooks_pb2, templates_pb2, templates_pb2_grpc
 from tidings_server.app import Config
 
@@ -187,6 +189,27 @@ def test_a_projects_create_event_naming_the_template_applies_it(
     assert hooks_of(api, f"{COMPANY}/projects/42") == []
 
 
+def test_an_event_that_applies_a_template_is_an_audited_change(
+    api: Api, templates: templates_pb2_grpc.TemplateServiceStub, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Publishing is the data plane, but a Projects create event naming a template makes hooks:
+    that call gets the audit line every control-plane change gets; other batches none."""
+    standard(templates, sink)
+    created = events_pb2.Event(company_id=8, resource_name="Projects", resource_id=50, event_type="create", user_id=2)
+    named = events_pb2.Event()
+    named.CopyFrom(created)
+    named.resource_id, named.project_template = 51, "standard"
+    with caplog.at_level(logging.INFO, logger="tidings_server.audit"):
+        api.events.PublishEvents(events_pb2.PublishEventsRequest(events=[created]))
+        assert [r for r in caplog.records if r.name == "tidings_server.audit"] == []
+        api.events.PublishEvents(events_pb2.PublishEventsRequest(events=[created, named]))
+    lines = [r for r in caplog.records if r.name == "tidings_server.audit"]
+    assert [(r.method, r.resource, r.outcome, r.principal) for r in lines] == [  # type: ignore[attr-defined]
+        ("PublishEvents", "events[1].project_template=standard", "ok", "none (--no-auth)")
+    ]
+    assert len(hooks_of(api, f"{COMPANY}/projects/51")) == 2
+
+
 def test_a_template_not_applied_is_recorded_for_the_admins_who_subscribe(
     api: Api, templates: templates_pb2_grpc.TemplateServiceStub, sink: Sink
 ) -> None:
@@ -326,4 +349,7 @@ def test_a_templates_authorization_header_is_sealed_at_rest(
     with sqlite3.connect(path) as conn:
         [(stored,)] = conn.execute("SELECT hooks FROM templates").fetchall()
     assert "0123456789abcdef" not in stored
-    assert AUTH not in Path(path).read_bytes().decode("latin-1")
+    # The raw bytes of the file and its WAL (not yet checkpointed), in every spelling.
+    files = [Path(path), Path(path + "-wal")]
+    assert files[1].stat().st_size > 0
+    assert found_in(files, [AUTH]) == []

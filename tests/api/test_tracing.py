@@ -10,10 +10,11 @@ from dataclasses import replace
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tests.api.test_deliveries import make_hook
 from tests.harness import Api, ServerThread
@@ -115,6 +116,34 @@ def test_an_attempt_continues_the_publishers_trace_and_passes_it_on(
     assert m is not None, header
     assert m[1] == TRACE_ID, "the receiver's trace joins the publisher's"
     assert m[2] == span_id(span), "with the attempt's span as its parent"
+
+
+def test_a_publishers_own_span_is_the_parent_of_the_attempt_and_of_the_receivers_request(
+    api: Api, sink: Sink, exporter: InMemorySpanExporter
+) -> None:
+    """The publisher traces with OpenTelemetry too (its own provider and in-memory exporter) and
+    propagates its span into the call's metadata the standard way: publisher span → attempt span
+    → the request the receiver got, one trace."""
+    publisher_spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(publisher_spans))
+    make_hook(api, sink.url("/in"))
+    with provider.get_tracer("publisher").start_as_current_span("publish RFI") as publishing:
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier)
+        publish(api, metadata=tuple(carrier.items()))
+    provider.shutdown()
+    [published] = publisher_spans.get_finished_spans()
+    assert published.get_span_context() == publishing.get_span_context()
+    [attempt] = spans(exporter, 1)
+    assert trace_id(attempt) == trace_id(published)
+    assert attempt.parent is not None
+    assert f"{attempt.parent.span_id:016x}" == span_id(published)
+    header = sink.requests[0].header("traceparent")
+    assert header is not None
+    m = HEADER.fullmatch(header)
+    assert m is not None, header
+    assert (m[1], m[2]) == (trace_id(published), span_id(attempt))
 
 
 def test_each_retry_is_a_span_of_its_own_under_the_same_parent(

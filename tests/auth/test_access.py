@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.auth.world import BIN, DEADLINE, World, build, cli_token, event, hook, metadata, project
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2
+from tests.secrets.spelling import found_in
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2
 from tidings_server.app import ConfigError, check_listen
 from tidings_server.domain.access import POLICY
+from tidings_server.domain.tokens import hash_secret
 from tidings_server.grpc_api.access import Guard, PolicyInterceptor
 
 
@@ -38,14 +41,16 @@ def _error(call: object, request: object, secret: str | None) -> grpc.RpcError:
 
 
 def test_the_policy_lists_every_method_of_every_service_in_the_proto() -> None:
-    files = (catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, tokens_pb2)
+    files = (catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2)
+    protos = {p.stem for p in (Path(__file__).resolve().parents[2] / "proto" / "tidings" / "v1").glob("*.proto")}
+    assert {f.DESCRIPTOR.name.rsplit("/", 1)[-1].removesuffix(".proto") for f in files} == protos
     methods = {
         f"/{service.full_name}/{method.name}"
         for module in files
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     }
-    assert len(methods) == 22
+    assert len(methods) == 28
     assert methods <= set(POLICY)
     open_ = {m for m, rule in POLICY.items() if rule.permission is None}
     assert open_ == {
@@ -251,3 +256,14 @@ def test_with_auth_any_address_may_be_served_and_without_only_loopback() -> None
     for listen in ("0.0.0.0:50051", ":50051"):
         with pytest.raises(ConfigError, match="--no-auth serves the control plane on loopback only"):
             check_listen(listen, auth=False, tls=True)
+
+
+def test_token_secrets_are_kept_only_as_their_hash(world: World) -> None:
+    """Read as a local user would, the database and its WAL hold no token secret, in any
+    spelling; what they hold is its SHA-256, by which the token is found."""
+    every = [world.owner, world.revoked, *world.secrets.values()]
+    files = [p for p in (world.db, world.db.with_name(world.db.name + "-wal")) if p.exists()]
+    assert found_in(files, every) == []
+    with sqlite3.connect(f"file:{world.db}?mode=ro", uri=True) as conn:
+        hashes = {row[0] for row in conn.execute("SELECT secret_hash FROM tokens")}
+    assert {hash_secret(secret) for secret in every} <= hashes

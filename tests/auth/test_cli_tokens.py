@@ -4,8 +4,11 @@ profile's ``token`` against a real ``serve`` with auth on (its default)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -130,3 +133,38 @@ def test_no_auth_says_so_loudly_once_serving_with_how_to_make_the_first_token(tm
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_make_serve_runs_without_tokens_and_says_so_with_how_to_make_the_first(tmp_path: Path) -> None:
+    """``make serve``, as typed at a prompt: one command, a loopback server with auth off, and
+    the loud line once it serves, naming the command that makes the first owner token."""
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "make.log"
+    dropped = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "TIDINGS_NO_AUTH", "TIDINGS_SECRETS_KEY")
+    env = {**{k: v for k, v in os.environ.items() if k not in dropped}, "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as sink:
+        make = subprocess.Popen(
+            ["make", "--no-print-directory", "serve", "LISTEN=127.0.0.1:0", "STORE=memory:"],
+            cwd=root,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # make and the server it starts: one group, stopped together
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on port" not in log.read_text():
+            assert make.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        warnings = [line for line in log.read_text().splitlines() if "AUTHENTICATION IS OFF" in line]
+        assert len(warnings) == 1
+        said = json.loads(warnings[0])
+        assert said["level"] == "warning"
+        assert "tidings-server tokens create --store URL --role owner --name NAME" in said["message"]
+        assert "restart without --no-auth" in said["message"]
+        # The key it encrypts secrets with (made on the first run) is the user's alone.
+        assert stat.S_IMODE((root / "var" / "secrets.key").stat().st_mode) == 0o600
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(20)

@@ -11,6 +11,8 @@ The token methods are for unscoped owners: in scope there is a token of scope ``
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +25,57 @@ from google.protobuf import field_mask_pb2
 from tests.auth.world import ROLES, World, build, code_of, event, hook, project, watch_code
 from tests.harness import Api
 from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2
-from tidings_server.domain.access import POLICY, ROLE_PERMISSIONS
-from tidings_server.domain.tokens import Role
+from tidings_server.domain.access import POLICY
 
 Code = grpc.StatusCode
 MISSING = "0000000000000000"
+
+
+# Who may call what, written from issue #11's words rather than read from the policy table, so
+# that a wrong entry in the table fails here: owner everything; admin hooks, triggers,
+# templates, redeliver, test sends and history; viewer reads hooks and history; publisher
+# publishes. Reading the catalog goes with reading hooks.
+WRITE = frozenset({"owner", "admin"})
+READ = frozenset({"owner", "admin", "viewer"})
+PUBLISH = frozenset({"owner", "publisher"})
+TOKENS = frozenset({"owner"})
+ROLES_BY_METHOD = {
+    **{f"/tidings.v1.HookService/{m}": READ for m in ("GetHook", "ListHooks", "ListTriggers")},
+    **{
+        f"/tidings.v1.HookService/{m}": WRITE
+        for m in (
+            "CreateHook",
+            "UpdateHook",
+            "DeleteHook",
+            "BatchCreateTriggers",
+            "BatchDeleteTriggers",
+            "RotateSigningSecret",
+        )
+    },
+    "/tidings.v1.CatalogService/ListResources": READ,
+    "/tidings.v1.CatalogService/ListPayloadFormats": READ,
+    "/tidings.v1.EventService/PublishEvents": PUBLISH,
+    **{
+        f"/tidings.v1.DeliveryService/{m}": READ
+        for m in ("ListDeliveries", "GetDelivery", "GetHookOverview", "WatchDeliveries")
+    },
+    "/tidings.v1.DeliveryService/RedeliverDeliveries": WRITE,
+    "/tidings.v1.DeliveryService/SendTestEvent": WRITE,
+    **{f"/tidings.v1.TemplateService/{m}": READ for m in ("GetTemplate", "ListTemplates")},
+    **{
+        f"/tidings.v1.TemplateService/{m}": WRITE
+        for m in ("CreateTemplate", "UpdateTemplate", "DeleteTemplate", "ApplyTemplate")
+    },
+    **{f"/tidings.v1.TokenService/{m}": TOKENS for m in ("CreateToken", "GetToken", "ListTokens", "RevokeToken")},
+}
+CHANGES = {
+    *(m for m, roles in ROLES_BY_METHOD.items() if roles == WRITE),
+    "/tidings.v1.TokenService/CreateToken",
+    "/tidings.v1.TokenService/RevokeToken",
+}
+"""Control-plane changes (issue #11): each call let through is one audit line, whatever its outcome."""
+UNSCOPED = {"/tidings.v1.CatalogService/ListResources", "/tidings.v1.CatalogService/ListPayloadFormats"}
+"""The catalog is every company's: no scope to be outside of."""
 
 
 @dataclass(frozen=True)
@@ -266,11 +314,9 @@ BY_METHOD = {c.method: c for c in CASES}
 
 
 def expected(case: Case, role: str, in_scope: bool) -> Code:
-    permission = POLICY[case.method].permission
-    assert permission is not None
-    if permission not in ROLE_PERMISSIONS[Role(role)]:
+    if role not in ROLES_BY_METHOD[case.method]:
         return Code.PERMISSION_DENIED
-    if not in_scope and (case.tokens or POLICY[case.method].targets):
+    if not in_scope and case.method not in UNSCOPED:
         return Code.PERMISSION_DENIED
     return case.allowed
 
@@ -285,7 +331,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_every_method_of_the_policy_has_a_case() -> None:
     guarded = {m for m, rule in POLICY.items() if rule.permission is not None}
-    assert guarded == set(BY_METHOD)
+    assert guarded == set(BY_METHOD) == set(ROLES_BY_METHOD)
+
+
+def test_the_matrix_has_every_method_role_and_credential() -> None:
+    """At least 150 cases (issue #11): methods × roles × in and out of scope, and methods ×
+    the four ways of having no live token."""
+    assert len(BY_METHOD) * len(ROLES) * 2 + len(BY_METHOD) * 4 == 28 * 4 * 2 + 28 * 4 == 336
 
 
 def _run(world: World, case: Case, company: int, secret: str | None) -> Code:
@@ -295,25 +347,47 @@ def _run(world: World, case: Case, company: int, secret: str | None) -> Code:
     return got
 
 
+def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "tidings_server.audit"]
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("in_scope", [True, False], ids=["in-scope", "out-of-scope"])
 @pytest.mark.parametrize("method", list(BY_METHOD), ids=lambda m: m.rsplit("/", 1)[-1])
-def test_role_and_scope(world: World, method: str, role: str, in_scope: bool) -> None:
+def test_role_and_scope(world: World, method: str, role: str, in_scope: bool, caplog: pytest.LogCaptureFixture) -> None:
     case = BY_METHOD[method]
-    if case.tokens:
-        secret, company = world.secrets[(role, "all" if in_scope else "companies/1")], 1
+    scope = "all" if case.tokens and in_scope else "companies/1"
+    secret = world.secrets[(role, scope)]
+    company = 1 if case.tokens or in_scope else 2
+    want = expected(case, role, in_scope)
+    changes = method in CHANGES and want != Code.PERMISSION_DENIED
+    with caplog.at_level(logging.INFO, logger="tidings_server.audit"):
+        assert _run(world, case, company, secret) == want
+        # An error status is sent as the method aborts, before the guard writes its line.
+        deadline = time.monotonic() + 5
+        while changes and not _audit_lines(caplog) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    lines = _audit_lines(caplog)
+    if changes:
+        outcome = "ok" if want == Code.OK else "failed"
+        assert [(r.method, r.principal_name, r.outcome) for r in lines] == [  # type: ignore[attr-defined]
+            (method.rsplit("/", 1)[-1], f"{role} {scope}", outcome)
+        ]
+        assert lines[0].principal.startswith("tokens/")  # type: ignore[attr-defined]
     else:
-        secret, company = world.secrets[(role, "companies/1")], 1 if in_scope else 2
-    assert _run(world, case, company, secret) == expected(case, role, in_scope)
+        assert lines == []
+    assert secret not in " ".join(str(vars(r)) for r in caplog.records)
 
 
 @pytest.mark.parametrize("credential", ["none", "revoked", "unknown", "basic"])
 @pytest.mark.parametrize("method", list(BY_METHOD), ids=lambda m: m.rsplit("/", 1)[-1])
-def test_without_a_live_token(world: World, method: str, credential: str) -> None:
+def test_without_a_live_token(world: World, method: str, credential: str, caplog: pytest.LogCaptureFixture) -> None:
     secret = {
         "none": None,
         "revoked": world.revoked,
         "unknown": "tdg_" + "x" * 43,
         "basic": "Basic b3duZXI6cHc=",  # a credential of another scheme is no credential
     }[credential]
-    assert _run(world, BY_METHOD[method], 1, secret) == Code.UNAUTHENTICATED
+    with caplog.at_level(logging.INFO, logger="tidings_server.audit"):
+        assert _run(world, BY_METHOD[method], 1, secret) == Code.UNAUTHENTICATED
+    assert _audit_lines(caplog) == []

@@ -7,9 +7,14 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.nodes import BIN, LEASE, running_receiver
 from tests.harness import SECRETS_ENV, Api
@@ -92,6 +97,82 @@ def test_two_processes_serve_deliver_and_a_killed_child_is_restarted(postgres_ur
             supervisor.send_signal(signal.SIGTERM)
             assert supervisor.wait(30) == 0
             assert not any(_alive(pid) for pid in (children - {killed}) | restarted)
+        finally:
+            if supervisor.poll() is None:
+                supervisor.kill()
+                supervisor.wait(10)
+
+
+def _two_free_ports() -> int:
+    """A port P with P + 1 free too (for the two processes' metrics)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    pytest.fail("no two consecutive free ports")
+
+
+def _delivered(port: int) -> float:
+    reply = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert reply.status_code == 200
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(reply.text)
+        for sample in family.samples
+        if sample.name == "tidings_deliveries_total" and sample.labels.get("outcome") == "delivered"
+    )
+
+
+def test_each_process_serves_its_own_metrics_on_consecutive_ports(postgres_url: str) -> None:
+    """``--metrics-listen HOST:P`` with two processes: one on P, one on P + 1, which together
+    counted every delivery the receiver got."""
+    metrics = _two_free_ports()
+    with running_receiver(0.001) as receiver:
+        supervisor = subprocess.Popen(
+            [str(BIN), "serve", "--processes", "2", "--listen", "127.0.0.1:0", "--store", postgres_url,
+             "--allow-http", "--allow-private-destinations", "--delivery-lease", LEASE,
+             "--metrics-listen", f"127.0.0.1:{metrics}"],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, **SECRETS_ENV},
+        )  # fmt: skip
+        assert supervisor.stderr is not None
+        lines: list[str] = []
+        port = 0
+        for line in supervisor.stderr:
+            lines.append(line)
+            if m := re.search(r"listening on port (\d+) \(2 processes", line):
+                port = int(m.group(1))
+                break
+        assert port, "".join(lines)
+        threading.Thread(target=lambda: lines.extend(supervisor.stderr or ()), daemon=True).start()
+        try:
+            api = Api.connect(port)
+            hook = api.hooks.CreateHook(
+                hooks_pb2.CreateHookRequest(
+                    parent=PROJECT, hook=hooks_pb2.Hook(destination_url=receiver.url("h"), payload_format="procore.v2")
+                )
+            )
+            trigger = hooks_pb2.Trigger(resource_name="RFIs", event_type="update")
+            api.hooks.BatchCreateTriggers(hooks_pb2.BatchCreateTriggersRequest(parent=hook.name, triggers=[trigger]))
+            expected = {("h", e) for e in _publish(api, 1, 100)}
+            assert not receiver.wait_for(expected, timeout=60)
+            api.channel.close()
+            served = [line for line in lines if '"metrics serving"' in line]
+            assert sorted(json.loads(line)["port"] for line in served) == [metrics, metrics + 1]
+            deadline = time.monotonic() + 30
+            while (counted := _delivered(metrics) + _delivered(metrics + 1)) < 100 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert counted == 100, "each delivery counted once, by the process that made it"
+
+            supervisor.send_signal(signal.SIGTERM)
+            assert supervisor.wait(30) == 0
         finally:
             if supervisor.poll() is None:
                 supervisor.kill()

@@ -33,6 +33,8 @@ from tidings_server.domain.ports import Published, Store
 from tidings_server.domain.pulse import Pulse
 from tidings_server.plugins.manager import Plugins
 from tidings_server.stores.memory import MemoryBackend
+from tidings_server.telemetry.metrics import Metrics
+from tidings_server.telemetry.store import observed
 
 ORIGIN = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 PROJECT = "companies/8/projects/6778"
@@ -171,11 +173,14 @@ async def world(
     jitter: Callable[[], float] = lambda: 0.0,
     loaded: Plugins | None = None,
     inline_formats: frozenset[str] = frozenset(),
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[World]:
     """A running engine (with ``loaded`` plugins, or the installed ones); leaving the block
-    drains it (grace 0) and closes everything."""
+    drains it (grace 0) and closes everything. With ``metrics``, the store is observed for them
+    as a server serving metrics observes it."""
     found = loaded or plugins()
-    async with MemoryBackend().open("memory:") as store, Sender(LOOPBACK, USER_AGENT) as sender:
+    async with MemoryBackend().open("memory:") as opened, Sender(LOOPBACK, USER_AGENT) as sender:
+        store = opened if metrics is None else observed(opened, metrics)
         clock = Clock(ORIGIN)
         pulse = Pulse()
         config = config or EngineConfig(poll=None)  # one process, woken in memory: no polls

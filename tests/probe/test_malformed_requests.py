@@ -13,9 +13,9 @@ from google.protobuf.descriptor import FieldDescriptor
 from grpc_reflection.v1alpha import reflection_pb2
 
 from tests.harness import Api
-from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2
+from tidings.v1 import catalog_pb2, deliveries_pb2, events_pb2, hooks_pb2, templates_pb2, tokens_pb2
 
-SERVICES = [hooks_pb2, catalog_pb2, events_pb2, deliveries_pb2]
+SERVICES = [hooks_pb2, catalog_pb2, events_pb2, deliveries_pb2, templates_pb2, tokens_pb2]
 METHODS = [
     (f"/{service.full_name}/{method.name}", method.server_streaming)
     for module in SERVICES
@@ -56,7 +56,7 @@ def call(api: Api, path: str, streaming: bool, raw: bytes) -> grpc.RpcError:
 def test_every_method_refuses_garbage_as_invalid_argument(
     api: Api, raw: bytes, methods: list[tuple[str, bool]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert (len(METHODS), len(STRING_FIRST)) == (18, 14)
+    assert (len(METHODS), len(STRING_FIRST)) == (28, 21)  # every service in the proto
     with caplog.at_level(logging.WARNING):
         for path, streaming in methods:
             error = call(api, path, streaming, raw)

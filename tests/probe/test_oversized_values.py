@@ -195,6 +195,14 @@ CASES = [
         "filter:",
         id="redeliver-filter",
     ),
+    P(
+        # Within the filter's 2,000 characters, but a value no message should quote whole (twice).
+        lambda api: api.deliveries.ListDeliveries(
+            D.ListDeliveriesRequest(parent=PROJECT, filter=f'hook = "{"h" * 1900}"')
+        ),
+        "filter:",
+        id="list-deliveries-filter-hook",
+    ),
     P(lambda api: api.deliveries.SendTestEvent(D.SendTestEventRequest(name=HUGE_NAME)), "name:", id="test-send"),
     P(
         lambda api: next(iter(api.deliveries.WatchDeliveries(D.WatchDeliveriesRequest(parent=HUGE)))),

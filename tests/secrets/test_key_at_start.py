@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.harness import Api
 from tests.secrets.servers import run, serving
-from tidings.v1 import hooks_pb2
+from tidings.v1 import hooks_pb2, templates_pb2
 from tidings_server.domain.sealing import encode_key, key_id, new_key
 from tidings_server.keys import ENV_VAR, init_key
 
@@ -92,6 +92,44 @@ def test_a_keyring_that_does_not_open_the_store_is_refused_naming_the_hook(tmp_p
     code, err = _serve("--store", f"sqlite:///{db}", "--plaintext-secrets")
     assert code == 2
     assert "do not open with this keyring" in err
+
+
+def test_a_keyring_that_does_not_open_a_template_is_refused_naming_it(tmp_path: Path) -> None:
+    """A template's hook definitions hold Authorization headers: a keyring that cannot open
+    them would fail every read and application of the template, so it fails the start instead."""
+    db = tmp_path / "db.sqlite3"
+    first, second = tmp_path / "first.key", tmp_path / "second.key"
+    kid = init_key(first)
+    init_key(second)
+    with serving(f"sqlite:///{db}", "--secrets-key-file", str(first)) as (port, _):
+        api = Api.connect(port)
+        try:
+            template = api.templates.CreateTemplate(
+                templates_pb2.CreateTemplateRequest(
+                    parent="companies/1",
+                    template_id="standard",
+                    template=templates_pb2.Template(
+                        hooks=[
+                            templates_pb2.HookDefinition(
+                                hook_id="erp",
+                                hook=hooks_pb2.Hook(
+                                    destination_url="http://127.0.0.1:9/in",
+                                    payload_format="procore.v4",
+                                    authorization_header="Bearer 0123456789abcdef-secret",
+                                ),
+                            )
+                        ]
+                    ),
+                )
+            )
+        finally:
+            api.channel.close()
+    code, err = _serve("--store", f"sqlite:///{db}", "--secrets-key-file", str(second))
+    assert code == 2
+    assert err == (
+        "tidings-server: --secrets-key-file: stored secrets do not open with this keyring: template"
+        f" {template.name}, hook erp: sealed under key {kid}, which the keyring does not hold"
+    )
 
 
 def test_bad_key_options_are_refused_in_one_line(tmp_path: Path) -> None:

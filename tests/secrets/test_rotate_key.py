@@ -16,7 +16,7 @@ from tests.harness import Api
 from tests.http_sink import Sink, running_sink
 from tests.secrets.servers import SERVER, env, run, serving
 from tests.secrets.spelling import found_in
-from tidings.v1 import events_pb2, hooks_pb2
+from tidings.v1 import events_pb2, hooks_pb2, templates_pb2
 from tidings_server.keys import init_key, read_keyring
 
 PROJECT = "companies/8/projects/6778"
@@ -125,7 +125,9 @@ def test_rotate_key_while_the_server_runs(tmp_path: Path, sink: Sink, postgres_u
             [added, done, removed] = out.splitlines()
             new = read_keyring(keyfile).primary_id
             assert added == f"added key {new} first in {keyfile}"
-            assert done == f"{HOOKS} of {HOOKS} hooks re-encrypted; every secret is now under key {new}"
+            assert done == (
+                f"{HOOKS} of {HOOKS} hooks and 0 of 0 templates re-encrypted; every secret is now under key {new}"
+            )
             assert removed == f"removed 1 older key(s) from {keyfile}: {old}"
             assert read_keyring(keyfile).ids == (new,)
             assert {part.split(":")[2] for _, a, s in _stored_pg(store) for part in (a, s)} == {new}
@@ -177,11 +179,18 @@ def test_plaintext_from_before_is_sealed_by_rotate_key_and_leaves_the_files(tmp_
             "  0 with a secret under an older key",
             f"  {HOOKS} with a secret unencrypted (from before encryption at rest)",
             "  0 with a secret no key of the keyring opens",
+            "0 templates (their hooks' Authorization headers)",
+            "  0 with every one under the newest key",
+            "  0 with one under an older key",
+            "  0 with one unencrypted",
+            "  0 with one no key of the keyring opens",
         ],
     )
     result = run("secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"{HOOKS} of {HOOKS} hooks re-encrypted; every secret is now under key {kid}"]
+    assert result.stdout.splitlines() == [
+        f"{HOOKS} of {HOOKS} hooks and 0 of 0 templates re-encrypted; every secret is now under key {kid}"
+    ]
     status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
     assert (status.returncode, status.stdout.splitlines()[1]) == (
         0,
@@ -226,3 +235,65 @@ def test_rotate_key_refuses_what_it_cannot_do_in_one_line(tmp_path: Path) -> Non
     line = refused("--secrets-key-file", str(keyfile), "--retire-old")
     assert line.startswith(f"tidings-server secrets: stored secrets do not open with this keyring: hook {hook.name}")
     assert keyfile.read_text() == before
+
+
+def _template(api: Api, company: int, auth: str) -> str:
+    made = api.templates.CreateTemplate(
+        templates_pb2.CreateTemplateRequest(
+            parent=f"companies/{company}",
+            template_id="standard",
+            template=templates_pb2.Template(
+                hooks=[
+                    templates_pb2.HookDefinition(
+                        hook_id="erp",
+                        hook=hooks_pb2.Hook(
+                            destination_url="http://127.0.0.1:9/erp",
+                            payload_format="procore.v4",
+                            authorization_header=auth,
+                        ),
+                    )
+                ]
+            ),
+        )
+    )
+    return made.name
+
+
+def test_rotate_key_re_encrypts_templates_too_before_the_old_key_goes(tmp_path: Path) -> None:
+    """A template's hook definitions hold Authorization headers sealed like a hook's: a rotation
+    that re-sealed hooks only, then retired the old key, would leave them unreadable."""
+    db = tmp_path / "db.sqlite3"
+    store = f"sqlite:///{db}"
+    keyfile = tmp_path / "secrets.key"
+    old = init_key(keyfile)
+    auths = {company: f"Bearer template-{company}-0123456789abcdef" for company in (3, 4, 5)}
+    with serving(store, "--secrets-key-file", str(keyfile)) as (port, _):
+        api = Api.connect(port)
+        names = {company: _template(api, company, auth) for company, auth in auths.items()}
+        api.channel.close()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        stored = [str(text) for (text,) in conn.execute("SELECT hooks FROM templates")]
+    assert len(stored) == 3
+    assert all(f":{old}:" in text for text in stored)
+    result = run(
+        "secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile), "--new-key", "--retire-old",
+        "--batch-size", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    new = read_keyring(keyfile).primary_id
+    assert read_keyring(keyfile).ids == (new,)
+    assert result.stdout.splitlines()[1:] == [
+        f"0 of 0 hooks and 3 of 3 templates re-encrypted; every secret is now under key {new}",
+        f"removed 1 older key(s) from {keyfile}: {old}",
+    ]
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        stored = [str(text) for (text,) in conn.execute("SELECT hooks FROM templates")]
+    assert all(f":{new}:" in text and f":{old}:" not in text for text in stored)
+    status = run("secrets", "status", "--store", store, "--secrets-key-file", str(keyfile))
+    assert status.returncode == 0, status.stdout
+    with serving(store, "--secrets-key-file", str(keyfile)) as (port, _):
+        api = Api.connect(port)
+        for company, name in names.items():
+            shown = api.templates.GetTemplate(templates_pb2.GetTemplateRequest(name=name))
+            assert shown.hooks[0].hook.authorization_header.endswith(auths[company][-4:])
+        api.channel.close()

@@ -69,7 +69,8 @@ def test_every_port_method_that_carries_a_hook_is_sealed_or_opened_by_the_decora
     wrapped = {name for name, m in vars(SealedStore).items() if inspect.iscoroutinefunction(m)}
     assert carrying <= wrapped
     # Batches of hooks and templates (whose definitions hold Authorization headers) too.
-    assert {"create_hooks", "create_template", "get_template", "list_templates", "update_template"} <= wrapped
+    templates = {"create_template", "get_template", "list_templates", "list_all_templates", "update_template"}
+    assert {"create_hooks", *templates} <= wrapped
 
 
 @pytest.fixture

@@ -1,14 +1,23 @@
 """The listen rule as a pure function: off loopback, plaintext must be asked for by name.
 
 Without authentication (``--no-auth``) a non-loopback address is refused whatever the transport
-(tests/auth); a real non-loopback listen is not tried here: tests stay on loopback.
+(tests/auth). Tests stay on loopback: the one real ``serve`` off loopback below names an address
+this machine does not have, so it warns and then cannot bind.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tidings_server.app import ConfigError, check_listen, plaintext_warning
+
+SERVER = Path(sys.executable).parent / "tidings-server"
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:50051", "localhost:0", "[::1]:6000", "127.8.9.10:1"])
@@ -42,3 +51,34 @@ def test_malformed_addresses_are_refused_first(listen: str) -> None:
     with pytest.raises(ConfigError) as refused:
         check_listen(listen, tls=True, allow_plaintext=True)
     assert str(refused.value).startswith("--listen: ")
+
+
+def test_a_server_started_plaintext_off_loopback_warns_before_it_listens() -> None:
+    """The real ``serve``: 198.51.100.1 (TEST-NET-2, documentation only) is no address of this
+    machine, so the bind fails and nothing is ever served or sent; the warning comes first."""
+    result = subprocess.run(
+        [str(SERVER), "serve", "--listen", "198.51.100.1:0", "--store", "memory:", "--allow-plaintext"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TIDINGS_NO_AUTH": "0"},  # the suite's servers run without
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    warned = [line for line in lines if line["message"].startswith("serving the control plane unencrypted")]
+    assert [(w["level"], w["listen"]) for w in warned] == [("warning", "198.51.100.1:0")]
+    assert "--allow-plaintext" in warned[0]["message"]
+    assert lines.index(warned[0]) == 0  # said at start, before anything else
+    assert result.stderr.splitlines()[-1].startswith("tidings-server: cannot listen on 198.51.100.1:0")
+    refused = subprocess.run(
+        [str(SERVER), "serve", "--listen", "198.51.100.1:0", "--store", "memory:"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TIDINGS_NO_AUTH": "0"},
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        "tidings-server: --listen: 198.51.100.1 is not a loopback address; serve it with TLS (--tls-cert and"
+        " --tls-key), or pass --allow-plaintext to serve it unencrypted on purpose"
+    ]

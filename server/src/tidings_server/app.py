@@ -160,7 +160,13 @@ def redact(text: str) -> str:
 
 
 def build_core(
-    store: Store, plugins: Plugins, config: Config, clock: Clock, engine: DeliveryEngine, pulse: Pulse
+    store: Store,
+    plugins: Plugins,
+    config: Config,
+    clock: Clock,
+    engine: DeliveryEngine,
+    pulse: Pulse,
+    metrics: Metrics | None = None,
 ) -> Core:
     def resources(scope: Scope, payload_format: str | None) -> list[CatalogEntry]:
         return [
@@ -211,6 +217,7 @@ def build_core(
         watch=config.watch,
         auth=config.auth,
         templates=templates,
+        observe_publish=metrics.observe_publish if metrics is not None else None,
     )
 
 
@@ -304,11 +311,9 @@ async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
             )
     sealed = SealedStore(store, keys)
     found = await audit(sealed)
-    if found.unopenable:
-        more = f" (and {len(found.unopenable) - 1} more)" if len(found.unopenable) > 1 else ""
-        raise ConfigError(
-            f"--secrets-key-file: stored secrets do not open with this keyring: {found.unopenable[0]}{more}"
-        )
+    if problems := found.not_opening:  # hooks' secrets, and templates' Authorization headers
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"--secrets-key-file: stored secrets do not open with this keyring: {problems[0]}{more}")
     if found.plaintext and keys.keyring.keys:
         log.warning(
             "hooks keep secrets unencrypted from before encryption at rest; each is encrypted when next written,"
@@ -431,7 +436,7 @@ async def serve(
             tracer=attempt_tracer,
             node_id=node.node_id,
         )
-        core = build_core(store, plugins, config, clock, engine, pulse)
+        core = build_core(store, plugins, config, clock, engine, pulse, metrics)
         grpc_server = GrpcServer(
             core if config.role != "worker" else None,
             config.listen,

@@ -265,7 +265,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
-        help="serve Prometheus metrics over HTTP on this address, port 0 picks a free one (default: no metrics)",
+        type=_host_port,
+        help="serve Prometheus metrics over HTTP on this address, port 0 picks a free one; with --processes N"
+        " the processes serve on PORT to PORT+N-1 (default: no metrics)",
     )
     run.add_argument(
         "--no-metrics-hook-labels",
@@ -400,6 +402,14 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _host_port(text: str) -> str:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6), the port 0 to 65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port from 0 to 65535, got {text!r}")
+    return text
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:  # also refuses nan
@@ -504,7 +514,9 @@ def _parse_serve(top: argparse.ArgumentParser, serve_args: Sequence[str]) -> tup
     settings.apply(serve, layered)
     args = top.parse_args(["serve", *serve_args])
     settings.settle_lists(args, serve, layered)
-    return args, settings.show(args, serve, layered, redact={"store": redact(args.store)})
+    # Any URL may carry a password (the store's, an OTLP collector's): each string is shown without.
+    urls = {dest: redact(value) for dest, value in vars(args).items() if isinstance(value, str)}
+    return args, settings.show(args, serve, layered, redact=urls)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -556,7 +568,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if refusal is not None:
             print(f"tidings-server: {refusal}", file=sys.stderr)
             return 2
-        return supervisor.serve_processes(serve_args, args.listen, args.processes, args.shutdown_grace)
+        first = int(args.metrics_listen.rpartition(":")[2]) if args.metrics_listen else 0
+        if first and first + args.processes - 1 > 65535:  # one metrics port per process
+            last = first + args.processes - 1
+            print(f"tidings-server: --metrics-listen: {args.processes} processes need ports {first} to {last},"
+                  " past 65535", file=sys.stderr)  # fmt: skip
+            return 2
+        return supervisor.serve_processes(
+            serve_args, args.listen, args.processes, args.shutdown_grace, metrics_listen=args.metrics_listen
+        )
     node_id = cluster.new_node_id()
     logs.configure(args.log_level, node=node_id)
     config = Config(

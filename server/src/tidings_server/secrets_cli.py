@@ -18,7 +18,7 @@ import trio
 
 from tidings_server.keys import ENV_VAR, KeySource, add_key, init_key, retire_old_keys
 from tidings_server.plugins.manager import PluginError, Plugins
-from tidings_server.stores.sealed import SealedStore, audit, reseal
+from tidings_server.stores.sealed import SealedStore, audit, reseal, reseal_templates
 
 _WALKS = 3
 
@@ -39,9 +39,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     init.add_argument("--if-missing", action="store_true", help="do nothing (and succeed) when PATH exists")
     rotate = sub.add_parser(
         "rotate-key",
-        help="re-encrypt every hook's secrets under the keyring's newest key, in batches, while servers run",
-        description="Walk every hook of the store and re-encrypt each secret not encrypted under the newest key"
-        " (secrets stored before encryption at rest too), one short transaction per hook.",
+        help="re-encrypt every hook's and template's secrets under the keyring's newest key, in batches,"
+        " while servers run",
+        description="Walk every hook and template of the store and re-encrypt each secret not encrypted under the"
+        " newest key (secrets stored before encryption at rest too), one short transaction per hook or template.",
     )
     rotate.add_argument("--store", required=True, metavar="URL", help="the store servers use")
     rotate.add_argument(
@@ -57,8 +58,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rotate.add_argument("--batch-size", type=int, default=100, metavar="N", help="hooks per page (default 100)")
     status = sub.add_parser(
         "status",
-        help="count the store's hooks by how their secrets are kept: under the newest key, an older one, or plaintext",
-        description="Walk every hook and check its secrets against the keyring, changing nothing. Exits 1 when"
+        help="count the store's hooks and templates by how their secrets are kept: under the newest key, an older"
+        " one, or plaintext",
+        description="Walk every hook and template and check its secrets against the keyring, changing nothing."
+        " Exits 1 when"
         " any secret is not under the newest key (rotate-key fixes that) and 2 when one does not open.",
     )
     status.add_argument("--store", required=True, metavar="URL", help="the store servers use")
@@ -113,9 +116,16 @@ async def _status(args: argparse.Namespace) -> int:
     print(f"  {len(found.unopenable)} with a secret no key of the keyring opens")
     for problem in found.unopenable:
         print(f"    {problem}")
-    if found.unopenable:
+    print(f"{found.templates} templates (their hooks' Authorization headers)")
+    print(f"  {found.templates_current} with every one under the newest key")
+    print(f"  {found.templates_stale} with one under an older key")
+    print(f"  {found.templates_plaintext} with one unencrypted")
+    print(f"  {len(found.templates_unopenable)} with one no key of the keyring opens")
+    for problem in found.templates_unopenable:
+        print(f"    {problem}")
+    if found.not_opening:
         return 2
-    return 1 if found.stale or found.plaintext else 0
+    return 1 if found.left else 0
 
 
 async def _rotate(args: argparse.Namespace) -> int:
@@ -134,22 +144,32 @@ async def _rotate(args: argparse.Namespace) -> int:
     async with backend.open(args.store) as inner:
         store = SealedStore(inner, keys)
         found = await audit(store)
-        if found.unopenable:
-            raise ValueError(f"stored secrets do not open with this keyring: {found.unopenable[0]}")
-        total = 0
+        if found.not_opening:
+            raise ValueError(f"stored secrets do not open with this keyring: {found.not_opening[0]}")
+        hooks = templates = 0
         # Walk again until a walk finds nothing left: a server that wrote a hook under the old
-        # key just before it saw the new file is caught by the next walk.
+        # key just before it saw the new file is caught by the next walk. Templates hold
+        # Authorization headers too: left under the old key, --retire-old would lose them.
         for _ in range(_WALKS):
             done = await reseal(store, batch=args.batch_size)
-            total += done
-            if not done:
+            done_templates = await reseal_templates(store, batch=args.batch_size)
+            hooks += done
+            templates += done_templates
+            if not done and not done_templates:
                 break
         left = await audit(store)
     primary = keys.keyring.primary_id
-    print(f"{total} of {left.hooks} hooks re-encrypted; every secret is now under key {primary}")
-    if left.stale or left.plaintext:
-        print(f"tidings-server secrets: {left.stale + left.plaintext} hooks still changing; run again", file=sys.stderr)
+    if left.left:
+        print(
+            f"{hooks} of {left.hooks} hooks and {templates} of {left.templates} templates re-encrypted;"
+            f" {left.left} still changing under other servers' writes"
+        )
+        print(f"tidings-server secrets: {left.left} hooks or templates still changing; run again", file=sys.stderr)
         return 1
+    print(
+        f"{hooks} of {left.hooks} hooks and {templates} of {left.templates} templates re-encrypted;"
+        f" every secret is now under key {primary}"
+    )
     if args.retire_old and path is not None:
         retired = retire_old_keys(path)
         print(f"removed {len(retired)} older key(s) from {path}: {', '.join(retired) or 'none'}")

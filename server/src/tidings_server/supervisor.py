@@ -65,6 +65,7 @@ class Supervisor:
     argv: Sequence[str]
     count: int
     grace: float
+    metrics_listen: str | None = None  # child i serves its metrics on this port + i
     _stopping: bool = False
     _children: list[_Child] = field(default_factory=list)
 
@@ -116,7 +117,10 @@ class Supervisor:
         delay = RESTART_DELAY[0]
         while not self._stopping:
             started = trio.current_time()
-            process = await trio.lowlevel.open_process(list(self.argv), stderr=subprocess.PIPE)
+            argv = list(self.argv)
+            if self.metrics_listen is not None:  # each process its own port, the same across restarts
+                argv += ["--metrics-listen", child_metrics_listen(self.metrics_listen, child.index)]
+            process = await trio.lowlevel.open_process(argv, stderr=subprocess.PIPE)
             child.process = process
             log.info("child started", extra={"child": child.index, "pid": process.pid})
             async with trio.open_nursery() as nursery:
@@ -149,6 +153,13 @@ class Supervisor:
             sys.stderr.buffer.flush()
 
 
+def child_metrics_listen(listen: str, index: int) -> str:
+    """Where child ``index`` serves metrics: the given port plus its index, so a scrape target per
+    process is known in advance; port 0 stays 0 (each picks a free one and logs it)."""
+    host, _, port = listen.rpartition(":")
+    return listen if port == "0" else f"{host}:{int(port) + index}"
+
+
 def child_argv(argv: Sequence[str], listen: str) -> list[str]:
     """The command line of one child: these same ``serve`` options (``argv``, after ``serve``),
     one process, on the reserved port."""
@@ -158,10 +169,10 @@ def child_argv(argv: Sequence[str], listen: str) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg in ("--processes", "--listen"):
+        if arg in ("--processes", "--listen", "--metrics-listen"):
             skip = True
             continue
-        if arg.startswith(("--processes=", "--listen=")):
+        if arg.startswith(("--processes=", "--listen=", "--metrics-listen=")):
             continue
         out.append(arg)
     # Given on the command line, these win over a --config file or the environment, which the
@@ -169,7 +180,9 @@ def child_argv(argv: Sequence[str], listen: str) -> list[str]:
     return [*out, "--listen", listen, "--processes", "1", "--reuse-port"]
 
 
-def serve_processes(argv: Sequence[str], listen: str, count: int, grace: float) -> int:
+def serve_processes(
+    argv: Sequence[str], listen: str, count: int, grace: float, *, metrics_listen: str | None = None
+) -> int:
     """Supervise ``count`` children of the ``serve`` command ``argv``; returns the exit code."""
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
@@ -181,7 +194,7 @@ def serve_processes(argv: Sequence[str], listen: str, count: int, grace: float) 
     with held:
         bound = held.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
-        supervisor = Supervisor(child_argv(argv, f"{shown}:{bound}"), count, grace)
+        supervisor = Supervisor(child_argv(argv, f"{shown}:{bound}"), count, grace, metrics_listen)
 
         async def main() -> None:
             async with trio.open_nursery() as nursery:

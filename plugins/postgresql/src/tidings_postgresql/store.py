@@ -91,6 +91,10 @@ _LIST_TEMPLATES: Final = """
     SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
     WHERE company_id = %s AND name > %s ORDER BY name LIMIT %s
 """
+_LIST_ALL_TEMPLATES: Final = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
+    WHERE name > %s ORDER BY name LIMIT %s
+"""
 _UPDATE_TEMPLATE: Final = """
     UPDATE templates SET display_name = %s, hooks = %s, revision = %s, create_time = %s, update_time = %s
     WHERE name = %s
@@ -245,6 +249,14 @@ class PostgresStore:
         def run(conn: psycopg.Connection[Any]) -> list[Template]:
             found = conn.execute(_LIST_TEMPLATES, (company_id, after or "", limit)).fetchall()
             return [_template(r) for r in found]
+
+        return await self._run(run)
+
+    async def list_all_templates(self, *, after: str | None, limit: int) -> list[Template]:
+        _check_limit(limit)
+
+        def run(conn: psycopg.Connection[Any]) -> list[Template]:
+            return [_template(r) for r in conn.execute(_LIST_ALL_TEMPLATES, (after or "", limit)).fetchall()]
 
         return await self._run(run)
 

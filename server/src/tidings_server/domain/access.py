@@ -76,6 +76,15 @@ class Each:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangesWhen:
+    """The call changes the control plane when an item of the repeated field ``path`` sets its
+    field ``field`` (a Projects create event naming a project template makes hooks)."""
+
+    path: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """What a method needs: ``permission`` (None: open to anyone, even without a credential),
     the resources it names (none: the permission alone decides; no name given in any of them:
@@ -85,6 +94,7 @@ class Rule:
     targets: tuple[Named | Each, ...] = ()
     changes: bool = False
     global_only: bool = False  # the resource has no company (tokens): only an unscoped principal
+    changes_when: ChangesWhen | None = None  # not a change by itself, but with this set (logged then)
 
 
 def _hooks(method: str) -> str:
@@ -117,7 +127,12 @@ POLICY: Final[dict[str, Rule]] = {
     # The catalog is the same for every company: the permission alone decides.
     "/tidings.v1.CatalogService/ListResources": Rule(P.READ_CATALOG),
     "/tidings.v1.CatalogService/ListPayloadFormats": Rule(P.READ_CATALOG),
-    "/tidings.v1.EventService/PublishEvents": Rule(P.PUBLISH, (Each("events", "company_id", "project_id"),)),
+    # Publishing is the data plane, but an event that applies a project template makes hooks.
+    "/tidings.v1.EventService/PublishEvents": Rule(
+        P.PUBLISH,
+        (Each("events", "company_id", "project_id"),),
+        changes_when=ChangesWhen("events", "project_template"),
+    ),
     _deliveries("ListDeliveries"): Rule(P.READ_HISTORY, (Named("parent"),)),
     _deliveries("GetDelivery"): Rule(P.READ_HISTORY, (Named("name"),)),
     _deliveries("GetHookOverview"): Rule(P.READ_HISTORY, (Named("name"),)),

@@ -551,7 +551,8 @@ def _check_hook_comparisons(expr: filtering.Expr | None, parent: str) -> None:
         if expr.field == "hook" and isinstance(value, str) and not _HOOK_NAME.fullmatch(value):
             example = f"{parent.split('/hooks/', 1)[0]}/hooks/{value}" if "/" not in value else names.HOOK_FORMS
             raise InvalidArgument(
-                f"filter: hook {expr.op} {value!r}: hook is compared with a hook's full name, e.g. {example!r}"
+                f"filter: hook {expr.op} {quote(value)}: hook is compared with a hook's full name,"
+                f" e.g. {quote(example)}"
             )
     elif isinstance(expr, filtering.Not):
         _check_hook_comparisons(expr.operand, parent)

@@ -336,6 +336,11 @@ class Store(Protocol):
         """Up to ``limit`` templates of the company with names > ``after``, by name."""
         ...
 
+    async def list_all_templates(self, *, after: str | None, limit: int) -> list[Template]:
+        """Up to ``limit`` templates of every company with names > ``after``, by name: a walk
+        over all templates in pages (re-sealing their Authorization headers under a new key)."""
+        ...
+
     async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
         """Replace the template with ``change(current)`` atomically and return the new one; as
         ``update_hook``: ``change`` is pure and must not rename it. Raises ``NotFound``."""

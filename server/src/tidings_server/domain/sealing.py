@@ -190,6 +190,15 @@ def stale_fields(keyring: Keyring, hook: Hook) -> list[str]:
     return [value for value in _fields(hook) if value and sealed_key_id(value) != keyring.primary_id]
 
 
+def stale_template_fields(keyring: Keyring, template: Template) -> list[str]:
+    """The Authorization headers of ``template``'s definitions not sealed under the newest key."""
+    return [
+        d.authorization_header
+        for d in template.hooks
+        if d.authorization_header and sealed_key_id(d.authorization_header) != keyring.primary_id
+    ]
+
+
 def _definition_ad(template: Template, definition: HookDefinition) -> str:
     return associated_data(f"{template.name}/hooks/{definition.hook_id}", "authorization_header")
 

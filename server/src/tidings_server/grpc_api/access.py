@@ -57,8 +57,20 @@ def targets(rule: Rule, request: object) -> Iterator[tuple[str, Reach]]:
                 yield f"{target.path}[{i}]", reach_of_ids(_field(item, target.company), _field(item, target.project))
 
 
+def _setting(rule: Rule, request: object) -> list[str]:
+    """The items of a ``changes_when`` rule's request that make it a change, as
+    ``path[i].field=value``; [] when the call changes nothing of the control plane."""
+    when = rule.changes_when
+    if when is None:
+        return []
+    items = enumerate(_field(request, when.path))
+    return [f"{when.path}[{i}].{when.field}={value}" for i, item in items if (value := _field(item, when.field))]
+
+
 def _resource(rule: Rule, request: object, response: object) -> str:
     """What a change was made to, for the audit line: the response's name, else the request's."""
+    if setting := _setting(rule, request):
+        return ",".join(setting)
     name = getattr(response, "name", "")
     if isinstance(name, str) and name:
         return name
@@ -146,7 +158,7 @@ class Guard:
         self, method: str, rule: Rule, request: Any, principal: Token | None, call: Awaitable[Any]
     ) -> Any:
         """Run the call; a control-plane change is logged as one line, whatever its outcome."""
-        if not rule.changes:
+        if not rule.changes and not _setting(rule, request):
             return await call
         who = {"principal": "none (--no-auth)", "principal_name": ""}
         if principal is not None:

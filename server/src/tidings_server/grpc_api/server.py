@@ -84,6 +84,7 @@ class Core:
     watch: WatchSettings = field(default_factory=WatchSettings)
     auth: bool = True  # False: --no-auth, every caller let through (loopback only)
     templates: TemplateService | None = None
+    observe_publish: Callable[[float, bool], None] | None = None  # PublishEvents durations, for metrics
 
 
 class GrpcServer:
@@ -211,7 +212,8 @@ class GrpcServer:
             add = partial(register, server=server, guard=guard)
             add(hooks_pb2_grpc.add_HookServiceServicer_to_server, HookServicer(bridge, core.hooks))
             add(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(bridge, core.catalog))
-            add(events_pb2_grpc.add_EventServiceServicer_to_server, EventServicer(bridge, core.events))
+            events = EventServicer(bridge, core.events, core.observe_publish)
+            add(events_pb2_grpc.add_EventServiceServicer_to_server, events)
             self.deliveries = DeliveryServicer(bridge, core.history, core.watch)
             add(deliveries_pb2_grpc.add_DeliveryServiceServicer_to_server, self.deliveries)
             add(tokens_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(bridge, core.tokens))

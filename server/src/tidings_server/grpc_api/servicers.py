@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, NoReturn, TypeVar
@@ -155,19 +156,31 @@ class CatalogServicer(Servicer, catalog_pb2_grpc.CatalogServiceServicer):
 
 
 class EventServicer(Servicer, events_pb2_grpc.EventServiceServicer):
-    def __init__(self, bridge: TrioBridge, events: EventService) -> None:
+    def __init__(
+        self, bridge: TrioBridge, events: EventService, observe: Callable[[float, bool], None] | None = None
+    ) -> None:
+        """``observe`` is told each call's duration in seconds and whether it succeeded (metrics)."""
         super().__init__(bridge)
         self._events = events
+        self._observe = observe
 
     async def PublishEvents(  # noqa: N802
         self, request: events_pb2.PublishEventsRequest, context: Context
     ) -> events_pb2.PublishEventsResponse:
-        drafts = await self._decode(
-            context, lambda: [convert.event_draft(f"events[{i}]", e) for i, e in enumerate(request.events)]
-        )
-        trace = next((str(v) for k, v in context.invocation_metadata() or () if k == "traceparent"), "")
-        results = await self._call(context, partial(self._events.publish, traceparent=trace), drafts)
-        return events_pb2.PublishEventsResponse(results=[convert.published(p) for p in results])
+        start = time.perf_counter()
+        ok = False
+        try:
+            drafts = await self._decode(
+                context, lambda: [convert.event_draft(f"events[{i}]", e) for i, e in enumerate(request.events)]
+            )
+            trace = next((str(v) for k, v in context.invocation_metadata() or () if k == "traceparent"), "")
+            results = await self._call(context, partial(self._events.publish, traceparent=trace), drafts)
+            reply = events_pb2.PublishEventsResponse(results=[convert.published(p) for p in results])
+            ok = True
+            return reply
+        finally:
+            if self._observe is not None:
+                self._observe(time.perf_counter() - start, ok)
 
 
 def _sync(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:

@@ -257,6 +257,11 @@ class MemoryStore:
         _check_limit(limit)
         return _page((t for t in self._templates.values() if t.company_id == company_id), after, limit)
 
+    async def list_all_templates(self, *, after: str | None, limit: int) -> list[Template]:
+        await trio.lowlevel.checkpoint()
+        _check_limit(limit)
+        return _page(self._templates.values(), after, limit)
+
     async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
         await trio.lowlevel.checkpoint()
         current = self._template(name)

@@ -35,6 +35,7 @@ from tidings_server.domain.sealing import (
     seal_hook,
     seal_template,
     stale_fields,
+    stale_template_fields,
 )
 from tidings_server.keys import KeySource
 
@@ -134,6 +135,12 @@ class SealedStore:
             lambda found: [open_template(self._keys.keyring, t) for t in found],
         )
 
+    async def list_all_templates(self, *, after: str | None, limit: int) -> list[Template]:
+        return await self._opening(
+            lambda: self.inner.list_all_templates(after=after, limit=limit),
+            lambda found: [open_template(self._keys.keyring, t) for t in found],
+        )
+
     async def update_template(self, name: str, change: Callable[[Template], Template]) -> Template:
         await self._reload()
         keyring = self._keys.keyring
@@ -198,36 +205,84 @@ class SealedStore:
 
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """What a walk over every stored hook found about its secrets."""
+    """What a walk over every stored hook and template found about their secrets."""
 
     hooks: int = 0
     current: int = 0  # hooks whose every secret is sealed under the newest key (or that have none)
     plaintext: int = 0  # hooks with a secret stored unsealed (from before sealing)
     stale: int = 0  # hooks with a secret sealed under a key other than the newest (known or not)
     unopenable: tuple[str, ...] = ()  # "hook: why", for secrets no key of the keyring opens
+    # Templates' hook definitions hold Authorization headers, counted the same way.
+    templates: int = 0
+    templates_current: int = 0
+    templates_plaintext: int = 0
+    templates_stale: int = 0
+    templates_unopenable: tuple[str, ...] = ()
+
+    @property
+    def not_opening(self) -> tuple[str, ...]:
+        """Every secret, of hooks and templates, that no key of the keyring opens."""
+        return self.unopenable + self.templates_unopenable
+
+    @property
+    def left(self) -> int:
+        """Hooks and templates with a secret not yet under the newest key."""
+        return self.hooks - self.current + self.templates - self.templates_current
+
+
+def _kinds(values: list[str]) -> tuple[bool, bool]:
+    """Whether ``values`` (secrets not under the newest key) hold plaintext, and sealed ones."""
+    return any(v and not is_sealed(v) for v in values), any(is_sealed(v) for v in values)
 
 
 async def audit(store: SealedStore, *, batch: int = 500) -> Audit:
-    """Walk every hook as stored and check each secret against the keyring (about 10 µs a hook)."""
+    """Walk every hook and template as stored and check each secret against the keyring (about
+    10 µs a hook): a rotation that skipped templates would leave them sealed under a retired key."""
     keyring = store.keyring
     hooks = current = plaintext = stale = 0
     unopenable: list[str] = []
+    templates_unopenable: list[str] = []
     after: str | None = None
     while page := await store.inner.list_all_hooks(after=after, limit=batch):
         for hook in page:
             hooks += 1
             fields = stale_fields(keyring, hook)
             current += not fields
-            if any(v and not is_sealed(v) for v in fields):
-                plaintext += 1
-            if any(is_sealed(v) for v in fields):
-                stale += 1
+            plain, sealed = _kinds(fields)
+            plaintext += plain
+            stale += sealed
             try:
                 open_hook(keyring, hook)
             except SealingError as exc:
                 unopenable.append(str(exc))
         after = page[-1].name
-    return Audit(hooks, current, plaintext, stale, tuple(unopenable))
+    templates = t_current = t_plaintext = t_stale = 0
+    after = None
+    while found := await store.inner.list_all_templates(after=after, limit=batch):
+        for template in found:
+            templates += 1
+            fields = stale_template_fields(keyring, template)
+            t_current += not fields
+            plain, sealed = _kinds(fields)
+            t_plaintext += plain
+            t_stale += sealed
+            try:
+                open_template(keyring, template)
+            except SealingError as exc:
+                templates_unopenable.append(str(exc))
+        after = found[-1].name
+    return Audit(
+        hooks,
+        current,
+        plaintext,
+        stale,
+        tuple(unopenable),
+        templates,
+        t_current,
+        t_plaintext,
+        t_stale,
+        tuple(templates_unopenable),
+    )
 
 
 async def reseal(store: SealedStore, *, batch: int = 100, pause: float = 0.0) -> int:
@@ -243,6 +298,28 @@ async def reseal(store: SealedStore, *, batch: int = 100, pause: float = 0.0) ->
                 continue
             try:
                 await store.update_hook(hook.name, lambda h: h)
+            except NotFound:  # deleted meanwhile
+                continue
+            done += 1
+        after = page[-1].name
+        if pause:
+            await trio.sleep(pause)
+    return done
+
+
+async def reseal_templates(store: SealedStore, *, batch: int = 100, pause: float = 0.0) -> int:
+    """``reseal`` for templates: each definition's Authorization header not under the newest
+    key is re-sealed, one transaction per template, nothing else of it changed (not its
+    revision); returns how many templates were re-sealed."""
+    keyring = store.keyring
+    done = 0
+    after: str | None = None
+    while page := await store.inner.list_all_templates(after=after, limit=batch):
+        for template in page:
+            if not stale_template_fields(keyring, template):
+                continue
+            try:
+                await store.update_template(template.name, lambda t: t)
             except NotFound:  # deleted meanwhile
                 continue
             done += 1

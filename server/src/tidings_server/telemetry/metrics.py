@@ -6,8 +6,11 @@ observing store (``telemetry.store``), which sees every claim, record and publis
 a sampler task that reads the queue depth from the store every few seconds; gauges of what
 lives in memory (attempts in flight, open watch streams) are read when scraped.
 
-Names follow Prometheus conventions: base units in the name, ``_total`` on counters. The
-attempt histogram is OpenTelemetry's ``http.client.request.duration`` under its Prometheus name.
+Names follow Prometheus conventions: base units in the name, ``_total`` on counters. Attempt
+durations are one observation under two names: OpenTelemetry's ``http.client.request.duration``
+as OpenTelemetry's Prometheus exporter spells it (``http_client_request_duration_seconds``), for
+dashboards built on the semantic conventions, and ``tidings_attempt_duration_seconds`` beside
+the other tidings metrics.
 Hook names are labels only on ``tidings_hook_deliveries_total``, which can be switched off and
 tracks at most ``MAX_HOOK_LABELS`` hooks (the rest count as ``(other)``), so a server with
 thousands of hooks never produces thousands of series by accident.
@@ -91,6 +94,14 @@ class Metrics:
             buckets=ATTEMPT_BUCKETS,
             registry=r,
         )
+        self.tidings_attempt_seconds = Histogram(
+            "tidings_attempt_duration_seconds",
+            "Duration of delivery attempts, by response status class (2xx, 3xx, 4xx, 5xx, or error when nothing"
+            " answered); the same observations as http_client_request_duration_seconds.",
+            ["status_class"],
+            buckets=ATTEMPT_BUCKETS,
+            registry=r,
+        )
         self.latency_seconds = Histogram(
             "tidings_delivery_latency_seconds",
             "From publish to delivered, retries included (manual redeliveries are left out).",
@@ -98,10 +109,21 @@ class Metrics:
             registry=r,
         )
         self.events_published = Counter(
-            "tidings_events_published", "Events stored by PublishEvents (retried duplicates left out).", registry=r
+            "tidings_events_published",
+            "Events stored: PublishEvents' and the server's own operational events (a circuit opened, a hook"
+            " disabled); retried duplicates left out.",
+            registry=r,
         )
         self.deliveries_created = Counter(
             "tidings_published_deliveries", "Deliveries created by publishing, one per matching hook.", registry=r
+        )
+        self.publish_seconds = Histogram(
+            "tidings_publish_events_duration_seconds",
+            "Duration of PublishEvents calls as the server handled them, decoding to reply, by result (ok, or"
+            " error when the call was refused or failed).",
+            ["result"],
+            buckets=STORE_BUCKETS,
+            registry=r,
         )
         self.store_seconds = Histogram(
             "tidings_store_operation_duration_seconds",
@@ -133,6 +155,7 @@ class Metrics:
             registry=r,
         )
         self._hooks_seen: set[str] = set()
+        self._attempt_series: dict[str, tuple[Histogram, Histogram]] = {}
 
     def hook_label(self, hook: str) -> str:
         """The hook's own name while fewer than ``MAX_HOOK_LABELS`` are tracked, else ``(other)``."""
@@ -142,6 +165,21 @@ class Metrics:
             self._hooks_seen.add(hook)
             return hook
         return OTHER_HOOKS
+
+    def observe_attempt(self, status_class: str, seconds: float) -> None:
+        """One attempt's duration, under both of its names (each class's two series are looked
+        up once: a labels() call takes a lock and builds a key, every attempt)."""
+        pair = self._attempt_series.get(status_class)
+        if pair is None:
+            pair = self._attempt_series[status_class] = (
+                self.attempt_seconds.labels(status_class),
+                self.tidings_attempt_seconds.labels(status_class),
+            )
+        pair[0].observe(seconds)
+        pair[1].observe(seconds)
+
+    def observe_publish(self, seconds: float, ok: bool) -> None:
+        self.publish_seconds.labels("ok" if ok else "error").observe(seconds)
 
     def read_gauges(
         self,

@@ -102,7 +102,7 @@ class ObservedStore:
                 metrics.hook_deliveries.labels(metrics.hook_label(hook), outcome).inc()
             attempt = record.attempt
             seconds = attempt.duration.total_seconds()
-            metrics.attempt_seconds.labels(status_class(attempt.response_status)).observe(seconds)
+            metrics.observe_attempt(status_class(attempt.response_status), seconds)
             if record.status is DeliveryStatus.DELIVERED and claimed is not None and not claimed.redelivered:
                 metrics.latency_seconds.observe((attempt.end_time - claimed.publish_time).total_seconds())
 

@@ -143,6 +143,10 @@ _LIST_TEMPLATES = """
     SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
     WHERE company_id = ? AND name > ? ORDER BY name LIMIT ?
 """
+_LIST_ALL_TEMPLATES = """
+    SELECT name, company_id, display_name, hooks, revision, create_time, update_time FROM templates
+    WHERE name > ? ORDER BY name LIMIT ?
+"""
 _UPDATE_TEMPLATE = """
     UPDATE templates SET display_name = ?, hooks = ?, revision = ?, create_time = ?, update_time = ? WHERE name = ?
 """
@@ -290,6 +294,14 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> list[Template]:
             return [_template(r) for r in conn.execute(_LIST_TEMPLATES, (company_id, after or "", limit))]
+
+        return await self._run(run, write=False)
+
+    async def list_all_templates(self, *, after: str | None, limit: int) -> list[Template]:
+        _check_limit(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Template]:
+            return [_template(r) for r in conn.execute(_LIST_ALL_TEMPLATES, (after or "", limit))]
 
         return await self._run(run, write=False)
 

@@ -60,6 +60,19 @@ class TemplateStoreContract:
         assert [t.name for t in rest] == ["companies/1/templates/b"]
         assert [t.name for t in await store.list_templates(3, after=None, limit=10)] == []
 
+    async def test_list_all_templates_walks_every_company_in_name_order_page_by_page(self, store: Store) -> None:
+        names = [f"companies/{c}/templates/{t}" for c, t in ((1, "a"), (1, "b"), (12, "a"), (2, "a"))]
+        for name in reversed(names):
+            await store.create_template(make_template(name))
+        assert [t.name for t in await store.list_all_templates(after=None, limit=100)] == sorted(names)
+        walked: list[str] = []
+        after: str | None = None
+        while page := await store.list_all_templates(after=after, limit=3):
+            walked += [t.name for t in page]
+            after = page[-1].name
+        assert walked == sorted(names)
+        assert await store.list_all_templates(after=None, limit=1) == [await store.get_template(sorted(names)[0])]
+
     async def test_update_template_replaces_it_and_delete_removes_it(self, store: Store) -> None:
         await store.create_template(make_template())
         changed = await store.update_template(
