@@ -70,7 +70,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rotate.add_argument(
         "--retire-old", action="store_true", help="after a walk that leaves nothing under older keys, drop them"
     )
-    rotate.add_argument("--batch-size", type=int, default=100, metavar="N", help="hooks per page (default 100)")
+    rotate.add_argument(
+        "--batch-size", type=int, default=100, metavar="N", help="hooks per page of rotate-key's own walk (default 100)"
+    )
     rotate.add_argument(
         "--wait",
         type=float,
@@ -231,10 +233,14 @@ async def _rotated_by_owner(
         raise ValueError(f"cannot send SIGHUP to pid {owner.pid}, the store's owner: run as its user") from None
     print(f"sent SIGHUP to pid {owner.pid}, the server that owns the store; waiting for it to re-encrypt it")
     left = found
+    clean = 0
     with trio.move_on_after(args.wait):
+        # Two clean looks in a row: a write the server began under the old key just before it
+        # read the new file, committed after a look had passed it, shows in the second.
         while True:
             left = await audit(store)
-            if not left.left:
+            clean = clean + 1 if not left.left else 0
+            if clean == 2:
                 break
             await trio.sleep(POLL)
     if left.left:
