@@ -174,7 +174,7 @@ async def _rotate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not 0 < args.wait < 10**7:  # also refuses nan and inf
-        raise ValueError(f"--wait must be a positive number of seconds, got {args.wait}")
+        raise ValueError(f"--wait must be a positive number of seconds below 10000000, got {args.wait:g}")
     path: Path | None = args.secrets_key_file
     if (args.new_key or args.retire_old) and path is None:
         raise ValueError("--new-key and --retire-old change the keyring file: give --secrets-key-file")
@@ -220,8 +220,8 @@ async def _rotated_by_owner(
     primary = store.keyring.primary_id
     if path is None:
         raise ValueError(
-            f"{owner}. Such a server re-encrypts the file itself on SIGHUP, under the newest key of its key"
-            " file: give --secrets-key-file, the file it reads"
+            f"{args.store} is owned by a running tidings-server (pid {owner.pid or 'unknown'}), which re-encrypts"
+            " it itself on SIGHUP, under the newest key of its key file: give --secrets-key-file, the file it reads"
         )
     if owner.pid is None:
         raise ValueError(f"{owner}. Its lock file names no pid to send SIGHUP to")
