@@ -3,6 +3,7 @@ runs, and plaintext from before encryption at rest sealed for good."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -43,7 +44,9 @@ _STORED = "SELECT name, authorization_header, signing_secret FROM hooks ORDER BY
 
 
 def _stored(db: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    # Closed here, not when collected: a reader still open when the server stops keeps it from
+    # checkpointing the WAL into the file, and the old pages would linger in the file.
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return [(str(a), str(b), str(c)) for a, b, c in conn.execute(_STORED)]
 
 
@@ -483,3 +486,38 @@ def test_rotate_key_gives_up_on_an_owner_that_does_not_re_encrypt(tmp_path: Path
         f"1 of 1 hooks and 0 of 0 templates re-encrypted; every secret is now under key {new}",
         f"removed 1 older key(s) from {keyfile}: {old}",
     ]
+
+
+def test_plaintext_from_before_is_sealed_by_its_running_sqlite_server(tmp_path: Path, sink: Sink) -> None:
+    """rotate-key without --new-key beside the server that owns the file: the server seals the
+    plaintext rows a server before encryption at rest wrote, and copies the new pages over the
+    old ones at once (a checkpoint), so no byte of them is left in the database's files."""
+    db = tmp_path / "db.sqlite3"
+    store = f"sqlite:///{db}"
+    with serving(store, "--plaintext-secrets") as (port, _):
+        api = Api.connect(port)
+        _create_hooks(api, sink)
+        api.channel.close()
+    secrets = [_auth(i) for i in range(HOOKS)]
+    assert len(found_in([db], secrets)) == HOOKS
+    keyfile = tmp_path / "secrets.key"
+    kid = init_key(keyfile)
+    with serving(store, "--secrets-key-file", str(keyfile)) as (port, lines):
+        result = run("secrets", "rotate-key", "--store", store, "--secrets-key-file", str(keyfile))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[1:] == [
+            f"{HOOKS} of {HOOKS} hooks and 0 of 0 templates re-encrypted by the server; every secret is now under"
+            f" key {kid}"
+        ]
+        assert {part.split(":")[2] for _, a, s in _stored(db) for part in (a, s)} == {kid}
+        api = Api.connect(port)
+        assert _deliver(api, sink, 1) == {f"{PROJECT}/hooks/h{i:04d}": _auth(i) for i in range(TRIGGERED)}
+        api.channel.close()
+        # The server says it is done once it has copied the re-sealed pages into the file.
+        deadline = time.monotonic() + 10
+        while not [line for line in lines if "secrets re-encrypted under the newest key" in line]:
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
+        files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()]
+        assert found_in(files, secrets) == []  # while it runs, not only once it has stopped
+    assert found_in([p for p in (db, db.with_name(db.name + "-wal")) if p.exists()], secrets) == []

@@ -391,6 +391,11 @@ class Resealing:
         log.info("re-encrypting secrets under the newest key", extra={"key": primary, "keyring_changed": reloaded})
         start = trio.current_time()
         hooks, templates = await reseal_all(self.store, batch=self.batch)
+        # A file store (SQLite) copies the re-sealed pages over the old ones and empties its
+        # log now: plaintext from before encryption at rest would otherwise linger in them.
+        checkpoint = getattr(self.store.inner, "checkpoint", None)
+        if (hooks or templates) and checkpoint is not None and not await checkpoint():
+            log.warning("a reader kept the store's log from being emptied: old pages stay until the next checkpoint")
         self.walks += 1
         log.info(
             "secrets re-encrypted under the newest key",
