@@ -35,7 +35,7 @@ from tidings_server.grpc_api.server import Core, GrpcServer
 from tidings_server.keys import ENV_VAR, KeySource
 from tidings_server.plugins.manager import IN_PROCESS, PluginError, PluginInfo, Plugins
 from tidings_server.store_health import HealthSettings, watch_store
-from tidings_server.stores.sealed import SealedStore, audit
+from tidings_server.stores.sealed import Resealing, SealedStore, audit
 from tidings_server.telemetry.metrics import Metrics, MetricsConfig, sample_queue, serve_metrics
 from tidings_server.telemetry.store import observed
 from tidings_server.telemetry.tracing import TracingConfig, TracingUnavailable, tracer
@@ -323,14 +323,17 @@ async def seal_store(store: Store, config: Config, scheme: str) -> SealedStore:
     return sealed
 
 
-async def decorate_store(store: Store, config: Config, scheme: str, metrics: Metrics | None) -> Store:
-    """The store as the rest of the server sees it; the one place its wrappers are put on.
+async def decorate_store(
+    store: Store, config: Config, scheme: str, metrics: Metrics | None
+) -> tuple[Store, SealedStore]:
+    """The store as the rest of the server sees it, and its sealing layer (which SIGHUP has
+    re-seal the store); the one place its wrappers are put on.
 
     Sealing goes innermost, next to the backend, so nothing above it ever sees a sealed secret;
     metrics, when they are served, go outermost, so they time each call as its caller waits for it.
     """
     sealed = await seal_store(store, config, scheme)
-    return sealed if metrics is None else observed(sealed, metrics)
+    return (sealed if metrics is None else observed(sealed, metrics)), sealed
 
 
 def _may_provide(info: PluginInfo, format_name: str) -> bool:
@@ -354,6 +357,13 @@ class Running:
     node_id: str = ""
     delivering: bool = True  # False for role api: the engine only renders and probes
     certificates: Certificates | None = None  # the TLS material served; None: plaintext
+    resealing: Resealing | None = None  # re-seals the store under the key file's newest key
+
+    def reseal_secrets(self) -> None:
+        """Read the key file again and re-seal, in the background, every secret not under its
+        newest key (SIGHUP): how ``secrets rotate-key`` rotates a SQLite file this server owns."""
+        if self.resealing is not None:
+            self.resealing.ask()
 
     def reload_tls(self) -> bool:
         """Read the TLS files again (SIGHUP): new connections get them, open ones stay as they are.
@@ -400,7 +410,8 @@ async def serve(
         except ValueError as exc:
             raise ConfigError(f"--store: {redact(str(exc))}") from exc
         metrics = Metrics(hook_labels=config.metrics.hook_labels) if config.metrics.listen else None
-        store = await decorate_store(store, config, backend.scheme, metrics)
+        store, sealed = await decorate_store(store, config, backend.scheme, metrics)
+        resealing = Resealing(sealed)
         await check_formats_in_use(store, plugins, config.blocked_plugins)
         clock = Clock()
         # Keep as many idle connections as attempts can be in flight: a busy hook reuses its
@@ -486,6 +497,7 @@ async def serve(
                 side.append(partial(store.listen, heard))
                 side.append(partial(watch_store, store, grpc_server.set_serving, config.store_health))
                 side.append(pool.warm)
+                side.append(resealing.run)
                 if not delivering:  # no engine to heartbeat: the node still says it is alive
                     side.append(partial(cluster.beat, store, node.node_id, clock, config.engine.lease, lambda: 0))
                 await nursery.start(run_sidecars, side)
@@ -500,7 +512,16 @@ async def serve(
                 )
                 task_status.started(
                     Running(
-                        port, grpc_server, engine, pulse, metrics_port, sidecars, node.node_id, delivering, certificates
+                        port,
+                        grpc_server,
+                        engine,
+                        pulse,
+                        metrics_port,
+                        sidecars,
+                        node.node_id,
+                        delivering,
+                        certificates,
+                        resealing,
                     )
                 )
         finally:

@@ -94,7 +94,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run the gRPC server (HookService, CatalogService, EventService, health, reflection) and the"
         " delivery engine until SIGINT or"
         " SIGTERM, then stop taking calls and let in-flight ones finish within --shutdown-grace. SIGHUP reads the"
-        " TLS files again.",
+        " TLS files and the secrets key file again, and re-encrypts every secret not under the file's newest key.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -365,6 +365,7 @@ async def _serve_until_signal(config: Config) -> None:
             async for signum in signals:
                 if signum == signal.SIGHUP:  # new certificates for new connections; the server goes on
                     running.reload_tls()
+                    running.reseal_secrets()  # and a new secrets key, if the key file has one
                     continue
                 log.info("stopping", extra={"signal": signal.Signals(signum).name})
                 break

@@ -5,22 +5,37 @@ A rotation, with the server running: ``secrets rotate-key --store URL --secrets-
 server reading the same file learns the new key when it next meets it (or before its next
 write), and keeps opening what the old key sealed until the walk is done; ``--retire-old`` then
 leaves only the new key in the file.
+
+A SQLite file has one process at a time: when a running server owns it, rotate-key cannot walk
+it. It sends that server (the pid its lock file names) SIGHUP instead, which has the server
+re-read the key file and walk the store itself, and watches the file read-only (WAL lets a
+reader in beside the writer) until every secret is under the newest key; only then does
+``--retire-old`` drop the older keys. ``secrets status`` reads such a file read-only too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 
+from tidings_server.domain.ports import Store
 from tidings_server.keys import ENV_VAR, KeySource, add_key, init_key, retire_old_keys
 from tidings_server.plugins.manager import PluginError, Plugins
-from tidings_server.stores.sealed import SealedStore, audit, reseal, reseal_templates
+from tidings_server.plugins.spec import StorageBackend
+from tidings_server.status_report import read_only_url
+from tidings_server.stores.sealed import Audit, SealedStore, audit, reseal_all
+from tidings_server.stores.sqlite import StoreInUseError
 
-_WALKS = 3
+POLL = 0.2
+"""Seconds between two read-only looks at a SQLite file its server is re-encrypting."""
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +70,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rotate.add_argument(
         "--retire-old", action="store_true", help="after a walk that leaves nothing under older keys, drop them"
     )
-    rotate.add_argument("--batch-size", type=int, default=100, metavar="N", help="hooks per page (default 100)")
+    rotate.add_argument(
+        "--batch-size", type=int, default=100, metavar="N", help="hooks per page of rotate-key's own walk (default 100)"
+    )
+    rotate.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a SQLite file a running server owns is re-encrypted by that server (sent SIGHUP): how long to wait"
+        " for it to finish before giving up, nothing retired (default 60)",
+    )
     status = sub.add_parser(
         "status",
         help="count the store's hooks and templates by how their secrets are kept: under the newest key, an older"
@@ -107,7 +132,9 @@ async def _status(args: argparse.Namespace) -> int:
     if keys is None:
         raise ValueError(f"no keyring: give --secrets-key-file or set {ENV_VAR}")
     backend = Plugins.load().storage_backend_for(args.store)
-    async with backend.open(args.store) as inner:
+    async with _opened(backend, args.store) as (inner, owner):
+        if owner is not None:
+            print(f"reading the store read-only beside the server that owns it (pid {owner.pid})", file=sys.stderr)
         found = await audit(SealedStore(inner, keys))
     print(f"{found.hooks} hooks; keyring {', '.join(keys.keyring.ids)} (the first encrypts)")
     print(f"  {found.current} with every secret under the newest key")
@@ -128,9 +155,26 @@ async def _status(args: argparse.Namespace) -> int:
     return 1 if found.left else 0
 
 
+@asynccontextmanager
+async def _opened(backend: StorageBackend, url: str) -> AsyncIterator[tuple[Store, StoreInUseError | None]]:
+    """The store, opened as its only process; or, when a running server owns the SQLite file,
+    opened read-only beside it, with the refusal that names that server."""
+    async with contextlib.AsyncExitStack() as stack:
+        owner: StoreInUseError | None = None
+        try:
+            inner = await stack.enter_async_context(backend.open(url))
+        except StoreInUseError as exc:
+            owner = exc
+        if owner is not None:
+            inner = await stack.enter_async_context(backend.open(read_only_url(url)))
+        yield inner, owner
+
+
 async def _rotate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0 < args.wait < 10**7:  # also refuses nan and inf
+        raise ValueError(f"--wait must be a positive number of seconds below 10000000, got {args.wait:g}")
     path: Path | None = args.secrets_key_file
     if (args.new_key or args.retire_old) and path is None:
         raise ValueError("--new-key and --retire-old change the keyring file: give --secrets-key-file")
@@ -141,24 +185,16 @@ async def _rotate(args: argparse.Namespace) -> int:
         raise ValueError(f"no keyring: give --secrets-key-file or set {ENV_VAR}")
     plugins = Plugins.load()
     backend = plugins.storage_backend_for(args.store)
-    async with backend.open(args.store) as inner:
+    primary = keys.keyring.primary_id
+    async with _opened(backend, args.store) as (inner, owner):
         store = SealedStore(inner, keys)
         found = await audit(store)
         if found.not_opening:
             raise ValueError(f"stored secrets do not open with this keyring: {found.not_opening[0]}")
-        hooks = templates = 0
-        # Walk again until a walk finds nothing left: a server that wrote a hook under the old
-        # key just before it saw the new file is caught by the next walk. Templates hold
-        # Authorization headers too: left under the old key, --retire-old would lose them.
-        for _ in range(_WALKS):
-            done = await reseal(store, batch=args.batch_size)
-            done_templates = await reseal_templates(store, batch=args.batch_size)
-            hooks += done
-            templates += done_templates
-            if not done and not done_templates:
-                break
+        if owner is not None:
+            return await _rotated_by_owner(store, found, owner, args, path)
+        hooks, templates = await reseal_all(store, batch=args.batch_size)
         left = await audit(store)
-    primary = keys.keyring.primary_id
     if left.left:
         print(
             f"{hooks} of {left.hooks} hooks and {templates} of {left.templates} templates re-encrypted;"
@@ -171,6 +207,57 @@ async def _rotate(args: argparse.Namespace) -> int:
         f" every secret is now under key {primary}"
     )
     if args.retire_old and path is not None:
+        retired = retire_old_keys(path)
+        print(f"removed {len(retired)} older key(s) from {path}: {', '.join(retired) or 'none'}")
+    return 0
+
+
+async def _rotated_by_owner(
+    store: SealedStore, found: Audit, owner: StoreInUseError, args: argparse.Namespace, path: Path | None
+) -> int:
+    """Have the server that owns a SQLite file re-encrypt it (SIGHUP), and watch it do so
+    read-only; retire the older keys only once every secret is under the newest."""
+    primary = store.keyring.primary_id
+    if path is None:
+        raise ValueError(
+            f"{args.store} is owned by a running tidings-server (pid {owner.pid or 'unknown'}), which re-encrypts"
+            " it itself on SIGHUP, under the newest key of its key file: give --secrets-key-file, the file it reads"
+        )
+    if owner.pid is None:
+        raise ValueError(f"{owner}. Its lock file names no pid to send SIGHUP to")
+    try:
+        os.kill(owner.pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ValueError(f"the server that owned the store (pid {owner.pid}) is gone; run again") from None
+    except PermissionError:
+        raise ValueError(f"cannot send SIGHUP to pid {owner.pid}, the store's owner: run as its user") from None
+    print(f"sent SIGHUP to pid {owner.pid}, the server that owns the store; waiting for it to re-encrypt it")
+    left = found
+    clean = 0
+    with trio.move_on_after(args.wait):
+        # Two clean looks in a row: a write the server began under the old key just before it
+        # read the new file, committed after a look had passed it, shows in the second.
+        while True:
+            left = await audit(store)
+            clean = clean + 1 if not left.left else 0
+            if clean == 2:
+                break
+            await trio.sleep(POLL)
+    if left.left:
+        print(
+            f"tidings-server secrets: the server that owns the store (pid {owner.pid}) did not re-encrypt it within"
+            f" {args.wait:g} s: {left.left} hooks or templates are still not under key {primary}. Does it read"
+            f" {path} (its --secrets-key-file)? No key was retired; run rotate-key again (without --new-key)",
+            file=sys.stderr,
+        )
+        return 1
+    hooks = found.hooks - found.current
+    templates = found.templates - found.templates_current
+    print(
+        f"{hooks} of {left.hooks} hooks and {templates} of {left.templates} templates re-encrypted by the server;"
+        f" every secret is now under key {primary}"
+    )
+    if args.retire_old:
         retired = retire_old_keys(path)
         print(f"removed {len(retired)} older key(s) from {path}: {', '.join(retired) or 'none'}")
     return 0

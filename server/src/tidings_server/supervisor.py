@@ -81,7 +81,7 @@ class Supervisor:
                         await child.ready.wait()
                     task_status.started()
                     async for signum in signals:
-                        if signum == signal.SIGHUP:  # each child reads its TLS files again
+                        if signum == signal.SIGHUP:  # each child reads its TLS and key files again
                             self._forward(signal.SIGHUP)
                             continue
                         log.info("stopping children", extra={"signal": signal.Signals(signum).name})

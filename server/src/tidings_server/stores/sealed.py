@@ -14,6 +14,7 @@ batch after batch, so what they open is cached by the sealed values (docs/securi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -70,6 +71,10 @@ class SealedStore:
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    async def reload_keys(self) -> bool:
+        """Re-read the key file if it changed (a rotation added a key); True when it did."""
+        return await self._reload()
 
     async def _reload(self) -> bool:
         """Re-read the key file if it changed (a rotation added a key); True when it did."""
@@ -327,3 +332,77 @@ async def reseal_templates(store: SealedStore, *, batch: int = 100, pause: float
         if pause:
             await trio.sleep(pause)
     return done
+
+
+WALKS: Final = 3
+"""At most this many walks of hooks and templates make one rotation."""
+
+
+async def reseal_all(store: SealedStore, *, batch: int = 100) -> tuple[int, int]:
+    """``reseal`` then ``reseal_templates``, walked again until a walk finds nothing left (at
+    most ``WALKS`` times): a write sealed under the old key by a process that had not read the
+    new file yet is caught by the next walk. Templates hold Authorization headers too: left
+    under the old key, retiring it would lose them. Returns (hooks, templates) re-sealed."""
+    hooks = templates = 0
+    for _ in range(WALKS):
+        done = await reseal(store, batch=batch)
+        done_templates = await reseal_templates(store, batch=batch)
+        hooks += done
+        templates += done_templates
+        if not done and not done_templates:
+            break
+    return hooks, templates
+
+
+class Resealing:
+    """A running server's own rotation: on ``ask`` (SIGHUP) it re-reads the key file and, in
+    the background, re-seals whatever is not under the newest key.
+
+    A SQLite file has one process at a time, so ``secrets rotate-key`` cannot walk it while the
+    server runs: it writes the key file, signals the owner and watches, read-only, until every
+    secret is under the new key. Asks arriving during a walk make one more walk after it.
+    """
+
+    def __init__(self, store: SealedStore, *, batch: int = 100) -> None:
+        self.store = store
+        self.batch = batch
+        self.walks = 0  # walks finished, for tests and logs
+        self._asks, self._asked = trio.open_memory_channel[None](1)
+
+    def ask(self) -> None:
+        """Have the key file read again and the store re-sealed; returns at once."""
+        with contextlib.suppress(trio.WouldBlock):  # a walk is asked for already: it reads the newest file
+            self._asks.send_nowait(None)
+
+    async def run(self) -> None:
+        """Walk whenever asked, until cancelled; a failed walk is logged and the next ask retries."""
+        async for _ in self._asked:
+            try:
+                await self._walk()
+            except Exception as exc:
+                log.error("re-encrypting secrets failed; send SIGHUP again to retry", extra={"error": str(exc)})
+
+    async def _walk(self) -> None:
+        reloaded = await self.store.reload_keys()
+        primary = self.store.keyring.primary_id
+        if primary is None:  # --plaintext-secrets: nothing to seal under
+            log.info("no secrets key to re-encrypt under (plaintext secrets)")
+            return
+        log.info("re-encrypting secrets under the newest key", extra={"key": primary, "keyring_changed": reloaded})
+        start = trio.current_time()
+        hooks, templates = await reseal_all(self.store, batch=self.batch)
+        # A file store (SQLite) copies the re-sealed pages over the old ones and empties its
+        # log now: plaintext from before encryption at rest would otherwise linger in them.
+        checkpoint = getattr(self.store.inner, "checkpoint", None)
+        if (hooks or templates) and checkpoint is not None and not await checkpoint():
+            log.warning("a reader kept the store's log from being emptied: old pages stay until the next checkpoint")
+        self.walks += 1
+        log.info(
+            "secrets re-encrypted under the newest key",
+            extra={
+                "key": primary,
+                "hooks": hooks,
+                "templates": templates,
+                "seconds": round(trio.current_time() - start, 3),
+            },
+        )

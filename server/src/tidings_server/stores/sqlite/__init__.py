@@ -147,7 +147,12 @@ def _private_file(path: Path) -> None:
 
 
 class StoreInUseError(ValueError):
-    """Another process has the SQLite file open as its store."""
+    """Another process has the SQLite file open as its store; ``pid`` is the one its lock file
+    names (None when unreadable), so ``secrets rotate-key`` can signal it."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 @contextmanager
@@ -163,7 +168,8 @@ def exclusive(path: Path) -> Iterator[None]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise StoreInUseError(
                 f"{path} is already in use by another tidings-server (pid {holder}, lock {lock_path}); a SQLite"
-                " store has one server at a time: stop that one first, or use PostgreSQL to run several"
+                " store has one server at a time: stop that one first, or use PostgreSQL to run several",
+                int(holder) if holder.isdigit() and int(holder) > 0 else None,
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

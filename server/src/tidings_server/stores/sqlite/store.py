@@ -230,6 +230,19 @@ class SqliteStore:
         # limiter lets the next operation use the connection.
         return await trio.to_thread.run_sync(partial(self._transaction, fn, write), limiter=self._limiter)
 
+    async def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and empty the WAL (TRUNCATE); False when a
+        reader kept it from finishing. After a rotation sealed plaintext from before encryption
+        at rest, the old pages would otherwise stay in the file, and WAL frames written midway
+        would hold rows not re-sealed yet, until checkpoints much later. Waits for readers up to
+        the busy timeout, and holds the connection meanwhile: for a rare occasion only."""
+
+        def run() -> bool:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return not busy
+
+        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+
     # -- hooks and triggers ----------------------------------------------------------------
 
     async def create_hook(self, hook: Hook) -> None:
