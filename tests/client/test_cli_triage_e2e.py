@@ -138,6 +138,11 @@ def test_create_without_signing_prints_no_secret(cli: Cli, project: str) -> None
     assert "whsec_" not in shown.out + shown.err
     assert "shown once" not in shown.err
     assert "rotate-secret" in shown.err  # how to start signing later
+    # Piped (a log, a CI job), the remark is one line: the commands it names are whole.
+    name = re.search(r"companies/\S+/hooks/\S+", shown.out)
+    assert name is not None, shown.out
+    [remark] = [line for line in shown.err.splitlines() if line.startswith("Signing is off")]
+    assert f"`tidings hooks update {name.group(0)} --signing`" in remark
     printed = cli.ok("--json", *args, "--no-signing").json()["hook"]
     assert (printed["signing_secret"], printed["signing_disabled"]) == ("", True)
 

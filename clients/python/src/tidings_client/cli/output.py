@@ -177,11 +177,13 @@ class Output:
 
     def note(self, message: str) -> None:
         """A remark for the person at the terminal; kept off stdout so JSON stays clean."""
-        self.err.print(message, style="dim")
+        self.err.print(message, style="dim", soft_wrap=not self.err.is_terminal)
 
     def warn(self, message: str) -> None:
-        """A remark the person must act on (a secret shown once): off stdout too, but not dimmed."""
-        self.err.print(message, style="bold yellow")
+        """A remark the person must act on (a secret shown once): off stdout too, but not dimmed.
+        Piped (to a log, a CI job), a remark is one line however long: a command it names
+        is never broken in two."""
+        self.err.print(message, style="bold yellow", soft_wrap=not self.err.is_terminal)
 
 
 def _plain(cell: Any) -> str:
