@@ -357,10 +357,12 @@ def hook_id(name: str) -> str:
     return name.rsplit("/hooks/", 1)[-1].split("/", 1)[0]
 
 
-def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool, width: int) -> Table:
+def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool, width: int) -> Group:
     """Newest first, one line a change: compact times, short hook ids, and the error cut to
     what is left of ``width`` once the other columns have their whole values, so the rows
-    that matter stay on screen at any width and no column but the error is cut."""
+    that matter stay on screen at any width and no column but the error is cut. The title
+    is one line too, cut at the terminal's edge (a table's title would wrap at the table's
+    width), so that a long one, such as the reconnecting notice, pushes no row off screen."""
     today = datetime.now(UTC)
     headers = ["CHANGED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT", "TRIES", "HTTP"]
     headers.append("EVENT ID")
@@ -369,7 +371,8 @@ def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool
         for c in latest
     ]
     errors = [c.delivery.last_error or "" for c in latest]
-    return fitted_table(headers, rows, errors, width, droppable=DROPPABLE, title=title)
+    heading = Text(title, style="italic", no_wrap=True, overflow="ellipsis")
+    return Group(heading, fitted_table(headers, rows, errors, width, droppable=DROPPABLE))
 
 
 DROPPABLE = ("TRIES", "EVENT", "ID", "RESOURCE", "HTTP")
@@ -449,7 +452,7 @@ def watch(
     with_hook = "/hooks/" not in parent
     latest: OrderedDict[str, DeliveryChange] = OrderedDict()
 
-    def screen() -> Table:
+    def screen() -> Group:
         width = env.out.console.width
         return watch_table(list(reversed(latest.values())), state["title"], with_hook=with_hook, width=width)
 
@@ -459,7 +462,8 @@ def watch(
             f" (attempt {attempt}, for up to {params.format_duration(reconnect_for)})"
         )
         if live is not None:
-            state["title"] = f"{title} — {message}"
+            # What is happening first: cut at the terminal's edge, the title is what goes.
+            state["title"] = f"{message} — {title}"
             live.update(screen())
         else:
             env.out.note(message)
