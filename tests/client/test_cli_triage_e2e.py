@@ -242,6 +242,31 @@ def test_a_project_history_fits_a_120_column_terminal(cli: Cli, sink: Sink, refu
     assert lines[-1] == "3 deliveries"
 
 
+def test_a_piped_watch_is_tab_separated(cli: Cli, sink: Sink) -> None:
+    """Piped, a watch prints a change a line with tab-separated fields, as a piped list does,
+    however long the hook id (the console expanded the tabs into spaces and wrapped at 200)."""
+    project, long_id = "8/4245", "erp-sync-for-the-accounts-payable-team-in-the-north-region-x"
+    cli.ok("hooks", "create", "--project", project, "--id", long_id, "--url", sink.url(), "--format", "procore.v4",
+           "--event", "RFIs:update")  # fmt: skip
+    args = ["deliveries", "watch", "companies/8/projects/4245", "--status", "delivered", "--count", "1"]
+    proc = subprocess.Popen(
+        [str(TIDINGS), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env()
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("watching companies/8/projects/4245 on ")
+        event = publish(cli, project, "RFIs", 54321)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    [line] = out.splitlines()
+    changed, event_id, created, *rest = line.split("\t")
+    assert (event_id, rest) == (event, ["delivered", long_id, "RFIs", "54321", "update", "1", "200", ""])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", t) for t in (changed, created)), line
+
+
 def test_a_watch_gives_up_after_its_reconnect_time(tmp_path: Path) -> None:
     listen = f"127.0.0.1:{free_port()}"
     with server_process(tmp_path, listen) as target:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from tidings_client.cli import names, params
 from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
-from tidings_client.cli.output import fields_table, fitted_table, jsonable, status_text, table, when
+from tidings_client.cli.output import fields_table, fitted_table, jsonable, status_text, table, tsv_line, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import Delivery, DeliveryChange, DeliveryFilter, DeliveryStatus
 
@@ -135,7 +135,7 @@ def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
         columns = delivery_columns(with_hook=with_hook)
         sys.stdout.write("\t".join(columns) + "\n")
         for d in found:
-            sys.stdout.write("\t".join(_plain(c) for c in delivery_row(d, with_hook=with_hook)) + "\n")
+            sys.stdout.write(tsv_line(delivery_row(d, with_hook=with_hook)))
         sys.stdout.flush()
         return
     listed: list[Delivery] = []
@@ -157,10 +157,6 @@ def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: bool) -> T
             t.add_row(*delivery_row(d, with_hook=with_hook))
         return t
     return list_table(found, with_hook=with_hook, width=env.out.console.width)
-
-
-def _plain(cell: str | Text) -> str:
-    return cell.plain if isinstance(cell, Text) else cell
 
 
 def body_view(body: bytes, content_type: str) -> Syntax | Text:
@@ -491,10 +487,10 @@ def watch(
             for c in stream:
                 env.out.json(c, compact=True)
         elif not env.out.console.is_terminal:
+            # Tab-separated as the piped list is (the console would expand tabs and wrap).
             for c in stream:
-                env.out.console.print(
-                    "\t".join(str(x) for x in [when(c.change_time), *delivery_row(c.delivery, with_hook=with_hook)])
-                )
+                sys.stdout.write(tsv_line([when(c.change_time), *delivery_row(c.delivery, with_hook=with_hook)]))
+                sys.stdout.flush()
         else:
             # The title, the header and a line to spare: the newest rows always fit the screen.
             shown = max(1, min(rows, env.out.console.height - 3))

@@ -190,6 +190,12 @@ def _plain(cell: Any) -> str:
     return cell.plain if isinstance(cell, Text) else str(cell)
 
 
+def tsv_line(cells: Sequence[Any]) -> str:
+    """One row for a program: the cells' plain text joined by tabs, a tab or line break inside
+    a cell (a server's error text) turned into a space so that a row stays one line."""
+    return "\t".join(_cell(_plain(c)) for c in cells) + "\n"
+
+
 def _name_of(item: Any) -> Any:
     """An object's name; for a wrapper such as create's ``{"hook": …}``, the wrapped one's."""
     if not isinstance(item, dict):
