@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
+from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error, in_terminal, screen_lines
 from tests.client.test_cli_history_e2e import eventually, make_hook, publish
 from tests.http_sink import Sink
 
@@ -165,6 +166,22 @@ def test_list_all_streams_when_piped(cli: Cli, project: str, sink: Sink) -> None
     rows = cli.ok("deliveries", "list", hook, "--all").out.splitlines()
     assert [r.split("\t")[0] for r in rows[1:]] == list(reversed(ids))
     assert cli.ok("--json", "deliveries", "list", hook, "--all", "--status", "failed").json() == []
+
+
+def test_list_all_on_a_terminal_counts_while_it_fetches(cli: Cli, project: str, sink: Sink) -> None:
+    """On a terminal, `--all` draws a running count while the pages arrive (on stderr, gone
+    once the table is drawn), then the table and the total."""
+    hook = make_hook(cli, project, sink.url(), "RFIs:update")
+    ids = [publish(cli, project, "RFIs", n) for n in (1, 2, 3)]
+    eventually(lambda: len(cli.ok("--json", "deliveries", "list", hook, "--status", "delivered").json()) == 3)
+    code, text = in_terminal(cli, "deliveries", "list", hook, "--all", columns=120, lines=40)
+    assert code == 0, text
+    fetching, header, drawn = text.partition("EVENT ID")
+    assert header, text
+    assert re.search(r"\b3 deliveries", "".join(screen_lines(fetching))), fetching
+    lines = screen_lines(header + drawn)
+    assert [line.split()[0] for line in lines if line.startswith(tuple(ids))] == list(reversed(ids))
+    assert lines[-1] == "3 deliveries"
 
 
 def test_messages(cli: Cli, project: str) -> None:
