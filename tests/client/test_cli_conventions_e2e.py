@@ -72,6 +72,31 @@ def test_project_lists_have_a_hook_column_and_refuse_a_short_hook_filter(
     assert [d["hook"] for d in full] == [bad]
 
 
+def test_a_company_list_tells_apart_a_company_hook_and_a_project_hook_of_one_id(cli: Cli, sink: Sink) -> None:
+    """Under a company, a company hook and a project hook may share an id and both deliver one
+    event: HOOK shows the project's as PROJECT/ID, which is a short name under the company too."""
+    company, project = "4246", "4246/17"
+    for scope in (["--company", company], ["--project", project]):
+        cli.ok("hooks", "create", *scope, "--id", "erp-sync", "--url", sink.url(), "--format", "procore.v4",
+               "--event", "RFIs:update")  # fmt: skip
+    event = publish(cli, project, "RFIs", 5)
+    parent = "companies/4246"
+    eventually(lambda: len(cli.ok("--json", "deliveries", "list", parent, "--status", "delivered").json()) == 2)
+    lines = cli.ok("deliveries", "list", parent).out.splitlines()
+    header = lines[0].split("\t")
+    assert sorted(line.split("\t")[header.index("HOOK")] for line in lines[1:]) == ["17/erp-sync", "erp-sync"]
+    for label, hook in (
+        ("17/erp-sync", f"{parent}/projects/17/hooks/erp-sync"),
+        ("erp-sync", f"{parent}/hooks/erp-sync"),
+    ):
+        shown = cli.ok("--json", "deliveries", "show", f"{label}/{event}", "--company", company).json()
+        assert shown["name"] == f"{hook}/deliveries/{event}"
+    assert (
+        cli.ok("hooks", "get", "17/erp-sync", "--company", company, "-o", "name").out
+        == f"{parent}/projects/17/hooks/erp-sync\n"
+    )
+
+
 def test_short_names_under_the_profiles_parent(cli: Cli, project: str, tmp_path: Path, sink: Sink) -> None:
     parent = parent_of(project)
     hook = make_hook(cli, project, sink.url(), "RFIs:update")

@@ -39,11 +39,11 @@ def deliveries() -> None:
     """
 
 
-def delivery_row(d: Delivery, *, with_hook: bool = False) -> list[str | Text]:
+def delivery_row(d: Delivery, *, with_hook: str | None = None) -> list[str | Text]:
     return [d.name.rsplit("/", 1)[-1], when(d.create_time), *_compact_cells(d, with_hook), d.last_error or ""]
 
 
-def delivery_columns(*, with_hook: bool) -> tuple[str, ...]:
+def delivery_columns(*, with_hook: str | None) -> tuple[str, ...]:
     """A list under a project or company mixes hooks: HOOK tells apart two rows of one event."""
     hook = ("HOOK",) if with_hook else ()
     return ("EVENT ID", "CREATED", "STATUS", *hook, "RESOURCE", "RESOURCE ID", "EVENT", "TRIES", "HTTP", "ERROR")
@@ -98,7 +98,7 @@ def list_(
     parent = env.parent(parent)
     page_size = 1000 if everything else min(limit + 1, 1000)
     found = env.client().list_deliveries(parent, where, page_size=page_size)
-    with_hook = "/hooks/" not in parent
+    with_hook = None if "/hooks/" in parent else parent  # rows of several hooks: a HOOK column
     if everything:
         list_all(env, found, with_hook=with_hook)
         return
@@ -114,7 +114,7 @@ def list_(
     )
 
 
-def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
+def list_all(env: Env, found: Iterator[Delivery], *, with_hook: str | None) -> None:
     """Every match: streamed as it arrives when piped (a JSON array written item by item,
     JSON lines, or tab-separated rows), and with a running count on a terminal."""
     out = env.out
@@ -148,7 +148,7 @@ def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
     out.note(f"{len(listed)} deliver{'y' if len(listed) == 1 else 'ies'}")
 
 
-def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: bool) -> Table:
+def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: str | None) -> Table:
     """Tab-separated output keeps every column whole (full times, every field) for programs;
     a terminal gets the one-line-a-row table that fits its width."""
     if env.out.tab_separated:
@@ -349,11 +349,19 @@ def compact_time(value: datetime | None, today: datetime) -> str:
     return value.strftime("%H:%M:%S") if value.date() == today.date() else value.strftime("%m-%d %H:%M")
 
 
-def hook_id(name: str) -> str:
-    return name.rsplit("/hooks/", 1)[-1].split("/", 1)[0]
+def hook_label(hook: str, parent: str) -> str:
+    """A hook as short as the list it is in allows, and as a short name takes it: its id
+    under a project, and in a company's list the company's own hooks by id and a project's
+    as PROJECT/ID (a company hook and a project hook may share an id); the full name when
+    it is not under ``parent``."""
+    rest = hook.removeprefix(parent.rstrip("/") + "/")
+    if rest.startswith("hooks/"):
+        return rest.removeprefix("hooks/")
+    project, found, hook_id = rest.removeprefix("projects/").partition("/hooks/")
+    return f"{project}/{hook_id}" if rest.startswith("projects/") and found else hook
 
 
-def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool, width: int) -> Group:
+def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: str | None, width: int) -> Group:
     """Newest first, one line a change: compact times, short hook ids, and the error cut to
     what is left of ``width`` once the other columns have their whole values, so the rows
     that matter stay on screen at any width and no column but the error is cut. The title
@@ -375,12 +383,12 @@ DROPPABLE = ("TRIES", "EVENT", "ID", "RESOURCE", "HTTP")
 """The columns a narrow terminal loses first, in order: the event id, time, status and hook stay."""
 
 
-def _compact_cells(d: Delivery, with_hook: bool) -> list[str | Text]:
+def _compact_cells(d: Delivery, with_hook: str | None) -> list[str | Text]:
     """STATUS, HOOK (short id), RESOURCE, ID, EVENT, TRIES, HTTP: one short cell each."""
     e = d.event
     return [
         status_text(d.status),
-        *([hook_id(d.hook)] if with_hook else []),
+        *([hook_label(d.hook, with_hook)] if with_hook else []),
         e.resource_name if e else "-",
         str(e.resource_id) if e else "-",
         e.event_type if e else "-",
@@ -389,7 +397,7 @@ def _compact_cells(d: Delivery, with_hook: bool) -> list[str | Text]:
     ]
 
 
-def list_table(found: Sequence[Delivery], *, with_hook: bool, width: int) -> Table:
+def list_table(found: Sequence[Delivery], *, with_hook: str | None, width: int) -> Table:
     """A history list on a terminal: as ``watch_table``, with the event id first and the
     creation time, so that at 120 columns every delivery is one line."""
     today = datetime.now(UTC)
@@ -445,7 +453,7 @@ def watch(
     live: Live | None = None
     state = {"title": f"Watching {parent} (Ctrl-C to stop)"}
     title = state["title"]
-    with_hook = "/hooks/" not in parent
+    with_hook = None if "/hooks/" in parent else parent  # rows of several hooks: a HOOK column
     latest: OrderedDict[str, DeliveryChange] = OrderedDict()
 
     def screen() -> Group:

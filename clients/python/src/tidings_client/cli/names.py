@@ -4,8 +4,10 @@ completed from the server.
 With a profile whose parent is ``companies/8/projects/6778``, ``erp-sync`` means
 ``companies/8/projects/6778/hooks/erp-sync`` and ``erp-sync/deliveries/01J…`` (or
 ``erp-sync/01J…``) that hook's delivery; with a hook as the parent, a bare event id is one
-of its deliveries. ``--project C/P`` or ``--company C`` on the command line sets the parent
-for one command instead. A name that starts with ``companies/`` is taken as it is.
+of its deliveries. Under a company, ``6778/erp-sync`` is project 6778's hook, as a company's
+delivery list shows it (a company hook may have the same id). ``--project C/P`` or
+``--company C`` on the command line sets the parent for one command instead. A name that
+starts with ``companies/`` is taken as it is.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def full_hook(value: str, settings: Settings) -> str:
             f"{value!r} is a short hook id: give the full name (companies/C[/projects/P]/hooks/H),"
             " or set `parent` in the profile"
         )
+    project, slash, hook = value.partition("/")
+    if slash and "/projects/" not in base and project.isdigit() and hook and "/" not in hook:
+        return f"{base}/projects/{project}/hooks/{hook}"  # PROJECT/ID under a company, as lists show it
     return f"{base}/hooks/{value}"
 
 
