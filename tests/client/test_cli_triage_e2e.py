@@ -208,7 +208,9 @@ def test_a_live_watch_says_it_is_reconnecting_in_one_line_at_120_columns(tmp_pat
             assert terminal.proc.poll() is None
     finally:
         code = terminal.interrupt()
-    assert code == 130
+    assert code == 130  # Ctrl-C: no error line, no traceback
+    assert "error:" not in terminal.drawn
+    assert "Traceback" not in terminal.drawn
     [*_, frame] = [f for f in terminal.frames() if "lost the connection" in " ".join(" ".join(f).split())]
     assert all(len(line) <= 120 for line in frame), frame
     assert frame[0].startswith(f"lost the connection to {target} (UNAVAILABLE); reconnecting in "), frame
