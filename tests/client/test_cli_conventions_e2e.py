@@ -72,7 +72,9 @@ def test_project_lists_have_a_hook_column_and_refuse_a_short_hook_filter(
     assert [d["hook"] for d in full] == [bad]
 
 
-def test_a_company_list_tells_apart_a_company_hook_and_a_project_hook_of_one_id(cli: Cli, sink: Sink) -> None:
+def test_a_company_list_tells_apart_a_company_hook_and_a_project_hook_of_one_id(
+    cli: Cli, sink: Sink, tmp_path: Path
+) -> None:
     """Under a company, a company hook and a project hook may share an id and both deliver one
     event: HOOK shows the project's as PROJECT/ID, which is a short name under the company too."""
     company, project = "4246", "4246/17"
@@ -95,6 +97,10 @@ def test_a_company_list_tells_apart_a_company_hook_and_a_project_hook_of_one_id(
         cli.ok("hooks", "get", "17/erp-sync", "--company", company, "-o", "name").out
         == f"{parent}/projects/17/hooks/erp-sync\n"
     )
+    # Completion under the company offers the deliveries by the same short names.
+    words = {"_TIDINGS_COMPLETE": "bash_complete", "COMP_WORDS": "tidings deliveries show ", "COMP_CWORD": "3"}
+    offered = cli(env={**profile_env(cli, tmp_path, parent), **words}).out.split()
+    assert {f"plain,17/erp-sync/deliveries/{event}", f"plain,erp-sync/deliveries/{event}"} <= set(offered), offered
 
 
 def test_short_names_under_the_profiles_parent(cli: Cli, project: str, tmp_path: Path, sink: Sink) -> None:

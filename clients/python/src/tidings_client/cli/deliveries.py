@@ -349,18 +349,6 @@ def compact_time(value: datetime | None, today: datetime) -> str:
     return value.strftime("%H:%M:%S") if value.date() == today.date() else value.strftime("%m-%d %H:%M")
 
 
-def hook_label(hook: str, parent: str) -> str:
-    """A hook as short as the list it is in allows, and as a short name takes it: its id
-    under a project, and in a company's list the company's own hooks by id and a project's
-    as PROJECT/ID (a company hook and a project hook may share an id); the full name when
-    it is not under ``parent``."""
-    rest = hook.removeprefix(parent.rstrip("/") + "/")
-    if rest.startswith("hooks/"):
-        return rest.removeprefix("hooks/")
-    project, found, hook_id = rest.removeprefix("projects/").partition("/hooks/")
-    return f"{project}/{hook_id}" if rest.startswith("projects/") and found else hook
-
-
 def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: str | None, width: int) -> Group:
     """Newest first, one line a change: compact times, short hook ids, and the error cut to
     what is left of ``width`` once the other columns have their whole values, so the rows
@@ -388,7 +376,7 @@ def _compact_cells(d: Delivery, with_hook: str | None) -> list[str | Text]:
     e = d.event
     return [
         status_text(d.status),
-        *([hook_label(d.hook, with_hook)] if with_hook else []),
+        *([names.hook_label(d.hook, with_hook)] if with_hook else []),
         e.resource_name if e else "-",
         str(e.resource_id) if e else "-",
         e.event_type if e else "-",

@@ -54,6 +54,24 @@ def full_hook(value: str, settings: Settings) -> str:
     return f"{base}/hooks/{value}"
 
 
+def hook_label(hook: str, parent: str) -> str:
+    """A hook as short as the list it is in allows, and as a short name takes it: its id
+    under a project, and in a company's list the company's own hooks by id and a project's
+    as PROJECT/ID (a company hook and a project hook may share an id); the full name when
+    it is not under ``parent``."""
+    rest = hook.removeprefix(parent.rstrip("/") + "/")
+    if rest.startswith("hooks/"):
+        return rest.removeprefix("hooks/")
+    project, found, hook_id = rest.removeprefix("projects/").partition("/hooks/")
+    return f"{project}/{hook_id}" if rest.startswith("projects/") and found else hook
+
+
+def short_delivery(name: str, parent: str) -> str:
+    """A delivery's name as ``hook_label``/deliveries/EVENT_ID, for completion under ``parent``."""
+    hook, _, event = name.partition("/deliveries/")
+    return f"{hook_label(hook, parent)}/deliveries/{event}"
+
+
 def full_delivery(value: str, settings: Settings) -> str:
     if value.startswith("companies/"):
         return value.rstrip("/")
@@ -195,7 +213,7 @@ class DeliveryName(_Name):
         except (TidingsError, click.ClickException, ValueError, OSError):
             return []
         base = hook_parent(settings) or ""
-        relative = [n.removeprefix(f"{base}/hooks/") if base else n for n in names]
+        relative = [short_delivery(n, base) if base else n for n in names]
         offered = names if incomplete.startswith("companies/") else relative
         return [CompletionItem(n) for n in offered if n.startswith(incomplete)]
 
