@@ -7,8 +7,10 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +88,58 @@ def in_terminal(cli: Cli, *args: str, columns: int, lines: int, timeout: float =
             proc.kill()
         os.close(controller)
     return proc.wait(10), screen.decode("utf-8", "replace")
+
+
+class Terminal:
+    """``tidings ARGS`` running on a pseudo-terminal of ``columns`` × ``lines``, read as it
+    draws, for what a person sees while a command goes on (a live watch across a restart)."""
+
+    def __init__(self, cli: Cli, *args: str, columns: int, lines: int) -> None:
+        self._controller, terminal = pty.openpty()
+        env = cli.env(COLUMNS=str(columns), LINES=str(lines), TERM="xterm-256color")
+        self.proc = subprocess.Popen(
+            [str(TIDINGS), *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env
+        )
+        os.close(terminal)
+        self._drawn = b""
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._controller, 65536)
+            except OSError:  # the terminal closed: the command is done
+                chunk = b""
+            with self._changed:
+                self._drawn += chunk
+                self._changed.notify_all()
+            if not chunk:
+                return
+
+    @property
+    def drawn(self) -> str:
+        """Everything written so far, escape sequences included."""
+        with self._changed:
+            return self._drawn.decode("utf-8", "replace")
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        with self._changed:
+            found = self._changed.wait_for(lambda: text in "".join(screen_lines(self.drawn)), timeout)
+        assert found, (text, screen_lines(self.drawn)[-5:])
+
+    def frames(self) -> list[list[str]]:
+        """The screens a live display drew, one after another: each redraw starts by moving up
+        over the last one and erasing it (``\\r``, then erase-line and cursor-up codes)."""
+        return [screen_lines(f) for f in re.split(r"\r\x1b\[2K(?:\x1b\[1A\x1b\[2K)*", self.drawn)]
+
+    def interrupt(self) -> int:
+        """Ctrl-C, and the exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(15)
+        finally:
+            os.close(self._controller)
 
 
 def screen_lines(text: str) -> list[str]:

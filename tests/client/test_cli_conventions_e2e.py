@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error
+from tests.client.cli_run import TIDINGS, Cli, assert_one_line_error, in_terminal, screen_lines
 from tests.client.test_cli_history_e2e import eventually, make_hook, publish
 from tests.http_sink import Sink
 
@@ -69,6 +70,37 @@ def test_project_lists_have_a_hook_column_and_refuse_a_short_hook_filter(
     assert_one_line_error(short, 2, "INVALID_ARGUMENT", "full name", bad)
     full = cli.ok("--json", "deliveries", "list", parent, "--filter", f'hook = "{bad}"').json()
     assert [d["hook"] for d in full] == [bad]
+
+
+def test_a_company_list_tells_apart_a_company_hook_and_a_project_hook_of_one_id(
+    cli: Cli, sink: Sink, tmp_path: Path
+) -> None:
+    """Under a company, a company hook and a project hook may share an id and both deliver one
+    event: HOOK shows the project's as PROJECT/ID, which is a short name under the company too."""
+    company, project = "4246", "4246/17"
+    for scope in (["--company", company], ["--project", project]):
+        cli.ok("hooks", "create", *scope, "--id", "erp-sync", "--url", sink.url(), "--format", "procore.v4",
+               "--event", "RFIs:update")  # fmt: skip
+    event = publish(cli, project, "RFIs", 5)
+    parent = "companies/4246"
+    eventually(lambda: len(cli.ok("--json", "deliveries", "list", parent, "--status", "delivered").json()) == 2)
+    lines = cli.ok("deliveries", "list", parent).out.splitlines()
+    header = lines[0].split("\t")
+    assert sorted(line.split("\t")[header.index("HOOK")] for line in lines[1:]) == ["17/erp-sync", "erp-sync"]
+    for label, hook in (
+        ("17/erp-sync", f"{parent}/projects/17/hooks/erp-sync"),
+        ("erp-sync", f"{parent}/hooks/erp-sync"),
+    ):
+        shown = cli.ok("--json", "deliveries", "show", f"{label}/{event}", "--company", company).json()
+        assert shown["name"] == f"{hook}/deliveries/{event}"
+    assert (
+        cli.ok("hooks", "get", "17/erp-sync", "--company", company, "-o", "name").out
+        == f"{parent}/projects/17/hooks/erp-sync\n"
+    )
+    # Completion under the company offers the deliveries by the same short names.
+    words = {"_TIDINGS_COMPLETE": "bash_complete", "COMP_WORDS": "tidings deliveries show ", "COMP_CWORD": "3"}
+    offered = cli(env={**profile_env(cli, tmp_path, parent), **words}).out.split()
+    assert {f"plain,17/erp-sync/deliveries/{event}", f"plain,erp-sync/deliveries/{event}"} <= set(offered), offered
 
 
 def test_short_names_under_the_profiles_parent(cli: Cli, project: str, tmp_path: Path, sink: Sink) -> None:
@@ -165,6 +197,22 @@ def test_list_all_streams_when_piped(cli: Cli, project: str, sink: Sink) -> None
     rows = cli.ok("deliveries", "list", hook, "--all").out.splitlines()
     assert [r.split("\t")[0] for r in rows[1:]] == list(reversed(ids))
     assert cli.ok("--json", "deliveries", "list", hook, "--all", "--status", "failed").json() == []
+
+
+def test_list_all_on_a_terminal_counts_while_it_fetches(cli: Cli, project: str, sink: Sink) -> None:
+    """On a terminal, `--all` draws a running count while the pages arrive (on stderr, gone
+    once the table is drawn), then the table and the total."""
+    hook = make_hook(cli, project, sink.url(), "RFIs:update")
+    ids = [publish(cli, project, "RFIs", n) for n in (1, 2, 3)]
+    eventually(lambda: len(cli.ok("--json", "deliveries", "list", hook, "--status", "delivered").json()) == 3)
+    code, text = in_terminal(cli, "deliveries", "list", hook, "--all", columns=120, lines=40)
+    assert code == 0, text
+    fetching, header, drawn = text.partition("EVENT ID")
+    assert header, text
+    assert re.search(r"\b3 deliveries", "".join(screen_lines(fetching))), fetching
+    lines = screen_lines(header + drawn)
+    assert [line.split()[0] for line in lines if line.startswith(tuple(ids))] == list(reversed(ids))
+    assert lines[-1] == "3 deliveries"
 
 
 def test_messages(cli: Cli, project: str) -> None:

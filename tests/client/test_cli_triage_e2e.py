@@ -8,12 +8,13 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.client.cli_run import TIDINGS, Cli, server_process
+from tests.client.cli_run import TIDINGS, Cli, Terminal, in_terminal, screen_lines, server_process
 from tests.client.test_cli_history_e2e import eventually, make_hook, publish
 from tests.http_sink import Sink
 from tidings_client import Client
@@ -138,6 +139,11 @@ def test_create_without_signing_prints_no_secret(cli: Cli, project: str) -> None
     assert "whsec_" not in shown.out + shown.err
     assert "shown once" not in shown.err
     assert "rotate-secret" in shown.err  # how to start signing later
+    # Piped (a log, a CI job), the remark is one line: the commands it names are whole.
+    name = re.search(r"companies/\S+/hooks/\S+", shown.out)
+    assert name is not None, shown.out
+    [remark] = [line for line in shown.err.splitlines() if line.startswith("Signing is off")]
+    assert f"`tidings hooks update {name.group(0)} --signing`" in remark
     printed = cli.ok("--json", *args, "--no-signing").json()["hook"]
     assert (printed["signing_secret"], printed["signing_disabled"]) == ("", True)
 
@@ -171,6 +177,96 @@ def test_watch_rides_out_a_server_restart(tmp_path: Path, sink: Sink) -> None:
     lost = next(n for n in watcher.notes if "reconnecting" in n)
     assert target in lost
     assert "error" not in " ".join(watcher.notes).lower()
+
+
+def test_a_live_watch_says_it_is_reconnecting_in_one_line_at_120_columns(tmp_path: Path, sink: Sink) -> None:
+    """On a 120×24 terminal, the notice of a lost server is the live table's one title line,
+    what is happening first, and the table stays under it (a wrapped title pushed rows off)."""
+    listen = f"127.0.0.1:{free_port()}"
+    project = "8/4243"
+    with server_process(tmp_path, listen) as target:
+        cli = Cli(target, tmp_path / "no-config.toml")
+        make_hook(cli, project, sink.url(), "RFIs:update")  # a generated, 26-character id
+        args = ["deliveries", "watch", "companies/8/projects/4243", "--reconnect-for", "30s", "--rows", "50"]
+        terminal = Terminal(cli, *args, columns=120, lines=24)
+        try:
+            terminal.wait_for("Watching companies/8/projects/4243 (Ctrl-C to stop)")
+            time.sleep(1)  # the stream open, so that the stop is a lost connection
+        except BaseException:
+            terminal.proc.kill()
+            raise
+    try:
+        terminal.wait_for("reconnecting in")
+        with server_process(tmp_path, listen):
+            # Reconnected: the title is the watch's own again, and the watch never exited.
+            eventually(
+                lambda: (
+                    [line.rstrip() for line in terminal.frames()[-1][:1]]
+                    == ["Watching companies/8/projects/4243 (Ctrl-C to stop)"]
+                )
+            )
+            assert terminal.proc.poll() is None
+    finally:
+        code = terminal.interrupt()
+    assert code == 130  # Ctrl-C: no error line, no traceback
+    assert "error:" not in terminal.drawn
+    assert "Traceback" not in terminal.drawn
+    [*_, frame] = [f for f in terminal.frames() if "lost the connection" in " ".join(" ".join(f).split())]
+    assert all(len(line) <= 120 for line in frame), frame
+    assert frame[0].startswith(f"lost the connection to {target} (UNAVAILABLE); reconnecting in "), frame
+    assert " — Watching compan" in frame[0]  # the rest of the title, cut at the edge
+    assert frame[1].split()[:2] == ["CHANGED", "STATUS"], frame
+    assert len(frame) <= 24
+
+
+def test_a_project_history_fits_a_120_column_terminal(cli: Cli, sink: Sink, refusing_url: str) -> None:
+    """A real server's project history on 120 columns: generated hook ids, one delivered, one
+    refused (400), one retrying a closed port: a line each, the HOOK column telling them apart."""
+    project = "8/4244"
+    hooks = [make_hook(cli, project, url, "RFIs:update") for url in (sink.url(), refusing_url, "http://127.0.0.1:9/in")]
+    event = publish(cli, project, "RFIs", 54321)
+    parent = "companies/8/projects/4244"
+    statuses = {"delivered", "failed", "retrying"}
+    eventually(lambda: {d["status"] for d in cli.ok("--json", "deliveries", "list", parent).json()} == statuses)
+    code, text = in_terminal(cli, "deliveries", "list", parent, columns=120, lines=40)
+    assert code == 0, text
+    lines = screen_lines(text)
+    assert all(len(line) <= 120 for line in lines), max(lines, key=len)
+    header, rows = lines[0], [line for line in lines if line.startswith(event)]
+    assert header.split()[:4] == ["EVENT", "ID", "CREATED", "STATUS"]
+    assert "HOOK" in header
+    assert len(rows) == 3  # one line each, nothing wrapped onto a second
+    shown = {tuple(row.split()[2:4]) for row in rows}
+    assert shown == {
+        (status, hook.rsplit("/", 1)[-1])
+        for status, hook in zip(["delivered", "failed", "retrying"], hooks, strict=True)
+    }
+    assert lines[-1] == "3 deliveries"
+
+
+def test_a_piped_watch_is_tab_separated(cli: Cli, sink: Sink) -> None:
+    """Piped, a watch prints a change a line with tab-separated fields, as a piped list does,
+    however long the hook id (the console expanded the tabs into spaces and wrapped at 200)."""
+    project, long_id = "8/4245", "erp-sync-for-the-accounts-payable-team-in-the-north-region-x"
+    cli.ok("hooks", "create", "--project", project, "--id", long_id, "--url", sink.url(), "--format", "procore.v4",
+           "--event", "RFIs:update")  # fmt: skip
+    args = ["deliveries", "watch", "companies/8/projects/4245", "--status", "delivered", "--count", "1"]
+    proc = subprocess.Popen(
+        [str(TIDINGS), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli.env()
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("watching companies/8/projects/4245 on ")
+        event = publish(cli, project, "RFIs", 54321)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    [line] = out.splitlines()
+    changed, event_id, created, *rest = line.split("\t")
+    assert (event_id, rest) == (event, ["delivered", long_id, "RFIs", "54321", "update", "1", "200", ""])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", t) for t in (changed, created)), line
 
 
 def test_a_watch_gives_up_after_its_reconnect_time(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from tidings_client.cli import names, params
 from tidings_client.cli.app import CONTEXT_SETTINGS, Env, confirm, pass_env
-from tidings_client.cli.output import fields_table, fitted_table, jsonable, status_text, table, when
+from tidings_client.cli.output import fields_table, fitted_table, jsonable, status_text, table, tsv_line, when
 from tidings_client.errors import TidingsError
 from tidings_client.types import Delivery, DeliveryChange, DeliveryFilter, DeliveryStatus
 
@@ -39,11 +39,11 @@ def deliveries() -> None:
     """
 
 
-def delivery_row(d: Delivery, *, with_hook: bool = False) -> list[str | Text]:
+def delivery_row(d: Delivery, *, with_hook: str | None = None) -> list[str | Text]:
     return [d.name.rsplit("/", 1)[-1], when(d.create_time), *_compact_cells(d, with_hook), d.last_error or ""]
 
 
-def delivery_columns(*, with_hook: bool) -> tuple[str, ...]:
+def delivery_columns(*, with_hook: str | None) -> tuple[str, ...]:
     """A list under a project or company mixes hooks: HOOK tells apart two rows of one event."""
     hook = ("HOOK",) if with_hook else ()
     return ("EVENT ID", "CREATED", "STATUS", *hook, "RESOURCE", "RESOURCE ID", "EVENT", "TRIES", "HTTP", "ERROR")
@@ -98,7 +98,7 @@ def list_(
     parent = env.parent(parent)
     page_size = 1000 if everything else min(limit + 1, 1000)
     found = env.client().list_deliveries(parent, where, page_size=page_size)
-    with_hook = "/hooks/" not in parent
+    with_hook = None if "/hooks/" in parent else parent  # rows of several hooks: a HOOK column
     if everything:
         list_all(env, found, with_hook=with_hook)
         return
@@ -114,7 +114,7 @@ def list_(
     )
 
 
-def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
+def list_all(env: Env, found: Iterator[Delivery], *, with_hook: str | None) -> None:
     """Every match: streamed as it arrives when piped (a JSON array written item by item,
     JSON lines, or tab-separated rows), and with a running count on a terminal."""
     out = env.out
@@ -135,7 +135,7 @@ def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
         columns = delivery_columns(with_hook=with_hook)
         sys.stdout.write("\t".join(columns) + "\n")
         for d in found:
-            sys.stdout.write("\t".join(_plain(c) for c in delivery_row(d, with_hook=with_hook)) + "\n")
+            sys.stdout.write(tsv_line(delivery_row(d, with_hook=with_hook)))
         sys.stdout.flush()
         return
     listed: list[Delivery] = []
@@ -148,7 +148,7 @@ def list_all(env: Env, found: Iterator[Delivery], *, with_hook: bool) -> None:
     out.note(f"{len(listed)} deliver{'y' if len(listed) == 1 else 'ies'}")
 
 
-def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: bool) -> Table:
+def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: str | None) -> Table:
     """Tab-separated output keeps every column whole (full times, every field) for programs;
     a terminal gets the one-line-a-row table that fits its width."""
     if env.out.tab_separated:
@@ -157,10 +157,6 @@ def _history_table(env: Env, found: Sequence[Delivery], *, with_hook: bool) -> T
             t.add_row(*delivery_row(d, with_hook=with_hook))
         return t
     return list_table(found, with_hook=with_hook, width=env.out.console.width)
-
-
-def _plain(cell: str | Text) -> str:
-    return cell.plain if isinstance(cell, Text) else cell
 
 
 def body_view(body: bytes, content_type: str) -> Syntax | Text:
@@ -353,14 +349,12 @@ def compact_time(value: datetime | None, today: datetime) -> str:
     return value.strftime("%H:%M:%S") if value.date() == today.date() else value.strftime("%m-%d %H:%M")
 
 
-def hook_id(name: str) -> str:
-    return name.rsplit("/hooks/", 1)[-1].split("/", 1)[0]
-
-
-def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool, width: int) -> Table:
+def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: str | None, width: int) -> Group:
     """Newest first, one line a change: compact times, short hook ids, and the error cut to
     what is left of ``width`` once the other columns have their whole values, so the rows
-    that matter stay on screen at any width and no column but the error is cut."""
+    that matter stay on screen at any width and no column but the error is cut. The title
+    is one line too, cut at the terminal's edge (a table's title would wrap at the table's
+    width), so that a long one, such as the reconnecting notice, pushes no row off screen."""
     today = datetime.now(UTC)
     headers = ["CHANGED", "STATUS", *(["HOOK"] if with_hook else []), "RESOURCE", "ID", "EVENT", "TRIES", "HTTP"]
     headers.append("EVENT ID")
@@ -369,19 +363,20 @@ def watch_table(latest: Sequence[DeliveryChange], title: str, *, with_hook: bool
         for c in latest
     ]
     errors = [c.delivery.last_error or "" for c in latest]
-    return fitted_table(headers, rows, errors, width, droppable=DROPPABLE, title=title)
+    heading = Text(title, style="italic", no_wrap=True, overflow="ellipsis")
+    return Group(heading, fitted_table(headers, rows, errors, width, droppable=DROPPABLE))
 
 
 DROPPABLE = ("TRIES", "EVENT", "ID", "RESOURCE", "HTTP")
 """The columns a narrow terminal loses first, in order: the event id, time, status and hook stay."""
 
 
-def _compact_cells(d: Delivery, with_hook: bool) -> list[str | Text]:
+def _compact_cells(d: Delivery, with_hook: str | None) -> list[str | Text]:
     """STATUS, HOOK (short id), RESOURCE, ID, EVENT, TRIES, HTTP: one short cell each."""
     e = d.event
     return [
         status_text(d.status),
-        *([hook_id(d.hook)] if with_hook else []),
+        *([names.hook_label(d.hook, with_hook)] if with_hook else []),
         e.resource_name if e else "-",
         str(e.resource_id) if e else "-",
         e.event_type if e else "-",
@@ -390,7 +385,7 @@ def _compact_cells(d: Delivery, with_hook: bool) -> list[str | Text]:
     ]
 
 
-def list_table(found: Sequence[Delivery], *, with_hook: bool, width: int) -> Table:
+def list_table(found: Sequence[Delivery], *, with_hook: str | None, width: int) -> Table:
     """A history list on a terminal: as ``watch_table``, with the event id first and the
     creation time, so that at 120 columns every delivery is one line."""
     today = datetime.now(UTC)
@@ -446,10 +441,10 @@ def watch(
     live: Live | None = None
     state = {"title": f"Watching {parent} (Ctrl-C to stop)"}
     title = state["title"]
-    with_hook = "/hooks/" not in parent
+    with_hook = None if "/hooks/" in parent else parent  # rows of several hooks: a HOOK column
     latest: OrderedDict[str, DeliveryChange] = OrderedDict()
 
-    def screen() -> Table:
+    def screen() -> Group:
         width = env.out.console.width
         return watch_table(list(reversed(latest.values())), state["title"], with_hook=with_hook, width=width)
 
@@ -459,7 +454,8 @@ def watch(
             f" (attempt {attempt}, for up to {params.format_duration(reconnect_for)})"
         )
         if live is not None:
-            state["title"] = f"{title} — {message}"
+            # What is happening first: cut at the terminal's edge, the title is what goes.
+            state["title"] = f"{message} — {title}"
             live.update(screen())
         else:
             env.out.note(message)
@@ -487,10 +483,10 @@ def watch(
             for c in stream:
                 env.out.json(c, compact=True)
         elif not env.out.console.is_terminal:
+            # Tab-separated as the piped list is (the console would expand tabs and wrap).
             for c in stream:
-                env.out.console.print(
-                    "\t".join(str(x) for x in [when(c.change_time), *delivery_row(c.delivery, with_hook=with_hook)])
-                )
+                sys.stdout.write(tsv_line([when(c.change_time), *delivery_row(c.delivery, with_hook=with_hook)]))
+                sys.stdout.flush()
         else:
             # The title, the header and a line to spare: the newest rows always fit the screen.
             shown = max(1, min(rows, env.out.console.height - 3))

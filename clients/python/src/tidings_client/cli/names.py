@@ -4,8 +4,10 @@ completed from the server.
 With a profile whose parent is ``companies/8/projects/6778``, ``erp-sync`` means
 ``companies/8/projects/6778/hooks/erp-sync`` and ``erp-sync/deliveries/01J…`` (or
 ``erp-sync/01J…``) that hook's delivery; with a hook as the parent, a bare event id is one
-of its deliveries. ``--project C/P`` or ``--company C`` on the command line sets the parent
-for one command instead. A name that starts with ``companies/`` is taken as it is.
+of its deliveries. Under a company, ``6778/erp-sync`` is project 6778's hook, as a company's
+delivery list shows it (a company hook may have the same id). ``--project C/P`` or
+``--company C`` on the command line sets the parent for one command instead. A name that
+starts with ``companies/`` is taken as it is.
 """
 
 from __future__ import annotations
@@ -46,7 +48,28 @@ def full_hook(value: str, settings: Settings) -> str:
             f"{value!r} is a short hook id: give the full name (companies/C[/projects/P]/hooks/H),"
             " or set `parent` in the profile"
         )
+    project, slash, hook = value.partition("/")
+    if slash and "/projects/" not in base and project.isdigit() and hook and "/" not in hook:
+        return f"{base}/projects/{project}/hooks/{hook}"  # PROJECT/ID under a company, as lists show it
     return f"{base}/hooks/{value}"
+
+
+def hook_label(hook: str, parent: str) -> str:
+    """A hook as short as the list it is in allows, and as a short name takes it: its id
+    under a project, and in a company's list the company's own hooks by id and a project's
+    as PROJECT/ID (a company hook and a project hook may share an id); the full name when
+    it is not under ``parent``."""
+    rest = hook.removeprefix(parent.rstrip("/") + "/")
+    if rest.startswith("hooks/"):
+        return rest.removeprefix("hooks/")
+    project, found, hook_id = rest.removeprefix("projects/").partition("/hooks/")
+    return f"{project}/{hook_id}" if rest.startswith("projects/") and found else hook
+
+
+def short_delivery(name: str, parent: str) -> str:
+    """A delivery's name as ``hook_label``/deliveries/EVENT_ID, for completion under ``parent``."""
+    hook, _, event = name.partition("/deliveries/")
+    return f"{hook_label(hook, parent)}/deliveries/{event}"
 
 
 def full_delivery(value: str, settings: Settings) -> str:
@@ -190,7 +213,7 @@ class DeliveryName(_Name):
         except (TidingsError, click.ClickException, ValueError, OSError):
             return []
         base = hook_parent(settings) or ""
-        relative = [n.removeprefix(f"{base}/hooks/") if base else n for n in names]
+        relative = [short_delivery(n, base) if base else n for n in names]
         offered = names if incomplete.startswith("companies/") else relative
         return [CompletionItem(n) for n in offered if n.startswith(incomplete)]
 

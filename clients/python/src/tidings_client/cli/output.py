@@ -177,15 +177,23 @@ class Output:
 
     def note(self, message: str) -> None:
         """A remark for the person at the terminal; kept off stdout so JSON stays clean."""
-        self.err.print(message, style="dim")
+        self.err.print(message, style="dim", soft_wrap=not self.err.is_terminal)
 
     def warn(self, message: str) -> None:
-        """A remark the person must act on (a secret shown once): off stdout too, but not dimmed."""
-        self.err.print(message, style="bold yellow")
+        """A remark the person must act on (a secret shown once): off stdout too, but not dimmed.
+        Piped (to a log, a CI job), a remark is one line however long: a command it names
+        is never broken in two."""
+        self.err.print(message, style="bold yellow", soft_wrap=not self.err.is_terminal)
 
 
 def _plain(cell: Any) -> str:
     return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def tsv_line(cells: Sequence[Any]) -> str:
+    """One row for a program: the cells' plain text joined by tabs, a tab or line break inside
+    a cell (a server's error text) turned into a space so that a row stays one line."""
+    return "\t".join(_cell(_plain(c)) for c in cells) + "\n"
 
 
 def _name_of(item: Any) -> Any:
