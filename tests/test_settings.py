@@ -88,6 +88,15 @@ def test_the_config_file_may_come_from_the_environment(tmp_path: Path) -> None:
     assert got["retention-days"] == ("7.0", str(config))
 
 
+def test_the_admin_clis_config_variable_is_not_the_servers(tmp_path: Path) -> None:
+    cli_config = tmp_path / "cli.toml"  # a `tidings` profile file, not a server's settings
+    cli_config.write_text('[profiles.prod]\ntarget = "tidings.internal:443"\n', encoding="utf-8")
+    result = run("config", "show", env={"TIDINGS_CONFIG": str(cli_config)})
+    assert result.returncode == 0, result.stderr
+    assert shown(result.stdout)["retention-days"][1] == "default"
+    assert settings.CONFIG_ENV == "TIDINGS_SERVER_CONFIG"
+
+
 def test_a_password_in_a_url_is_never_shown(tmp_path: Path) -> None:
     config = tmp_path / "server.toml"
     config.write_text('otlp-endpoint = "https://tidings:s3cret@otel.internal:4318/v1/traces"\n', encoding="utf-8")

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_PREFIX = "TIDINGS_"
-CONFIG_ENV = "TIDINGS_CONFIG"
+# Not TIDINGS_CONFIG: that names the admin CLI's own file (profiles, targets), which an admin
+# who also runs a server on the same account has set; the server would then read it as its own.
+CONFIG_ENV = "TIDINGS_SERVER_CONFIG"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _SECRET_WORDS = ("key", "token", "secret", "password")
