@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
@@ -295,21 +295,13 @@ async def reseal(store: SealedStore, *, batch: int = 100, pause: float = 0.0) ->
     page by page, one short transaction per hook, so a server using the store meanwhile is
     never held up; returns how many hooks were re-sealed. The hooks are otherwise unchanged."""
     keyring = store.keyring
-    done = 0
-    after: str | None = None
-    while page := await store.inner.list_all_hooks(after=after, limit=batch):
-        for hook in page:
-            if not stale_fields(keyring, hook):
-                continue
-            try:
-                await store.update_hook(hook.name, lambda h: h)
-            except NotFound:  # deleted meanwhile
-                continue
-            done += 1
-        after = page[-1].name
-        if pause:
-            await trio.sleep(pause)
-    return done
+    return await _reseal_each(
+        store.inner.list_all_hooks,
+        lambda hook: bool(stale_fields(keyring, hook)),
+        lambda hook: store.update_hook(hook.name, lambda h: h),
+        batch=batch,
+        pause=pause,
+    )
 
 
 async def reseal_templates(store: SealedStore, *, batch: int = 100, pause: float = 0.0) -> int:
@@ -317,14 +309,42 @@ async def reseal_templates(store: SealedStore, *, batch: int = 100, pause: float
     key is re-sealed, one transaction per template, nothing else of it changed (not its
     revision); returns how many templates were re-sealed."""
     keyring = store.keyring
+    return await _reseal_each(
+        store.inner.list_all_templates,
+        lambda template: bool(stale_template_fields(keyring, template)),
+        lambda template: store.update_template(template.name, lambda t: t),
+        batch=batch,
+        pause=pause,
+    )
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+async def _reseal_each(
+    pages: Callable[..., Awaitable[Sequence[N]]],
+    stale: Callable[[N], bool],
+    rewrite: Callable[[N], Awaitable[object]],
+    *,
+    batch: int,
+    pause: float,
+) -> int:
+    """Walk ``pages`` (``after=``, ``limit=``) by name, rewriting each stale item (one write
+    each, which seals it afresh); an item deleted meanwhile is passed over. Returns how many
+    were rewritten."""
     done = 0
     after: str | None = None
-    while page := await store.inner.list_all_templates(after=after, limit=batch):
-        for template in page:
-            if not stale_template_fields(keyring, template):
+    while page := await pages(after=after, limit=batch):
+        for item in page:
+            if not stale(item):
                 continue
             try:
-                await store.update_template(template.name, lambda t: t)
+                await rewrite(item)
             except NotFound:  # deleted meanwhile
                 continue
             done += 1
