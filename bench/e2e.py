@@ -281,8 +281,9 @@ def server(
     code), so that two versions of the code can be measured interleaved in one run."""
     url = db.url if isinstance(db, Store) else f"sqlite:///{db}"
     binary = (checkout / ".venv/bin" if checkout else Path(sys.executable).parent) / "tidings-server"
-    if checkout is not None:  # its code first, so a worktree may share another's .venv (a symlink)
-        paths = [str(checkout / "server/src"), env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))]
+    if checkout is not None:  # its code first (plugins too), so a worktree may share another's .venv
+        own = [checkout / "server/src", *sorted(checkout.glob("plugins/*/src"))]
+        paths = [*map(str, own), env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))]
         env = {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     proc = subprocess.Popen(
         [str(binary), "serve", "--listen", "127.0.0.1:0", "--store", url, "--allow-http",

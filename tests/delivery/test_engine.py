@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from tests.receivers import CLOSE, HANG, Received, Reply, ScriptedReceiver, refu
 from tidings_server.delivery.engine import EngineConfig
 from tidings_server.domain.hooks import HookInput, RetryPolicyInput
 from tidings_server.domain.model import DeliveryStatus, HookStatus, Ordering
+from tidings_server.domain.ports import AttemptRecord
 
 AUTH = "Bearer 7f3a-secret-4e94b"
 DEFAULT_SCHEDULE = [0, 1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]
@@ -201,6 +203,33 @@ async def test_per_resource_order_holds_while_attempts_fail(autojump_clock: Mock
         b_times = [r.time for r, e in zip(receiver.requests, delivered, strict=True) if e["resource_id"] == 200]
         a1_first = min(r.time for r, e in zip(receiver.requests, delivered, strict=True) if e["ulid"] == ids_a[1])
         assert max(b_times) <= a1_first
+
+
+async def test_a_finished_attempt_frees_its_slot_before_its_record_is_written(
+    autojump_clock: MockClock, nursery: trio.Nursery
+) -> None:
+    receiver = await nursery.start(ScriptedReceiver(default=Reply(200, delay=1.0)).run)
+    async with world() as w:
+        hook = await w.hook(receiver.url(), max_concurrency=1)
+        record, written = w.store.record_attempts, trio.Event()
+
+        async def slow_record(records: Sequence[AttemptRecord]) -> None:
+            await written.wait()
+            await record(records)
+
+        w.store.record_attempts = slow_record  # type: ignore[method-assign]
+        try:
+            await w.publish(rfi(1), rfi(2), rfi(3))
+            await trio.sleep(5)
+            # All three went out one at a time (each answered in 1 s) while no record could be
+            # written: a slot is taken again when its request ends, though its lease is held.
+            assert [json.loads(r.body)["resource_id"] for r in receiver.requests] == ["1", "2", "3"]
+            assert [r.time - receiver.requests[0].time for r in receiver.requests] == [0, 1, 2]
+            assert [d.status for d in await w.deliveries(hook)] == [DeliveryStatus.QUEUED] * 3
+        finally:
+            written.set()  # a record under way is never cancelled: let it finish either way
+        assert {d.status for d in await w.settle(hook, 3)} == {DeliveryStatus.DELIVERED}
+        assert len(receiver.requests) == 3
 
 
 async def test_a_hanging_endpoint_does_not_delay_a_healthy_hook(

@@ -231,7 +231,8 @@ _CLAIM: Final = f"""
         SELECT a.name, a.ordering, a.create_time,
                least(%(limit)s, a.max_concurrency - (
                    SELECT count(*)::integer FROM deliveries AS l
-                   WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING})) AS room
+                   WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING}
+                     AND NOT (l.lease_owner = %(owner)s AND l.name = ANY(%(finished)s)))) AS room
         FROM active AS a
     ), candidates AS (
         SELECT c.name, c.create_time, c.next_attempt_time, c.event_serial
@@ -270,12 +271,13 @@ _N_HOOK: Final = 28
 
 
 def claim(
-    conn: psycopg.Connection[Any], *, now: datetime, limit: int, lease_until: datetime, owner: str
+    conn: psycopg.Connection[Any], *, now: datetime, limit: int, lease_until: datetime, owner: str, finished: list[str]
 ) -> list[Claim]:
     hooks_locked = [row[0] for row in conn.execute(_LOCK_ACTIVE_HOOKS).fetchall()]
     if not hooks_locked:
         return []
-    args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner, "hooks": hooks_locked}
+    args = {"now": now, "limit": limit, "lease_until": lease_until, "owner": owner, "hooks": hooks_locked,
+            "finished": finished}  # fmt: skip
     # Leased and read in one statement, earliest due first, then publish order, then name, on a
     # generic plan prepared once per connection: planned afresh for each claim, over every day's
     # partition of the deliveries and each of their indexes, it cost the database as much CPU as

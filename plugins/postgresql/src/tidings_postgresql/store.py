@@ -11,7 +11,7 @@ event and delivery SQL is in ``deliveries``, the history SQL in ``history``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -400,11 +400,15 @@ class PostgresStore:
                 continue  # another server stored one of the keys meanwhile: this run finds it
         raise Unavailable("publishing kept racing other servers for the same idempotency keys; try again")
 
-    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, owner: str, finished: Collection[str] = ()
+    ) -> list[Claim]:
         _check_limit(limit)
         rows.aware("now", now)
         rows.aware("lease_until", lease_until)
-        run = partial(deliveries.claim, now=now, limit=limit, lease_until=lease_until, owner=owner)
+        run = partial(
+            deliveries.claim, now=now, limit=limit, lease_until=lease_until, owner=owner, finished=sorted(finished)
+        )
         return await self._run(run)
 
     async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:

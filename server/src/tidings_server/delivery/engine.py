@@ -132,6 +132,10 @@ class DeliveryEngine:
         # when the hook's concurrency is taken here (the store counts the deliveries cluster-wide).
         self._per_hook: Counter[str] = Counter()
         self._probes = 0  # test sends under way: they take slots like deliveries do
+        # Deliveries whose attempt is over and whose record is not committed yet: still leased
+        # here, but a claim does not count them against their hook's concurrency, so a slot is
+        # taken again as soon as its request ends, not one record write later.
+        self._finishing: set[str] = set()
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
         self._idle = trio.Event()
         self._idle.set()
@@ -231,6 +235,7 @@ class DeliveryEngine:
                 limit=min(free, self._config.claim_batch),
                 lease_until=now + self._config.lease,
                 owner=self.node_id,
+                finished=tuple(self._finishing),
             )
             ready: list[Claim] = []
             taking: Counter[str] = Counter()
@@ -253,7 +258,7 @@ class DeliveryEngine:
                 raise
             for claim in gated.expired if gated else ():
                 expired = self.throttle.expired(claim, now)
-                await self._records_send.send(expired)
+                await self._to_record(expired)
                 await self.throttle.announce_discard(claim, expired)
             for claim in gated.admitted if gated else ():
                 flight = _Flight(claim.hook.name, claim)
@@ -287,7 +292,7 @@ class DeliveryEngine:
                 log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
                 del self._flights[flight.claim.delivery.name]
                 return
-            await self._records_send.send(record)
+            await self._to_record(record)
             del self._flights[flight.claim.delivery.name]
             sent = record
             if disable:  # 410 Gone
@@ -531,6 +536,10 @@ class DeliveryEngine:
 
     # -- recorder and purger ---------------------------------------------------------------
 
+    async def _to_record(self, record: AttemptRecord) -> None:
+        self._finishing.add(record.delivery_name)
+        await self._records_send.send(record)
+
     async def _record_loop(self) -> None:
         """Group commit: everything finished while the last write ran goes in the next one."""
         async with self._records_receive:
@@ -542,6 +551,7 @@ class DeliveryEngine:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 await self._record(batch)
+                self._finishing.difference_update(r.delivery_name for r in batch)
                 self._on_recorded()
                 self.wake()
 

@@ -9,7 +9,7 @@ Times come from the caller, never from the backend's clock, so tests can run in 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -372,7 +372,9 @@ class Store(Protocol):
         """
         ...
 
-    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, owner: str, finished: Collection[str] = ()
+    ) -> list[Claim]:
         """Lease up to ``limit`` due deliveries to ``owner`` and return them, earliest due first.
 
         Due: QUEUED or RETRYING, ``next_attempt_time <= now``, not leased (or the lease ended,
@@ -384,6 +386,13 @@ class Store(Protocol):
         (``lease_until > now``, whoever holds it) are claimed, so a slow hook never takes
         another's share of ``limit``. Claimed rows are leased until ``lease_until`` and held by
         ``owner``; ties are broken by serial.
+
+        ``finished`` names deliveries leased to ``owner`` whose attempt is over and whose
+        record is on its way (``record_attempts`` not yet committed): no request of theirs is
+        at the endpoint any more, so they do not count against their hook's concurrency, and a
+        freed slot is taken at once rather than after the record commits. They stay leased
+        (and pending, so a PER_RESOURCE hook's next delivery of the resource still waits for
+        their record). A name that is not leased to ``owner`` changes nothing.
 
         Every claim is counted per delivery: ``Claim.interrupted`` is the count of claims before
         this one since the delivery's last recorded attempt (``record_attempts``) or redelivery

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -503,16 +503,27 @@ class MemoryStore:
         if not leased:
             del self._leased[row.delivery.hook_name]
 
-    def _leases_held(self, hook_name: str, now: datetime) -> int:
-        """How many of the hook's deliveries are leased at ``now``, by any owner."""
-        leased = (self._deliveries[name].lease_until for name in self._leased.get(hook_name, ()))
-        return sum(1 for until in leased if until is not None and until > now)
+    def _leases_held(self, hook_name: str, now: datetime, owner: str, finished: frozenset[str]) -> int:
+        """How many of the hook's deliveries are leased at ``now``, by any owner, leaving out
+        ``owner``'s ``finished`` ones (their attempts are over)."""
+        held = 0
+        for name in self._leased.get(hook_name, ()):
+            row = self._deliveries[name]
+            if row.lease_until is None or row.lease_until <= now:
+                continue
+            if row.lease_owner == owner and name in finished:
+                continue
+            held += 1
+        return held
 
-    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, owner: str, finished: Collection[str] = ()
+    ) -> list[Claim]:
         await trio.lowlevel.checkpoint()
         _check_time("now", now)
         _check_time("lease_until", lease_until)
         _check_limit(limit)
+        done = frozenset(finished)
         chosen: list[tuple[_StoredDelivery, Hook]] = []
         room: dict[str, int] = {}  # how many more of each hook this claim may take
         for due, serial, name in self._due:
@@ -530,7 +541,7 @@ class MemoryStore:
                 continue
             left = room.get(hook.name)
             if left is None:
-                left = hook.max_concurrency - self._leases_held(hook.name, now)
+                left = hook.max_concurrency - self._leases_held(hook.name, now, owner, done)
             if left <= 0:
                 continue
             room[hook.name] = left - 1

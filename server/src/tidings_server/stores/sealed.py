@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
@@ -189,8 +189,10 @@ class SealedStore:
             return await self.update_hook(name, change)
         return changed[0]
 
-    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
-        claims = await self.inner.claim_due(now, limit=limit, lease_until=lease_until, owner=owner)
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, owner: str, finished: Collection[str] = ()
+    ) -> list[Claim]:
+        claims = await self.inner.claim_due(now, limit=limit, lease_until=lease_until, owner=owner, finished=finished)
         try:
             return [replace(c, hook=self._open(c.hook)) for c in claims]
         except SealingError:

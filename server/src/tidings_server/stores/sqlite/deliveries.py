@@ -215,11 +215,14 @@ _LEASE = """
               first_attempt_time, last_error, company_id, project_id, resource_name, resource_id, event_type,
               last_response_status, event_serial, claims_since_attempt
 """
-# Every hook's unexpired leases, whoever holds them: the leased rows are few (one per attempt
-# in flight) and all in this partial index.
+# Every hook's unexpired leases, whoever holds them, but the claiming owner's finished ones
+# (attempts over, records on the way): the leased rows are few (one per attempt in flight) and
+# all in this partial index.
 _LEASES_HELD = """
     SELECT hook_name, count(*) FROM deliveries INDEXED BY deliveries_leased_by_hook
-    WHERE lease_until IS NOT NULL AND lease_until > ? GROUP BY hook_name
+    WHERE lease_until IS NOT NULL AND lease_until > :now
+      AND NOT (lease_owner = :owner AND name IN (SELECT value FROM json_each(:finished)))
+    GROUP BY hook_name
 """
 _CLAIMED_EVENTS = """
     SELECT serial, id, publish_time, timestamp, company_id, project_id, user_id, resource_name, resource_id,
@@ -238,8 +241,11 @@ _CLAIMED_HOOKS = """
 """
 
 
-def claim(conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, owner: str) -> list[Claim]:
-    held: dict[str, int] = dict(conn.execute(_LEASES_HELD, (now,)).fetchall())
+def claim(
+    conn: sqlite3.Connection, *, now: int, limit: int, lease_until: int, owner: str, finished: list[str]
+) -> list[Claim]:
+    held_args = {"now": now, "owner": owner, "finished": json.dumps(finished)}
+    held: dict[str, int] = dict(conn.execute(_LEASES_HELD, held_args).fetchall())
     candidates: list[tuple[int, int, str]] = []
     for hook_name, max_concurrency, ordering, created in conn.execute(_PENDING_ACTIVE_HOOKS).fetchall():
         room = min(limit, max_concurrency - held.get(hook_name, 0))

@@ -11,7 +11,7 @@ here; the event and delivery SQL is in ``deliveries``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -484,7 +484,9 @@ class SqliteStore:
             raise pending.error
         return pending.result
 
-    async def claim_due(self, now: datetime, *, limit: int, lease_until: datetime, owner: str) -> list[Claim]:
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_until: datetime, owner: str, finished: Collection[str] = ()
+    ) -> list[Claim]:
         _check_limit(limit)
         claim = partial(
             deliveries.claim,
@@ -492,6 +494,7 @@ class SqliteStore:
             limit=limit,
             lease_until=to_micros("lease_until", lease_until),
             owner=owner,
+            finished=sorted(finished),
         )
         return await self._run(claim, write=True)
 

@@ -58,6 +58,34 @@ class ClusterStoreContract:
         # A's leases ended at T1 and free their slots; B's still holds one.
         assert await _claim(store, B, T1, lease_until=T2) == [_name(1), _name(3)]
 
+    async def test_an_owners_finished_leases_free_their_slots_for_it_alone(self, store: Store) -> None:
+        await _hook(store, max_concurrency=2)
+        await store.publish_events([make_event(n) for n in range(1, 6)], T0)
+        assert await _claim(store, A) == [_name(1), _name(2)]
+        # 1's attempt is over, its record not written yet: A's claim may take its slot, still
+        # leaving 1 leased (not claimable again); B's claim counts every lease.
+        finished = [_name(1)]
+        assert await store.claim_due(T0, limit=100, lease_until=T1, owner=B, finished=finished) == []
+        claimed = await store.claim_due(T0, limit=100, lease_until=T1, owner=A, finished=finished)
+        assert [c.delivery.name for c in claimed] == [_name(3)]
+        # Names not leased to the owner, or not leased at all, free nothing.
+        others = [_name(2), _name(3), _name(4), "companies/1/projects/2/hooks/h/deliveries/none"]
+        assert await store.claim_due(T0, limit=100, lease_until=T1, owner=B, finished=others) == []
+        # Once the record is in, the slot is free for anyone, with or without the name.
+        done = Attempt(1, T0, T0 + timedelta(seconds=1), (), 200, (), b"", "")
+        await store.record_attempts([AttemptRecord(_name(1), done, DeliveryStatus.DELIVERED, None, "")])
+        assert await store.claim_due(T0, limit=100, lease_until=T1, owner=B, finished=finished) == []
+        both = [_name(1), _name(2)]
+        claimed = await store.claim_due(T0, limit=100, lease_until=T1, owner=A, finished=both)
+        assert [c.delivery.name for c in claimed] == [_name(4)]
+
+    async def test_a_finished_lease_still_holds_its_resource_in_order(self, store: Store) -> None:
+        await _hook(store, ordering=Ordering.PER_RESOURCE, max_concurrency=1)
+        await store.publish_events([make_event(1, resource_id=7), make_event(2, resource_id=7)], T0)
+        assert await _claim(store, A) == [_name(1)]
+        # 1 may still fail and be retried: 2 waits for its record, whatever its slot says.
+        assert await store.claim_due(T0, limit=100, lease_until=T1, owner=A, finished=[_name(1)]) == []
+
     async def test_per_resource_order_holds_across_owners(self, store: Store) -> None:
         await _hook(store, ordering=Ordering.PER_RESOURCE)
         events = [make_event(1, resource_id=7), make_event(2, resource_id=7), make_event(3, resource_id=8)]
