@@ -53,8 +53,12 @@ unasync: $(STAMP)
 unasync-check: $(STAMP)
 	$(BIN)/python .ci/unasync.py --check
 
+## pytest: the test suite on $(PYTEST_WORKERS) pytest-xdist workers (most tests wait on servers,
+## receivers and subprocesses, so 4 workers on 2 cores take ~6 min, not ~20 serially). Serially:
+## `make pytest PYTEST_ARGS=-n0`; a later -n in PYTEST_ARGS wins.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 ## dist: the wheel and sdist of every distribution (server, client, plugins) into dist/.
 dist: $(STAMP)

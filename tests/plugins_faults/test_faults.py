@@ -8,6 +8,7 @@ uses a project of its own, so its event reaches its two hooks only."""
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import sys
 import textwrap
@@ -233,21 +234,29 @@ def test_a_50_mb_body(faulty: Faulty) -> None:
 
 
 def workers_of(plugin: str) -> list[int]:
-    """The pids of the render workers that load ``plugin``."""
+    """The pids of this module's server's render workers that load ``plugin``: children of this
+    process only, so a server another test process runs at the same time is never counted."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
+            parent = status(int(entry.name))["PPid"]
+        except (OSError, ValueError, KeyError):
             continue
-        if b"tidings_server.delivery.render_worker" in argv and plugin.encode() in argv:
+        if b"tidings_server.delivery.render_worker" in argv and plugin.encode() in argv and int(parent) == os.getpid():
             found.append(int(entry.name))
     return found
 
 
+def status(pid: int) -> dict[str, str]:
+    """The fields of /proc/PID/status, values stripped."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {key: value.strip() for key, value in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+
+
 def memory(pid: int) -> tuple[int, int]:
     """(peak, current) resident bytes of a process."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = status(pid)
     return int(fields["VmHWM"].split()[0]) * 1024, int(fields["VmRSS"].split()[0]) * 1024
 
 
