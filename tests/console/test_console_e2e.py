@@ -353,6 +353,15 @@ def test_failed_events_are_redelivered_together(
     expect(page.locator('[data-count="delivered"]')).to_have_text("2")
 
 
+def switch_format(page: Page, name: str) -> None:
+    """Pick another payload format and wait until its grid has replaced the one shown: each
+    switch waits for its own grid, so a later step never acts on the grid of an earlier one."""
+    page.locator("#event-grid").evaluate("g => g.dataset.old = 'yes'")
+    page.get_by_label("Payload format").select_option(name)
+    expect(page.locator("#event-grid[data-old]")).to_have_count(0)
+    expect(page.locator("#event-grid")).to_have_count(1)
+
+
 def test_another_payload_format_keeps_the_picked_events(
     page: Page, console: ConsoleProcess, client: Client, project: str
 ) -> None:
@@ -360,12 +369,9 @@ def test_another_payload_format_keeps_the_picked_events(
     assert {"procore.v2", "procore.v4"} <= set(formats)
     sign_in(page, console, f"/{project}/hooks:new")
     expect(page.get_by_label("Payload format")).to_have_value(formats[0])
-    page.get_by_label("Payload format").select_option("procore.v2")
+    switch_format(page, "procore.v2")
     page.get_by_label("RFIs: create").check()
-    grid = page.locator("#event-grid")
-    grid.evaluate("g => g.dataset.old = 'yes'")
-    page.get_by_label("Payload format").select_option("procore.v4")
-    expect(page.locator("#event-grid[data-old]")).to_have_count(0)
+    switch_format(page, "procore.v4")
     expect(page.get_by_label("RFIs: create")).to_be_checked()
     expect(page.get_by_label("RFIs: update")).not_to_be_checked()
     # The new grid's search works too.
