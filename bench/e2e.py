@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -81,7 +82,11 @@ def _serve(conn: multiprocessing.connection.Connection) -> None:
         conn.send(server.sockets[0].getsockname()[1])
 
         def on_command() -> None:
-            command = conn.recv()
+            try:
+                command = conn.recv()
+            except EOFError:  # the bench is gone (killed, or it failed): so is its receiver
+                serving.cancel()
+                return
             if command == "reset":
                 STATS.count, STATS.latencies = 0, []
                 conn.send(True)
@@ -90,7 +95,9 @@ def _serve(conn: multiprocessing.connection.Connection) -> None:
 
         loop.add_reader(conn.fileno(), on_command)
         async with server:
-            await server.serve_forever()
+            serving = asyncio.ensure_future(server.serve_forever())
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
 
     asyncio.run(main())
 
