@@ -240,11 +240,12 @@ def workers_of(plugin: str) -> list[int]:
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            parent = status(int(entry.name))["PPid"]
+            if b"tidings_server.delivery.render_worker" not in argv or plugin.encode() not in argv:
+                continue  # only a render worker's status is read
+            if int(status(int(entry.name))["PPid"]) == os.getpid():
+                found.append(int(entry.name))
         except (OSError, ValueError, KeyError):
             continue
-        if b"tidings_server.delivery.render_worker" in argv and plugin.encode() in argv and int(parent) == os.getpid():
-            found.append(int(entry.name))
     return found
 
 
