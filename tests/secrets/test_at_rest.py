@@ -52,8 +52,8 @@ def _deliver(api: Api, sink: Sink, resource_id: int) -> str | None:
 def _set_every_secret(config: Config, sink: Sink) -> tuple[list[str], list[str], list[str]]:
     """Create a hook, deliver, change its Authorization header, rotate its signing secret twice
     (the first rotated out entirely, the second kept as previous), deliver again; return every
-    secret set, and which of them the database and its WAL held while the server ran (before
-    any checkpoint) and after it stopped."""
+    secret set, and which of them the database and its WAL held while the server ran (its
+    checkpointer may have copied some pages into the file by then) and after it stopped."""
     db = Path(config.store_url.removeprefix("sqlite:///"))
     server = ServerThread(config).start()
     api = Api.connect(server.port)

@@ -46,6 +46,7 @@ import trio
 
 from tidings_server.plugins.spec import StorageBackend, hookimpl
 from tidings_server.stores.sqlite import nodes
+from tidings_server.stores.sqlite.checkpointer import Checkpointer
 from tidings_server.stores.sqlite.migrate import SchemaTooNewError, check_not_newer, latest_version
 from tidings_server.stores.sqlite.migrate import migrate as apply_migrations
 from tidings_server.stores.sqlite.store import SqliteStore
@@ -65,10 +66,9 @@ CACHE_KIB = 65536
 touches, and re-reading their pages halves publishing throughput once the backlog grows."""
 WAL_AUTOCHECKPOINT_PAGES = 10000
 """How many WAL pages (of 4 KiB) a commit lets pile up before it copies them into the database
-file. SQLite's default of 1,000 checkpoints every few record batches, each rewriting the same hot
-index pages; ten times that cost a fifth less CPU in COMMIT (docs/performance.md) for a WAL
-file of up to about 40 MiB. Durability is the ``synchronous`` level's alone: a checkpoint only
-copies what is already committed."""
+file itself: a backstop only, since the store's checkpointer thread (``checkpointer``) copies
+them first, off the commit path. Durability is the ``synchronous`` level's alone: a checkpoint
+only copies what is already committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,11 +253,17 @@ class SqliteBackend:
         with contextlib.nullcontext() if settings.read_only else exclusive(settings.path):
             opening = connect_read_only if settings.read_only else connect
             conn = await trio.to_thread.run_sync(partial(opening, settings), limiter=limiter)
+            checkpointer = None if settings.read_only else Checkpointer(settings.path, BUSY_TIMEOUT_MS)
             try:
+                if checkpointer is not None:
+                    checkpointer.start()
                 yield SqliteStore(conn, limiter)
             finally:
-                # Shielded so a cancelled server still closes the file (and checkpoints its WAL).
+                # Shielded so a cancelled server still closes the file (and checkpoints its WAL,
+                # as the last connection to close it).
                 with trio.CancelScope(shield=True):
+                    if checkpointer is not None:
+                        await trio.to_thread.run_sync(checkpointer.stop)
                     await trio.to_thread.run_sync(conn.close, limiter=limiter)
 
 
