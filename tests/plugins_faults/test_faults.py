@@ -386,9 +386,9 @@ async def test_the_pool_bounds_the_wait_for_a_worker_apart_from_the_render(fault
     ],
 )
 async def test_one_bad_render_among_a_batch_fails_alone(faulty: Faulty, fault: str, expected: str) -> None:
-    """Renders go to a worker in batches and it answers a batch's fast renders in one write, so
-    when it hangs or dies the pool cannot tell which unanswered render did it: each is sent
-    again on its own, and only the culprit (event 3 of 8) fails; the other seven render."""
+    """Renders go to a worker in batches, and when it hangs or dies with several unanswered the
+    pool does not trust foreign code to have answered all it finished: each is sent again on
+    its own, and only the culprit (event 3 of 8) fails; the other seven render."""
     name = f"acme.{fault}"
     context = RenderContext("companies/8/projects/6778/hooks/h", name)
     outcomes: dict[int, object] = {}

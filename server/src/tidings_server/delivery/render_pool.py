@@ -150,9 +150,9 @@ class _Lane:
     one pipe write, one wake-up of each side and a few reads serve many renders (one round trip
     per render cost the server's core about 100 µs). Each render is still bounded alone: it is
     timed from the reply before it (the worker renders them in order). When a render runs past
-    its bound or its worker dies, the one unanswered render fails; if several are unanswered
-    (the worker may have held finished ones' replies), each is sent again on its own, so only
-    the culprit fails and the others render.
+    its bound or its worker dies, the one unanswered render fails; if several are unanswered,
+    each is sent again on its own, so only the culprit fails and the others render (the pool
+    does not rely on the worker having written every finished render's reply).
     """
 
     def __init__(self, distribution: str, plugins: tuple[str, ...], config: PoolConfig) -> None:
@@ -309,9 +309,9 @@ class _Lane:
                 if len(unanswered) == 1:
                     job.finish(failure=failure)
                     return
-                # The worker holds the replies of a batch's fast renders for one write, so any of
-                # these may be the culprit: each is sent again on its own (a render has no side
-                # effects), and only the one that fails alone is failed.
+                # Any of these may be the culprit as far as the pool can tell (the worker runs
+                # foreign code): each is sent again on its own (a render has no side effects),
+                # and only the one that fails alone is failed.
                 for rest in reversed(unanswered):
                     rest.sent, rest.alone = False, True
                     self._queue.appendleft(rest)

@@ -110,23 +110,12 @@ def frame(payload: bytes, start_by: float = float("inf")) -> bytes:
     return REQUEST_HEAD.pack(len(payload), start_by) + payload
 
 
-HOLD_SECONDS = 0.002  # replies held for one write at most this long while the batch goes on
-HOLD_BYTES = 64 * 1024
-
-
 def _serve(requests: int, replies: BinaryIO, formats: dict[str, PayloadFormat]) -> None:
-    """Render requests in order. Replies are held while more requests of the batch are already
-    here (one write, and one wake-up of the server, for a batch of fast renders) and written
-    when the batch is done, before blocking for more, or when held too long or too big."""
+    """Render requests in order, each reply written as soon as its render ends. (Holding a
+    batch's replies for one write measured no better end to end, docs/performance.md.)"""
     buffer = bytearray()
-    held: list[bytes] = []
-    held_size, held_since = 0, 0.0
     while True:
         if len(buffer) < REQUEST_HEAD.size or len(buffer) < REQUEST_HEAD.size + REQUEST_HEAD.unpack_from(buffer)[0]:
-            if held:  # nothing more of this batch is here: answer before waiting
-                replies.write(b"".join(held))
-                replies.flush()
-                held, held_size = [], 0
             chunk = os.read(requests, 1 << 16)
             if not chunk:
                 return  # the server closed the pipe (or is gone): nothing more to do
@@ -137,10 +126,6 @@ def _serve(requests: int, replies: BinaryIO, formats: dict[str, PayloadFormat]) 
         del buffer[: REQUEST_HEAD.size + size]
         name, event, hook_name, payload_format, test = pickle.loads(data)  # noqa: S301 - written by the server
         del data
-        if held and (held_size > HOLD_BYTES or time.monotonic() - held_since > HOLD_SECONDS):
-            replies.write(b"".join(held))
-            replies.flush()
-            held, held_size = [], 0
         fmt = formats.get(name)
         if fmt is None:
             out = reply(REFUSED, {"error": "is not provided by this worker's plugins"})
@@ -155,10 +140,8 @@ def _serve(requests: int, replies: BinaryIO, formats: dict[str, PayloadFormat]) 
             else:
                 out = reply(RENDERED, headers, body)
                 del body
-        if not held:
-            held_since = time.monotonic()
-        held.append(out)
-        held_size += len(out)
+        replies.write(out)
+        replies.flush()
         del out
 
 
