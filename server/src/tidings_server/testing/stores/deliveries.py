@@ -657,6 +657,21 @@ class DeliveryStoreContract:
         assert await store.next_due_time(after=T0) == T1
         assert await store.next_due_time(after=T1) == T2
 
+    async def test_next_due_time_after_a_claim_sees_what_changed_since(self, store: Store) -> None:
+        """The dispatcher asks right after a claim that found fewer than it could take, with the
+        claim's ``now``, and may postpone or release some of what it claimed in between."""
+        await _hook(store)
+        await store.publish_events([make_event(1), make_event(2)], T0)
+        assert await _claim(store, T0, lease_until=LATER) == [_delivery_name(HOOK, 1), _delivery_name(HOOK, 2)]
+        assert await store.next_due_time(after=T0) == LATER
+        await _claim(store, T0, lease_until=LATER)  # nothing left: the leases stand
+        await store.postpone([_delivery_name(HOOK, 1)], T2)
+        assert await store.next_due_time(after=T0) == T2
+        await _claim(store, T0, lease_until=LATER)
+        await store.release([_delivery_name(HOOK, 2)])
+        assert await store.next_due_time(after=T0) == T2  # released: due at T0 again, not after it
+        assert await store.next_due_time() == T0
+
     async def test_next_due_time_after_a_short_claim_skips_what_the_claim_could_not_take(self, store: Store) -> None:
         """A dispatcher waits for what frees these (an attempt finishing), not for their due time."""
         ordered = "companies/1/projects/2/hooks/ordered"
