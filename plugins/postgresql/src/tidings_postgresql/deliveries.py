@@ -335,18 +335,6 @@ def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> d
     return None if row is None else row[0]
 
 
-def claim_then_next_due(
-    conn: psycopg.Connection[Any], *, now: datetime, limit: int, lease_until: datetime, owner: str, finished: list[str]
-) -> tuple[list[Claim], bool, datetime | None]:
-    """A claim and, when it found fewer than ``limit`` (the dispatcher will wait), the next due
-    time after ``now`` in the same transaction: (claims, whether it was asked, the answer). A
-    full claim is followed by another claim, not by a wait."""
-    claims = claim(conn, now=now, limit=limit, lease_until=lease_until, owner=owner, finished=finished)
-    if len(claims) >= limit:
-        return claims, False, None
-    return claims, True, next_due_time(conn, after=now)
-
-
 # -- recording -------------------------------------------------------------------------------
 
 # Locked at once: after the change log's lock a transaction must wait for no other (see changelog).

@@ -128,7 +128,6 @@ class PostgresStore:
         self._where = where
         self._days: dict[str, set[date]] = {family: set() for family in partitions.FAMILIES}
         self._conninfo = str(pool.conninfo)  # the listener opens its own connection with it
-        self._due_after_claim: tuple[datetime, datetime | None] | None = None  # see claim_due
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -184,7 +183,6 @@ class PostgresStore:
     async def _run(self, fn: Callable[[psycopg.Connection[Any]], T], **days: set[date]) -> T:
         # Not abandoned on cancellation: the transaction commits or rolls back before the
         # thread's place in the limiter is given back.
-        self._due_after_claim = None  # any call may change what is due (see claim_due)
         return await trio.to_thread.run_sync(partial(self._transaction, fn, days), limiter=self._limiter)
 
     # -- hooks and triggers ----------------------------------------------------------------
@@ -409,18 +407,9 @@ class PostgresStore:
         rows.aware("now", now)
         rows.aware("lease_until", lease_until)
         run = partial(
-            deliveries.claim_then_next_due,
-            now=now, limit=limit, lease_until=lease_until, owner=owner, finished=sorted(finished),
-        )  # fmt: skip
-        claims, asked, due = await self._run(run)
-        # A claim that found fewer than ``limit`` is followed by next_due_time(after=now): its
-        # answer came in the claim's transaction, which saves that call a transaction of its
-        # own (a thread hop and two round trips). It is given only to that very next call;
-        # any other call through this store drops it first, and what another task or node
-        # changes meanwhile wakes the dispatcher (NOTIFY), as it would after a query of its own.
-        if asked:
-            self._due_after_claim = (now, due)
-        return claims
+            deliveries.claim, now=now, limit=limit, lease_until=lease_until, owner=owner, finished=sorted(finished)
+        )
+        return await self._run(run)
 
     async def queue_depth(self, now: datetime, *, limit: int) -> QueueDepth:
         _check_limit(limit)
@@ -428,9 +417,6 @@ class PostgresStore:
         return await self._run(partial(deliveries.queue_depth, now=now, limit=limit))
 
     async def next_due_time(self, *, after: datetime | None = None) -> datetime | None:
-        found, self._due_after_claim = self._due_after_claim, None
-        if found is not None and after is not None and found[0] == after:
-            return found[1]
         return await self._run(partial(deliveries.next_due_time, after=after))
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> None:
