@@ -35,7 +35,7 @@ _LOG_DELIVERIES: Final = f"""
     {_HEAD}
     INSERT INTO changes ({_CHANGE_COLUMNS})
     SELECT head.base + u.ord, d.update_time, {prefixed(DELIVERY_COLUMNS, "d")}
-    FROM head CROSS JOIN unnest(%(names)s::text[], %(created)s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
+    FROM head CROSS JOIN unnest(%(names)b::text[], %(created)b::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
     JOIN deliveries AS d ON d.name = u.name AND d.create_time = u.created
 """
 # New QUEUED deliveries, from the columns publishing inserts them with, numbered in the order given.
@@ -44,15 +44,15 @@ _LOG_NEW: Final = f"""
     INSERT INTO changes ({_CHANGE_COLUMNS})
     SELECT head.base + u.ord, u.now, u.name, u.hook, u.event_id, 'queued', 0, u.now, u.now, u.now, NULL, '',
            u.company, u.project, u.resource, u.resource_id, u.event_type, NULL
-    FROM head CROSS JOIN unnest(%(names)s::text[], %(hooks)s::text[], %(event_ids)s::text[], %(serials)s::bigint[],
-        %(resources)s::text[], %(resource_ids)s::bigint[], %(times)s::timestamptz[], %(companies)s::bigint[],
-        %(projects)s::bigint[], %(event_types)s::text[])
+    FROM head CROSS JOIN unnest(%(names)b::text[], %(hooks)b::text[], %(event_ids)b::text[], %(serials)b::bigint[],
+        %(resources)b::text[], %(resource_ids)b::bigint[], %(times)b::timestamptz[], %(companies)b::bigint[],
+        %(projects)b::bigint[], %(event_types)b::text[])
         WITH ORDINALITY AS u(name, hook, event_id, serial, resource, resource_id, now, company, project, event_type,
                              ord)
 """
 _COUNT: Final = """
     INSERT INTO delivery_counts (hook_name, status, total)
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[])
     ON CONFLICT (hook_name, status) DO UPDATE SET total = delivery_counts.total + excluded.total
 """
 

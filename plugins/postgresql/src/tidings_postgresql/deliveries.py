@@ -45,14 +45,14 @@ class KeyRace(Exception):
 
 _FIND_KEYS: Final = """
     SELECT k.company_id, k.idempotency_key, k.event_id, k.serial, k.fingerprint FROM idempotency_keys AS k
-    JOIN unnest(%s::bigint[], %s::text[]) AS u(company_id, idempotency_key)
+    JOIN unnest(%b::bigint[], %b::text[]) AS u(company_id, idempotency_key)
       ON k.company_id = u.company_id AND k.idempotency_key = u.idempotency_key
 """
-_TAKEN_IDS: Final = "SELECT id FROM events WHERE id = ANY(%s)"
+_TAKEN_IDS: Final = "SELECT id FROM events WHERE id = ANY(%b)"
 _SERIALS: Final = "SELECT nextval('event_serials') FROM generate_series(1, %s)"
 _STORE_KEYS: Final = """
     INSERT INTO idempotency_keys (company_id, idempotency_key, event_id, serial, fingerprint, publish_time)
-    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[])
+    SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::timestamptz[])
     ON CONFLICT DO NOTHING
 """
 _MATCHING_HOOKS: Final = """
@@ -76,8 +76,8 @@ _INSERT_DELIVERIES: Final = """
                             last_error, lease_until, company_id, project_id, event_type, last_response_status)
     SELECT u.name, u.hook, u.event_id, u.serial, u.resource, u.resource_id, 'queued', 0, u.now, u.now, u.now,
            NULL, '', NULL, u.company, u.project, u.event_type, NULL
-    FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[],
-                %s::bigint[], %s::bigint[], %s::text[])
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::timestamptz[],
+                %b::bigint[], %b::bigint[], %b::text[])
         AS u(name, hook, event_id, serial, resource, resource_id, now, company, project, event_type)
 """
 
@@ -226,13 +226,13 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
 _CLAIM: Final = f"""
     WITH active AS (
         SELECT name, max_concurrency, ordering, create_time FROM hooks
-        WHERE name = ANY(%(hooks)s) AND status = 'active'
+        WHERE name = ANY(%(hooks)b) AND status = 'active'
     ), room AS (
         SELECT a.name, a.ordering, a.create_time,
                least(%(limit)s, a.max_concurrency - (
                    SELECT count(*)::integer FROM deliveries AS l
                    WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING}
-                     AND NOT (l.lease_owner = %(owner)s AND l.name = ANY(%(finished)s)))) AS room
+                     AND NOT (l.lease_owner = %(owner)s AND l.name = ANY(%(finished)b)))) AS room
         FROM active AS a
     ), candidates AS (
         SELECT c.name, c.create_time, c.next_attempt_time, c.event_serial
@@ -339,15 +339,15 @@ def next_due_time(conn: psycopg.Connection[Any], *, after: datetime | None) -> d
 
 # Locked at once: after the change log's lock a transaction must wait for no other (see changelog).
 _STATUSES: Final = """
-    SELECT name, status, create_time FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE
+    SELECT name, status, create_time FROM deliveries WHERE name = ANY(%b) ORDER BY name FOR UPDATE
 """
 # Each statement below writes every row of its kind in the batch at once, from one array per
 # column: one execution in PostgreSQL whatever the batch's size.
 _INSERT_ATTEMPTS: Final = """
     INSERT INTO attempts (delivery_name, delivery_create_time, number, start_time, end_time, request_headers,
                           response_status, response_headers, response_body, error)
-    SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::integer[], %s::timestamptz[], %s::timestamptz[],
-                         %s::text[], %s::integer[], %s::text[], %s::bytea[], %s::text[])
+    SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::integer[], %b::timestamptz[], %b::timestamptz[],
+                         %b::text[], %b::integer[], %b::text[], %b::bytea[], %b::text[])
     ON CONFLICT DO NOTHING
 """
 _RECORD: Final = f"""
@@ -355,24 +355,24 @@ _RECORD: Final = f"""
         attempt_count = u.number, first_attempt_time = coalesce(d.first_attempt_time, u.start_time),
         update_time = u.end_time, lease_until = NULL, lease_owner = NULL,
         last_response_status = u.response_status, claims_since_attempt = 0
-    FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::integer[], %s::timestamptz[], %s::timestamptz[],
-                %s::integer[], %s::text[], %s::timestamptz[])
+    FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::integer[], %b::timestamptz[], %b::timestamptz[],
+                %b::integer[], %b::text[], %b::timestamptz[])
         AS u(status, next_attempt_time, error, number, start_time, end_time, response_status, name, created)
     WHERE d.name = u.name AND d.create_time = u.created AND d.{PENDING}
 """
 _INSERT_BODIES: Final = """
     INSERT INTO delivery_bodies (delivery_name, delivery_create_time, content_type, body)
-    SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::bytea[])
+    SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::bytea[])
     ON CONFLICT DO NOTHING
 """
 _HEALTH: Final = """
     SELECT hook_name, last_success_time, last_failure_time, last_failure_reason, consecutive_failures
-    FROM hook_health WHERE hook_name = ANY(%s) FOR UPDATE
+    FROM hook_health WHERE hook_name = ANY(%b) FOR UPDATE
 """
 _WRITE_HEALTH: Final = """
     INSERT INTO hook_health (hook_name, last_success_time, last_failure_time, last_failure_reason,
                              consecutive_failures)
-    SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::integer[])
+    SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::integer[])
     ON CONFLICT (hook_name) DO UPDATE SET last_success_time = excluded.last_success_time,
         last_failure_time = excluded.last_failure_time, last_failure_reason = excluded.last_failure_reason,
         consecutive_failures = excluded.consecutive_failures
@@ -508,7 +508,7 @@ def postpone(conn: psycopg.Connection[Any], *, names: list[str], until: datetime
         "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
         " claims_since_attempt = greatest(claims_since_attempt - 1, 0),"
         " next_attempt_time = CASE WHEN status IN ('queued', 'retrying') THEN %s ELSE next_attempt_time END"
-        " WHERE name = ANY(%s)",
+        " WHERE name = ANY(%b)",
         (until, names),
     )
 
@@ -551,7 +551,7 @@ def release(conn: psycopg.Connection[Any], *, names: list[str]) -> None:
     # Released, not interrupted: the claim is taken back.
     conn.execute(
         "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
-        " claims_since_attempt = greatest(claims_since_attempt - 1, 0) WHERE name = ANY(%s)",
+        " claims_since_attempt = greatest(claims_since_attempt - 1, 0) WHERE name = ANY(%b)",
         (names,),
     )
     changelog.notify(conn, DUE)
@@ -565,7 +565,7 @@ _DISCARD: Final = """
     UPDATE deliveries AS d
     SET status = 'discarded', next_attempt_time = NULL, last_error = %s, update_time = %s, lease_until = NULL,
         lease_owner = NULL
-    FROM unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+    FROM unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
     WHERE d.name = u.name AND d.create_time = u.created
 """
 
@@ -631,16 +631,16 @@ _OLD_DELIVERIES: Final = """
     ORDER BY create_time LIMIT %s FOR UPDATE SKIP LOCKED
 """
 _PURGE_DELIVERIES: Final = """
-    DELETE FROM deliveries AS d USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+    DELETE FROM deliveries AS d USING unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
     WHERE d.name = u.name AND d.create_time = u.created
 """
 _PURGE_HANGERS_ON: Final = {
     "attempts": """
-        DELETE FROM attempts AS a USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+        DELETE FROM attempts AS a USING unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
         WHERE a.delivery_name = u.name AND a.delivery_create_time = u.created
     """,
     "delivery_bodies": """
-        DELETE FROM delivery_bodies AS b USING unnest(%s::text[], %s::timestamptz[]) AS u(name, created)
+        DELETE FROM delivery_bodies AS b USING unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
         WHERE b.delivery_name = u.name AND b.delivery_create_time = u.created
     """,
 }

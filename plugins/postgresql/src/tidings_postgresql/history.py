@@ -58,7 +58,7 @@ def residual(query: DeliveryQuery, walk: Walk) -> tuple[str, list[object]]:
     params: list[object] = []
     statuses = history.effective_statuses(query)
     if statuses and walk.access is not Access.HOOK_STATUS:
-        terms.append("d.status = ANY(%s)")
+        terms.append("d.status = ANY(%b)")
         params.append(sorted(s.value for s in statuses))
     if query.resource_id is not None and walk.access is not Access.HOOK_RESOURCE_ID:
         terms.append("d.resource_id = %s")
@@ -140,7 +140,7 @@ _DECIDED: Final = """
 # pruned when the statement starts, instead of probing every day's primary key for each row.
 _SELECT_FOUND: Final = f"""
     SELECT {prefixed(DELIVERY_COLUMNS, "d")}, {prefixed(EVENT_COLUMNS, "e")}
-    FROM unnest(%s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
+    FROM unnest(%b::text[], %b::timestamptz[]) WITH ORDINALITY AS u(name, created, ord)
     JOIN deliveries AS d ON d.name = u.name AND d.create_time = u.created
     JOIN events AS e ON e.serial = d.event_serial AND e.publish_time = d.create_time
     WHERE d.create_time BETWEEN %s AND %s AND e.publish_time BETWEEN %s AND %s
@@ -302,14 +302,14 @@ _REDELIVER: Final = """
     UPDATE deliveries AS d
     SET status = %s, next_attempt_time = %s, first_attempt_time = NULL, last_error = '', update_time = %s,
         lease_until = NULL, lease_owner = NULL, claims_since_attempt = 0
-    WHERE d.name = %s AND d.create_time = %s AND d.status = ANY(%s)
+    WHERE d.name = %s AND d.create_time = %s AND d.status = ANY(%b)
       AND EXISTS (SELECT 1 FROM hooks AS h
                   WHERE h.name = d.hook_name AND h.status <> 'disabled' AND h.create_time <= d.create_time)
 """
 
 
 def redeliver(conn: psycopg.Connection[Any], *, names: Sequence[str], now: datetime) -> list[str]:
-    lock = "SELECT name, create_time, hook_name, status FROM deliveries WHERE name = ANY(%s) ORDER BY name FOR UPDATE"
+    lock = "SELECT name, create_time, hook_name, status FROM deliveries WHERE name = ANY(%b) ORDER BY name FOR UPDATE"
     found = conn.execute(lock, (list(names),)).fetchall()
     current = {name: (created, hook, status) for name, created, hook, status in found}
     moved: list[str] = []
@@ -354,7 +354,7 @@ _LAST_SEQ: Final = "SELECT seq FROM change_log_head"
 def change_statement(query: DeliveryQuery, after: int, scan: int) -> tuple[str, list[object]]:
     history.check(query)
     statuses = sorted(s.value for s in history.effective_statuses(query))
-    hit = "status = ANY(%s)" if statuses else "true"
+    hit = "status = ANY(%b)" if statuses else "true"
     scope: list[object]
     if query.hook_name is not None:
         access, scope = Access.HOOK, [query.hook_name]

@@ -74,7 +74,7 @@ _INSERT_TRIGGER: Final = """
     ON CONFLICT (hook_name, name) DO NOTHING
 """
 _SELECT_TRIGGERS: Final = """
-    SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = %s AND name = ANY(%s)
+    SELECT name, resource_name, event_type, create_time FROM triggers WHERE hook_name = %s AND name = ANY(%b)
 """
 _LIST_TRIGGERS: Final = """
     SELECT name, resource_name, event_type, create_time FROM triggers
@@ -366,7 +366,7 @@ class PostgresStore:
             _require_hook(conn, hook_name)
             with conn.cursor() as cur:
                 cur.execute(
-                    "DELETE FROM triggers WHERE hook_name = %s AND name = ANY(%s) RETURNING name",
+                    "DELETE FROM triggers WHERE hook_name = %s AND name = ANY(%b) RETURNING name",
                     (hook_name, list(names)),
                 )
                 gone = {row[0] for row in cur.fetchall()}
