@@ -17,6 +17,7 @@ import pytest
 from tests.client.cli_run import TIDINGS, Cli, Terminal, in_terminal, screen_lines, server_process
 from tests.client.test_cli_history_e2e import eventually, make_hook, publish
 from tests.http_sink import Sink
+from tests.ports import free_port
 from tidings_client import Client
 
 
@@ -146,12 +147,6 @@ def test_create_without_signing_prints_no_secret(cli: Cli, project: str) -> None
     assert f"`tidings hooks update {name.group(0)} --signing`" in remark
     printed = cli.ok("--json", *args, "--no-signing").json()["hook"]
     assert (printed["signing_secret"], printed["signing_disabled"]) == ("", True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_watch_rides_out_a_server_restart(tmp_path: Path, sink: Sink) -> None:

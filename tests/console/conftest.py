@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect,
 
 from tests.harness import SECRETS_ENV
 from tests.http_sink import Sink, running_sink
+from tests.ports import free_port
 from tidings_client import Client
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,12 +35,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for(log: Path, pattern: str, proc: subprocess.Popen[bytes], what: str) -> re.Match[str]:
