@@ -24,16 +24,22 @@ def _ephemeral_start() -> int:
         return 32768  # Linux's default
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now and no outgoing connection will take."""
+def free_port(count: int = 1) -> int:
+    """A port P on 127.0.0.1 such that nothing listens on P … P + count - 1 now and no outgoing
+    connection will take them (``count`` consecutive ports, for servers that take one each)."""
     high = _ephemeral_start()
     low = max(1024, high - _SPAN)
     for _ in range(200):
-        port = _PICK.randrange(low, high)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # a service or another test has it
+        port = _PICK.randrange(low, high - count + 1)
+        if all(_free(p) for p in range(port, port + count)):
             return port
-    raise RuntimeError(f"no free port found in {low}-{high - 1}")
+    raise RuntimeError(f"no {count} free consecutive ports found in {low}-{high - 1}")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False  # a service or another test has it
+        return True

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -15,11 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.nodes import BIN, LEASE, running_receiver
 from tests.harness import SECRETS_ENV, Api
+from tests.ports import free_port
 from tidings.v1 import events_pb2, hooks_pb2
 from tidings_server import __version__
 
@@ -114,23 +113,6 @@ def test_two_processes_serve_deliver_and_a_killed_child_is_restarted(postgres_ur
         assert not any(_alive(pid) for pid in (children - {killed}) | restarted)
 
 
-def _two_free_ports() -> int:
-    """A port P with P + 1 free too (for the two processes' metrics)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port: int = first.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    pytest.fail("no two consecutive free ports")
-
-
 def _delivered(port: int) -> float:
     reply = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert reply.status_code == 200
@@ -145,7 +127,7 @@ def _delivered(port: int) -> float:
 def test_each_process_serves_its_own_metrics_on_consecutive_ports(postgres_url: str) -> None:
     """``--metrics-listen HOST:P`` with two processes: one on P, one on P + 1, which together
     counted every delivery the receiver got."""
-    metrics = _two_free_ports()
+    metrics = free_port(2)  # one port for each process's metrics
     metrics_listen = ("--metrics-listen", f"127.0.0.1:{metrics}")
     with running_receiver(0.001) as receiver, _two_processes(postgres_url, *metrics_listen) as (supervisor, port, out):
         api = Api.connect(port)
