@@ -34,7 +34,16 @@ from tidings_server.delivery.throttle import Throttle
 from tidings_server.domain import signing, states
 from tidings_server.domain.errors import ResourceExhausted, Unavailable
 from tidings_server.domain.hooks import disable_hook
-from tidings_server.domain.model import Attempt, Delivery, DeliveryStatus, Event, Hook, RenderedBody
+from tidings_server.domain.model import (
+    PENDING_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Hook,
+    Ordering,
+    RenderedBody,
+)
 from tidings_server.domain.ports import AttemptRecord, Claim, Store
 from tidings_server.domain.secrets import mask
 from tidings_server.plugins.spec import PayloadFormat, RenderContext, RenderError
@@ -134,8 +143,10 @@ class DeliveryEngine:
         self._probes = 0  # test sends under way: they take slots like deliveries do
         # Deliveries whose attempt is over and whose record is not committed yet: still leased
         # here, but a claim does not count them against their hook's concurrency, so a slot is
-        # taken again as soon as its request ends, not one record write later.
-        self._finishing: set[str] = set()
+        # taken again as soon as its request ends, not one record write later. The value says
+        # whether the record may make something claimable (see _to_record).
+        self._finishing: dict[str, bool] = {}
+        self._claiming = False  # a claim is under way: it counts every attempt that had not ended
         self._records_send, self._records_receive = trio.open_memory_channel[AttemptRecord](config.max_in_flight)
         self._idle = trio.Event()
         self._idle.set()
@@ -230,13 +241,17 @@ class DeliveryEngine:
         held_back: list[str] = []
         now = self._clock.now()
         if free > 0:
-            claims = await self._store.claim_due(
-                now,
-                limit=min(free, self._config.claim_batch),
-                lease_until=now + self._config.lease,
-                owner=self.node_id,
-                finished=tuple(self._finishing),
-            )
+            self._claiming = True
+            try:
+                claims = await self._store.claim_due(
+                    now,
+                    limit=min(free, self._config.claim_batch),
+                    lease_until=now + self._config.lease,
+                    owner=self.node_id,
+                    finished=tuple(self._finishing),
+                )
+            finally:
+                self._claiming = False
             ready: list[Claim] = []
             taking: Counter[str] = Counter()
             for claim in claims:
@@ -258,7 +273,7 @@ class DeliveryEngine:
                 raise
             for claim in gated.expired if gated else ():
                 expired = self.throttle.expired(claim, now)
-                await self._to_record(expired)
+                await self._to_record(expired, claim.hook)
                 await self.throttle.announce_discard(claim, expired)
             for claim in gated.admitted if gated else ():
                 flight = _Flight(claim.hook.name, claim)
@@ -290,10 +305,10 @@ class DeliveryEngine:
                 record, disable = await self._traced(flight.claim)
             except Exception:  # a defect must cost one delivery a lease period, not the server
                 log.exception("attempt failed unexpectedly", extra={"delivery": flight.claim.delivery.name})
-                del self._flights[flight.claim.delivery.name]
+                self._land(flight)
                 return
-            await self._to_record(record)
-            del self._flights[flight.claim.delivery.name]
+            await self._to_record(record, flight.claim.hook)
+            self._land(flight)
             sent = record
             if disable:  # 410 Gone
                 with trio.CancelScope(shield=True):
@@ -312,9 +327,22 @@ class DeliveryEngine:
             raise
         finally:
             self.throttle.breakers.forget(flight.hook, flight.claim.delivery.name)
+            # A freed slot can matter only to a hook that had no room without it, or to a claim
+            # under way, which counted it taken: waking for every attempt's end made most claims
+            # of a lightly loaded server find nothing.
+            full = self._claiming or self._per_hook[flight.hook] >= flight.claim.hook.max_concurrency
             self._release_slot(flight.hook)
             if not self._flights:
                 self._idle.set()
+            if full:
+                self.wake()
+
+    def _land(self, flight: _Flight) -> None:
+        """The attempt no longer counts against the server's cap: wake the dispatcher if the cap
+        was what stopped it claiming."""
+        capped = len(self._flights) + self._probes >= self._config.max_in_flight
+        del self._flights[flight.claim.delivery.name]
+        if capped:
             self.wake()
 
     async def _traced(self, claim: Claim, *, test: bool = False) -> tuple[AttemptRecord, bool]:
@@ -536,8 +564,13 @@ class DeliveryEngine:
 
     # -- recorder and purger ---------------------------------------------------------------
 
-    async def _to_record(self, record: AttemptRecord) -> None:
-        self._finishing.add(record.delivery_name)
+    async def _to_record(self, record: AttemptRecord, hook: Hook) -> None:
+        # Once written, a retry is due at a new time, and a PER_RESOURCE hook's next delivery of
+        # the resource may go: those wake the dispatcher. A delivery that ends frees nothing a
+        # claim counts (its slot was freed when its request ended).
+        self._finishing[record.delivery_name] = (
+            record.status in PENDING_STATUSES or hook.ordering is Ordering.PER_RESOURCE
+        )
         await self._records_send.send(record)
 
     async def _record_loop(self) -> None:
@@ -551,9 +584,10 @@ class DeliveryEngine:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 await self._record(batch)
-                self._finishing.difference_update(r.delivery_name for r in batch)
+                wakes = [self._finishing.pop(r.delivery_name, True) for r in batch]
                 self._on_recorded()
-                self.wake()
+                if any(wakes):
+                    self.wake()
 
     async def _record(self, batch: list[AttemptRecord]) -> None:
         """Record a batch, trying again while the database is away; the attempts wait (their
