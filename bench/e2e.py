@@ -13,8 +13,9 @@ sqlite or postgresql, a fresh file or database for each run):
 
 The receiver runs in its own process and its ceiling is measured in the same run, so the
 figures say whether it, rather than the server, was the limit. ``--compare`` runs several
-store × processes configurations interleaved, one throughput run of each per repeat, so the
-machine's background load falls on all of them alike.
+store × processes configurations interleaved, one throughput run of each per repeat and then one
+latency run of each per repeat (medians of p50 and p99, and the server's CPU per delivery at the
+offered rate), so the machine's background load falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -464,7 +465,8 @@ class Figures:
     rates: list[float] = field(default_factory=list)
     server_us: list[float] = field(default_factory=list)  # CPU µs per delivery
     database_us: list[float] = field(default_factory=list)
-    latency: tuple[float, float, int] = (0.0, 0.0, 0)
+    latencies: list[tuple[float, float, int]] = field(default_factory=list)  # p50 ms, p99 ms, samples
+    latency_us: list[float] = field(default_factory=list)  # server CPU µs per delivery at the offered rate
 
 
 Config = tuple[str, int, Path | None, int]  # store kind, server processes, checkout (None: this one), idle hooks
@@ -490,6 +492,22 @@ def _one_throughput(args: argparse.Namespace, config: Config, tmp: Path, name: s
     figures.server_us.append(spent_server / deliveries * 1e6)
     figures.database_us.append(spent_database / deliveries * 1e6)
     return figures
+
+
+def _one_latency(
+    args: argparse.Namespace, config: Config, tmp: Path, name: str, url: str, receiver: ReceiverProcess, into: Figures
+) -> None:
+    """One latency run of ``config``, with the server's CPU per delivery at the offered rate."""
+    kind, processes, checkout, idle = config
+    with store(kind, tmp, name, args.postgres_admin) as where, server(where, processes, checkout=checkout) as srv:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            make_hooks(channel, url, 1, args.concurrency)
+            make_idle_hooks(channel, url, idle)
+        before = Cpu.now(srv.pid, where.database)
+        p50, p99, count = latency(srv.port, receiver, args.rate, args.seconds)
+        spent_server, _ = Cpu.now(srv.pid, where.database).since(before)
+    into.latencies.append((p50, p99, count))
+    into.latency_us.append(spent_server / count * 1e6)
 
 
 def _load() -> str:
@@ -521,35 +539,31 @@ def compare(args: argparse.Namespace) -> int:
                     got.rates += one.rates
                     got.server_us += one.server_us
                     got.database_us += one.database_us
-            for n, (kind, processes, checkout, idle) in enumerate(configs):
-                with (
-                    store(kind, Path(tmp), f"lat_{n}", args.postgres_admin) as where,
-                    server(where, processes, checkout=checkout) as srv,
-                ):
-                    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
-                        make_hooks(channel, url, 1, args.concurrency)
-                        make_idle_hooks(channel, url, idle)
-                    results[(kind, processes, checkout, idle)].latency = latency(
-                        srv.port, receiver, args.rate, args.seconds
-                    )
+            for repeat in range(args.repeats):
+                for n, config in enumerate(configs):
+                    _one_latency(args, config, Path(tmp), f"lat{repeat}_{n}", url, receiver, results[config])
     finally:
         receiver.close()
     print(f"receiver ceiling (raw HTTP client, 64 in flight): {ceiling.rate:,.0f} requests/s")
     print(
         f"{args.events} events x {args.hooks} hooks (and the idle ones named), batches of {args.batch},"
-        f" median of {args.repeats} interleaved runs; latency at {args.rate} events/s for {args.seconds:g} s, 1 hook"
+        f" median of {args.repeats} interleaved runs; latency at {args.rate} events/s for {args.seconds:g} s, 1 hook,"
+        f" {args.repeats} interleaved runs"
     )
     print(f"load average before / after: {load_before} / {_load()}")
-    header = ("configuration", "deliveries/s", "runs", "tidings µs/d", "(runs)", "pg µs/d", "p50 ms", "p99 ms")
-    print("{:<26} {:>13} {:<24} {:>12} {:<20} {:>8} {:>7} {:>7}".format(*header))
+    header = ("configuration", "deliveries/s", "runs", "tidings µs/d", "(runs)", "pg µs/d", "p50 ms", "p99 ms",
+              "(p99 runs)", "µs/d at rate")  # fmt: skip
+    print("{:<26} {:>13} {:<24} {:>12} {:<20} {:>8} {:>7} {:>7} {:<20} {:>12}".format(*header))
     for config, got in results.items():
         runs = ", ".join(f"{r:,.0f}" for r in got.rates)
         cpu_runs = ", ".join(f"{r:,.0f}" for r in got.server_us)
-        p50, p99, _ = got.latency
+        p50 = statistics.median(p for p, _, _ in got.latencies)
+        p99 = statistics.median(p for _, p, _ in got.latencies)
+        p99_runs = ", ".join(f"{p:.1f}" for _, p, _ in got.latencies)
         print(
             f"{_label(config):<26} {statistics.median(got.rates):>13,.0f} {runs:<24}"
             f" {statistics.median(got.server_us):>12,.0f} {cpu_runs:<20} {statistics.median(got.database_us):>8,.0f}"
-            f" {p50:>7.1f} {p99:>7.1f}"
+            f" {p50:>7.1f} {p99:>7.1f} {p99_runs:<20} {statistics.median(got.latency_us):>12,.0f}"
         )
     return 0
 
