@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 from tidings_server.domain import names
 from tidings_server.domain.model import Event
 
+# One encoder for every body: json.dumps with these options builds a new one at each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
 
 def dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def rfc3339(moment: datetime) -> str:
