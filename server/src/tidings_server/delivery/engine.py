@@ -329,7 +329,8 @@ class DeliveryEngine:
             self.throttle.breakers.forget(flight.hook, flight.claim.delivery.name)
             # A freed slot can matter only to a hook that had no room without it, or to a claim
             # under way, which counted it taken: waking for every attempt's end made most claims
-            # of a lightly loaded server find nothing.
+            # of a lightly loaded server find nothing. (A hook whose max_concurrency was lowered
+            # below what it has in flight waits for the next wake-up or poll once, at worst.)
             full = self._claiming or self._per_hook[flight.hook] >= flight.claim.hook.max_concurrency
             self._release_slot(flight.hook)
             if not self._flights:
