@@ -40,7 +40,7 @@ _BEAT: Final = """
 # One statement for every lease the node holds that has not run out.
 _EXTEND: Final = """
     UPDATE deliveries SET lease_until = %(lease_until)s
-    WHERE lease_owner = %(node)s AND lease_until > %(now)s AND status IN ('queued', 'retrying')
+    WHERE lease_owner = %(node)s AND lease_until > %(now)s
 """
 _NODES: Final = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight, version FROM nodes ORDER BY node_id"
 RECONNECT_DELAY: Final = 1.0

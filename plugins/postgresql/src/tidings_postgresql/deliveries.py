@@ -234,7 +234,7 @@ _CLAIM: Final = f"""
         SELECT a.name, a.ordering, a.create_time,
                least(%(limit)s, a.max_concurrency - (
                    SELECT count(*)::integer FROM deliveries AS l
-                   WHERE l.hook_name = a.name AND l.lease_until > %(now)s AND l.{PENDING}
+                   WHERE l.hook_name = a.name AND l.lease_until > %(now)s
                      AND NOT (l.lease_owner = %(owner)s AND l.name = ANY(%(finished)b)))) AS room
         FROM active AS a
     ), candidates AS (
@@ -315,20 +315,24 @@ def queue_depth(conn: psycopg.Connection[Any], *, now: datetime, limit: int) -> 
 
 
 _BEFORE_ANY: Final = datetime.min.replace(tzinfo=UTC)
-# The earliest of: an unleased pending delivery due after ``after`` (hook by hook, in due
-# order), and a leased one's lease running out or its due time, whichever is later.
+# The earliest of: a pending delivery without a live lease due after ``after`` (hook by hook,
+# in due order), and a live lease's end or its delivery's due time, whichever is later. Only
+# pending deliveries hold leases (every move out of pending drops its lease), so the second
+# half reads the leases alone, through the small deliveries_leased_by_hook: bounded by what is
+# in flight, however long the queue.
 _NEXT_DUE: Final = f"""
     SELECT least((
         SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
             SELECT d.next_attempt_time AS t FROM deliveries AS d
-            WHERE d.hook_name = h.name AND d.{PENDING} AND d.next_attempt_time > %(after)s AND d.lease_until IS NULL
+            WHERE d.hook_name = h.name AND d.{PENDING} AND d.next_attempt_time > %(after)s
+              AND (d.lease_until IS NULL OR d.lease_until <= %(after)s)
             ORDER BY d.next_attempt_time LIMIT 1) AS x
         WHERE h.status = 'active'
     ), (
-        SELECT min(greatest(d.next_attempt_time, d.lease_until))
-        FROM deliveries AS d JOIN hooks AS h ON h.name = d.hook_name
-        WHERE d.lease_until IS NOT NULL AND d.{PENDING} AND greatest(d.next_attempt_time, d.lease_until) > %(after)s
-          AND h.status = 'active'
+        SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
+            SELECT min(greatest(d.next_attempt_time, d.lease_until)) AS t FROM deliveries AS d
+            WHERE d.hook_name = h.name AND d.lease_until > %(after)s) AS x
+        WHERE h.status = 'active'
     ))
 """
 
