@@ -6,13 +6,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
 
 from tidings_postgresql.backend import PostgresBackend, parse_url
 from tidings_postgresql.migrate import SchemaTooNewError, latest_version, migrate, schema_version
-from tidings_server.domain.model import DeliveryStatus
+from tidings_server.domain.model import DeliveryStatus, Hook
 from tidings_server.plugins.manager import Plugins
 from tidings_server.testing.stores.samples import T0, event_id, make_event, make_hook, make_trigger
 
@@ -84,44 +85,49 @@ def test_five_processes_migrating_one_empty_database_at_once_migrate_it_once(pos
         assert conn.execute("SELECT count(*) FROM tidings_schema").fetchone() == (1,)
 
 
-async def test_a_database_made_by_an_older_schema_is_upgraded_and_keeps_its_data(postgres_url: str) -> None:
-    with psycopg.connect(postgres_url) as conn:
-        assert migrate(conn, target=1).version == 1
-        # Rows written by a server of schema 1: a hook with a trigger, an event, a delivery.
-        hook = make_hook("companies/1/projects/2/hooks/old")
-        conn.execute(
-            "INSERT INTO hooks (name, parent, company_id, project_id, display_name, destination_url,"
-            " authorization_header, payload_format, status, create_time, update_time, timeout_us,"
-            " retry_window_us, initial_backoff_us, max_backoff_us, retryable_statuses, ordering,"
-            " max_concurrency, signing_disabled, signing_secret, previous_signing_secret)"
-            " VALUES (%s, 'companies/1/projects/2', 1, 2, 'Old', 'https://r.example.com/', 'Bearer x',"
-            " 'procore.v4', 'active', %s, %s, 5000000, 43200000000, 1000000, 3600000000, '{500}',"
-            " 'unordered', 4, false, 'whsec_x', '')",
-            (hook.name, T0, T0),
-        )
-        conn.execute(
-            "INSERT INTO triggers VALUES (%s, %s, 1, 2, 'Projects', 'create', %s)",
-            (hook.name, make_trigger(hook.name).name, T0),
-        )
-        conn.execute(
-            "CREATE TABLE events_20240517 PARTITION OF events FOR VALUES FROM ('2024-05-17+00') TO ('2024-05-18+00')"
-        )
-        conn.execute(
-            "CREATE TABLE deliveries_20240517 PARTITION OF deliveries"
-            " FOR VALUES FROM ('2024-05-17+00') TO ('2024-05-18+00')"
-        )
+def _old_rows(conn: psycopg.Connection[tuple[object, ...]], hook: Hook, events: int = 1) -> None:
+    """Rows as a server of schema 1 wrote them: a hook with a trigger, events, a delivery each."""
+    conn.execute(
+        "INSERT INTO hooks (name, parent, company_id, project_id, display_name, destination_url,"
+        " authorization_header, payload_format, status, create_time, update_time, timeout_us,"
+        " retry_window_us, initial_backoff_us, max_backoff_us, retryable_statuses, ordering,"
+        " max_concurrency, signing_disabled, signing_secret, previous_signing_secret)"
+        " VALUES (%s, 'companies/1/projects/2', 1, 2, 'Old', 'https://r.example.com/', 'Bearer x',"
+        " 'procore.v4', 'active', %s, %s, 5000000, 43200000000, 1000000, 3600000000, '{500}',"
+        " 'unordered', 4, false, 'whsec_x', '')",
+        (hook.name, T0, T0),
+    )
+    conn.execute(
+        "INSERT INTO triggers VALUES (%s, %s, 1, 2, 'Projects', 'create', %s)",
+        (hook.name, make_trigger(hook.name).name, T0),
+    )
+    conn.execute(
+        "CREATE TABLE events_20240517 PARTITION OF events FOR VALUES FROM ('2024-05-17+00') TO ('2024-05-18+00')"
+    )
+    conn.execute(
+        "CREATE TABLE deliveries_20240517 PARTITION OF deliveries"
+        " FOR VALUES FROM ('2024-05-17+00') TO ('2024-05-18+00')"
+    )
+    for n in range(1, events + 1):
         conn.execute(
             "INSERT INTO events (serial, id, publish_time, timestamp, company_id, project_id, user_id,"
             " resource_name, resource_id, event_type, related_resources, idempotency_key)"
             " VALUES (nextval('event_serials'), %s, %s, %s, 1, 2, 7, 'Projects', 100, 'create', '[]', '')",
-            (event_id(1), T0, T0),
+            (event_id(n), T0, T0),
         )
         conn.execute(
             "INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,"
             " attempt_count, create_time, update_time, next_attempt_time, last_error, company_id, project_id,"
-            " event_type) VALUES (%s, %s, %s, 1, 'Projects', 100, 'queued', 0, %s, %s, %s, '', 1, 2, 'create')",
-            (f"{hook.name}/deliveries/{event_id(1)}", hook.name, event_id(1), T0, T0, T0),
+            " event_type) VALUES (%s, %s, %s, %s, 'Projects', 100, 'queued', 0, %s, %s, %s, '', 1, 2, 'create')",
+            (f"{hook.name}/deliveries/{event_id(n)}", hook.name, event_id(n), n, T0, T0, T0),
         )
+
+
+async def test_a_database_made_by_an_older_schema_is_upgraded_and_keeps_its_data(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url) as conn:
+        assert migrate(conn, target=1).version == 1
+        hook = make_hook("companies/1/projects/2/hooks/old")
+        _old_rows(conn, hook)
         conn.commit()
     async with PostgresBackend().open(postgres_url) as store:
         stored = await store.get_hook(hook.name)
@@ -135,6 +141,32 @@ async def test_a_database_made_by_an_older_schema_is_upgraded_and_keeps_its_data
         assert (await store.get_delivery(f"{hook.name}/deliveries/{event_id(2)}")).status is DeliveryStatus.QUEUED
     with psycopg.connect(postgres_url) as conn:
         assert schema_version(conn) == latest_version()
+
+
+async def test_leases_held_under_schema_10_still_hold_and_count_their_claims(postgres_url: str) -> None:
+    hook = make_hook("companies/1/projects/2/hooks/old")
+    with psycopg.connect(postgres_url) as conn:
+        assert migrate(conn, target=10).version == 10
+        _old_rows(conn, hook, events=3)
+        # Under schema 10 the lease was the delivery's own: 1 leased by node-a until T0 + 30 s
+        # after an attempt was cut off, 2 released after one (its node was removed), 3 never claimed.
+        for n, until, owner, claims in ((1, T0 + timedelta(seconds=30), "node-a", 2), (2, None, None, 1)):
+            conn.execute(
+                "UPDATE deliveries SET lease_until = %s, lease_owner = %s, claims_since_attempt = %s WHERE name = %s",
+                (until, owner, claims, f"{hook.name}/deliveries/{event_id(n)}"),
+            )
+        conn.commit()
+    async with PostgresBackend().open(postgres_url) as store:
+        free = await store.claim_due(T0, limit=10, lease_until=T0 + timedelta(seconds=60), owner="node-b")
+        assert [(c.event.serial, c.interrupted) for c in free] == [(2, 1), (3, 0)]
+        later = T0 + timedelta(seconds=31)
+        [taken_over] = await store.claim_due(later, limit=10, lease_until=later, owner="node-b")
+        assert (taken_over.event.serial, taken_over.interrupted) == (1, 2)
+    with psycopg.connect(postgres_url) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'deliveries'"
+        ).fetchall()
+        assert not [c for (c,) in columns if "lease" in c or "claims" in c]
 
 
 async def test_a_database_newer_than_the_code_is_refused_untouched(postgres_url: str) -> None:

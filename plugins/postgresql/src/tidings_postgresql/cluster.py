@@ -39,8 +39,7 @@ _BEAT: Final = """
 """
 # One statement for every lease the node holds that has not run out.
 _EXTEND: Final = """
-    UPDATE deliveries SET lease_until = %(lease_until)s
-    WHERE lease_owner = %(node)s AND lease_until > %(now)s
+    UPDATE leases SET lease_until = %(lease_until)s WHERE owner = %(node)s AND lease_until > %(now)s
 """
 _NODES: Final = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight, version FROM nodes ORDER BY node_id"
 RECONNECT_DELAY: Final = 1.0
@@ -72,7 +71,7 @@ def list_nodes(conn: psycopg.Connection[Any]) -> list[NodeInfo]:
 
 def remove_node(conn: psycopg.Connection[Any], *, node_id: str) -> None:
     conn.execute("DELETE FROM nodes WHERE node_id = %s", (node_id,))
-    conn.execute("UPDATE deliveries SET lease_until = NULL, lease_owner = NULL WHERE lease_owner = %s", (node_id,))
+    conn.execute("UPDATE leases SET lease_until = NULL, owner = NULL WHERE owner = %s", (node_id,))
     conn.execute("SELECT pg_notify(%s, %s)", (NOTICE_CHANNEL, Notice.DUE.value))
 
 

@@ -76,9 +76,9 @@ _INSERT_EVENTS: Final = (
 _INSERT_DELIVERIES: Final = """
     INSERT INTO deliveries (name, hook_name, event_id, event_serial, resource_name, resource_id, status,
                             attempt_count, create_time, update_time, next_attempt_time, first_attempt_time,
-                            last_error, lease_until, company_id, project_id, event_type, last_response_status)
+                            last_error, company_id, project_id, event_type, last_response_status)
     SELECT u.name, u.hook, u.event_id, u.serial, u.resource, u.resource_id, 'queued', 0, u.now, u.now, u.now,
-           NULL, '', NULL, u.company, u.project, u.event_type, NULL
+           NULL, '', u.company, u.project, u.event_type, NULL
     FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::timestamptz[],
                 %b::bigint[], %b::bigint[], %b::text[])
         AS u(name, hook, event_id, serial, resource, resource_id, now, company, project, event_type)
@@ -220,12 +220,16 @@ def publish(conn: psycopg.Connection[Any], *, events: Sequence[Event], now: date
 # server is claiming from is skipped this round (that server takes its share). The claim is a
 # second statement because under READ COMMITTED a statement reads the snapshot it started
 # with: had the lock been taken inside it, a claim that committed between its start and the
-# lock would be invisible to its lease count, and the hook would get more than its room. Its room is its
-# max_concurrency less its unexpired leases, whoever holds them; each hook offers up to its
-# room of its earliest due deliveries through deliveries_due_by_hook, and of all of those the
-# earliest due ``limit`` are leased to the owner. A PER_RESOURCE hook only offers a resource's
-# head: the pending delivery with the lowest serial, leased or not. Deliveries older than their
-# hook belong to an earlier hook of the same name and are never claimed.
+# lock would be invisible to its lease count and to its test for live leases, and the hook
+# would get more than its room, or a delivery two leases. Its room is its max_concurrency less
+# its live leases, whoever holds them (leases_by_hook); each hook offers up to its room of its
+# earliest due deliveries without a live lease through deliveries_due_by_hook, and of all of
+# those the earliest due ``limit`` are leased to the owner: a row of leases each, made or taken
+# over from a lease that ran out, whose count of claims says whether an attempt was cut off.
+# The deliveries themselves are only locked (FOR UPDATE: a record or a discard under way skips
+# them), never updated. A PER_RESOURCE hook only offers a resource's head: the pending delivery
+# with the lowest serial, leased or not. Deliveries older than their hook belong to an earlier
+# hook of the same name and are never claimed.
 _CLAIM: Final = f"""
     WITH active AS (
         SELECT name, max_concurrency, ordering, create_time FROM hooks
@@ -233,16 +237,18 @@ _CLAIM: Final = f"""
     ), room AS (
         SELECT a.name, a.ordering, a.create_time,
                least(%(limit)s, a.max_concurrency - (
-                   SELECT count(*)::integer FROM deliveries AS l
+                   SELECT count(*)::integer FROM leases AS l
                    WHERE l.hook_name = a.name AND l.lease_until > %(now)s
-                     AND NOT (l.lease_owner = %(owner)s AND l.name = ANY(%(finished)b)))) AS room
+                     AND NOT (l.owner = %(owner)s AND l.delivery_name = ANY(%(finished)b)))) AS room
         FROM active AS a
     ), candidates AS (
-        SELECT c.name, c.create_time, c.next_attempt_time, c.event_serial
+        SELECT c.*
         FROM room AS r CROSS JOIN LATERAL (
-            SELECT d.name, d.create_time, d.next_attempt_time, d.event_serial FROM deliveries AS d
+            SELECT {prefixed(DELIVERY_COLUMNS, "d")}, d.event_serial FROM deliveries AS d
             WHERE d.hook_name = r.name AND d.{PENDING} AND d.next_attempt_time <= %(now)s
-              AND (d.lease_until IS NULL OR d.lease_until <= %(now)s) AND d.create_time >= r.create_time
+              AND d.create_time >= r.create_time
+              AND NOT EXISTS (
+                  SELECT 1 FROM leases AS l WHERE l.delivery_name = d.name AND l.lease_until > %(now)s)
               AND (r.ordering <> 'per_resource' OR NOT EXISTS (
                   SELECT 1 FROM deliveries AS p
                   WHERE p.hook_name = d.hook_name AND p.resource_name = d.resource_name
@@ -253,17 +259,19 @@ _CLAIM: Final = f"""
         WHERE r.room > 0
         ORDER BY c.next_attempt_time, c.event_serial, c.name LIMIT %(limit)s
     ), leased AS (
-        UPDATE deliveries AS d SET lease_until = %(lease_until)s, lease_owner = %(owner)s,
-            claims_since_attempt = d.claims_since_attempt + 1
-        FROM candidates AS c WHERE d.name = c.name AND d.create_time = c.create_time
-        RETURNING {prefixed(DELIVERY_COLUMNS, "d")}, d.event_serial, d.claims_since_attempt - 1 AS interrupted
+        INSERT INTO leases AS l (delivery_name, delivery_create_time, hook_name, owner, lease_until, claims)
+        SELECT name, create_time, hook_name, %(owner)s, %(lease_until)s, 1 FROM candidates
+        ON CONFLICT (delivery_name) DO UPDATE
+            SET owner = excluded.owner, lease_until = excluded.lease_until, claims = l.claims + 1
+        RETURNING l.delivery_name, l.claims - 1 AS interrupted
     )
-    SELECT {prefixed(DELIVERY_COLUMNS, "l")}, {prefixed(HOOK_COLUMNS, "h")}, {prefixed(EVENT_COLUMNS, "e")},
+    SELECT {prefixed(DELIVERY_COLUMNS, "c")}, {prefixed(HOOK_COLUMNS, "h")}, {prefixed(EVENT_COLUMNS, "e")},
            l.interrupted
-    FROM leased AS l
-    JOIN hooks AS h ON h.name = l.hook_name
-    JOIN events AS e ON e.serial = l.event_serial AND e.publish_time = l.create_time
-    ORDER BY l.next_attempt_time, l.event_serial, l.name
+    FROM candidates AS c
+    JOIN leased AS l ON l.delivery_name = c.name
+    JOIN hooks AS h ON h.name = c.hook_name
+    JOIN events AS e ON e.serial = c.event_serial AND e.publish_time = c.create_time
+    ORDER BY c.next_attempt_time, c.event_serial, c.name
 """
 _LOCK_ACTIVE_HOOKS: Final = """
     SELECT name FROM hooks WHERE status = 'active' ORDER BY name FOR NO KEY UPDATE SKIP LOCKED
@@ -302,9 +310,10 @@ def claim(
 
 _QUEUE_DEPTH: Final = f"""
     SELECT count(*), min(t) FROM (
-        SELECT next_attempt_time AS t FROM deliveries
-        WHERE {PENDING} AND next_attempt_time <= %(now)s AND (lease_until IS NULL OR lease_until <= %(now)s)
-        ORDER BY next_attempt_time LIMIT %(limit)s) AS due
+        SELECT d.next_attempt_time AS t FROM deliveries AS d
+        WHERE d.{PENDING} AND d.next_attempt_time <= %(now)s
+          AND NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.delivery_name = d.name AND l.lease_until > %(now)s)
+        ORDER BY d.next_attempt_time LIMIT %(limit)s) AS due
 """
 
 
@@ -316,22 +325,23 @@ def queue_depth(conn: psycopg.Connection[Any], *, now: datetime, limit: int) -> 
 
 _BEFORE_ANY: Final = datetime.min.replace(tzinfo=UTC)
 # The earliest of: a pending delivery without a live lease due after ``after`` (hook by hook,
-# in due order), and a live lease's end or its delivery's due time, whichever is later. Only
-# pending deliveries hold leases (every move out of pending drops its lease), so the second
-# half reads the leases alone, through the small deliveries_leased_by_hook: bounded by what is
-# in flight, however long the queue.
+# in due order), and a live lease's end. Only pending deliveries hold leases (every move out of
+# pending deletes its lease), and a delivery is leased only once due, so a live lease ends
+# after its delivery is due: the second half reads the leases alone, through leases_by_hook,
+# bounded by what is in flight, however long the queue.
 _NEXT_DUE: Final = f"""
     SELECT least((
         SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
             SELECT d.next_attempt_time AS t FROM deliveries AS d
             WHERE d.hook_name = h.name AND d.{PENDING} AND d.next_attempt_time > %(after)s
-              AND (d.lease_until IS NULL OR d.lease_until <= %(after)s)
+              AND NOT EXISTS (
+                  SELECT 1 FROM leases AS l WHERE l.delivery_name = d.name AND l.lease_until > %(after)s)
             ORDER BY d.next_attempt_time LIMIT 1) AS x
         WHERE h.status = 'active'
     ), (
         SELECT min(x.t) FROM hooks AS h CROSS JOIN LATERAL (
-            SELECT min(greatest(d.next_attempt_time, d.lease_until)) AS t FROM deliveries AS d
-            WHERE d.hook_name = h.name AND d.lease_until > %(after)s) AS x
+            SELECT min(l.lease_until) AS t FROM leases AS l
+            WHERE l.hook_name = h.name AND l.lease_until > %(after)s) AS x
         WHERE h.status = 'active'
     ))
 """
@@ -360,8 +370,7 @@ _INSERT_ATTEMPTS: Final = """
 _RECORD: Final = f"""
     UPDATE deliveries AS d SET status = u.status, next_attempt_time = u.next_attempt_time, last_error = u.error,
         attempt_count = u.number, first_attempt_time = coalesce(d.first_attempt_time, u.start_time),
-        update_time = u.end_time, lease_until = NULL, lease_owner = NULL,
-        last_response_status = u.response_status, claims_since_attempt = 0
+        update_time = u.end_time, last_response_status = u.response_status
     FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::integer[], %b::timestamptz[], %b::timestamptz[],
                 %b::integer[], %b::text[], %b::timestamptz[])
         AS u(status, next_attempt_time, error, number, start_time, end_time, response_status, name, created)
@@ -477,6 +486,7 @@ def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
     with conn.pipeline():  # the writes need no answer before the next: one round trip for them all
         if attempts:
             conn.execute(_INSERT_ATTEMPTS, columns(attempts), prepare=True)
+            conn.execute(_UNLEASE, ([a[0] for a in attempts],), prepare=True)
         if bodies:
             conn.execute(_INSERT_BODIES, columns(bodies), prepare=True)
         changelog.count(conn, deltas)
@@ -509,15 +519,20 @@ def _move_health(health: list[Any], ok: bool, *, end: datetime, error: str) -> N
         health[3] += 1
 
 
+# Released, not interrupted: the claim is taken back, and counted no more.
+_RELEASE: Final = """
+    UPDATE leases SET owner = NULL, lease_until = NULL, claims = greatest(claims - 1, 0)
+    WHERE delivery_name = ANY(%b)
+"""
+# Whatever the claims since its last attempt, a delivery that moves out of pending, or has an
+# attempt recorded, holds no lease.
+_UNLEASE: Final = "DELETE FROM leases WHERE delivery_name = ANY(%b)"
+
+
 def postpone(conn: psycopg.Connection[Any], *, names: list[str], until: datetime) -> None:
     # Released as below, and due again at ``until``; only pending rows move.
-    conn.execute(
-        "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
-        " claims_since_attempt = greatest(claims_since_attempt - 1, 0),"
-        " next_attempt_time = CASE WHEN status IN ('queued', 'retrying') THEN %s ELSE next_attempt_time END"
-        " WHERE name = ANY(%b)",
-        (until, names),
-    )
+    conn.execute(_RELEASE, (names,))
+    conn.execute(f"UPDATE deliveries SET next_attempt_time = %s WHERE name = ANY(%b) AND {PENDING}", (until, names))
 
 
 def hasten(conn: psycopg.Connection[Any], *, hook_name: str, now: datetime) -> int:
@@ -555,12 +570,7 @@ def take_sends(
 
 
 def release(conn: psycopg.Connection[Any], *, names: list[str]) -> None:
-    # Released, not interrupted: the claim is taken back.
-    conn.execute(
-        "UPDATE deliveries SET lease_until = NULL, lease_owner = NULL,"
-        " claims_since_attempt = greatest(claims_since_attempt - 1, 0) WHERE name = ANY(%b)",
-        (names,),
-    )
+    conn.execute(_RELEASE, (names,))
     changelog.notify(conn, DUE)
 
 
@@ -570,8 +580,7 @@ _PENDING_OF_HOOK: Final = f"""
 """
 _DISCARD: Final = """
     UPDATE deliveries AS d
-    SET status = 'discarded', next_attempt_time = NULL, last_error = %s, update_time = %s, lease_until = NULL,
-        lease_owner = NULL
+    SET status = 'discarded', next_attempt_time = NULL, last_error = %s, update_time = %s
     FROM unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
     WHERE d.name = u.name AND d.create_time = u.created
 """
@@ -584,6 +593,7 @@ def discard_pending(conn: psycopg.Connection[Any], *, hook_name: str, now: datet
     with conn.cursor() as cur:
         cur.execute(_DISCARD, (reason, now, [p[0] for p in pending], [p[1] for p in pending]))
         count = cur.rowcount
+    conn.execute(_UNLEASE, ([p[0] for p in pending],))
     deltas = Counter((hook_name, status) for _, _, status in pending)
     changelog.count(conn, {key: -n for key, n in deltas.items()} | {(hook_name, "discarded"): len(pending)})
     changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])
@@ -650,6 +660,10 @@ _PURGE_HANGERS_ON: Final = {
         DELETE FROM delivery_bodies AS b USING unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
         WHERE b.delivery_name = u.name AND b.delivery_create_time = u.created
     """,
+    "leases": """
+        DELETE FROM leases AS l USING unnest(%b::text[], %b::timestamptz[]) AS u(name, created)
+        WHERE l.delivery_name = u.name AND l.delivery_create_time = u.created
+    """,
 }
 _PURGE_EVENTS: Final = """
     WITH gone AS (
@@ -709,6 +723,11 @@ def _drop_detached(conn: psycopg.Connection[Any]) -> int:
         counts = conn.execute(per_status.format(sql.Identifier(name))).fetchall()
         changelog.count(conn, {(hook, status): -int(n) for hook, status, n in counts})
         removed += sum(int(n) for _, _, n in counts)
+        start = partitions.start_of(day)
+        conn.execute(
+            "DELETE FROM leases WHERE delivery_create_time >= %s AND delivery_create_time < %s",
+            (start, start + timedelta(days=1)),
+        )
         partitions.drop(conn, "deliveries", day)
     for day in partitions.detached(conn, "events"):
         removed += _count(conn, "events", day)

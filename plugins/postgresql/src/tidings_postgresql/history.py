@@ -300,8 +300,7 @@ assert len(_TARGETS) == 1, "redelivering leads every status it applies to into o
 REDELIVERED: Final = _TARGETS.pop()
 _REDELIVER: Final = """
     UPDATE deliveries AS d
-    SET status = %s, next_attempt_time = %s, first_attempt_time = NULL, last_error = '', update_time = %s,
-        lease_until = NULL, lease_owner = NULL, claims_since_attempt = 0
+    SET status = %s, next_attempt_time = %s, first_attempt_time = NULL, last_error = '', update_time = %s
     WHERE d.name = %s AND d.create_time = %s AND d.status = ANY(%b)
       AND EXISTS (SELECT 1 FROM hooks AS h
                   WHERE h.name = d.hook_name AND h.status <> 'disabled' AND h.create_time <= d.create_time)
@@ -327,6 +326,8 @@ def redeliver(conn: psycopg.Connection[Any], *, names: Sequence[str], now: datet
                 deltas[hook, status] -= 1
                 deltas[hook, REDELIVERED.value] += 1
                 current[name] = (created, hook, REDELIVERED.value)
+    if moved:  # back to pending with no claim counted (a finished delivery holds no lease row anyway)
+        conn.execute("DELETE FROM leases WHERE delivery_name = ANY(%b)", (moved,))
     changelog.count(conn, deltas)
     changelog.log_deliveries(conn, keys)
     if moved:
