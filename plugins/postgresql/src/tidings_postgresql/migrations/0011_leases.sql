@@ -14,11 +14,11 @@ CREATE TABLE leases (
     lease_until          timestamptz,
     claims               integer NOT NULL
 );
--- A hook's live leases (its room under max_concurrency), a node's (its heartbeat), and the
--- leases of a day of deliveries (retention drops them with the day).
+-- A hook's live leases (its room under max_concurrency) and a node's (its heartbeat). The
+-- table holds a row per delivery in flight or claimed and not yet attempted, so retention's
+-- delete of a dropped day's rows reads it whole rather than keep an index for it.
 CREATE INDEX leases_by_hook ON leases (hook_name, lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX leases_by_owner ON leases (owner) WHERE owner IS NOT NULL;
-CREATE INDEX leases_by_create_time ON leases (delivery_create_time);
 
 INSERT INTO leases (delivery_name, delivery_create_time, hook_name, owner, lease_until, claims)
 SELECT name, create_time, hook_name, lease_owner, lease_until, claims_since_attempt FROM deliveries
