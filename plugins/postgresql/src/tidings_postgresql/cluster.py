@@ -37,9 +37,19 @@ _BEAT: Final = """
     VALUES (%(node)s, 'all', '', 0, %(now)s, %(now)s, %(in_flight)s)
     ON CONFLICT (node_id) DO UPDATE SET last_seen = excluded.last_seen, in_flight = excluded.in_flight
 """
-# One statement for every lease the node holds that has not run out.
+# One statement for every lease the node holds that has not run out. A lease row another
+# transaction holds is skipped, never waited for: it is being deleted (its attempt recorded),
+# released or taken over, and waiting could close a cycle with a writer that holds the rows of
+# its deliveries first and their leases after (a record). The next beat extends it if it stays.
 _EXTEND: Final = """
-    UPDATE leases SET lease_until = %(lease_until)s WHERE owner = %(node)s AND lease_until > %(now)s
+    UPDATE leases SET lease_until = %(lease_until)s
+    WHERE delivery_name IN (
+        SELECT delivery_name FROM leases WHERE owner = %(node)s AND lease_until > %(now)s FOR UPDATE SKIP LOCKED)
+"""
+# The same for a node leaving: what it skips is in the hands of another writer already.
+_RELEASE_NODE: Final = """
+    UPDATE leases SET lease_until = NULL, owner = NULL
+    WHERE delivery_name IN (SELECT delivery_name FROM leases WHERE owner = %s FOR UPDATE SKIP LOCKED)
 """
 _NODES: Final = "SELECT node_id, role, host, pid, start_time, last_seen, in_flight, version FROM nodes ORDER BY node_id"
 RECONNECT_DELAY: Final = 1.0
@@ -71,7 +81,7 @@ def list_nodes(conn: psycopg.Connection[Any]) -> list[NodeInfo]:
 
 def remove_node(conn: psycopg.Connection[Any], *, node_id: str) -> None:
     conn.execute("DELETE FROM nodes WHERE node_id = %s", (node_id,))
-    conn.execute("UPDATE leases SET lease_until = NULL, owner = NULL WHERE owner = %s", (node_id,))
+    conn.execute(_RELEASE_NODE, (node_id,))
     conn.execute("SELECT pg_notify(%s, %s)", (NOTICE_CHANNEL, Notice.DUE.value))
 
 

@@ -530,9 +530,11 @@ _UNLEASE: Final = "DELETE FROM leases WHERE delivery_name = ANY(%b)"
 
 
 def postpone(conn: psycopg.Connection[Any], *, names: list[str], until: datetime) -> None:
-    # Released as below, and due again at ``until``; only pending rows move.
-    conn.execute(_RELEASE, (names,))
+    # Released as below, and due again at ``until``; only pending rows move. The deliveries
+    # first, their leases after, in the order a record takes them, so the two never wait on
+    # each other in a cycle.
     conn.execute(f"UPDATE deliveries SET next_attempt_time = %s WHERE name = ANY(%b) AND {PENDING}", (until, names))
+    conn.execute(_RELEASE, (names,))
 
 
 def hasten(conn: psycopg.Connection[Any], *, hook_name: str, now: datetime) -> int:
