@@ -198,7 +198,7 @@ class Store:
     def counting(self) -> Iterator[Callable[[], int]]:
         """A reader of the deliveries recorded delivered, on one connection held for the run."""
         if self.db is not None:
-            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as lite:
+            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as lite:
                 yield lambda: _delivered(lite.execute)
             return
         with psycopg.connect(self.url, autocommit=True) as conn:
