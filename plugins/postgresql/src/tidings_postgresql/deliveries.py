@@ -376,6 +376,9 @@ _RECORD: Final = f"""
         AS u(status, next_attempt_time, error, number, start_time, end_time, response_status, name, created)
     WHERE d.name = u.name AND d.create_time = u.created AND d.{PENDING}
 """
+# Whatever the claims since its last attempt, a delivery that moves out of pending, or has an
+# attempt recorded, holds no lease (history's redelivery uses it too).
+UNLEASE: Final = "DELETE FROM leases WHERE delivery_name = ANY(%b)"
 _INSERT_BODIES: Final = """
     INSERT INTO delivery_bodies (delivery_name, delivery_create_time, content_type, body)
     SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::bytea[])
@@ -486,7 +489,7 @@ def record(conn: psycopg.Connection[Any], *, recording: Recording) -> None:
     with conn.pipeline():  # the writes need no answer before the next: one round trip for them all
         if attempts:
             conn.execute(_INSERT_ATTEMPTS, columns(attempts), prepare=True)
-            conn.execute(_UNLEASE, ([a[0] for a in attempts],), prepare=True)
+            conn.execute(UNLEASE, (list(statuses),), prepare=True)
         if bodies:
             conn.execute(_INSERT_BODIES, columns(bodies), prepare=True)
         changelog.count(conn, deltas)
@@ -524,9 +527,6 @@ _RELEASE: Final = """
     UPDATE leases SET owner = NULL, lease_until = NULL, claims = greatest(claims - 1, 0)
     WHERE delivery_name = ANY(%b)
 """
-# Whatever the claims since its last attempt, a delivery that moves out of pending, or has an
-# attempt recorded, holds no lease.
-_UNLEASE: Final = "DELETE FROM leases WHERE delivery_name = ANY(%b)"
 
 
 def postpone(conn: psycopg.Connection[Any], *, names: list[str], until: datetime) -> None:
@@ -595,7 +595,7 @@ def discard_pending(conn: psycopg.Connection[Any], *, hook_name: str, now: datet
     with conn.cursor() as cur:
         cur.execute(_DISCARD, (reason, now, [p[0] for p in pending], [p[1] for p in pending]))
         count = cur.rowcount
-    conn.execute(_UNLEASE, ([p[0] for p in pending],))
+    conn.execute(UNLEASE, ([p[0] for p in pending],))
     deltas = Counter((hook_name, status) for _, _, status in pending)
     changelog.count(conn, {key: -n for key, n in deltas.items()} | {(hook_name, "discarded"): len(pending)})
     changelog.log_deliveries(conn, [(name, created) for name, created, _ in pending])

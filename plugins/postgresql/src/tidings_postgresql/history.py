@@ -22,7 +22,7 @@ from typing import Any, Final
 import psycopg
 
 from tidings_postgresql import changelog, rows
-from tidings_postgresql.deliveries import CHANGES, DUE, PENDING
+from tidings_postgresql.deliveries import CHANGES, DUE, PENDING, UNLEASE
 from tidings_postgresql.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, prefixed
 from tidings_server.domain import filtering
 from tidings_server.domain.errors import NotFound
@@ -327,7 +327,7 @@ def redeliver(conn: psycopg.Connection[Any], *, names: Sequence[str], now: datet
                 deltas[hook, REDELIVERED.value] += 1
                 current[name] = (created, hook, REDELIVERED.value)
     if moved:  # back to pending with no claim counted (a finished delivery holds no lease row anyway)
-        conn.execute("DELETE FROM leases WHERE delivery_name = ANY(%b)", (moved,))
+        conn.execute(UNLEASE, (moved,))
     changelog.count(conn, deltas)
     changelog.log_deliveries(conn, keys)
     if moved:
