@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import multiprocessing
 import multiprocessing.connection
@@ -33,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -310,11 +312,20 @@ def server(
             break
     if not port:
         raise RuntimeError(f"the server exited with {proc.wait(10)}")
+    # Read the rest of its log as it comes: a server whose log pipe fills blocks in its next
+    # log call, which would stall the run and then its shutdown.
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    drain = threading.Thread(target=tail.extend, args=(proc.stderr,), daemon=True)
+    drain.start()
     try:
         yield Server(port, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            sys.stderr.write("".join(tail))
+            raise
 
 
 def make_hooks(
