@@ -57,6 +57,9 @@ STORE_RETRY = 1.0
 DELIVERY_ID_HEADER = "Tidings-Delivery-Id"
 HOOK_HEADER = "Tidings-Hook"
 TEST_HEADER = "Tidings-Test"  # "true" on a test send, whatever the format: a receiver can ignore it
+INLINE_RENDER_BYTES = 4 * 1024 * 1024
+"""Bodies of bundled formats kept for the other hooks of the same event: thousands of usual
+bodies, so the deliveries of one publish find theirs, and a few of the largest allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,8 @@ class DeliveryEngine:
         self._formats = formats
         self._format_plugins = format_plugins
         self._inline_formats = frozenset(inline_formats)
+        self._inline_renders: dict[tuple[str, str, bool], tuple[list[tuple[str, str]], bytes]] = {}
+        self._inline_bytes = 0  # the bodies' bytes in _inline_renders
         self._render_limiters: dict[str, trio.CapacityLimiter] = {}
         self._render_limiter = render_limiter
         self._sender = sender
@@ -468,7 +473,7 @@ class DeliveryEngine:
                 # Formats shipped with the server are code of ours, reviewed and tested with it: a
                 # thread hop per render cost them a third of the delivery rate (docs/performance.md).
                 # They still go through the same contract check; only the time bound is not needed.
-                headers, body = render_checked(fmt, event, context)
+                headers, body = self._render_inline(fmt, event, context)
             else:
                 headers, body = await self._render_in_thread(fmt, event, context)
         except RenderBusy as exc:
@@ -480,6 +485,27 @@ class DeliveryEngine:
         # Raised here, outside the handlers, so the new error carries no context chain back to
         # the render's frames (and the rejected body they hold).
         raise _NotRendered(failure, error)
+
+    def _render_inline(
+        self, fmt: PayloadFormat, event: Event, context: RenderContext
+    ) -> tuple[list[tuple[str, str]], bytes]:
+        """A bundled format's render, made once per event for all the hooks that use the format.
+
+        None of them reads the hook's name from the context (a test renders each for two hooks
+        and compares the bytes), so an event fanned out to several hooks of one format is
+        rendered, and checked, once; each hook still signs the bytes with its own secrets.
+        """
+        key = (fmt.name, event.id, context.test)
+        renders = self._inline_renders
+        rendered = renders.get(key)
+        if rendered is None:
+            rendered = render_checked(fmt, event, context)
+            self._inline_bytes += len(rendered[1])
+            renders[key] = rendered
+            while self._inline_bytes > INLINE_RENDER_BYTES and len(renders) > 1:
+                self._inline_bytes -= len(renders.pop(next(iter(renders)))[1])  # the oldest first
+        headers, body = rendered
+        return list(headers), body
 
     async def _render_in_thread(
         self, fmt: PayloadFormat, event: Event, context: RenderContext

@@ -17,8 +17,9 @@ import base64
 import binascii
 import functools
 import json
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote, quote_plus
 
@@ -82,10 +83,18 @@ def _signing_forms(secret: str) -> tuple[set[str], set[bytes]]:
 @dataclass(frozen=True, slots=True)
 class Forms:
     """The spellings to mask, longest first, and the few that detect any of them: those that
-    contain no other (each spelling contains one of them), so clean text costs only those."""
+    contain no other (each spelling contains one of them), so clean text costs only those,
+    in one search of a pattern that alternates them (one call, not one ``in`` per spelling:
+    every header of every response is checked)."""
 
     masked: tuple[bytes, ...]
     detect: tuple[bytes, ...]
+    detector: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A pattern that never matches when there is nothing to detect.
+        pattern = b"|".join(re.escape(form) for form in self.detect) or rb"(?!)"
+        object.__setattr__(self, "detector", re.compile(pattern))
 
     def __bool__(self) -> bool:
         return bool(self.masked)
@@ -115,7 +124,7 @@ def secret_forms(hook: Hook) -> Forms:
 
 def scrub(data: bytes, forms: Forms, *, cut: bool = False) -> bytes:
     """``data`` with every form masked; ``cut``: ``data`` may end inside one, so mask that end."""
-    if any(form in data for form in forms.detect):
+    if forms.detector.search(data) is not None:
         for form in forms.masked:
             if form in data:
                 data = data.replace(form, _MASK_BYTES)
@@ -141,7 +150,10 @@ def _mask_tail(data: bytes, forms: Iterable[bytes]) -> bytes:
 def scrub_text(text: str, forms: Forms) -> str:
     if not forms or not text:
         return text
-    return scrub(text.encode("utf-8", "surrogateescape"), forms).decode("utf-8", "surrogateescape")
+    data = text.encode("utf-8", "surrogateescape")
+    if forms.detector.search(data) is None:
+        return text  # clean, as nearly every header is: no masking and no decoding
+    return scrub(data, forms).decode("utf-8", "surrogateescape")
 
 
 def scrub_attempt(attempt: Attempt, hook: Hook, *, cut: bool) -> Attempt:
