@@ -8,9 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ulid import ULID
-
 from tidings_server.domain.errors import AlreadyExists, InvalidArgument
+from tidings_server.domain.event_ids import event_ids
 from tidings_server.domain.model import Event, EventMetadata, RelatedResource, ResourceType, Scope
 from tidings_server.domain.names import MAX_ID
 from tidings_server.domain.ports import IdempotencyConflict, Published, Store
@@ -95,7 +94,8 @@ class EventService:
             raise InvalidArgument(f"events: {len(drafts)} is more than the {MAX_EVENTS_PER_CALL} allowed per call")
         now = self._now()
         batch_trace = parse_traceparent(traceparent) or ""
-        events = [self._event(f"events[{i}]", draft, now, batch_trace) for i, draft in enumerate(drafts)]
+        ids = event_ids(now, len(drafts))
+        events = [self._event(f"events[{i}]", draft, ids[i], now, batch_trace) for i, draft in enumerate(drafts)]
         _check_keys_in_batch(events)
         try:
             published = await self._store.publish_events(events, now)
@@ -114,7 +114,7 @@ class EventService:
                 published[i] = replace(published[i], project_template_error=error)
         return published
 
-    def _event(self, where: str, draft: EventDraft, now: datetime, batch_trace: str) -> Event:
+    def _event(self, where: str, draft: EventDraft, event_id: str, now: datetime, batch_trace: str) -> Event:
         _positive(f"{where}.company_id", draft.company_id)
         if draft.project_id < 0 or draft.project_id > MAX_ID:
             raise InvalidArgument(f"{where}.project_id: must be positive, or 0 for a company-level event")
@@ -181,7 +181,7 @@ class EventService:
                     " (00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)"
                 )
         return Event(
-            id=str(ULID.from_datetime(now)),
+            id=event_id,
             serial=0,
             timestamp=draft.timestamp or now,
             company_id=draft.company_id,
