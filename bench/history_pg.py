@@ -216,7 +216,7 @@ def _plan(url: str, query: Any, limit: int, scan_limit: int) -> str:
     nodes under the window that decides the page."""
     statement, params = pg_history.page_statement(query, None, limit, scan_limit)
     numbered = iter(range(1, len(params) + 1))
-    prepared = re.sub("%s", lambda _: f"${next(numbered)}", statement)
+    prepared = re.sub("%[sb]", lambda _: f"${next(numbered)}", statement)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute(f"PREPARE walk AS {prepared}")
