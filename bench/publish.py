@@ -9,6 +9,8 @@ with ``max_concurrency`` 1: their deliveries wait (four requests in flight in al
 delivery engine costs almost nothing beside the publishing measured. Each case runs on a
 fresh store per repeat, the cases interleaved, and every figure is the median of the repeats;
 ``--baseline CHECKOUT`` runs the same cases on another checkout's server in the same session.
+``--unrelated N`` runs each case a second time beside N more hooks whose triggers no published
+event matches (the same company and resource, other projects): what fan-out must not pay for.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.e2e import Cpu, make_hooks, server, store
-from tidings.v1 import events_pb2, events_pb2_grpc
+from tidings.v1 import events_pb2, events_pb2_grpc, hooks_pb2, hooks_pb2_grpc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument(
         "--baseline", type=Path, metavar="CHECKOUT", help="also run each case on this checkout's server (its .venv)"
+    )
+    parser.add_argument(
+        "--unrelated",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run each case beside N hooks with triggers no event matches (default 0: not run)",
     )
 
 
@@ -62,6 +71,31 @@ class _Silent:
         self._sock.close()
         for conn in self._held:
             conn.close()
+
+
+_Case = tuple[int, int, Path | None]  # hooks fanned out to, unrelated hooks, checkout
+
+
+def _unrelated_hooks(channel: grpc.Channel, url: str, count: int) -> None:
+    """``count`` active hooks of company 8 in projects the published events are not in, each
+    with a trigger on the published resource and event type. Made 64 at a time."""
+    hooks = hooks_pb2_grpc.HookServiceStub(channel)
+    hook = hooks_pb2.Hook(destination_url=url, payload_format="procore.v4")
+    trigger = hooks_pb2.Trigger(resource_name="RFIs", event_type="update")
+    for start in range(0, count, 64):
+        made = [
+            hooks.CreateHook.future(
+                hooks_pb2.CreateHookRequest(parent=f"companies/8/projects/{100_000 + i}", hook=hook)
+            )
+            for i in range(start, min(count, start + 64))
+        ]
+        names = [future.result().name for future in made]
+        triggered = [
+            hooks.BatchCreateTriggers.future(hooks_pb2.BatchCreateTriggersRequest(parent=name, triggers=[trigger]))
+            for name in names
+        ]
+        for future in triggered:
+            future.result()
 
 
 def _requests(total: int, batch: int) -> list[events_pb2.PublishEventsRequest]:
@@ -98,29 +132,32 @@ def _publish_all(port: int, requests: list[events_pb2.PublishEventsRequest], pub
 def run(args: argparse.Namespace) -> int:
     silent = _Silent()
     checkouts: list[Path | None] = [None] + ([args.baseline] if args.baseline else [])
-    cases = [(hooks, checkout) for hooks in (0, args.hooks) for checkout in checkouts]
-    rates: dict[tuple[int, Path | None], list[float]] = {case: [] for case in cases}
-    cpu: dict[tuple[int, Path | None], list[float]] = {case: [] for case in cases}
-    database: dict[tuple[int, Path | None], list[float]] = {case: [] for case in cases}
+    besides = sorted({0, args.unrelated})
+    cases: list[_Case] = [(h, u, c) for h in (0, args.hooks) for u in besides for c in checkouts]
+    rates: dict[_Case, list[float]] = {case: [] for case in cases}
+    cpu: dict[_Case, list[float]] = {case: [] for case in cases}
+    database: dict[_Case, list[float]] = {case: [] for case in cases}
     requests = _requests(args.events + args.batch, args.batch)
     counted = args.events  # the first request warms the channel
     load_before = Path("/proc/loadavg").read_text().split()[0]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for repeat in range(args.repeats):
-                for n, (hooks, checkout) in enumerate(cases):
+                for n, (hooks, unrelated, checkout) in enumerate(cases):
                     with (
                         store(args.store, Path(tmp), f"p{repeat}_{n}") as where,
                         server(where, checkout=checkout) as srv,
                     ):
                         with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
                             make_hooks(channel, f"http://127.0.0.1:{silent.port}/in", hooks, 1)
+                            _unrelated_hooks(channel, f"http://127.0.0.1:{silent.port}/in", unrelated)
                         before = Cpu.now(srv.pid, where.database)
                         elapsed = _publish_all(srv.port, requests, args.publishers)
                         spent_server, spent_database = Cpu.now(srv.pid, where.database).since(before)
-                    rates[(hooks, checkout)].append(counted / elapsed)
-                    cpu[(hooks, checkout)].append(spent_server / counted * 1e6)
-                    database[(hooks, checkout)].append(spent_database / counted * 1e6)
+                    case = (hooks, unrelated, checkout)
+                    rates[case].append(counted / elapsed)
+                    cpu[case].append(spent_server / counted * 1e6)
+                    database[case].append(spent_database / counted * 1e6)
     finally:
         silent.close()
     load_after = Path("/proc/loadavg").read_text().split()[0]
@@ -129,15 +166,19 @@ def run(args: argparse.Namespace) -> int:
         f" {args.store}; medians of {args.repeats} interleaved runs; load average {load_before} / {load_after}"
     )
     header = ("case", "events/s", "runs", "server µs/event", "(runs)", "db µs/event")
-    print("{:<28} {:>9} {:<26} {:>15} {:<18} {:>11}".format(*header))
-    for hooks, checkout in cases:
-        label = ("no matching hook" if hooks == 0 else f"fanned out to {hooks} hooks") + (
-            f" @{checkout.name}" if checkout else ""
+    width = 28 + (24 if args.unrelated else 0)
+    print(f"{{:<{width}}} {{:>9}} {{:<26}} {{:>15}} {{:<18}} {{:>11}}".format(*header))
+    for case in cases:
+        hooks, unrelated, checkout = case
+        label = (
+            ("no matching hook" if hooks == 0 else f"fanned out to {hooks} hooks")
+            + (f" beside {unrelated:,} unrelated" if unrelated else "")
+            + (f" @{checkout.name}" if checkout else "")
         )
-        got, spent = rates[(hooks, checkout)], cpu[(hooks, checkout)]
+        got, spent = rates[case], cpu[case]
         print(
-            f"{label:<28} {statistics.median(got):>9,.0f} {', '.join(f'{r:,.0f}' for r in got):<26}"
+            f"{label:<{width}} {statistics.median(got):>9,.0f} {', '.join(f'{r:,.0f}' for r in got):<26}"
             f" {statistics.median(spent):>15,.0f} {', '.join(f'{c:,.0f}' for c in spent):<18}"
-            f" {statistics.median(database[(hooks, checkout)]):>11,.0f}"
+            f" {statistics.median(database[case]):>11,.0f}"
         )
     return 0
