@@ -259,6 +259,19 @@ def _backends(database: str) -> set[int]:
     return found
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(all, idle) clock ticks of every core so far, from /proc/stat."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores the whole machine kept busy between two readings of ``_machine_ticks``: what says
+    whether a run was held back by the cores or by something else."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return (os.cpu_count() or 1) * (1 - idle / total) if total else 0.0
+
+
 @dataclass(frozen=True)
 class Cpu:
     """CPU seconds so far of the server processes and of the database's backends."""
@@ -491,6 +504,7 @@ class Figures:
     rates: list[float] = field(default_factory=list)
     server_us: list[float] = field(default_factory=list)  # CPU µs per delivery
     database_us: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)  # the machine's busy cores during each throughput run
     latencies: list[tuple[float, float, int]] = field(default_factory=list)  # p50 ms, p99 ms, samples
     latency_us: list[float] = field(default_factory=list)  # server CPU µs per delivery at the offered rate
 
@@ -510,9 +524,10 @@ def _one_throughput(args: argparse.Namespace, config: Config, tmp: Path, name: s
         with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
             make_hooks(channel, url, args.hooks, args.concurrency)
             make_idle_hooks(channel, url, idle)
-        before = Cpu.now(srv.pid, where.database)
+        before, ticks = Cpu.now(srv.pid, where.database), _machine_ticks()
         rate = throughput(srv.port, where, args.events, args.batch, args.hooks, timeout=300)
         spent_server, spent_database = Cpu.now(srv.pid, where.database).since(before)
+        figures.busy.append(busy_cores(ticks, _machine_ticks()))
     deliveries = args.events * args.hooks
     figures.rates.append(rate)
     figures.server_us.append(spent_server / deliveries * 1e6)
@@ -565,6 +580,7 @@ def compare(args: argparse.Namespace) -> int:
                     got.rates += one.rates
                     got.server_us += one.server_us
                     got.database_us += one.database_us
+                    got.busy += one.busy
             for repeat in range(args.repeats):
                 for n, config in enumerate(configs):
                     _one_latency(args, config, Path(tmp), f"lat{repeat}_{n}", url, receiver, results[config])
@@ -578,8 +594,8 @@ def compare(args: argparse.Namespace) -> int:
     )
     print(f"load average before / after: {load_before} / {_load()}")
     header = ("configuration", "deliveries/s", "runs", "tidings µs/d", "(runs)", "pg µs/d", "p50 ms", "p99 ms",
-              "(p99 runs)", "µs/d at rate")  # fmt: skip
-    print("{:<26} {:>13} {:<24} {:>12} {:<20} {:>8} {:>7} {:>7} {:<20} {:>12}".format(*header))
+              "(p99 runs)", "µs/d at rate", "busy cores")  # fmt: skip
+    print("{:<26} {:>13} {:<24} {:>12} {:<20} {:>8} {:>7} {:>7} {:<20} {:>12} {:>10}".format(*header))
     for config, got in results.items():
         runs = ", ".join(f"{r:,.0f}" for r in got.rates)
         cpu_runs = ", ".join(f"{r:,.0f}" for r in got.server_us)
@@ -590,7 +606,9 @@ def compare(args: argparse.Namespace) -> int:
             f"{_label(config):<26} {statistics.median(got.rates):>13,.0f} {runs:<24}"
             f" {statistics.median(got.server_us):>12,.0f} {cpu_runs:<20} {statistics.median(got.database_us):>8,.0f}"
             f" {p50:>7.1f} {p99:>7.1f} {p99_runs:<20} {statistics.median(got.latency_us):>12,.0f}"
+            f" {statistics.median(got.busy):>10.2f}"
         )
+    print(f"busy cores: of the machine's {os.cpu_count()}, during the throughput runs (/proc/stat, everything on it)")
     return 0
 
 
