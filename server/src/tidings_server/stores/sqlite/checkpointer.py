@@ -15,7 +15,8 @@ auto-checkpoint (the backstop) fires in a commit, syncs tens of MiB and stalls e
 WAL longer than ``RESTART_PAGES``, this thread restarts it: a RESTART checkpoint takes the write
 lock for a moment, copies the few frames committed since the pass, and the next commit writes
 from the WAL's start. It waits for the lock at most ``RESTART_WAIT_MS`` and otherwise leaves it
-to the next round, so it never holds writers up for longer than that.
+to the next round. Once it has the lock, writers wait for the copy and a sync: 2-5 ms at 1,000
+events/s, up to about 30 ms with a backlog (measured), against the backstop's 10-40 ms.
 """
 
 from __future__ import annotations
