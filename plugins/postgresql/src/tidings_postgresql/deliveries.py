@@ -295,14 +295,19 @@ def claim(
     # running it (docs/performance.md). Its parameters prune nothing at plan time anyway.
     conn.execute(_GENERIC_PLAN)
     found = conn.execute(_CLAIM, args, prepare=True).fetchall()
+    # Each hook, and each event (its deliveries to several hooks are claimed together), is read
+    # once per claim: an event is a fifth of a claim's Python time, per row.
     hooks: dict[str, Hook] = {}
+    events: dict[int, Event] = {}
     claims: list[Claim] = []
     for row in found:
         hook = hooks.get(row[1])
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
         delivery = rows.delivery(row[:_N_DELIVERY])
-        event = rows.event(row[_N_DELIVERY + _N_HOOK : -1])
+        event = events.get(row[_N_DELIVERY + _N_HOOK])  # EVENT_COLUMNS start with the serial
+        if event is None:
+            event = events[row[_N_DELIVERY + _N_HOOK]] = rows.event(row[_N_DELIVERY + _N_HOOK : -1])
         # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
         claims.append(Claim(delivery, event, hook, interrupted=int(row[-1])))
     return claims
