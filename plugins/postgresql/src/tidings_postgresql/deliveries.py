@@ -305,9 +305,10 @@ def claim(
         if hook is None:
             hook = hooks[row[1]] = rows.hook(row[_N_DELIVERY : _N_DELIVERY + _N_HOOK])
         delivery = rows.delivery(row[:_N_DELIVERY])
-        event = events.get(row[_N_DELIVERY + _N_HOOK])  # EVENT_COLUMNS start with the serial
+        serial = row[_N_DELIVERY + _N_HOOK]  # EVENT_COLUMNS start with the serial
+        event = events.get(serial)
         if event is None:
-            event = events[row[_N_DELIVERY + _N_HOOK]] = rows.event(row[_N_DELIVERY + _N_HOOK : -1])
+            event = events[serial] = rows.event(row[_N_DELIVERY + _N_HOOK : -1])
         # Every claim is counted until an attempt is recorded; Claim.interrupted is the count before it.
         claims.append(Claim(delivery, event, hook, interrupted=int(row[-1])))
     return claims
